@@ -1,0 +1,473 @@
+//! The event accepted at ingest and the exact bytes sent to receivers.
+//!
+//! An [`EventInput`] is what a producer posted, loosely typed so that every
+//! problem can be reported at once. [`EventInput::validate`] turns it into an
+//! [`Event`], and [`Event::envelope_bytes`] renders the guide's envelope. The
+//! service serializes those bytes once and signs and sends the same bytes on
+//! every attempt, so a retry is byte-identical to the first try.
+
+use serde::ser::{SerializeMap, SerializeStruct};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
+
+use crate::event_type::EventType;
+use crate::ids::{EventId, UserId};
+use crate::timefmt::format_rfc3339_millis;
+
+/// `metadata.service` of events the webhook service emits itself.
+pub const WEBHOOK_SERVICE: &str = "webhook-service";
+
+/// An event as posted by a producer, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventInput {
+    /// The producer's own event id, if it sends one; generated otherwise.
+    pub id: Option<String>,
+    /// The catalogue name of the event type.
+    pub event_type: Option<String>,
+    /// The user the event concerns; must be a string.
+    pub user_id: Option<Value>,
+    /// The event payload; must be a JSON object.
+    pub data: Option<Value>,
+    /// Extra context; must be a JSON object when present.
+    pub metadata: Option<Value>,
+}
+
+/// One problem with one field of a submitted event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    /// The JSON field, such as `eventType`.
+    pub field: String,
+    /// What is wrong, in words the producer can act on.
+    pub message: String,
+}
+
+impl FieldError {
+    fn new(field: &str, message: impl Into<String>) -> Self {
+        FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Every problem found in a submitted event (never empty when returned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{}", join_messages(.0))]
+#[serde(transparent)]
+pub struct ValidationErrors(pub Vec<FieldError>);
+
+impl ValidationErrors {
+    /// The individual problems, in field order.
+    pub fn errors(&self) -> &[FieldError] {
+        &self.0
+    }
+}
+
+fn join_messages(errors: &[FieldError]) -> String {
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    messages.join("; ")
+}
+
+/// Describes a JSON value's kind for error messages.
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A validated event, ready to be stored and delivered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event id receivers deduplicate on.
+    pub id: EventId,
+    /// The catalogue type.
+    pub event_type: EventType,
+    /// The user the event concerns (and whose webhooks receive it).
+    pub user_id: UserId,
+    /// The payload, in the producer's key order.
+    pub data: Map<String, Value>,
+    /// Context; always holds `service` and `timestamp` after validation.
+    pub metadata: Map<String, Value>,
+    /// When the service accepted the event, in unix milliseconds.
+    pub created_at_ms: i64,
+    /// Whether the producer supplied `id` (rather than the service generating it).
+    pub id_supplied: bool,
+}
+
+impl EventInput {
+    /// Checks every field and reports all problems at once.
+    ///
+    /// On success, `metadata.service` defaults to the emitting service of the
+    /// catalogue and `metadata.timestamp` to `now_ms`; other metadata keys
+    /// and the producer's key order are kept. A missing `id` is generated.
+    pub fn validate(self, now_ms: i64) -> Result<Event, ValidationErrors> {
+        let mut errors = Vec::new();
+
+        let id = match self.id.as_deref() {
+            None => None,
+            Some(text) => match EventId::parse(text) {
+                Ok(id) => Some(id),
+                Err(err) => {
+                    errors.push(FieldError::new("id", err.to_string()));
+                    None
+                }
+            },
+        };
+
+        let event_type = match self.event_type.as_deref().map(str::trim) {
+            None | Some("") => {
+                errors.push(FieldError::new("eventType", "eventType is required"));
+                None
+            }
+            Some(name) => match EventType::parse(name) {
+                Ok(event_type) => Some(event_type),
+                Err(err) => {
+                    errors.push(FieldError::new("eventType", err.to_string()));
+                    None
+                }
+            },
+        };
+
+        let user_id = match self.user_id {
+            None | Some(Value::Null) => {
+                errors.push(FieldError::new("userId", "userId is required"));
+                None
+            }
+            Some(Value::String(text)) => match UserId::parse(&text) {
+                Ok(user_id) => Some(user_id),
+                Err(err) => {
+                    errors.push(FieldError::new("userId", err.to_string()));
+                    None
+                }
+            },
+            Some(other) => {
+                let kind = kind_of(&other);
+                errors.push(FieldError::new(
+                    "userId",
+                    format!("userId must be a string, not {kind}"),
+                ));
+                None
+            }
+        };
+
+        let data = match self.data {
+            None | Some(Value::Null) => {
+                errors.push(FieldError::new(
+                    "data",
+                    "data is required and must be a JSON object",
+                ));
+                None
+            }
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => {
+                let kind = kind_of(&other);
+                errors.push(FieldError::new(
+                    "data",
+                    format!("data must be a JSON object, not {kind}"),
+                ));
+                None
+            }
+        };
+
+        let metadata = match self.metadata {
+            None | Some(Value::Null) => Some(Map::new()),
+            Some(Value::Object(map)) => Some(map),
+            Some(other) => {
+                let kind = kind_of(&other);
+                errors.push(FieldError::new(
+                    "metadata",
+                    format!("metadata must be a JSON object when present, not {kind}"),
+                ));
+                None
+            }
+        };
+
+        match (event_type, user_id, data, metadata) {
+            (Some(event_type), Some(user_id), Some(data), Some(mut metadata))
+                if errors.is_empty() =>
+            {
+                if !metadata.contains_key("service") {
+                    metadata.insert(
+                        "service".to_owned(),
+                        Value::String(event_type.info().service.to_owned()),
+                    );
+                }
+                if !metadata.contains_key("timestamp") {
+                    metadata.insert(
+                        "timestamp".to_owned(),
+                        Value::String(format_rfc3339_millis(now_ms)),
+                    );
+                }
+                let id_supplied = id.is_some();
+                Ok(Event {
+                    id: id.unwrap_or_else(EventId::generate),
+                    event_type,
+                    user_id,
+                    data,
+                    metadata,
+                    created_at_ms: now_ms,
+                    id_supplied,
+                })
+            }
+            _ => Err(ValidationErrors(errors)),
+        }
+    }
+}
+
+impl Event {
+    /// A test event for `POST /webhooks/{id}/test`: emitted by `webhook-service`
+    /// with `metadata.test = true` and a fresh id.
+    pub fn test_event(
+        event_type: EventType,
+        user_id: UserId,
+        data: Map<String, Value>,
+        now_ms: i64,
+    ) -> Event {
+        let mut metadata = Map::with_capacity(3);
+        metadata.insert(
+            "service".to_owned(),
+            Value::String(WEBHOOK_SERVICE.to_owned()),
+        );
+        metadata.insert(
+            "timestamp".to_owned(),
+            Value::String(format_rfc3339_millis(now_ms)),
+        );
+        metadata.insert("test".to_owned(), Value::Bool(true));
+        Event {
+            id: EventId::generate(),
+            event_type,
+            user_id,
+            data,
+            metadata,
+            created_at_ms: now_ms,
+            id_supplied: false,
+        }
+    }
+
+    /// The envelope as compact JSON with keys `id`, `eventType`, `userId`,
+    /// `data`, `metadata` in that order; metadata lists `service` and
+    /// `timestamp` first, then the producer's other keys in their order.
+    pub fn envelope_bytes(&self) -> Vec<u8> {
+        // 160 bytes covers the fixed part; the payload is usually a few hundred more.
+        let mut out = Vec::with_capacity(512);
+        // Cannot fail: writing into a Vec never errors, and a Value tree with
+        // string keys always serializes.
+        let _ = serde_json::to_writer(&mut out, &EnvelopeView(self));
+        out
+    }
+}
+
+/// Serializes an [`Event`] as the guide's envelope without building a `Value` tree.
+struct EnvelopeView<'a>(&'a Event);
+
+impl Serialize for EnvelopeView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let event = self.0;
+        let mut envelope = serializer.serialize_struct("Envelope", 5)?;
+        envelope.serialize_field("id", event.id.as_str())?;
+        envelope.serialize_field("eventType", event.event_type.as_str())?;
+        envelope.serialize_field("userId", event.user_id.as_str())?;
+        envelope.serialize_field("data", &event.data)?;
+        envelope.serialize_field("metadata", &MetadataView(&event.metadata))?;
+        envelope.end()
+    }
+}
+
+/// Metadata with `service` and `timestamp` first, then every other key in order.
+struct MetadataView<'a>(&'a Map<String, Value>);
+
+impl Serialize for MetadataView<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const LEADING: [&str; 2] = ["service", "timestamp"];
+        let metadata = self.0;
+        let mut map = serializer.serialize_map(Some(metadata.len()))?;
+        for key in LEADING {
+            if let Some(value) = metadata.get(key) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        for (key, value) in metadata {
+            if !LEADING.contains(&key.as_str()) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00.000Z
+
+    fn input(value: Value) -> EventInput {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn envelope_matches_the_signature_vector_byte_for_byte() {
+        let event = input(json!({
+            "id": "evt_1",
+            "eventType": "user.created",
+            "userId": "u1",
+            "data": {"userId": "u1"},
+            "metadata": {"timestamp": "2025-01-01T00:00:00.000Z", "service": "auth-service"},
+        }))
+        .validate(NOW)
+        .unwrap();
+        let body = event.envelope_bytes();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"id":"evt_1","eventType":"user.created","userId":"u1","data":{"userId":"u1"},"metadata":{"service":"auth-service","timestamp":"2025-01-01T00:00:00.000Z"}}"#
+        );
+        assert_eq!(
+            webhook_verify::sign_legacy("your_webhook_secret", &body),
+            "sha256=c33e21c9201c59d4052d39da193e87ff7df983b2f8c88a7056c34456546d52e5"
+        );
+    }
+
+    #[test]
+    fn validation_fills_metadata_and_keeps_extra_keys_in_order() {
+        let event = input(json!({
+            "eventType": "credit.low",
+            "userId": "0f8fad5b-d9cb-469f-a165-70867728950e",
+            "data": {"userId": "0f8fad5b-d9cb-469f-a165-70867728950e", "balance": 8, "threshold": 10},
+            "metadata": {"source": "billing", "ipAddress": "10.0.0.1"},
+        }))
+        .validate(NOW)
+        .unwrap();
+        assert!(!event.id_supplied);
+        assert!(event.id.as_str().starts_with("evt_"));
+        assert_eq!(event.created_at_ms, NOW);
+        assert_eq!(event.metadata["service"], "core-service");
+        assert_eq!(event.metadata["timestamp"], "2025-01-01T00:00:00.000Z");
+        let body = String::from_utf8(event.envelope_bytes()).unwrap();
+        let expected = format!(
+            r#"{{"id":"{}","eventType":"credit.low","userId":"0f8fad5b-d9cb-469f-a165-70867728950e","data":{{"userId":"0f8fad5b-d9cb-469f-a165-70867728950e","balance":8,"threshold":10}},"metadata":{{"service":"core-service","timestamp":"2025-01-01T00:00:00.000Z","source":"billing","ipAddress":"10.0.0.1"}}}}"#,
+            event.id
+        );
+        assert_eq!(body, expected);
+    }
+
+    #[test]
+    fn producer_metadata_values_win() {
+        let event = input(json!({
+            "id": "order:42",
+            "eventType": "service.completed",
+            "userId": "u1",
+            "data": {},
+            "metadata": {"service": "custom", "timestamp": "2024-06-01T00:00:00Z"},
+        }))
+        .validate(NOW)
+        .unwrap();
+        assert!(event.id_supplied);
+        assert_eq!(event.id.as_str(), "order:42");
+        assert_eq!(event.metadata["service"], "custom");
+        assert_eq!(event.metadata["timestamp"], "2024-06-01T00:00:00Z");
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let err = input(json!({
+            "id": "not valid!",
+            "eventType": "user.exploded",
+            "userId": 42,
+            "data": [1, 2],
+            "metadata": "x",
+        }))
+        .validate(NOW)
+        .unwrap_err();
+        let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["id", "eventType", "userId", "data", "metadata"]);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not a known event type; known types are: user.created"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("userId must be a string, not a number"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("data must be a JSON object, not an array"),
+            "{msg}"
+        );
+        assert!(msg.contains("metadata must be a JSON object"), "{msg}");
+        assert!(
+            msg.contains("event id 'not valid!' is not a valid id"),
+            "{msg}"
+        );
+
+        let err = input(json!({})).validate(NOW).unwrap_err();
+        let messages: Vec<_> = err.errors().iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "eventType is required",
+                "userId is required",
+                "data is required and must be a JSON object"
+            ]
+        );
+        let err = input(json!({"eventType": "user.created", "userId": "  ", "data": {}}))
+            .validate(NOW)
+            .unwrap_err();
+        assert_eq!(err.errors()[0].field, "userId");
+        assert!(err.errors()[0].message.contains("empty"));
+        let json = serde_json::to_value(&err).unwrap();
+        assert_eq!(json[0]["field"], "userId");
+    }
+
+    #[test]
+    fn unknown_input_fields_are_ignored_and_null_metadata_is_absent() {
+        let event = input(json!({
+            "eventType": "user.login",
+            "userId": "u1",
+            "data": {"a": 1},
+            "metadata": null,
+            "extra": true,
+        }))
+        .validate(NOW)
+        .unwrap();
+        assert_eq!(event.metadata.len(), 2);
+    }
+
+    #[test]
+    fn test_events_are_marked() {
+        let event = Event::test_event(
+            EventType::parse("user.created").unwrap(),
+            UserId::parse("u1").unwrap(),
+            json!({"test": true}).as_object().unwrap().clone(),
+            NOW,
+        );
+        assert!(!event.id_supplied);
+        let body: Value = serde_json::from_slice(&event.envelope_bytes()).unwrap();
+        assert_eq!(
+            body["metadata"],
+            json!({"service": "webhook-service", "timestamp": "2025-01-01T00:00:00.000Z", "test": true})
+        );
+        assert_eq!(body["data"], json!({"test": true}));
+        assert_eq!(body["eventType"], "user.created");
+    }
+
+    #[test]
+    fn envelope_escapes_strings() {
+        let event = input(json!({
+            "eventType": "user.updated",
+            "userId": "u\"1",
+            "data": {"text": "line\nbreak \u{1F600}"},
+        }))
+        .validate(NOW)
+        .unwrap();
+        let body: Value = serde_json::from_slice(&event.envelope_bytes()).unwrap();
+        assert_eq!(body["userId"], "u\"1");
+        assert_eq!(body["data"]["text"], "line\nbreak \u{1F600}");
+    }
+}

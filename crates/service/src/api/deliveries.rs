@@ -1,0 +1,462 @@
+//! Delivery logs, redelivery, statistics and test sends of a webhook.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::{Extension, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use webhook_domain::delivery::DeliveryStatus;
+use webhook_domain::envelope::Event;
+use webhook_domain::event_type::EventType;
+use webhook_domain::ids::DeliveryId;
+use webhook_domain::retry::parse_duration;
+use webhook_domain::timefmt::{format_rfc3339_millis, now_ms, parse_timestamp};
+
+use super::AppState;
+use super::error::{ApiError, ok};
+use super::extract::{ApiJson, Pagination};
+use super::webhooks::visible_webhook;
+use crate::auth::Principal;
+use crate::engine::attempt;
+use crate::engine::routing::Route;
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, DueDelivery, IngestItem,
+    NewDelivery, Owner,
+};
+
+fn iso(ms: Option<i64>) -> Value {
+    ms.map(|m| Value::String(format_rfc3339_millis(m)))
+        .unwrap_or(Value::Null)
+}
+
+fn delivery_json(d: &DeliveryRecord) -> Value {
+    json!({
+        "id": d.id,
+        "eventId": d.event_id,
+        "webhookId": d.webhook_id,
+        "eventType": d.event_type,
+        "userId": d.user_id,
+        "status": d.status,
+        "attempts": d.attempts,
+        "nextAttemptAt": iso(d.next_attempt_at),
+        "lastStatusCode": d.last_status_code,
+        "lastErrorKind": d.last_error_kind,
+        "lastError": d.last_error,
+        "lastDurationMs": d.last_duration_ms,
+        "createdAt": iso(Some(d.created_at)),
+        "updatedAt": iso(Some(d.updated_at)),
+        "deliveredAt": iso(d.delivered_at),
+    })
+}
+
+fn headers_object(headers: &[(String, String)]) -> Value {
+    Value::Object(
+        headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    )
+}
+
+fn attempt_json(a: &AttemptRecord) -> Value {
+    json!({
+        "attempt": a.attempt,
+        "startedAt": iso(Some(a.started_at)),
+        "durationMs": a.duration_ms,
+        "requestHeaders": headers_object(&a.request_headers),
+        "statusCode": a.status_code,
+        "responseHeaders": headers_object(&a.response_headers),
+        "responseBody": a.response_body,
+        "errorKind": a.error_kind,
+        "errorMessage": a.error_message,
+    })
+}
+
+fn parse_status(field: &str, text: &str) -> Result<DeliveryStatus, ApiError> {
+    DeliveryStatus::parse(text).map_err(|_| {
+        ApiError::field(
+            field,
+            format!("{field} must be one of pending, retrying, delivered, failed"),
+        )
+    })
+}
+
+fn parse_time(field: &str, text: &str) -> Result<i64, ApiError> {
+    parse_timestamp(text).ok_or_else(|| {
+        ApiError::field(
+            field,
+            format!("{field} must be an ISO 8601 timestamp or unix time"),
+        )
+    })
+}
+
+fn filter_from_query(q: &HashMap<String, String>) -> Result<DeliveryFilter, ApiError> {
+    let get = |k: &str| q.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    Ok(DeliveryFilter {
+        status: get("status")
+            .map(|s| parse_status("status", s))
+            .transpose()?,
+        event_type: get("eventType").map(String::from),
+        since: get("since").map(|s| parse_time("since", s)).transpose()?,
+        until: get("until").map(|s| parse_time("until", s)).transpose()?,
+    })
+}
+
+/// `GET /api/v1/webhooks/{id}/logs` (alias `/deliveries`)
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/logs", tag = "deliveries",
+    params(("id" = String, Path), ("status" = Option<String>, Query), ("eventType" = Option<String>, Query),
+           ("since" = Option<String>, Query), ("until" = Option<String>, Query),
+           ("page" = Option<u32>, Query), ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
+    responses((status = 200, description = "Deliveries, newest first"), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let webhook = visible_webhook(&state, &p, &id).await?;
+    let page = Pagination::from_query(&query)?;
+    let filter = filter_from_query(&query)?;
+    let result = state
+        .store
+        .list_deliveries(&webhook.id, filter, page.limit, page.offset)
+        .await?;
+    let items: Vec<Value> = result.items.iter().map(delivery_json).collect();
+    Ok(ok(
+        StatusCode::OK,
+        items,
+        None,
+        Some(page.meta(result.total)),
+    ))
+}
+
+/// `GET /api/v1/webhooks/{id}/deliveries/{deliveryId}`
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries/{deliveryId}", tag = "deliveries",
+    params(("id" = String, Path), ("deliveryId" = String, Path)),
+    responses((status = 200, description = "The delivery, its event and every attempt"), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let webhook = visible_webhook(&state, &p, &id).await?;
+    let delivery_id =
+        DeliveryId::parse(&delivery_id).map_err(|_| ApiError::not_found("Delivery"))?;
+    let detail = state
+        .store
+        .get_delivery(&webhook.id, &delivery_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Delivery"))?;
+    let mut body = delivery_json(&detail.delivery);
+    body["event"] = serde_json::from_slice(&detail.payload).unwrap_or(Value::Null);
+    body["attemptLog"] = Value::Array(detail.attempts.iter().map(attempt_json).collect());
+    Ok(ok(StatusCode::OK, body, None, None))
+}
+
+/// `POST /api/v1/webhooks/{id}/deliveries/{deliveryId}/retry`: redeliver now with the same event id.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry", tag = "deliveries",
+    params(("id" = String, Path), ("deliveryId" = String, Path)),
+    responses((status = 202, description = "Queued for an immediate attempt"), (status = 404), (status = 409, description = "Being attempted right now")),
+    security(("bearer" = [])))]
+pub async fn retry(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path((id, delivery_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let webhook = visible_webhook(&state, &p, &id).await?;
+    let delivery_id =
+        DeliveryId::parse(&delivery_id).map_err(|_| ApiError::not_found("Delivery"))?;
+    let n = state
+        .store
+        .requeue(
+            &webhook.id,
+            DeliveryFilter::default(),
+            Some(delivery_id.clone()),
+            now_ms(),
+        )
+        .await?;
+    if n == 0 {
+        return match state.store.get_delivery(&webhook.id, &delivery_id).await? {
+            None => Err(ApiError::not_found("Delivery")),
+            Some(_) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "DELIVERY_IN_FLIGHT",
+                "The delivery is being attempted right now; check its log in a moment",
+            )),
+        };
+    }
+    state.engine.wake();
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        json!({"deliveryId": delivery_id, "queued": true}),
+        Some("Delivery queued for an immediate attempt"),
+        None,
+    ))
+}
+
+/// Body of a replay request.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct ReplayBody {
+    /// Deliveries created at or after this time (required).
+    since: Option<String>,
+    /// Created before this time.
+    until: Option<String>,
+    /// `failed` (default), `delivered`, `retrying`, `pending` or `all`.
+    status: Option<String>,
+}
+
+/// `POST /api/v1/webhooks/{id}/replay`: redeliver in bulk.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/replay", tag = "deliveries", params(("id" = String, Path)),
+    request_body = ReplayBody,
+    responses((status = 202, description = "`{replayed: N}`"), (status = 400), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReplayBody>,
+) -> Result<Response, ApiError> {
+    let webhook = visible_webhook(&state, &p, &id).await?;
+    let since = match body.since.as_deref() {
+        Some(s) => parse_time("since", s)?,
+        None => {
+            return Err(ApiError::field(
+                "since",
+                "since is required (ISO 8601 timestamp)",
+            ));
+        }
+    };
+    let until = body
+        .until
+        .as_deref()
+        .map(|s| parse_time("until", s))
+        .transpose()?;
+    let status = match body.status.as_deref() {
+        None => Some(DeliveryStatus::Failed),
+        Some("all") => None,
+        Some(s) => Some(parse_status("status", s)?),
+    };
+    let filter = DeliveryFilter {
+        status,
+        event_type: None,
+        since: Some(since),
+        until,
+    };
+    let n = state
+        .store
+        .requeue(&webhook.id, filter, None, now_ms())
+        .await?;
+    state.engine.wake();
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        json!({"replayed": n}),
+        Some(&format!("{n} deliveries queued for redelivery")),
+        None,
+    ))
+}
+
+fn percentile(sorted: &[u32], p: f64) -> Value {
+    if sorted.is_empty() {
+        return Value::Null;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    json!(sorted[rank - 1])
+}
+
+fn stats_json(mut s: DeliveryStats, window: Duration) -> Value {
+    s.success_durations_ms.sort_unstable();
+    let finished = s.delivered + s.failed;
+    json!({
+        "windowSeconds": window.as_secs(),
+        "total": s.pending + s.retrying + s.delivered + s.failed,
+        "byStatus": {"pending": s.pending, "retrying": s.retrying, "delivered": s.delivered, "failed": s.failed},
+        "successRate": if finished == 0 { Value::Null } else { json!(s.delivered as f64 / finished as f64) },
+        "latencyMs": {"p50": percentile(&s.success_durations_ms, 0.50), "p95": percentile(&s.success_durations_ms, 0.95)},
+    })
+}
+
+fn window_from_query(q: &HashMap<String, String>) -> Result<Duration, ApiError> {
+    match q.get("window").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        None => Ok(Duration::from_secs(24 * 3600)),
+        Some(text) => parse_duration(text).map_err(|e| ApiError::field("window", e.to_string())),
+    }
+}
+
+/// `GET /api/v1/webhooks/{id}/stats`
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/stats", tag = "deliveries",
+    params(("id" = String, Path), ("window" = Option<String>, Query, description = "e.g. 1h, 24h (default), 7d")),
+    responses((status = 200, description = "Counts by status, success rate and latency p50/p95 over the window"), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn webhook_stats(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let webhook = visible_webhook(&state, &p, &id).await?;
+    let window = window_from_query(&query)?;
+    let since = now_ms() - window.as_millis() as i64;
+    let owner = Owner::User(&webhook.owner_id);
+    let stats = state
+        .store
+        .delivery_stats(owner, Some(&webhook.id), since)
+        .await?;
+    let mut body = stats_json(stats, window);
+    body["webhookId"] = json!(webhook.id);
+    Ok(ok(StatusCode::OK, body, None, None))
+}
+
+/// `GET /api/v1/webhooks/stats`: the caller's (an admin's: everyone's) totals and window statistics.
+#[utoipa::path(get, path = "/api/v1/webhooks/stats", tag = "deliveries",
+    params(("window" = Option<String>, Query)),
+    responses((status = 200, description = "totalWebhooks, activeWebhooks, totalDeliveries, successfulDeliveries, failedDeliveries, pendingDeliveries and window statistics")),
+    security(("bearer" = [])))]
+pub async fn overall_stats(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let window = window_from_query(&query)?;
+    let owner = if p.is_admin {
+        Owner::Any
+    } else {
+        Owner::User(&p.user_id)
+    };
+    let webhooks = state.store.list_webhooks(owner, u32::MAX, 0).await?;
+    let active = webhooks.items.iter().filter(|w| w.is_active).count();
+    let all_time = state.store.delivery_stats(owner, None, 0).await?;
+    let recent = state
+        .store
+        .delivery_stats(owner, None, now_ms() - window.as_millis() as i64)
+        .await?;
+    let body = json!({
+        "totalWebhooks": webhooks.total,
+        "activeWebhooks": active,
+        "totalDeliveries": all_time.pending + all_time.retrying + all_time.delivered + all_time.failed,
+        "successfulDeliveries": all_time.delivered,
+        "failedDeliveries": all_time.failed,
+        "pendingDeliveries": all_time.pending + all_time.retrying,
+        "window": stats_json(recent, window),
+    });
+    Ok(ok(StatusCode::OK, body, None, None))
+}
+
+/// Body of a test send.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+pub struct TestBody {
+    /// Event type of the test event (default `user.created`).
+    #[serde(rename = "eventType")]
+    event_type: Option<String>,
+    /// Payload (alias `payload`); default `{}`.
+    #[schema(value_type = Option<Object>)]
+    data: Option<Value>,
+    /// Alias of `data`.
+    #[schema(value_type = Option<Object>)]
+    payload: Option<Value>,
+}
+
+/// `POST /api/v1/webhooks/{id}/test`: one synchronous, signed, logged delivery of a test event.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "deliveries", params(("id" = String, Path)),
+    request_body = TestBody,
+    responses((status = 200, description = "{success, statusCode, durationMs, responseBody, error?, deliveryId, eventId}, also when the receiver failed"),
+              (status = 400), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn test_send(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<TestBody>,
+) -> Result<Response, ApiError> {
+    let webhook = visible_webhook(&state, &p, &id).await?;
+    let event_type = match body.event_type.as_deref() {
+        None => EventType::parse("user.created"),
+        Some(name) => EventType::parse(name),
+    }
+    .map_err(|e| ApiError::field("eventType", e.to_string()))?;
+    let data = match body.data.or(body.payload) {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::field("data", "data must be a JSON object")),
+    };
+    let now = now_ms();
+    let event = Event::test_event(event_type, webhook.owner_id.clone(), data, now);
+    let payload = Bytes::from(event.envelope_bytes());
+    let delivery_id = DeliveryId::generate();
+    // Stored and claimed like any delivery, but attempted here, once.
+    state
+        .store
+        .ingest(vec![IngestItem {
+            event_id: event.id.clone(),
+            event_type: event.event_type.as_str().to_string(),
+            user_id: event.user_id.clone(),
+            payload: payload.clone(),
+            idempotent: false,
+            created_at: now,
+            deliveries: vec![NewDelivery {
+                id: delivery_id.clone(),
+                webhook_id: webhook.id.clone(),
+                claimed: true,
+            }],
+        }])
+        .await?;
+    let url = url::Url::parse(&webhook.url).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal server error",
+        )
+    })?;
+    let route = Route {
+        id: webhook.id.clone(),
+        owner_id: webhook.owner_id.clone(),
+        url,
+        subscription: webhook_domain::event_type::Subscription::parse(&["*"]).map_err(|_| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error",
+            )
+        })?,
+        is_active: true,
+        scope_all: webhook.scope_all,
+        secret: webhook.secret.clone(),
+        previous_secret: webhook.previous_secret.clone(),
+    };
+    let job = DueDelivery {
+        id: delivery_id.clone(),
+        event_id: event.id.clone(),
+        event_type: event.event_type.as_str().to_string(),
+        webhook_id: webhook.id.clone(),
+        attempts: 0,
+        payload,
+    };
+    let mut report = attempt::attempt(
+        state.engine.client(),
+        state.engine.rules(),
+        &crate::engine::user_agent(),
+        &route,
+        &job,
+        true,
+    )
+    .await;
+    // A test must not disable the webhook it tests.
+    report.disable_webhook = None;
+    let result = json!({
+        "success": report.status == DeliveryStatus::Delivered,
+        "statusCode": report.attempt.status_code,
+        "durationMs": report.attempt.duration_ms,
+        "responseBody": report.attempt.response_body,
+        "error": report.attempt.error_message,
+        "errorKind": report.attempt.error_kind,
+        "deliveryId": delivery_id,
+        "eventId": event.id,
+    });
+    state.engine.record_now(report).await?;
+    Ok(ok(StatusCode::OK, result, Some("Test delivery sent"), None))
+}

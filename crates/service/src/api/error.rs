@@ -1,0 +1,174 @@
+//! The API's error type and JSON envelopes. Only the API layer knows about
+//! status codes and envelopes; everything below returns typed errors.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::auth::AuthError;
+use crate::store::StoreError;
+
+/// One invalid field.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct FieldProblem {
+    /// The field (dotted path for nested ones).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// An error answer: status, machine-readable code, message, optional details.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Stable code, e.g. `VALIDATION_ERROR`.
+    pub code: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// Extra structured information (field problems, known event types).
+    pub details: Option<Box<Value>>,
+    /// Extra response headers (rate limiting).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    /// An error with no details.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// 400 naming each bad field.
+    pub fn validation(problems: Vec<FieldProblem>) -> Self {
+        let message = problems
+            .iter()
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        ApiError {
+            details: Some(Box::new(json!(problems))),
+            ..ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+        }
+    }
+
+    /// 400 for one bad field.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError::validation(vec![FieldProblem {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+
+    /// 404 for a resource that is missing or not the caller's (the same answer for both).
+    pub fn not_found(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
+    }
+
+    /// 403 for a caller that lacks a scope.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// Attaches details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(Box::new(details));
+        self
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        let code = match e {
+            AuthError::Missing | AuthError::NotBearer => "AUTH_MISSING",
+            AuthError::Malformed(_) | AuthError::Algorithm(_) | AuthError::NoUserId => {
+                "AUTH_MALFORMED"
+            }
+            AuthError::Expired => "AUTH_EXPIRED",
+            AuthError::NotYetValid => "AUTH_NOT_YET_VALID",
+            AuthError::BadSignature => "AUTH_INVALID_SIGNATURE",
+            AuthError::BadInternalSecret | AuthError::UserTokenOnInternal => {
+                "AUTH_INVALID_CREDENTIALS"
+            }
+        };
+        let mut err = ApiError::new(StatusCode::UNAUTHORIZED, code, e.to_string());
+        err.headers.push(("www-authenticate", "Bearer".into()));
+        err
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::WebhookLimit { limit } => ApiError::new(
+                StatusCode::CONFLICT,
+                "WEBHOOK_LIMIT_REACHED",
+                format!(
+                    "You already have the maximum of {limit} webhooks; delete one before creating another"
+                ),
+            ),
+            StoreError::Unavailable(detail) => {
+                // The detail can name files and SQL: logs only, never the client.
+                tracing::error!(error = %detail, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                    "The webhook store is unavailable; nothing was stored. Try again shortly.",
+                )
+            }
+            StoreError::Corrupt(detail) => {
+                tracing::error!(error = %detail, "stored data cannot be read");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    "Internal server error",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = *details;
+        }
+        let body = json!({"success": false, "error": error, "message": self.message});
+        let mut response = (self.status, Json(body)).into_response();
+        for (name, value) in self.headers {
+            if let Ok(value) = value.parse() {
+                response.headers_mut().insert(name, value);
+            }
+        }
+        response
+    }
+}
+
+/// `{"success": true, "data": ...}` with an optional message and meta.
+pub fn ok<T: Serialize>(
+    status: StatusCode,
+    data: T,
+    message: Option<&str>,
+    meta: Option<Value>,
+) -> Response {
+    let mut body = json!({"success": true, "data": data});
+    if let Some(message) = message {
+        body["message"] = json!(message);
+    }
+    if let Some(meta) = meta {
+        body["meta"] = meta;
+    }
+    (status, Json(body)).into_response()
+}

@@ -1,0 +1,204 @@
+//! Ingest routes: `/internal/webhooks/trigger`, `/internal/events/batch` and
+//! `/api/v1/events`. Each answers only after the events and their deliveries
+//! are durably committed.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use webhook_domain::envelope::{Event, EventInput, ValidationErrors};
+use webhook_domain::event_type::catalogue;
+use webhook_domain::timefmt::now_ms;
+
+use super::AppState;
+use super::error::{ApiError, FieldProblem, ok};
+use super::extract::{ApiJson, MAX_BATCH_BODY};
+use crate::engine::Accepted;
+
+/// Events per batch request at most.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+fn invalid(errors: ValidationErrors) -> ApiError {
+    let unknown_type = errors
+        .errors()
+        .iter()
+        .any(|e| e.field == "eventType" && e.message.contains("known"));
+    let problems = errors
+        .errors()
+        .iter()
+        .map(|e| FieldProblem {
+            field: e.field.clone(),
+            message: e.message.clone(),
+        })
+        .collect();
+    let err = ApiError::validation(problems);
+    if unknown_type {
+        let known: Vec<&str> = catalogue().iter().map(|t| t.name).collect();
+        let fields = err.details.as_deref().cloned().unwrap_or(Value::Null);
+        let details = json!({"fields": fields, "knownEventTypes": known});
+        err.with_details(details)
+    } else {
+        err
+    }
+}
+
+fn accepted_json(a: &Accepted) -> Value {
+    json!({
+        "eventId": a.event_id,
+        "deliveries": a.deliveries.len(),
+        "deliveryIds": a.deliveries,
+        "duplicate": a.duplicate,
+    })
+}
+
+async fn ingest_one(state: &AppState, input: EventInput) -> Result<Response, ApiError> {
+    let event = input.validate(now_ms()).map_err(|e| {
+        state.metrics.events_rejected.fetch_add(1, Relaxed);
+        invalid(e)
+    })?;
+    let accepted = state.engine.ingest(vec![event]).await?;
+    let Some(a) = accepted.first() else {
+        return Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            "Internal server error",
+        ));
+    };
+    if a.duplicate {
+        Ok(ok(
+            StatusCode::OK,
+            accepted_json(a),
+            Some("Duplicate event id: the first event was kept and is not delivered again"),
+            None,
+        ))
+    } else {
+        Ok(ok(
+            StatusCode::ACCEPTED,
+            accepted_json(a),
+            Some("Event accepted"),
+            None,
+        ))
+    }
+}
+
+/// `POST /internal/webhooks/trigger`: the route the platform's producers call.
+#[utoipa::path(post, path = "/internal/webhooks/trigger", tag = "ingest",
+    request_body(content = Object, description = "{eventType, userId, data, metadata?}"),
+    responses((status = 202, description = "Stored durably with its deliveries: {eventId, deliveries}"),
+              (status = 400, description = "Invalid event, naming each bad field (unknown types list the known ones)"),
+              (status = 413, description = "Body over 1 MiB"),
+              (status = 503, description = "Store unavailable; the event was not stored")),
+    security(("internal" = [])))]
+pub async fn trigger(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<EventInput>,
+) -> Result<Response, ApiError> {
+    ingest_one(&state, input).await
+}
+
+/// `POST /api/v1/events`: the same body plus an optional `id` (idempotent); admin token or internal secret.
+#[utoipa::path(post, path = "/api/v1/events", tag = "ingest",
+    request_body(content = Object, description = "{id?, eventType, userId, data, metadata?}"),
+    responses((status = 202, description = "Stored durably"), (status = 200, description = "Duplicate id: the first event"),
+              (status = 400), (status = 403, description = "Not an admin")),
+    security(("bearer" = []), ("internal" = [])))]
+pub async fn create_event(
+    State(state): State<AppState>,
+    ApiJson(input): ApiJson<EventInput>,
+) -> Result<Response, ApiError> {
+    ingest_one(&state, input).await
+}
+
+/// Body of the batch route.
+#[derive(Debug, Deserialize)]
+pub struct BatchBody {
+    events: Option<Vec<Value>>,
+}
+
+/// `POST /internal/events/batch`: up to 1000 events, each validated on its own.
+#[utoipa::path(post, path = "/internal/events/batch", tag = "ingest",
+    request_body(content = Object, description = "{events: [{eventType, userId, data, metadata?, id?}, ...]}"),
+    responses((status = 202, description = "At least one event stored; a result per event"),
+              (status = 400, description = "No valid event; a result per event")),
+    security(("internal" = [])))]
+pub async fn batch(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<BatchBody, MAX_BATCH_BODY>,
+) -> Result<Response, ApiError> {
+    let Some(events) = body.events else {
+        return Err(ApiError::field(
+            "events",
+            "events is required (an array of events)",
+        ));
+    };
+    if events.is_empty() {
+        return Err(ApiError::field(
+            "events",
+            "events must contain at least one event",
+        ));
+    }
+    if events.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::field(
+            "events",
+            format!(
+                "events has {} entries; at most {MAX_BATCH_EVENTS} are accepted per request",
+                events.len()
+            ),
+        ));
+    }
+    let now = now_ms();
+    let mut results: Vec<Value> = Vec::with_capacity(events.len());
+    let mut valid: Vec<Event> = Vec::with_capacity(events.len());
+    let mut valid_index = Vec::with_capacity(events.len());
+    for (index, raw) in events.into_iter().enumerate() {
+        let parsed = serde_json::from_value::<EventInput>(raw)
+            .map_err(|e| json!([{"field": "event", "message": format!("event is not an object of the expected shape: {e}")}]))
+            .and_then(|input| {
+                input.validate(now).map_err(|e| {
+                    json!(e.errors().iter().map(|f| json!({"field": f.field, "message": f.message})).collect::<Vec<_>>())
+                })
+            });
+        match parsed {
+            Ok(event) => {
+                valid_index.push(index);
+                valid.push(event);
+                results.push(Value::Null);
+            }
+            Err(errors) => {
+                state.metrics.events_rejected.fetch_add(1, Relaxed);
+                results.push(json!({"index": index, "success": false, "errors": errors}));
+            }
+        }
+    }
+    let accepted_count = valid.len();
+    if accepted_count > 0 {
+        let accepted = state.engine.ingest(valid).await?;
+        for (index, a) in valid_index.into_iter().zip(accepted) {
+            let mut result = accepted_json(&a);
+            result["index"] = json!(index);
+            result["success"] = json!(true);
+            results[index] = result;
+        }
+    }
+    let rejected = results.len() - accepted_count;
+    let summary = json!({"accepted": accepted_count, "rejected": rejected, "results": results});
+    if accepted_count == 0 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "No event in the batch is valid",
+        )
+        .with_details(summary));
+    }
+    Ok(ok(
+        StatusCode::ACCEPTED,
+        summary,
+        Some(&format!(
+            "{accepted_count} events accepted, {rejected} rejected"
+        )),
+        None,
+    ))
+}

@@ -1,0 +1,213 @@
+//! Request parsing shared by the handlers: JSON bodies with clear 400/413/415
+//! answers, and pagination.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{FromRequest, Request};
+use axum::http::{StatusCode, header};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+
+/// Largest body accepted on API and single-event routes (the platform's 1 MB).
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Largest body accepted on the batch route (up to 1000 events).
+pub const MAX_BATCH_BODY: usize = 16 * 1024 * 1024;
+
+/// A JSON body of at most `LIMIT` bytes, parsed into `T`.
+pub struct ApiJson<T, const LIMIT: usize = MAX_BODY>(pub T);
+
+impl<S, T, const LIMIT: usize> FromRequest<S> for ApiJson<T, LIMIT>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let mime = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if mime != "application/json" && !mime.ends_with("+json") {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UNSUPPORTED_MEDIA_TYPE",
+                if content_type.is_empty() {
+                    "Content-Type must be application/json (it is missing)".to_string()
+                } else {
+                    format!("Content-Type must be application/json, not '{content_type}'")
+                },
+            ));
+        }
+        let bytes = read_body(req.into_body(), LIMIT).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PAYLOAD_TOO_LARGE",
+        format!("Request body is larger than the {} KiB limit", limit / 1024),
+    )
+}
+
+async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // to_bytes reports the length limit through its error source.
+        let text = format!("{e:?}");
+        if text.contains("LengthLimit") {
+            too_large(limit)
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "BAD_REQUEST",
+                "Could not read the request body",
+            )
+        }
+    })
+}
+
+/// Parses JSON, naming where it is malformed or what does not fit.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let (code, message) = match e.classify() {
+            Category::Syntax | Category::Eof if e.to_string().contains("recursion limit") => (
+                "INVALID_JSON",
+                format!(
+                    "JSON is nested too deeply (line {} column {})",
+                    e.line(),
+                    e.column()
+                ),
+            ),
+            Category::Syntax | Category::Eof | Category::Io => (
+                "INVALID_JSON",
+                format!(
+                    "Malformed JSON at line {} column {}: {e}",
+                    e.line(),
+                    e.column()
+                ),
+            ),
+            Category::Data => ("VALIDATION_ERROR", format!("Invalid request body: {e}")),
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    })
+}
+
+/// A page request: `page`/`limit` or `limit`/`offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pagination {
+    /// Rows per page (1..=100).
+    pub limit: u32,
+    /// Rows skipped.
+    pub offset: u64,
+}
+
+impl Pagination {
+    /// Reads `page`, `limit` and `offset` from the query string.
+    pub fn from_query(query: &HashMap<String, String>) -> Result<Pagination, ApiError> {
+        let number = |name: &str, min: u64, max: u64| -> Result<Option<u64>, ApiError> {
+            match query.get(name).map(|s| s.trim()).filter(|s| !s.is_empty()) {
+                None => Ok(None),
+                Some(text) => text
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| (min..=max).contains(n))
+                    .map(Some)
+                    .ok_or_else(|| {
+                        ApiError::field(
+                            name,
+                            format!("{name} must be a whole number from {min} to {max}"),
+                        )
+                    }),
+            }
+        };
+        let limit = number("limit", 1, 100)?.unwrap_or(20) as u32;
+        let offset = match (
+            number("offset", 0, u64::MAX / 2)?,
+            number("page", 1, 1_000_000)?,
+        ) {
+            (Some(offset), _) => offset,
+            (None, Some(page)) => (page - 1) * u64::from(limit),
+            (None, None) => 0,
+        };
+        Ok(Pagination { limit, offset })
+    }
+
+    /// The `meta` object of a page.
+    pub fn meta(&self, total: u64) -> Value {
+        json!({
+            "total": total,
+            "page": self.offset / u64::from(self.limit) + 1,
+            "limit": self.limit,
+            "offset": self.offset,
+            "hasMore": self.offset + u64::from(self.limit) < total,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn pagination_forms() {
+        assert_eq!(
+            Pagination::from_query(&q(&[])).unwrap(),
+            Pagination {
+                limit: 20,
+                offset: 0
+            }
+        );
+        assert_eq!(
+            Pagination::from_query(&q(&[("page", "3"), ("limit", "10")])).unwrap(),
+            Pagination {
+                limit: 10,
+                offset: 20
+            }
+        );
+        assert_eq!(
+            Pagination::from_query(&q(&[("offset", "5"), ("limit", "10")])).unwrap(),
+            Pagination {
+                limit: 10,
+                offset: 5
+            }
+        );
+        assert!(Pagination::from_query(&q(&[("limit", "0")])).is_err());
+        assert!(Pagination::from_query(&q(&[("page", "x")])).is_err());
+        let meta = Pagination {
+            limit: 10,
+            offset: 20,
+        }
+        .meta(31);
+        assert_eq!(meta["page"], 3);
+        assert_eq!(meta["hasMore"], true);
+    }
+
+    #[test]
+    fn json_errors_say_where() {
+        let err = parse_json::<Value>(b"{\"a\": }").unwrap_err();
+        assert!(err.message.contains("line 1 column"), "{}", err.message);
+        let deep = "[".repeat(1000) + &"]".repeat(1000);
+        let err = parse_json::<Value>(deep.as_bytes()).unwrap_err();
+        assert!(err.message.contains("nested too deeply"), "{}", err.message);
+    }
+}

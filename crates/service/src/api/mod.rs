@@ -1,0 +1,282 @@
+//! The HTTP API: routes, authentication and rate-limit layers, request ids.
+//!
+//! Handlers are thin: they parse the request into domain types, call the
+//! store or the engine, and shape the answer. This is the only layer that
+//! knows about status codes and JSON envelopes.
+
+mod deliveries;
+pub mod error;
+mod events;
+pub mod extract;
+pub mod openapi;
+mod ops;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use webhook_domain::address::AddressPolicy;
+
+use crate::auth::{Authenticator, Principal};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use error::ApiError;
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// Effective configuration.
+    pub config: Arc<Config>,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The delivery engine.
+    pub engine: Engine,
+    /// Token verification.
+    pub auth: Arc<Authenticator>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Which destinations webhooks may have.
+    pub policy: Arc<AddressPolicy>,
+    /// Per-user limiter of `/api/v1`.
+    pub api_limiter: Arc<RateLimiter>,
+    /// Per-caller limiter of `/internal`.
+    pub internal_limiter: Arc<RateLimiter>,
+}
+
+/// The caller of `POST /api/v1/events`: an admin user or a platform service.
+#[derive(Debug, Clone)]
+pub enum Producer {
+    /// A user with admin scope.
+    Admin(Principal),
+    /// A platform service holding the internal secret.
+    Internal,
+}
+
+/// Builds the application router.
+pub fn router(state: AppState) -> Router {
+    let user_routes = Router::new()
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/stats", get(deliveries::overall_stats))
+        .route(
+            "/webhooks/{id}",
+            get(webhooks::get_one)
+                .put(webhooks::update)
+                .patch(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route("/webhooks/{id}/toggle", post(webhooks::toggle))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route(
+            "/webhooks/{id}/regenerate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/webhooks/{id}/secret", get(webhooks::reveal_secret))
+        .route("/webhooks/{id}/test", post(deliveries::test_send))
+        .route("/webhooks/{id}/logs", get(deliveries::list))
+        .route("/webhooks/{id}/deliveries", get(deliveries::list))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}",
+            get(deliveries::get_one),
+        )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(deliveries::retry),
+        )
+        .route("/webhooks/{id}/replay", post(deliveries::replay))
+        .route("/webhooks/{id}/stats", get(deliveries::webhook_stats))
+        .route_layer(middleware::from_fn_with_state(state.clone(), user_auth));
+
+    let producer_routes = Router::new()
+        .route("/events", post(events::create_event))
+        .route_layer(middleware::from_fn_with_state(state.clone(), producer_auth));
+
+    let public_routes = Router::new()
+        .route("/event-types", get(webhooks::event_types))
+        .route("/webhooks/event-types", get(webhooks::event_types))
+        .route("/openapi.json", get(ops::openapi_json));
+
+    let internal_routes = Router::new()
+        .route("/webhooks/trigger", post(events::trigger))
+        .route("/events/batch", post(events::batch))
+        .route_layer(middleware::from_fn_with_state(state.clone(), internal_auth));
+
+    let mut app = Router::new()
+        .nest(
+            "/api/v1",
+            public_routes.merge(producer_routes).merge(user_routes),
+        )
+        .nest("/internal", internal_routes)
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .route("/docs", get(ops::docs))
+        .fallback(|| async { ApiError::not_found("Route") });
+    if let Some(cors) = cors(&state.config) {
+        app = app.layer(cors);
+    }
+    app.layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+fn cors(config: &Config) -> Option<CorsLayer> {
+    if config.allowed_origins.is_empty() {
+        return None;
+    }
+    let origin = if config.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(
+            config
+                .allowed_origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o).ok()),
+        )
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods(tower_http::cors::Any)
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([
+                header::HeaderName::from_static("x-ratelimit-limit"),
+                header::HeaderName::from_static("x-ratelimit-remaining"),
+                header::HeaderName::from_static("x-ratelimit-reset"),
+                header::HeaderName::from_static("x-request-id"),
+            ]),
+    )
+}
+
+static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// Request id, span, metrics and one debug line per request (never headers or bodies).
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let incoming = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(String::from);
+    let request_id =
+        incoming.unwrap_or_else(|| format!("req_{:x}", REQUEST_SEQ.fetch_add(1, Relaxed)));
+    let method = req.method().clone();
+    // The path only: query strings can carry anything a client put there.
+    let path = req.uri().path().to_string();
+    let started = Instant::now();
+    let span = tracing::debug_span!("request", request_id = %request_id, %method, %path);
+    let mut response = {
+        let _guard = span.enter();
+        next.run(req)
+    }
+    .await;
+    let status = response.status().as_u16();
+    state.metrics.observe_response(status);
+    let _guard = span.enter();
+    tracing::debug!(
+        status,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request finished"
+    );
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+fn authorization(req: &Request) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+}
+
+fn rate_limited(decision: crate::ratelimit::Decision) -> Response {
+    let mut err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+        format!(
+            "Rate limit of {} requests exceeded; retry in {} s",
+            decision.limit, decision.reset_after
+        ),
+    );
+    err.headers = decision.headers();
+    err.into_response()
+}
+
+/// Authenticates a user and applies the per-user limit.
+async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let principal = match state.auth.user(authorization(&req)) {
+        Ok(p) => p,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let decision = state.api_limiter.check(principal.user_id.as_str());
+    if let Some(d) = decision.filter(|d| !d.allowed) {
+        return rate_limited(d);
+    }
+    req.extensions_mut().insert(principal);
+    let mut response = next.run(req).await;
+    if let Some(d) = decision {
+        d.apply(response.headers_mut());
+    }
+    response
+}
+
+fn caller_key(req: &Request) -> String {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// Authenticates a platform service and applies the per-caller limit.
+async fn internal_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if let Err(e) = state.auth.internal(authorization(&req)) {
+        return ApiError::from(e).into_response();
+    }
+    limited(&state.internal_limiter, caller_key(&req), req, next).await
+}
+
+async fn limited(limiter: &RateLimiter, key: String, req: Request, next: Next) -> Response {
+    let decision = limiter.check(&key);
+    if let Some(d) = decision.filter(|d| !d.allowed) {
+        return rate_limited(d);
+    }
+    let mut response = next.run(req).await;
+    if let Some(d) = decision {
+        d.apply(response.headers_mut());
+    }
+    response
+}
+
+/// `POST /api/v1/events`: an admin token or the internal secret.
+async fn producer_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if state.auth.internal(authorization(&req)).is_ok() {
+        req.extensions_mut().insert(Producer::Internal);
+        let key = caller_key(&req);
+        return limited(&state.internal_limiter, key, req, next).await;
+    }
+    match state.auth.user(authorization(&req)) {
+        Ok(p) if p.is_admin => {
+            let key = p.user_id.as_str().to_string();
+            req.extensions_mut().insert(Producer::Admin(p));
+            limited(&state.api_limiter, key, req, next).await
+        }
+        Ok(_) => ApiError::forbidden(
+            "Publishing events requires an admin token or the internal service secret",
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

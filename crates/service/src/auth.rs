@@ -1,0 +1,427 @@
+//! Who is calling: users with JWTs on `/api/v1`, platform services with the
+//! shared internal secret on `/internal`.
+//!
+//! The key is chosen by the token's `alg` *family* and each key only ever
+//! verifies its own family, so an HS256 token signed with the RSA public key
+//! (algorithm confusion) is checked against `JWT_SECRET` and fails, and
+//! `alg: none` is not an algorithm this module knows.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde_json::{Map, Value};
+use webhook_domain::ids::UserId;
+
+use crate::config::{JwtConfig, SecretString};
+
+/// An authenticated user of the public API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user id (`sub`, else `userId`, else `id`).
+    pub user_id: UserId,
+    /// Email claim, when present.
+    pub email: Option<String>,
+    /// `roles` contains `admin`.
+    pub is_admin: bool,
+}
+
+/// Why a request is not authenticated. Each variant has its own message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("Missing Authorization header: send 'Authorization: Bearer <token>'")]
+    Missing,
+    /// The header is not `Bearer <token>`.
+    #[error("Authorization header must use the Bearer scheme: 'Authorization: Bearer <token>'")]
+    NotBearer,
+    /// The token is not a well-formed JWT.
+    #[error("Malformed token: {0}")]
+    Malformed(String),
+    /// The token's algorithm is not accepted.
+    #[error("Token algorithm {0} is not accepted")]
+    Algorithm(String),
+    /// `exp` is in the past.
+    #[error("Token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("Token is not valid yet")]
+    NotYetValid,
+    /// The signature does not verify.
+    #[error("Invalid token signature")]
+    BadSignature,
+    /// A valid token without a usable user id.
+    #[error("Token has no user id (expected a 'sub', 'userId' or 'id' claim)")]
+    NoUserId,
+    /// The internal secret did not match.
+    #[error("Invalid internal service credentials")]
+    BadInternalSecret,
+    /// A user token presented on an internal route.
+    #[error("Internal routes require the internal service secret, not a user token")]
+    UserTokenOnInternal,
+}
+
+/// Verifies users' tokens and the internal secret.
+pub struct Authenticator {
+    hmac: Option<DecodingKey>,
+    hmac_secret: Option<SecretString>,
+    rsa: Option<DecodingKey>,
+    ec: Option<DecodingKey>,
+    internal_secret: Option<SecretString>,
+    leeway: Duration,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("hs256", &self.hmac.is_some())
+            .field("rs256", &self.rsa.is_some())
+            .field("es256", &self.ec.is_some())
+            .finish()
+    }
+}
+
+/// The configured public key could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("JWT_PUBLIC_KEY is not a PEM RSA or EC (P-256) public key")]
+pub struct InvalidPublicKey;
+
+impl Authenticator {
+    /// Builds the verifier from configuration.
+    pub fn new(
+        jwt: &JwtConfig,
+        internal_secret: Option<SecretString>,
+    ) -> Result<Self, InvalidPublicKey> {
+        let (rsa, ec) = match &jwt.public_key_pem {
+            None => (None, None),
+            Some(pem) => {
+                let rsa = DecodingKey::from_rsa_pem(pem.as_bytes()).ok();
+                let ec = DecodingKey::from_ec_pem(pem.as_bytes()).ok();
+                if rsa.is_none() && ec.is_none() {
+                    return Err(InvalidPublicKey);
+                }
+                (rsa, ec)
+            }
+        };
+        Ok(Authenticator {
+            hmac: jwt
+                .secret
+                .as_ref()
+                .map(|s| DecodingKey::from_secret(s.expose().as_bytes())),
+            hmac_secret: jwt.secret.clone(),
+            rsa,
+            ec,
+            internal_secret,
+            leeway: jwt.leeway,
+        })
+    }
+
+    /// Authenticates a user from the `Authorization` header value.
+    pub fn user(&self, authorization: Option<&str>) -> Result<Principal, AuthError> {
+        let token = bearer(authorization)?;
+        if self.is_internal_secret(token) {
+            // The internal secret is never a user credential.
+            return Err(AuthError::Malformed("not a JWT".into()));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
+            ErrorKind::InvalidAlgorithmName => AuthError::Algorithm(algorithm_name(token)),
+            _ => AuthError::Malformed(describe(&e)),
+        })?;
+        let key = match header.alg {
+            Algorithm::HS256 => self.hmac.as_ref(),
+            Algorithm::RS256 => self.rsa.as_ref(),
+            Algorithm::ES256 => self.ec.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| AuthError::Algorithm(format!("{:?}", header.alg)))?;
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.leeway.as_secs();
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp"]);
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map_err(
+            |e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm => AuthError::Algorithm(format!("{:?}", header.alg)),
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Malformed(format!("the '{claim}' claim is required"))
+                }
+                _ => AuthError::Malformed(describe(&e)),
+            },
+        )?;
+        principal_from_claims(&data.claims)
+    }
+
+    /// Authenticates a platform service on `/internal`.
+    pub fn internal(&self, authorization: Option<&str>) -> Result<(), AuthError> {
+        let token = bearer(authorization)?;
+        if self.is_internal_secret(token) {
+            return Ok(());
+        }
+        if token.split('.').count() == 3 && jsonwebtoken::decode_header(token).is_ok() {
+            return Err(AuthError::UserTokenOnInternal);
+        }
+        Err(AuthError::BadInternalSecret)
+    }
+
+    fn is_internal_secret(&self, token: &str) -> bool {
+        self.internal_secret.as_ref().is_some_and(|s| {
+            webhook_verify::constant_time_eq(s.expose().as_bytes(), token.as_bytes())
+        })
+    }
+
+    /// Mints a token shaped like auth-service's (HS256 with `JWT_SECRET`).
+    pub fn mint(
+        &self,
+        user_id: &str,
+        email: Option<&str>,
+        admin: bool,
+        ttl: Duration,
+    ) -> Result<String, MintError> {
+        let secret = self.hmac_secret.as_ref().ok_or(MintError::NoSecret)?;
+        mint_token(secret, user_id, email, admin, ttl)
+    }
+}
+
+/// A token could not be minted.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    /// No HS256 secret is configured.
+    #[error("JWT_SECRET is not set, so no token can be minted")]
+    NoSecret,
+    /// Encoding failed.
+    #[error("cannot encode the token: {0}")]
+    Encode(String),
+}
+
+/// Mints an HS256 token with the platform's claims (`userId`, `email`, `roles`, `jti`, `iat`, `exp`).
+pub fn mint_token(
+    secret: &SecretString,
+    user_id: &str,
+    email: Option<&str>,
+    admin: bool,
+    ttl: Duration,
+) -> Result<String, MintError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let roles: Vec<&str> = if admin {
+        vec!["user", "admin"]
+    } else {
+        vec!["user"]
+    };
+    let claims = serde_json::json!({
+        "userId": user_id,
+        "email": email,
+        "roles": roles,
+        "jti": format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..)),
+        "iat": now,
+        "exp": now + ttl.as_secs(),
+    });
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.expose().as_bytes()),
+    )
+    .map_err(|e| MintError::Encode(e.to_string()))
+}
+
+fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let value = authorization.ok_or(AuthError::Missing)?.trim();
+    let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthError::NotBearer);
+    }
+    let token = token.trim();
+    if token.is_empty() {
+        return Err(AuthError::Malformed("empty token".into()));
+    }
+    Ok(token)
+}
+
+fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthError> {
+    let id = ["sub", "userId", "id"]
+        .iter()
+        .find_map(|k| match claims.get(*k) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+        .ok_or(AuthError::NoUserId)?;
+    let user_id = UserId::parse(&id).map_err(|_| AuthError::NoUserId)?;
+    let is_admin = match claims.get("roles") {
+        Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some("admin")),
+        Some(Value::String(role)) => role.split(',').any(|r| r.trim() == "admin"),
+        _ => false,
+    } || claims.get("role").and_then(Value::as_str) == Some("admin");
+    Ok(Principal {
+        user_id,
+        email: claims
+            .get("email")
+            .and_then(Value::as_str)
+            .map(String::from),
+        is_admin,
+    })
+}
+
+/// The `alg` of a token whose header names an algorithm the library does not know (such as `none`).
+fn algorithm_name(token: &str) -> String {
+    use base64::Engine as _;
+    token
+        .split('.')
+        .next()
+        .and_then(|h| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(h)
+                .ok()
+        })
+        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
+        .and_then(|h| h.get("alg").and_then(Value::as_str).map(String::from))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn describe(e: &jsonwebtoken::errors::Error) -> String {
+    match e.kind() {
+        ErrorKind::InvalidToken => "not a JWT (expected three base64url parts)".into(),
+        ErrorKind::Base64(_) => "a part is not valid base64url".into(),
+        ErrorKind::Json(_) => "the header or claims are not valid JSON".into(),
+        ErrorKind::Utf8(_) => "a part is not valid UTF-8".into(),
+        _ => "cannot be decoded".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn auth() -> Authenticator {
+        let jwt = JwtConfig {
+            secret: Some(SecretString::new("test-jwt-secret-0123456789".into())),
+            public_key_pem: None,
+            leeway: Duration::from_secs(5),
+        };
+        Authenticator::new(&jwt, Some(SecretString::new("internal-secret-0123".into()))).unwrap()
+    }
+
+    fn sign(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(b"test-jwt-secret-0123456789"),
+        )
+        .unwrap()
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    #[test]
+    fn platform_tokens_and_claim_precedence() {
+        let a = auth();
+        let token = a
+            .mint("u-1", Some("a@b.c"), true, Duration::from_secs(60))
+            .unwrap();
+        let p = a.user(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(p.user_id.as_str(), "u-1");
+        assert!(p.is_admin);
+        let t = sign(serde_json::json!({"sub": "s", "userId": "u", "exp": now() + 60}));
+        assert_eq!(
+            a.user(Some(&format!("Bearer {t}")))
+                .unwrap()
+                .user_id
+                .as_str(),
+            "s"
+        );
+        let t = sign(serde_json::json!({"id": 42, "exp": now() + 60}));
+        assert_eq!(
+            a.user(Some(&format!("Bearer {t}")))
+                .unwrap()
+                .user_id
+                .as_str(),
+            "42"
+        );
+        let t = sign(serde_json::json!({"exp": now() + 60}));
+        assert_eq!(
+            a.user(Some(&format!("Bearer {t}"))),
+            Err(AuthError::NoUserId)
+        );
+    }
+
+    #[test]
+    fn distinct_failures() {
+        let a = auth();
+        assert_eq!(a.user(None), Err(AuthError::Missing));
+        assert_eq!(a.user(Some("Basic abc")), Err(AuthError::NotBearer));
+        assert!(matches!(
+            a.user(Some("Bearer garbage")),
+            Err(AuthError::Malformed(_))
+        ));
+        let expired = sign(serde_json::json!({"userId": "u", "exp": now() - 100}));
+        assert_eq!(
+            a.user(Some(&format!("Bearer {expired}"))),
+            Err(AuthError::Expired)
+        );
+        let future =
+            sign(serde_json::json!({"userId": "u", "exp": now() + 100, "nbf": now() + 60}));
+        assert_eq!(
+            a.user(Some(&format!("Bearer {future}"))),
+            Err(AuthError::NotYetValid)
+        );
+        let forged = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &serde_json::json!({"userId": "u", "exp": now() + 100}),
+            &EncodingKey::from_secret(b"another-secret-entirely"),
+        )
+        .unwrap();
+        assert_eq!(
+            a.user(Some(&format!("Bearer {forged}"))),
+            Err(AuthError::BadSignature)
+        );
+        let no_exp = sign(serde_json::json!({"userId": "u"}));
+        assert!(matches!(
+            a.user(Some(&format!("Bearer {no_exp}"))),
+            Err(AuthError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        use base64::Engine as _;
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        let token = format!(
+            "{}.{}.",
+            b64(serde_json::json!({"alg": "none", "typ": "JWT"})),
+            b64(serde_json::json!({"userId": "u", "exp": now() + 100}))
+        );
+        assert_eq!(a_user(&token), Err(AuthError::Algorithm("none".into())));
+    }
+
+    fn a_user(token: &str) -> Result<Principal, AuthError> {
+        auth().user(Some(&format!("Bearer {token}")))
+    }
+
+    #[test]
+    fn internal_secret_and_user_tokens_do_not_cross() {
+        let a = auth();
+        assert_eq!(a.internal(Some("Bearer internal-secret-0123")), Ok(()));
+        assert_eq!(
+            a.internal(Some("Bearer wrong")),
+            Err(AuthError::BadInternalSecret)
+        );
+        let token = a.mint("u", None, true, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            a.internal(Some(&format!("Bearer {token}"))),
+            Err(AuthError::UserTokenOnInternal)
+        );
+        assert!(a.user(Some("Bearer internal-secret-0123")).is_err());
+    }
+}

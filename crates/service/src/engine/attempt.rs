@@ -1,0 +1,200 @@
+//! One delivery attempt: sign the stored bytes, send them, and turn what
+//! happened into the delivery's next state by the rules of the retry policy.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use webhook_domain::delivery::{
+    AttemptErrorKind, DeliveryStatus, ResponseClass, classify_status, parse_retry_after,
+};
+use webhook_domain::retry::RetrySchedule;
+use webhook_domain::signing::sign_delivery;
+use webhook_domain::timefmt::now_ms;
+use webhook_outbound::{ErrorKind, OutboundClient, Outcome};
+
+use super::routing::Route;
+use crate::store::{AttemptRecord, AttemptReport, DueDelivery};
+
+/// The retry rules an attempt is judged by.
+#[derive(Debug, Clone)]
+pub struct RetryRules {
+    /// Waits before each retry.
+    pub schedule: RetrySchedule,
+    /// Longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
+}
+
+fn kind(kind: ErrorKind) -> AttemptErrorKind {
+    match kind {
+        ErrorKind::Timeout => AttemptErrorKind::Timeout,
+        ErrorKind::Connect => AttemptErrorKind::Connect,
+        ErrorKind::Tls => AttemptErrorKind::Tls,
+        ErrorKind::Dns => AttemptErrorKind::Dns,
+        ErrorKind::BlockedAddress => AttemptErrorKind::BlockedAddress,
+        ErrorKind::HttpStatus => AttemptErrorKind::HttpStatus,
+        ErrorKind::Redirect => AttemptErrorKind::Redirect,
+    }
+}
+
+fn header(name: &'static str, value: &str) -> Option<(HeaderName, HeaderValue)> {
+    Some((
+        HeaderName::from_static(name),
+        HeaderValue::from_str(value).ok()?,
+    ))
+}
+
+/// The headers of one attempt, as sent (and as logged).
+pub fn request_headers(route: &Route, job: &DueDelivery, attempt: u32, now_ms: i64) -> HeaderMap {
+    let timestamp = now_ms.div_euclid(1000);
+    let previous = route.previous_secret_at(now_ms);
+    let signatures = sign_delivery(
+        &route.secret,
+        previous.as_slice(),
+        job.event_id.as_str(),
+        timestamp,
+        &job.payload,
+    );
+    let ts = timestamp.to_string();
+    let attempt = attempt.to_string();
+    let mut headers = HeaderMap::with_capacity(12);
+    let pairs = [
+        header("x-webhook-signature", &signatures.legacy),
+        header("x-webhook-id", job.event_id.as_str()),
+        header("x-webhook-event", &job.event_type),
+        header("x-webhook-timestamp", &ts),
+        header("x-webhook-delivery", job.id.as_str()),
+        header("x-webhook-attempt", &attempt),
+        header("webhook-id", job.event_id.as_str()),
+        header("webhook-timestamp", &ts),
+        header("webhook-signature", &signatures.standard),
+    ];
+    // Every value is an id, a number or base64/hex text, so none is rejected in practice.
+    for (name, value) in pairs.into_iter().flatten() {
+        headers.insert(name, value);
+    }
+    headers
+}
+
+/// Makes one attempt of `job` to `route` and judges it. With `final_attempt`
+/// (test sends) a failure is final instead of scheduled for retry.
+pub async fn attempt(
+    client: &OutboundClient,
+    rules: &RetryRules,
+    user_agent: &str,
+    route: &Route,
+    job: &DueDelivery,
+    final_attempt: bool,
+) -> AttemptReport {
+    let number = job.attempts + 1;
+    let started_at = now_ms();
+    let headers = request_headers(route, job, number, started_at);
+    let outcome = client.post(&route.url, &headers, job.payload.clone()).await;
+    let mut logged: Vec<(String, String)> = headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                v.to_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    logged.push(("user-agent".into(), user_agent.to_string()));
+    logged.push(("content-type".into(), "application/json".into()));
+    judge(
+        rules,
+        route,
+        job,
+        number,
+        started_at,
+        logged,
+        outcome,
+        final_attempt,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    rules: &RetryRules,
+    route: &Route,
+    job: &DueDelivery,
+    number: u32,
+    started_at: i64,
+    request_headers: Vec<(String, String)>,
+    outcome: Outcome,
+    final_attempt: bool,
+) -> AttemptReport {
+    let mut error_kind = outcome.error.as_ref().map(|e| kind(e.kind));
+    let mut error_message = outcome.error.as_ref().map(|e| e.message.clone());
+    let mut disable_webhook = None;
+    let mut min_wait = None;
+    let class = match (outcome.status, &outcome.error) {
+        (Some(status), None) => classify_status(status),
+        _ => ResponseClass::Failed,
+    };
+    let delivered = class == ResponseClass::Delivered;
+    if let (Some(status), None) = (outcome.status, &outcome.error) {
+        match class {
+            ResponseClass::Delivered => {}
+            ResponseClass::Gone => {
+                error_kind = Some(AttemptErrorKind::HttpStatus);
+                error_message = Some("endpoint answered 410 Gone".into());
+                disable_webhook = Some("the endpoint answered 410 Gone".to_string());
+            }
+            ResponseClass::Throttled => {
+                error_kind = Some(AttemptErrorKind::HttpStatus);
+                error_message = Some(format!("endpoint answered {status}"));
+                min_wait = outcome
+                    .retry_after
+                    .as_deref()
+                    .and_then(|v| parse_retry_after(v, started_at / 1000))
+                    .map(|d| d.min(rules.max_retry_after));
+            }
+            ResponseClass::Redirect => {
+                error_kind = Some(AttemptErrorKind::Redirect);
+                error_message = Some(format!(
+                    "endpoint answered {status} redirect to {} (redirects are not followed)",
+                    outcome.location.as_deref().unwrap_or("no Location")
+                ));
+            }
+            ResponseClass::Failed => {
+                error_kind = Some(AttemptErrorKind::HttpStatus);
+                error_message = Some(format!("endpoint answered {status}"));
+            }
+        }
+    }
+    let now = started_at + outcome.duration.as_millis() as i64;
+    let (status, next_attempt_at) = if delivered {
+        (DeliveryStatus::Delivered, None)
+    } else if final_attempt || disable_webhook.is_some() {
+        (DeliveryStatus::Failed, None)
+    } else {
+        match rules.schedule.next_delay(number, fastrand::f64()) {
+            None => (DeliveryStatus::Failed, None),
+            Some(delay) => {
+                let wait = min_wait.map_or(delay, |m| m.max(delay));
+                (
+                    DeliveryStatus::Retrying,
+                    Some(now + wait.as_millis() as i64),
+                )
+            }
+        }
+    };
+    AttemptReport {
+        delivery_id: job.id.clone(),
+        webhook_id: route.id.clone(),
+        attempt: AttemptRecord {
+            attempt: number,
+            started_at,
+            duration_ms: u32::try_from(outcome.duration.as_millis()).unwrap_or(u32::MAX),
+            request_headers,
+            status_code: outcome.status,
+            response_headers: outcome.response_headers,
+            response_body: outcome.body_excerpt,
+            error_kind,
+            error_message,
+        },
+        status,
+        next_attempt_at,
+        disable_webhook,
+    }
+}

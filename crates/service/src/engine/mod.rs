@@ -1,0 +1,372 @@
+//! The delivery engine: ingest with fan-out, the dispatcher, the attempt
+//! recorder, the retry scheduler and housekeeping.
+//!
+//! Flow of one event (see ARCHITECTURE.md):
+//! 1. [`Engine::ingest`] fans the event out over the routing table, reserves
+//!    window slots, and stores event + deliveries in one group commit.
+//! 2. After the commit, deliveries that got a slot go straight to the
+//!    dispatcher (no polling delay); the others wait in the store.
+//! 3. The dispatcher starts attempts within the in-flight caps; each result
+//!    goes to the recorder, which writes attempts in batches and frees slots.
+//! 4. The scheduler claims due work (retries, overflow, recovered claims)
+//!    from the store into free slots.
+
+pub mod attempt;
+mod dispatcher;
+mod recorder;
+pub mod routing;
+mod scheduler;
+pub mod window;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use webhook_domain::envelope::Event;
+use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
+use webhook_domain::timefmt::now_ms;
+use webhook_outbound::OutboundClient;
+
+use crate::config::DeliveryConfig;
+use crate::metrics::Metrics;
+use crate::store::{
+    AttemptReport, DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewDelivery, Store,
+    StoreError,
+};
+use attempt::RetryRules;
+use dispatcher::Command;
+use recorder::RecorderMsg;
+use routing::RoutingTable;
+use window::Window;
+
+/// The `User-Agent` of every delivery.
+pub fn user_agent() -> String {
+    format!("SmartAIHub-Webhooks/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// What ingest answered for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The event id (the first copy's for a duplicate).
+    pub event_id: EventId,
+    /// Deliveries created (or existing, for a duplicate).
+    pub deliveries: Vec<DeliveryId>,
+    /// The id was seen before; nothing new was stored or will be delivered.
+    pub duplicate: bool,
+}
+
+/// Shared state of the engine's tasks.
+pub(crate) struct Inner {
+    store: Arc<dyn Store>,
+    routes: Arc<RoutingTable>,
+    window: Window,
+    client: OutboundClient,
+    rules: RetryRules,
+    failure_policy: FailurePolicy,
+    config: DeliveryConfig,
+    /// This process's claim marker in the store.
+    owner: String,
+    user_agent: String,
+    metrics: Arc<Metrics>,
+    dispatch: mpsc::UnboundedSender<Command>,
+    recorder: mpsc::UnboundedSender<RecorderMsg>,
+    wake_scheduler: Notify,
+    stopping: watch::Sender<bool>,
+}
+
+impl Inner {
+    /// Gives claimed work back to the store unattempted (shutdown, paused webhook).
+    async fn hand_back(&self, jobs: Vec<(WebhookId, DeliveryId)>) {
+        if jobs.is_empty() {
+            return;
+        }
+        let ids: Vec<DeliveryId> = jobs.iter().map(|(_, d)| d.clone()).collect();
+        if let Err(e) = self.store.release(&self.owner, ids).await {
+            // The claims stay; they are voided at the next start-up.
+            tracing::warn!(error = %e, "could not release claimed deliveries");
+        }
+        for (webhook, _) in &jobs {
+            self.window.release(webhook);
+        }
+    }
+
+    async fn ingest(self: &Arc<Self>, events: Vec<Event>) -> Result<Vec<Accepted>, StoreError> {
+        let mut items = Vec::with_capacity(events.len());
+        let mut payloads = Vec::with_capacity(events.len());
+        for event in events {
+            let routes = self.routes.matching(&event.user_id, &event.event_type);
+            let deliveries: Vec<NewDelivery> = routes
+                .iter()
+                .map(|route| NewDelivery {
+                    id: DeliveryId::generate(),
+                    webhook_id: route.id.clone(),
+                    claimed: self.window.try_reserve(&route.id),
+                })
+                .collect();
+            let payload = Bytes::from(event.envelope_bytes());
+            payloads.push(payload.clone());
+            items.push(IngestItem {
+                event_id: event.id,
+                event_type: event.event_type.as_str().to_string(),
+                user_id: event.user_id,
+                payload,
+                idempotent: event.id_supplied,
+                created_at: event.created_at_ms,
+                deliveries,
+            });
+        }
+        // Runs to completion even if the HTTP request that asked for it goes
+        // away: claimed rows must reach the dispatcher once committed.
+        let inner = self.clone();
+        let committed = tokio::spawn(async move {
+            let result = inner.store.ingest(items.clone()).await;
+            inner.after_ingest(items, result)
+        });
+        committed
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("ingest task failed: {e}")))?
+    }
+
+    fn after_ingest(
+        &self,
+        items: Vec<IngestItem>,
+        result: Result<Vec<IngestOutcome>, StoreError>,
+    ) -> Result<Vec<Accepted>, StoreError> {
+        let outcomes = match result {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                for d in items
+                    .iter()
+                    .flat_map(|i| &i.deliveries)
+                    .filter(|d| d.claimed)
+                {
+                    self.window.release(&d.webhook_id);
+                }
+                return Err(e);
+            }
+        };
+        let mut accepted = Vec::with_capacity(items.len());
+        let mut fast_path = Vec::new();
+        for (item, outcome) in items.into_iter().zip(outcomes) {
+            match outcome {
+                IngestOutcome::Created => {
+                    self.metrics.events_ingested.fetch_add(1, Relaxed);
+                    self.metrics
+                        .deliveries_created
+                        .fetch_add(item.deliveries.len() as u64, Relaxed);
+                    let ids = item.deliveries.iter().map(|d| d.id.clone()).collect();
+                    for d in item.deliveries.into_iter().filter(|d| d.claimed) {
+                        fast_path.push(DueDelivery {
+                            id: d.id,
+                            event_id: item.event_id.clone(),
+                            event_type: item.event_type.clone(),
+                            webhook_id: d.webhook_id,
+                            attempts: 0,
+                            payload: item.payload.clone(),
+                        });
+                    }
+                    accepted.push(Accepted {
+                        event_id: item.event_id,
+                        deliveries: ids,
+                        duplicate: false,
+                    });
+                }
+                IngestOutcome::Duplicate { deliveries } => {
+                    self.metrics.events_duplicate.fetch_add(1, Relaxed);
+                    for d in item.deliveries.iter().filter(|d| d.claimed) {
+                        self.window.release(&d.webhook_id);
+                    }
+                    accepted.push(Accepted {
+                        event_id: item.event_id,
+                        deliveries,
+                        duplicate: true,
+                    });
+                }
+            }
+        }
+        if !fast_path.is_empty() {
+            // The dispatcher only stops at shutdown, after the HTTP server; a
+            // failed send leaves the claims to be voided at the next start.
+            let _ = self.dispatch.send(Command::Submit(fast_path));
+        }
+        Ok(accepted)
+    }
+}
+
+/// Runs one attempt of `job` and reports it; frees the in-flight slot.
+async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
+    let webhook = job.webhook_id.clone();
+    match inner.routes.get(&webhook) {
+        // Deleted: its rows went with it.
+        None => inner.window.release(&webhook),
+        // Paused or disabled: the delivery waits in the store until it is re-enabled.
+        Some(route) if !route.is_active => inner.hand_back(vec![(webhook.clone(), job.id)]).await,
+        Some(route) => {
+            let report = attempt::attempt(
+                &inner.client,
+                &inner.rules,
+                &inner.user_agent,
+                &route,
+                &job,
+                false,
+            )
+            .await;
+            inner
+                .metrics
+                .observe_attempt(u64::from(report.attempt.duration_ms) * 1000);
+            let _ = inner.recorder.send(RecorderMsg::Report(Box::new(report)));
+        }
+    }
+    let _ = inner.dispatch.send(Command::Done(webhook));
+}
+
+/// Handle to the running engine.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("owner", &self.inner.owner)
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Starts the engine's tasks: recovers claims left by a previous run, then
+    /// dispatches, records, schedules and prunes.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        routes: Arc<RoutingTable>,
+        client: OutboundClient,
+        config: DeliveryConfig,
+        log_retention: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Engine, StoreError> {
+        let owner = format!("i-{:016x}", fastrand::u64(..));
+        let recovered = store.recover_claims(&owner).await?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "deliveries claimed by a previous run are due again"
+            );
+        }
+        let (dispatch, dispatch_rx) = mpsc::unbounded_channel();
+        let (recorder_tx, recorder_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            store,
+            routes,
+            window: Window::new(config.window, config.window_per_webhook),
+            client,
+            rules: RetryRules {
+                schedule: config.schedule.clone(),
+                max_retry_after: config.max_retry_after,
+            },
+            failure_policy: FailurePolicy {
+                failing_for_ms: config.disable_after_failing_for.as_millis() as i64,
+                exhausted_in_a_row: config.disable_after_exhausted,
+            },
+            config,
+            owner,
+            user_agent: user_agent(),
+            metrics,
+            dispatch,
+            recorder: recorder_tx,
+            wake_scheduler: Notify::new(),
+            stopping: watch::channel(false).0,
+        });
+        let tasks = vec![
+            tokio::spawn(dispatcher::run(inner.clone(), dispatch_rx)),
+            tokio::spawn(recorder::run(inner.clone(), recorder_rx)),
+            tokio::spawn(scheduler::run(inner.clone())),
+            tokio::spawn(scheduler::prune(inner.clone(), log_retention)),
+        ];
+        Ok(Engine {
+            inner,
+            tasks: Arc::new(std::sync::Mutex::new(tasks)),
+        })
+    }
+
+    /// Stores events durably with their deliveries and queues them; answers after the commit.
+    pub async fn ingest(&self, events: Vec<Event>) -> Result<Vec<Accepted>, StoreError> {
+        self.inner.ingest(events).await
+    }
+
+    /// Makes the scheduler look for due work now (after a retry or replay).
+    pub fn wake(&self) {
+        self.inner.wake_scheduler.notify_one();
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &Arc<RoutingTable> {
+        &self.inner.routes
+    }
+
+    /// Reloads the routing table after a webhook changed, then wakes the
+    /// scheduler (a re-enabled webhook may have waiting deliveries).
+    pub async fn webhooks_changed(&self) -> Result<(), StoreError> {
+        self.inner.routes.reload(self.inner.store.as_ref()).await?;
+        self.wake();
+        Ok(())
+    }
+
+    /// The outbound client (test sends).
+    pub fn client(&self) -> &OutboundClient {
+        &self.inner.client
+    }
+
+    /// The retry rules.
+    pub fn rules(&self) -> &RetryRules {
+        &self.inner.rules
+    }
+
+    /// Slots used and capacity of the in-memory window.
+    pub fn window_usage(&self) -> (usize, usize) {
+        (self.inner.window.used(), self.inner.config.window)
+    }
+
+    /// Records a synchronous attempt (test sends) through the recorder, waiting for its commit.
+    pub async fn record_now(&self, report: AttemptReport) -> Result<(), StoreError> {
+        let reports = Arc::new(vec![report]);
+        self.inner
+            .store
+            .record_attempts(reports, self.inner.failure_policy, now_ms())
+            .await
+            .map(|_| ())
+    }
+
+    /// Stops scheduling, lets in-flight attempts finish within `grace`, hands
+    /// queued work back to the store and flushes the recorder.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.inner.stopping.send(true);
+        let (reply, queued) = oneshot::channel();
+        if self
+            .inner
+            .dispatch
+            .send(Command::Shutdown(grace, reply))
+            .is_ok()
+            && let Ok(queued) = queued.await
+        {
+            self.inner.hand_back(queued).await;
+        }
+        let (flushed, done) = oneshot::channel();
+        if self
+            .inner
+            .recorder
+            .send(RecorderMsg::Flush(flushed))
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+        }
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Writes attempt results to the store in batches and frees their window slots.
+//!
+//! Attempts finish one by one, but each commit takes every result that
+//! arrived meanwhile, so bookkeeping costs one transaction per batch, not per
+//! attempt. A slot is freed only after its attempt is committed: while the
+//! store is down, the window fills and the engine stops taking work instead
+//! of piling results up in memory.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use webhook_domain::delivery::DeliveryStatus;
+use webhook_domain::envelope::EventInput;
+use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
+
+use super::Inner;
+use crate::store::{AttemptReport, DisabledWebhook};
+
+const MAX_BATCH: usize = 4096;
+
+/// Messages to the recorder.
+pub enum RecorderMsg {
+    /// One finished attempt.
+    Report(Box<AttemptReport>),
+    /// Answer once everything sent before is committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// Runs the recorder until its channel closes.
+pub async fn run(inner: Arc<Inner>, mut messages: mpsc::UnboundedReceiver<RecorderMsg>) {
+    let mut flushes = Vec::new();
+    while let Some(first) = messages.recv().await {
+        let mut batch = Vec::new();
+        let mut push = |msg: RecorderMsg, batch: &mut Vec<AttemptReport>| match msg {
+            RecorderMsg::Report(r) => batch.push(*r),
+            RecorderMsg::Flush(reply) => flushes.push(reply),
+        };
+        push(first, &mut batch);
+        while batch.len() < MAX_BATCH {
+            match messages.try_recv() {
+                Ok(msg) => push(msg, &mut batch),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit(&inner, batch).await;
+        }
+        for reply in flushes.drain(..) {
+            let _ = reply.send(());
+        }
+    }
+}
+
+async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
+    for report in &batch {
+        let m = &inner.metrics;
+        match report.status {
+            DeliveryStatus::Delivered => {
+                m.attempts_succeeded.fetch_add(1, Relaxed);
+                m.deliveries_delivered.fetch_add(1, Relaxed);
+            }
+            DeliveryStatus::Failed => {
+                m.attempts_failed.fetch_add(1, Relaxed);
+                m.deliveries_failed.fetch_add(1, Relaxed);
+            }
+            DeliveryStatus::Retrying | DeliveryStatus::Pending => {
+                m.attempts_failed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+    let batch = Arc::new(batch);
+    let mut backoff = Duration::from_millis(100);
+    let disabled = loop {
+        match inner
+            .store
+            .record_attempts(batch.clone(), inner.failure_policy, now_ms())
+            .await
+        {
+            Ok(disabled) => break disabled,
+            Err(e) => {
+                // The results are kept and retried: losing them would only cause
+                // duplicates (the claims stay), but retrying keeps the log exact.
+                tracing::error!(error = %e, attempts = batch.len(), "cannot record delivery attempts; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    for report in batch.iter() {
+        inner.window.release(&report.webhook_id);
+    }
+    if !disabled.is_empty() {
+        announce_disabled(inner, disabled).await;
+    }
+}
+
+/// Reloads routes and emits `webhook.disabled` to the owners' other webhooks.
+async fn announce_disabled(inner: &Arc<Inner>, disabled: Vec<DisabledWebhook>) {
+    inner
+        .metrics
+        .webhooks_disabled
+        .fetch_add(disabled.len() as u64, Relaxed);
+    if let Err(e) = inner.routes.reload(inner.store.as_ref()).await {
+        tracing::error!(error = %e, "cannot reload webhooks after disabling some");
+    }
+    let now = now_ms();
+    let mut events = Vec::new();
+    for d in &disabled {
+        tracing::warn!(webhook_id = %d.webhook_id, reason = %d.reason, "webhook disabled");
+        let mut data = Map::new();
+        data.insert("webhookId".into(), Value::String(d.webhook_id.to_string()));
+        data.insert("url".into(), Value::String(d.url.clone()));
+        data.insert("reason".into(), Value::String(d.reason.clone()));
+        data.insert(
+            "disabledAt".into(),
+            Value::String(format_rfc3339_millis(d.at)),
+        );
+        let mut metadata = Map::new();
+        metadata.insert("service".into(), Value::String("webhook-service".into()));
+        let input = EventInput {
+            id: None,
+            event_type: Some("webhook.disabled".into()),
+            user_id: Some(Value::String(d.owner_id.to_string())),
+            data: Some(Value::Object(data)),
+            metadata: Some(Value::Object(metadata)),
+        };
+        match input.validate(now) {
+            Ok(event) => events.push(event),
+            Err(e) => tracing::error!(error = %e, "cannot build the webhook.disabled event"),
+        }
+    }
+    if let Err(e) = inner.ingest(events).await {
+        tracing::error!(error = %e, "cannot store webhook.disabled events");
+    }
+}

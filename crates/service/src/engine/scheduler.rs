@@ -1,0 +1,88 @@
+//! Brings due work from the store into free window slots, and prunes old logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use webhook_domain::timefmt::now_ms;
+
+use super::Inner;
+use super::dispatcher::Command;
+
+/// How often the store is checked for due work when nothing wakes the scheduler.
+const TICK: Duration = Duration::from_millis(250);
+/// Deliveries claimed per query.
+const PAGE: usize = 1000;
+
+/// Claims due deliveries until shutdown.
+pub async fn run(inner: Arc<Inner>) {
+    let mut stopping = inner.stopping.subscribe();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = inner.wake_scheduler.notified() => {}
+            _ = stopping.changed() => {}
+        }
+        if *stopping.borrow() {
+            return;
+        }
+        loop {
+            let room = inner.window.available().min(PAGE);
+            if room == 0 {
+                break;
+            }
+            let exclude = inner.window.saturated();
+            let due = match inner
+                .store
+                .claim_due(&inner.owner, now_ms(), room as u32, exclude)
+                .await
+            {
+                Ok(due) => due,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim due deliveries");
+                    break;
+                }
+            };
+            let claimed = due.len();
+            for job in &due {
+                inner.window.force_reserve(&job.webhook_id);
+            }
+            if !due.is_empty() && inner.dispatch.send(Command::Submit(due)).is_err() {
+                return;
+            }
+            if claimed < room {
+                break;
+            }
+        }
+    }
+}
+
+/// Deletes finished deliveries past the retention period, in small chunks.
+pub async fn prune(inner: Arc<Inner>, retention: Duration) {
+    let mut stopping = inner.stopping.subscribe();
+    loop {
+        let before = now_ms() - retention.as_millis() as i64;
+        let mut removed = 0;
+        loop {
+            match inner.store.prune(before).await {
+                Ok(0) => break,
+                Ok(n) => removed += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot prune delivery logs");
+                    break;
+                }
+            }
+            if *stopping.borrow() {
+                return;
+            }
+            // Yield between chunks so ingest commits are not held back.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if removed > 0 {
+            tracing::info!(removed, "pruned delivery logs past retention");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stopping.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The Smart AI Hub webhook service: accepts events from the platform,
+//! stores them durably, and delivers them signed to users' endpoints.
+//!
+//! See ARCHITECTURE.md for the bird's-eye view and the invariants.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod crypto;
+pub mod devmode;
+pub mod engine;
+pub mod metrics;
+pub mod ratelimit;
+pub mod server;
+pub mod store;
+pub mod telemetry;

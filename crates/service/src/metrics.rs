@@ -1,0 +1,180 @@
+//! Counters for `/metrics`, in the Prometheus text format.
+//!
+//! The delivery path is hot, so these are plain atomics updated with relaxed
+//! ordering: counters instead of a log line per delivery.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Upper bounds (seconds) of the attempt duration histogram.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The service's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Events stored.
+    pub events_ingested: AtomicU64,
+    /// Events answered as duplicates of an earlier id.
+    pub events_duplicate: AtomicU64,
+    /// Events refused by validation.
+    pub events_rejected: AtomicU64,
+    /// Deliveries created.
+    pub deliveries_created: AtomicU64,
+    /// Attempts answered 2xx.
+    pub attempts_succeeded: AtomicU64,
+    /// Attempts that failed.
+    pub attempts_failed: AtomicU64,
+    /// Deliveries that ended delivered.
+    pub deliveries_delivered: AtomicU64,
+    /// Deliveries that ended failed.
+    pub deliveries_failed: AtomicU64,
+    /// Webhooks disabled by the service.
+    pub webhooks_disabled: AtomicU64,
+    /// Attempts in flight now.
+    pub in_flight: AtomicU64,
+    /// HTTP responses by class (index 1..=5 for 1xx..5xx).
+    pub http_responses: [AtomicU64; 6],
+    attempt_buckets: [AtomicU64; BUCKETS.len()],
+    attempt_count: AtomicU64,
+    attempt_micros_sum: AtomicU64,
+}
+
+impl Metrics {
+    /// Records an attempt's duration.
+    pub fn observe_attempt(&self, micros: u64) {
+        let secs = micros as f64 / 1e6;
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.attempt_buckets[i].fetch_add(1, Relaxed);
+        }
+        self.attempt_count.fetch_add(1, Relaxed);
+        self.attempt_micros_sum.fetch_add(micros, Relaxed);
+    }
+
+    /// Records an HTTP response status.
+    pub fn observe_response(&self, status: u16) {
+        let class = usize::from(status / 100).min(5);
+        self.http_responses[class].fetch_add(1, Relaxed);
+    }
+
+    /// Renders every metric; `window_used` and `window_capacity` are sampled by the caller.
+    pub fn render(&self, window_used: usize, window_capacity: usize) -> String {
+        let mut out = String::with_capacity(4096);
+        let mut counter = |name: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+            );
+        };
+        counter(
+            "webhook_events_ingested_total",
+            "Events durably stored.",
+            self.events_ingested.load(Relaxed),
+        );
+        counter(
+            "webhook_events_duplicate_total",
+            "Events answered as duplicates of an earlier id.",
+            self.events_duplicate.load(Relaxed),
+        );
+        counter(
+            "webhook_events_rejected_total",
+            "Events refused by validation.",
+            self.events_rejected.load(Relaxed),
+        );
+        counter(
+            "webhook_deliveries_created_total",
+            "Deliveries created by fan-out.",
+            self.deliveries_created.load(Relaxed),
+        );
+        counter(
+            "webhook_attempts_succeeded_total",
+            "Delivery attempts answered with 2xx.",
+            self.attempts_succeeded.load(Relaxed),
+        );
+        counter(
+            "webhook_attempts_failed_total",
+            "Delivery attempts that failed.",
+            self.attempts_failed.load(Relaxed),
+        );
+        counter(
+            "webhook_deliveries_delivered_total",
+            "Deliveries that ended delivered.",
+            self.deliveries_delivered.load(Relaxed),
+        );
+        counter(
+            "webhook_deliveries_failed_total",
+            "Deliveries that ended failed.",
+            self.deliveries_failed.load(Relaxed),
+        );
+        counter(
+            "webhook_webhooks_disabled_total",
+            "Webhooks disabled by the service.",
+            self.webhooks_disabled.load(Relaxed),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP webhook_attempts_in_flight Delivery attempts in flight.\n# TYPE webhook_attempts_in_flight gauge\nwebhook_attempts_in_flight {}",
+            self.in_flight.load(Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP webhook_window_used Deliveries held in memory.\n# TYPE webhook_window_used gauge\nwebhook_window_used {window_used}\n\
+             # HELP webhook_window_capacity Deliveries that may be held in memory.\n# TYPE webhook_window_capacity gauge\nwebhook_window_capacity {window_capacity}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP http_responses_total HTTP responses by status class.\n# TYPE http_responses_total counter"
+        );
+        for (class, n) in self.http_responses.iter().enumerate().skip(1) {
+            let _ = writeln!(
+                out,
+                "http_responses_total{{class=\"{class}xx\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP webhook_attempt_duration_seconds Duration of delivery attempts.\n# TYPE webhook_attempt_duration_seconds histogram"
+        );
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(&self.attempt_buckets) {
+            cumulative += n.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "webhook_attempt_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let count = self.attempt_count.load(Relaxed);
+        let _ = writeln!(
+            out,
+            "webhook_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let _ = writeln!(
+            out,
+            "webhook_attempt_duration_seconds_sum {}\nwebhook_attempt_duration_seconds_count {count}",
+            self.attempt_micros_sum.load(Relaxed) as f64 / 1e6
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let m = Metrics::default();
+        m.events_ingested.fetch_add(3, Relaxed);
+        m.observe_attempt(1500);
+        m.observe_attempt(20_000_000);
+        m.observe_response(202);
+        let text = m.render(5, 10);
+        assert!(text.contains("webhook_events_ingested_total 3"));
+        assert!(text.contains("webhook_attempt_duration_seconds_bucket{le=\"0.0025\"} 1"));
+        assert!(text.contains("webhook_attempt_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("http_responses_total{class=\"2xx\"} 1"));
+        assert!(text.contains("webhook_window_used 5"));
+    }
+}

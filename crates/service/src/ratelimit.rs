@@ -1,0 +1,135 @@
+//! Fixed-window rate limits per key (a user on `/api/v1`, a caller on `/internal`).
+//!
+//! Limits are per instance: each process counts its own requests.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use http::HeaderMap;
+use webhook_domain::timefmt::now_ms;
+
+use crate::config::RateLimit;
+
+/// Entries kept before stale windows are swept.
+const SWEEP_AT: usize = 10_000;
+
+/// The verdict on one request, with the values of the rate-limit headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Requests allowed per window.
+    pub limit: u32,
+    /// Requests left in this window.
+    pub remaining: u32,
+    /// End of the window (unix seconds).
+    pub reset_unix: u64,
+    /// Seconds until the window ends (at least 1).
+    pub reset_after: u64,
+}
+
+impl Decision {
+    /// The `X-RateLimit-*` and IETF `RateLimit-*` headers (and `Retry-After` when refused).
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            ("x-ratelimit-limit", self.limit.to_string()),
+            ("x-ratelimit-remaining", self.remaining.to_string()),
+            ("x-ratelimit-reset", self.reset_unix.to_string()),
+            ("ratelimit-limit", self.limit.to_string()),
+            ("ratelimit-remaining", self.remaining.to_string()),
+            ("ratelimit-reset", self.reset_after.to_string()),
+        ];
+        if !self.allowed {
+            h.push(("retry-after", self.reset_after.to_string()));
+        }
+        h
+    }
+
+    /// Adds the headers to a response.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        for (name, value) in self.headers() {
+            if let Ok(value) = value.parse() {
+                headers.insert(name, value);
+            }
+        }
+    }
+}
+
+/// A fixed-window counter per key.
+#[derive(Debug)]
+pub struct RateLimiter {
+    limit: RateLimit,
+    windows: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl RateLimiter {
+    /// A limiter enforcing `limit`.
+    pub fn new(limit: RateLimit) -> Self {
+        RateLimiter {
+            limit,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a request of `key`; `None` when limiting is disabled.
+    pub fn check(&self, key: &str) -> Option<Decision> {
+        if self.limit.max_requests == 0 {
+            return None;
+        }
+        let window_ms = (self.limit.window.as_millis() as i64).max(1);
+        let now = now_ms();
+        let index = now.div_euclid(window_ms);
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() >= SWEEP_AT {
+            windows.retain(|_, (i, _)| *i == index);
+        }
+        let entry = windows.entry(key.to_string()).or_insert((index, 0));
+        if entry.0 != index {
+            *entry = (index, 0);
+        }
+        let allowed = entry.1 < self.limit.max_requests;
+        if allowed {
+            entry.1 += 1;
+        }
+        let reset_ms = (index + 1) * window_ms;
+        Some(Decision {
+            allowed,
+            limit: self.limit.max_requests,
+            remaining: self.limit.max_requests - entry.1,
+            reset_unix: (reset_ms + 999).div_euclid(1000) as u64,
+            reset_after: ((reset_ms - now + 999) / 1000).max(1) as u64,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn counts_per_key_and_refuses_over_the_limit() {
+        let limiter = RateLimiter::new(RateLimit {
+            max_requests: 2,
+            window: Duration::from_secs(3600),
+        });
+        let first = limiter.check("a").unwrap();
+        assert!(first.allowed);
+        assert_eq!(first.remaining, 1);
+        assert!(limiter.check("a").unwrap().allowed);
+        let refused = limiter.check("a").unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert!(refused.headers().iter().any(|(n, _)| *n == "retry-after"));
+        assert!(limiter.check("b").unwrap().allowed, "keys are independent");
+    }
+
+    #[test]
+    fn zero_disables() {
+        let limiter = RateLimiter::new(RateLimit {
+            max_requests: 0,
+            window: Duration::from_secs(1),
+        });
+        assert!(limiter.check("a").is_none());
+    }
+}

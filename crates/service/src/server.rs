@@ -1,0 +1,134 @@
+//! Assembles the service from its configuration and runs it until a signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use webhook_domain::address::AddressPolicy;
+use webhook_outbound::{OutboundClient, OutboundConfig};
+
+use crate::api::{self, AppState};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::crypto::SecretCipher;
+use crate::engine::routing::RoutingTable;
+use crate::engine::{self, Engine};
+use crate::metrics::Metrics;
+use crate::ratelimit::RateLimiter;
+use crate::store::Store;
+use crate::store::sqlite::SqliteStore;
+
+/// Opens the configured store.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.database_url.is_some() {
+        anyhow::bail!(
+            "DATABASE_URL selects PostgreSQL, which this build does not support yet; unset DATABASE_URL to use the embedded store in WEBHOOK_DATA_DIR"
+        );
+    }
+    let key = config
+        .encryption_key
+        .as_ref()
+        .context("WEBHOOK_ENCRYPTION_KEY is not set")?;
+    let store = SqliteStore::open(&config.data_dir, SecretCipher::new(key)).with_context(|| {
+        format!(
+            "cannot open the embedded store in {}",
+            config.data_dir.display()
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Runs the service until SIGINT or SIGTERM, then shuts down gracefully.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let config = Arc::new(config);
+    let store = open_store(&config)?;
+    let metrics = Arc::new(Metrics::default());
+    let policy = Arc::new(AddressPolicy::new(config.allowed_cidrs.clone(), config.dev));
+    let auth = Arc::new(Authenticator::new(
+        &config.jwt,
+        config.internal_secret.clone(),
+    )?);
+    let routes = Arc::new(RoutingTable::default());
+    routes
+        .reload(store.as_ref())
+        .await
+        .context("cannot load webhooks")?;
+    let client = OutboundClient::new(OutboundConfig {
+        timeout: config.delivery.timeout,
+        max_response_body: config.delivery.max_response_body,
+        user_agent: engine::user_agent(),
+        policy: policy.clone(),
+        pool_idle_per_host: 256,
+        pool_idle_timeout: Duration::from_secs(90),
+    })
+    .context("cannot build the HTTP client")?;
+    let engine = Engine::start(
+        store.clone(),
+        routes,
+        client,
+        config.delivery.clone(),
+        config.log_retention,
+        metrics.clone(),
+    )
+    .await
+    .context("cannot start the delivery engine")?;
+
+    let state = AppState {
+        config: config.clone(),
+        store,
+        engine: engine.clone(),
+        auth,
+        metrics,
+        policy,
+        api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit)),
+        internal_limiter: Arc::new(RateLimiter::new(config.internal_rate_limit)),
+    };
+    let app = api::router(state)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .into_make_service_with_connect_info::<SocketAddr>();
+
+    let listener = TcpListener::bind((config.host, config.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts read this line to find an ephemeral port.
+    println!("webhook-service listening on http://{addr}");
+    tracing::info!(%addr, dev = config.dev, "webhook-service started");
+
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("HTTP server failed")?;
+    tracing::info!("HTTP server stopped; finishing in-flight deliveries");
+    engine
+        .shutdown(config.delivery.timeout.min(Duration::from_secs(15)) + Duration::from_secs(1))
+        .await;
+    tracing::info!("webhook-service stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

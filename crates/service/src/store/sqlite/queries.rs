@@ -1,0 +1,752 @@
+//! The SQL of the embedded store. Each function runs on a connection handed
+//! to it (inside the writer's transaction for writes).
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
+use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
+use webhook_domain::webhook::WebhookSecret;
+
+use crate::crypto::SecretCipher;
+use crate::store::{
+    AttemptRecord, AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats,
+    DisabledWebhook, DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Page,
+    StoreError, WebhookPatch, WebhookRecord,
+};
+
+/// Rows deleted per prune call, so the writer is never blocked for long.
+const PRUNE_CHUNK: i64 = 5000;
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+const WEBHOOK_COLUMNS: &str = "id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
+     prev_secret_enc, prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, \
+     created_at, updated_at";
+
+/// A webhook row before its secrets are opened.
+struct RawWebhook {
+    id: String,
+    owner_id: String,
+    url: String,
+    event_types: String,
+    description: Option<String>,
+    is_active: bool,
+    scope_all: bool,
+    secret_enc: String,
+    prev_secret_enc: Option<String>,
+    prev_secret_until: Option<i64>,
+    disabled_reason: Option<String>,
+    disabled_at: Option<i64>,
+    failing_since: Option<i64>,
+    consecutive_exhausted: i64,
+    created_at: i64,
+    updated_at: i64,
+}
+
+fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
+    Ok(RawWebhook {
+        id: r.get(0)?,
+        owner_id: r.get(1)?,
+        url: r.get(2)?,
+        event_types: r.get(3)?,
+        description: r.get(4)?,
+        is_active: r.get(5)?,
+        scope_all: r.get(6)?,
+        secret_enc: r.get(7)?,
+        prev_secret_enc: r.get(8)?,
+        prev_secret_until: r.get(9)?,
+        disabled_reason: r.get(10)?,
+        disabled_at: r.get(11)?,
+        failing_since: r.get(12)?,
+        consecutive_exhausted: r.get(13)?,
+        created_at: r.get(14)?,
+        updated_at: r.get(15)?,
+    })
+}
+
+fn open_secret(
+    cipher: &SecretCipher,
+    sealed: &str,
+    webhook_id: &str,
+) -> Result<WebhookSecret, StoreError> {
+    let plain = cipher
+        .open(sealed, webhook_id)
+        .map_err(|e| corrupt(&format!("secret of webhook {webhook_id}"), e))?;
+    WebhookSecret::parse(&plain).map_err(|e| corrupt(&format!("secret of webhook {webhook_id}"), e))
+}
+
+fn finish_webhook(cipher: &SecretCipher, raw: RawWebhook) -> Result<WebhookRecord, StoreError> {
+    let secret = open_secret(cipher, &raw.secret_enc, &raw.id)?;
+    let previous_secret = match (&raw.prev_secret_enc, raw.prev_secret_until) {
+        (Some(sealed), Some(until)) => Some((open_secret(cipher, sealed, &raw.id)?, until)),
+        _ => None,
+    };
+    Ok(WebhookRecord {
+        id: WebhookId::parse(&raw.id).map_err(|e| corrupt("webhook id", e))?,
+        owner_id: UserId::parse(&raw.owner_id).map_err(|e| corrupt("webhook owner", e))?,
+        url: raw.url,
+        event_types: serde_json::from_str(&raw.event_types)
+            .map_err(|e| corrupt("webhook event types", e))?,
+        description: raw.description,
+        is_active: raw.is_active,
+        scope_all: raw.scope_all,
+        secret,
+        previous_secret,
+        disabled_reason: raw.disabled_reason,
+        disabled_at: raw.disabled_at,
+        failing_since: raw.failing_since,
+        consecutive_exhausted: u32::try_from(raw.consecutive_exhausted).unwrap_or(u32::MAX),
+        created_at: raw.created_at,
+        updated_at: raw.updated_at,
+    })
+}
+
+fn event_types_json(types: &[String]) -> String {
+    serde_json::Value::from(types.to_vec()).to_string()
+}
+
+pub fn create_webhook(
+    c: &Connection,
+    cipher: &SecretCipher,
+    new: NewWebhook,
+    limit: u32,
+) -> Result<WebhookRecord, StoreError> {
+    // Counting inside the writer's transaction makes the cap exact under concurrency.
+    let owned: i64 = c.query_row(
+        "SELECT COUNT(*) FROM webhooks WHERE owner_id = ?1",
+        [new.owner_id.as_str()],
+        |r| r.get(0),
+    )?;
+    if owned >= i64::from(limit) {
+        return Err(StoreError::WebhookLimit { limit });
+    }
+    let sealed = cipher
+        .seal(new.secret.expose(), new.id.as_str())
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    c.prepare_cached(
+        "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
+         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )?
+    .execute(params![
+        new.id.as_str(),
+        new.owner_id.as_str(),
+        new.url,
+        event_types_json(&new.event_types),
+        new.description,
+        new.is_active,
+        new.scope_all,
+        sealed,
+        new.now,
+    ])?;
+    get_webhook(c, cipher, &new.id, None)?
+        .ok_or_else(|| StoreError::Unavailable("webhook vanished after insert".into()))
+}
+
+pub fn get_webhook(
+    c: &Connection,
+    cipher: &SecretCipher,
+    id: &WebhookId,
+    owner: Option<&str>,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    let raw = c
+        .prepare_cached(&format!(
+            "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)"
+        ))?
+        .query_row(params![id.as_str(), owner], raw_webhook)
+        .optional()?;
+    raw.map(|r| finish_webhook(cipher, r)).transpose()
+}
+
+pub fn list_webhooks(
+    c: &Connection,
+    cipher: &SecretCipher,
+    owner: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<Page<WebhookRecord>, StoreError> {
+    let total: i64 = c
+        .prepare_cached("SELECT COUNT(*) FROM webhooks WHERE (?1 IS NULL OR owner_id = ?1)")?
+        .query_row(params![owner], |r| r.get(0))?;
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {WEBHOOK_COLUMNS} FROM webhooks WHERE (?1 IS NULL OR owner_id = ?1) \
+         ORDER BY created_at DESC, id DESC LIMIT ?2 OFFSET ?3"
+    ))?;
+    let raws = stmt
+        .query_map(params![owner, i64::from(limit), offset as i64], raw_webhook)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let items = raws
+        .into_iter()
+        .map(|r| finish_webhook(cipher, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        items,
+        total: total as u64,
+    })
+}
+
+pub fn update_webhook(
+    c: &Connection,
+    cipher: &SecretCipher,
+    id: &WebhookId,
+    owner: Option<&str>,
+    patch: WebhookPatch,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    let Some(current) = get_webhook(c, cipher, id, owner)? else {
+        return Ok(None);
+    };
+    let url = patch.url.unwrap_or(current.url);
+    let event_types = patch.event_types.unwrap_or(current.event_types);
+    let description = patch.description.unwrap_or(current.description);
+    let secret_enc = match &patch.secret {
+        Some(secret) => Some(
+            cipher
+                .seal(secret.expose(), id.as_str())
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let reenabled = patch.is_active == Some(true);
+    let is_active = patch.is_active.unwrap_or(current.is_active);
+    c.prepare_cached(
+        "UPDATE webhooks SET url = ?2, event_types = ?3, description = ?4, is_active = ?5, \
+         secret_enc = COALESCE(?6, secret_enc), \
+         prev_secret_enc = CASE WHEN ?6 IS NULL THEN prev_secret_enc END, \
+         prev_secret_until = CASE WHEN ?6 IS NULL THEN prev_secret_until END, \
+         disabled_reason = CASE WHEN ?7 THEN NULL ELSE disabled_reason END, \
+         disabled_at = CASE WHEN ?7 THEN NULL ELSE disabled_at END, \
+         failing_since = CASE WHEN ?7 THEN NULL ELSE failing_since END, \
+         consecutive_exhausted = CASE WHEN ?7 THEN 0 ELSE consecutive_exhausted END, \
+         updated_at = ?8 WHERE id = ?1",
+    )?
+    .execute(params![
+        id.as_str(),
+        url,
+        event_types_json(&event_types),
+        description,
+        is_active,
+        secret_enc,
+        reenabled,
+        patch.now,
+    ])?;
+    get_webhook(c, cipher, id, None)
+}
+
+pub fn rotate_secret(
+    c: &Connection,
+    cipher: &SecretCipher,
+    id: &WebhookId,
+    owner: Option<&str>,
+    secret: WebhookSecret,
+    grace_until: i64,
+    now: i64,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    if get_webhook(c, cipher, id, owner)?.is_none() {
+        return Ok(None);
+    }
+    let sealed = cipher
+        .seal(secret.expose(), id.as_str())
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    // The outgoing secret keeps signing until grace_until; a rotation during a
+    // grace period drops the oldest secret.
+    c.prepare_cached(
+        "UPDATE webhooks SET prev_secret_enc = secret_enc, prev_secret_until = ?2, secret_enc = ?3, updated_at = ?4 \
+         WHERE id = ?1",
+    )?
+    .execute(params![id.as_str(), grace_until, sealed, now])?;
+    get_webhook(c, cipher, id, None)
+}
+
+pub fn delete_webhook(
+    c: &Connection,
+    id: &WebhookId,
+    owner: Option<&str>,
+) -> Result<bool, StoreError> {
+    let n = c
+        .prepare_cached("DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)")?
+        .execute(params![id.as_str(), owner])?;
+    Ok(n > 0)
+}
+
+pub fn ingest(c: &Connection, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+    let mut insert_event = c.prepare_cached(
+        "INSERT INTO events (id, event_type, user_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut insert_delivery = c.prepare_cached(
+        "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, next_attempt_at, \
+         lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7, ?6, ?6)",
+    )?;
+    let mut outcomes = Vec::with_capacity(items.len());
+    for item in items {
+        let inserted = insert_event.execute(params![
+            item.event_id.as_str(),
+            item.event_type,
+            item.user_id.as_str(),
+            &item.payload[..],
+            item.created_at,
+        ])?;
+        if inserted == 0 {
+            let mut existing =
+                c.prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY id")?;
+            let deliveries = existing
+                .query_map([item.event_id.as_str()], |r| r.get::<_, String>(0))?
+                .filter_map(|id| id.ok().and_then(|id| DeliveryId::parse(&id).ok()))
+                .collect();
+            outcomes.push(IngestOutcome::Duplicate { deliveries });
+            continue;
+        }
+        for delivery in &item.deliveries {
+            let claimed_by = delivery.claimed.then_some(CLAIM_AT_INGEST);
+            insert_delivery.execute(params![
+                delivery.id.as_str(),
+                item.event_id.as_str(),
+                delivery.webhook_id.as_str(),
+                item.event_type,
+                item.user_id.as_str(),
+                item.created_at,
+                claimed_by,
+            ])?;
+        }
+        outcomes.push(IngestOutcome::Created);
+    }
+    Ok(outcomes)
+}
+
+/// Claim marker written at ingest; `recover_claims` rewrites it to the live owner.
+///
+/// The embedded store has exactly one live instance, so "claimed at ingest"
+/// always means "claimed by the running process"; on start-up every claim is
+/// voided before the engine runs, which is what recovery needs.
+pub const CLAIM_AT_INGEST: &str = "ingest";
+
+pub fn claim_due(
+    c: &Connection,
+    owner: &str,
+    now: i64,
+    limit: u32,
+    exclude: &[WebhookId],
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let mut sql = String::from(
+        "SELECT d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload \
+         FROM deliveries d JOIN events e ON e.id = d.event_id \
+         WHERE d.lease_owner IS NULL AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?1 \
+         AND d.webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1)",
+    );
+    let mut values: Vec<SqlValue> =
+        vec![SqlValue::Integer(now), SqlValue::Integer(i64::from(limit))];
+    if !exclude.is_empty() {
+        sql.push_str(" AND d.webhook_id NOT IN (");
+        for (i, id) in exclude.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!("?{}", i + 3));
+            values.push(SqlValue::Text(id.as_str().to_string()));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ORDER BY d.next_attempt_at LIMIT ?2");
+    let mut stmt = c.prepare(&sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(values), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut claim = c.prepare_cached("UPDATE deliveries SET lease_owner = ?2 WHERE id = ?1")?;
+    let mut due = Vec::with_capacity(rows.len());
+    for (id, event_id, event_type, webhook_id, attempts, payload) in rows {
+        claim.execute(params![id, owner])?;
+        due.push(DueDelivery {
+            id: DeliveryId::parse(&id).map_err(|e| corrupt("delivery id", e))?,
+            event_id: EventId::parse(&event_id).map_err(|e| corrupt("event id", e))?,
+            event_type,
+            webhook_id: WebhookId::parse(&webhook_id).map_err(|e| corrupt("webhook id", e))?,
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            payload: Bytes::from(payload),
+        });
+    }
+    Ok(due)
+}
+
+pub fn release(c: &Connection, owner: &str, deliveries: &[DeliveryId]) -> Result<(), StoreError> {
+    let mut stmt = c.prepare_cached(
+        "UPDATE deliveries SET lease_owner = NULL WHERE id = ?1 AND (lease_owner = ?2 OR lease_owner = ?3)",
+    )?;
+    for id in deliveries {
+        stmt.execute(params![id.as_str(), owner, CLAIM_AT_INGEST])?;
+    }
+    Ok(())
+}
+
+pub fn recover_claims(c: &Connection, _live_owner: &str) -> Result<u64, StoreError> {
+    // Called once at start-up, before the engine holds anything: every claim
+    // in the file belongs to a process that is gone.
+    let n = c.execute(
+        "UPDATE deliveries SET lease_owner = NULL WHERE lease_owner IS NOT NULL AND status IN ('pending', 'retrying')",
+        [],
+    )?;
+    Ok(n as u64)
+}
+
+fn headers_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+pub fn record_attempts(
+    c: &Connection,
+    reports: &[AttemptReport],
+    policy: FailurePolicy,
+    now: i64,
+) -> Result<Vec<DisabledWebhook>, StoreError> {
+    let mut insert_attempt = c.prepare_cached(
+        "INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, status_code, \
+         response_headers, response_body, error_kind, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let mut update_delivery = c.prepare_cached(
+        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
+         last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
+         delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1",
+    )?;
+    // Per webhook: (cleared by a success?, first failure time after the last success, exhausted count delta, reset?)
+    #[derive(Default)]
+    struct Health {
+        reset: bool,
+        failing_since: Option<i64>,
+        exhausted: u32,
+        gone: Option<String>,
+    }
+    let mut health: HashMap<WebhookId, Health> = HashMap::new();
+    for report in reports {
+        let a = &report.attempt;
+        insert_attempt.execute(params![
+            report.delivery_id.as_str(),
+            a.attempt,
+            a.started_at,
+            a.duration_ms,
+            headers_json(&a.request_headers),
+            a.status_code,
+            headers_json(&a.response_headers),
+            a.response_body,
+            a.error_kind.map(AttemptErrorKind::as_str),
+            a.error_message,
+        ])?;
+        update_delivery.execute(params![
+            report.delivery_id.as_str(),
+            report.status.as_str(),
+            a.attempt,
+            report.next_attempt_at,
+            a.status_code,
+            a.error_kind.map(AttemptErrorKind::as_str),
+            a.error_message,
+            a.duration_ms,
+            now,
+        ])?;
+        let h = health.entry(report.webhook_id.clone()).or_default();
+        match report.status {
+            DeliveryStatus::Delivered => {
+                *h = Health {
+                    reset: true,
+                    gone: h.gone.take(),
+                    ..Health::default()
+                };
+            }
+            DeliveryStatus::Failed | DeliveryStatus::Retrying | DeliveryStatus::Pending => {
+                h.failing_since.get_or_insert(a.started_at);
+                if report.status == DeliveryStatus::Failed {
+                    h.exhausted += 1;
+                }
+            }
+        }
+        if let Some(reason) = &report.disable_webhook {
+            h.gone = Some(reason.clone());
+        }
+    }
+    let mut disabled = Vec::new();
+    for (webhook_id, h) in health {
+        let row = c
+            .prepare_cached(
+                "SELECT owner_id, url, is_active, failing_since, consecutive_exhausted FROM webhooks WHERE id = ?1",
+            )?
+            .query_row([webhook_id.as_str()], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, Option<i64>>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            })
+            .optional()?;
+        let Some((owner_id, url, is_active, stored_since, stored_exhausted)) = row else {
+            continue; // deleted meanwhile
+        };
+        let (since, exhausted) = if h.reset {
+            (h.failing_since, i64::from(h.exhausted))
+        } else {
+            (
+                stored_since.or(h.failing_since),
+                stored_exhausted + i64::from(h.exhausted),
+            )
+        };
+        if since != stored_since || exhausted != stored_exhausted {
+            c.prepare_cached(
+                "UPDATE webhooks SET failing_since = ?2, consecutive_exhausted = ?3 WHERE id = ?1",
+            )?
+            .execute(params![webhook_id.as_str(), since, exhausted])?;
+        }
+        if !is_active {
+            continue;
+        }
+        let reason = if let Some(gone) = h.gone {
+            Some(gone)
+        } else if policy.exhausted_in_a_row > 0 && exhausted >= i64::from(policy.exhausted_in_a_row)
+        {
+            Some(format!(
+                "{exhausted} deliveries in a row exhausted every retry"
+            ))
+        } else {
+            since.filter(|s| now - s >= policy.failing_for_ms).map(|s| {
+                format!(
+                    "every delivery has failed since {}",
+                    webhook_domain::timefmt::format_rfc3339_millis(s)
+                )
+            })
+        };
+        if let Some(reason) = reason {
+            c.prepare_cached(
+                "UPDATE webhooks SET is_active = 0, disabled_reason = ?2, disabled_at = ?3, updated_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![webhook_id.as_str(), reason, now])?;
+            disabled.push(DisabledWebhook {
+                owner_id: UserId::parse(&owner_id).map_err(|e| corrupt("webhook owner", e))?,
+                webhook_id,
+                url,
+                reason,
+                at: now,
+            });
+        }
+    }
+    Ok(disabled)
+}
+
+const DELIVERY_COLUMNS: &str = "id, event_id, webhook_id, event_type, user_id, status, attempts, next_attempt_at, \
+     last_status_code, last_error_kind, last_error, last_duration_ms, created_at, updated_at, delivered_at";
+
+fn delivery_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let text = |i: usize| r.get::<_, String>(i);
+    let bad = |i: usize, e: String| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, e.into())
+    };
+    let status = text(5)?;
+    let status = DeliveryStatus::parse(&status).map_err(|e| bad(5, e.to_string()))?;
+    let kind: Option<String> = r.get(9)?;
+    let next: Option<i64> = r.get(7)?;
+    Ok(DeliveryRecord {
+        id: DeliveryId::parse(&text(0)?).map_err(|e| bad(0, e.to_string()))?,
+        event_id: EventId::parse(&text(1)?).map_err(|e| bad(1, e.to_string()))?,
+        webhook_id: WebhookId::parse(&text(2)?).map_err(|e| bad(2, e.to_string()))?,
+        event_type: text(3)?,
+        user_id: text(4)?,
+        next_attempt_at: if status.is_final() { None } else { next },
+        status,
+        attempts: r.get(6)?,
+        last_status_code: r.get(8)?,
+        last_error_kind: kind.and_then(|k| AttemptErrorKind::parse(&k).ok()),
+        last_error: r.get(10)?,
+        last_duration_ms: r.get(11)?,
+        created_at: r.get(12)?,
+        updated_at: r.get(13)?,
+        delivered_at: r.get(14)?,
+    })
+}
+
+/// The WHERE clause of a delivery filter, with its values (after the webhook id at ?1).
+fn filter_clause(filter: &DeliveryFilter, values: &mut Vec<SqlValue>) -> String {
+    let mut sql = String::new();
+    let mut push = |clause: &str, value: SqlValue, values: &mut Vec<SqlValue>| {
+        values.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", values.len()));
+    };
+    if let Some(status) = filter.status {
+        push("status =", SqlValue::Text(status.as_str().into()), values);
+    }
+    if let Some(event_type) = &filter.event_type {
+        push("event_type =", SqlValue::Text(event_type.clone()), values);
+    }
+    if let Some(since) = filter.since {
+        push("created_at >=", SqlValue::Integer(since), values);
+    }
+    if let Some(until) = filter.until {
+        push("created_at <", SqlValue::Integer(until), values);
+    }
+    sql
+}
+
+pub fn list_deliveries(
+    c: &Connection,
+    webhook: &WebhookId,
+    filter: &DeliveryFilter,
+    limit: u32,
+    offset: u64,
+) -> Result<Page<DeliveryRecord>, StoreError> {
+    let mut values = vec![SqlValue::Text(webhook.as_str().into())];
+    let clause = filter_clause(filter, &mut values);
+    let total: i64 = c
+        .prepare_cached(&format!(
+            "SELECT COUNT(*) FROM deliveries WHERE webhook_id = ?1{clause}"
+        ))?
+        .query_row(params_from_iter(values.iter()), |r| r.get(0))?;
+    let n = values.len();
+    values.push(SqlValue::Integer(i64::from(limit)));
+    values.push(SqlValue::Integer(offset as i64));
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?1{clause} \
+         ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+        n + 1,
+        n + 2
+    ))?;
+    let items = stmt
+        .query_map(params_from_iter(values.iter()), delivery_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        items,
+        total: total as u64,
+    })
+}
+
+pub fn get_delivery(
+    c: &Connection,
+    webhook: &WebhookId,
+    delivery: &DeliveryId,
+) -> Result<Option<DeliveryDetail>, StoreError> {
+    let record = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id = ?1 AND webhook_id = ?2"
+        ))?
+        .query_row(params![delivery.as_str(), webhook.as_str()], delivery_row)
+        .optional()?;
+    let Some(record) = record else {
+        return Ok(None);
+    };
+    let payload: Vec<u8> = c
+        .prepare_cached("SELECT payload FROM events WHERE id = ?1")?
+        .query_row([record.event_id.as_str()], |r| r.get(0))?;
+    let mut stmt = c.prepare_cached(
+        "SELECT attempt, started_at, duration_ms, request_headers, status_code, response_headers, response_body, \
+         error_kind, error_message FROM attempts WHERE delivery_id = ?1 ORDER BY attempt",
+    )?;
+    let attempts = stmt
+        .query_map([delivery.as_str()], |r| {
+            let req: String = r.get(3)?;
+            let resp: String = r.get(5)?;
+            let kind: Option<String> = r.get(7)?;
+            Ok(AttemptRecord {
+                attempt: r.get(0)?,
+                started_at: r.get(1)?,
+                duration_ms: r.get(2)?,
+                request_headers: serde_json::from_str(&req).unwrap_or_default(),
+                status_code: r.get(4)?,
+                response_headers: serde_json::from_str(&resp).unwrap_or_default(),
+                response_body: r.get(6)?,
+                error_kind: kind.and_then(|k| AttemptErrorKind::parse(&k).ok()),
+                error_message: r.get(8)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(DeliveryDetail {
+        delivery: record,
+        payload: Bytes::from(payload),
+        attempts,
+    }))
+}
+
+pub fn requeue(
+    c: &Connection,
+    webhook: &WebhookId,
+    filter: &DeliveryFilter,
+    only: Option<&DeliveryId>,
+    now: i64,
+) -> Result<u64, StoreError> {
+    let mut values = vec![SqlValue::Text(webhook.as_str().into())];
+    let mut clause = filter_clause(filter, &mut values);
+    if let Some(id) = only {
+        values.push(SqlValue::Text(id.as_str().into()));
+        clause.push_str(&format!(" AND id = ?{}", values.len()));
+    }
+    values.push(SqlValue::Integer(now));
+    let now_param = values.len();
+    // Deliveries held by the engine right now (lease_owner set) are left alone: they are being attempted.
+    let n = c.execute(
+        &format!(
+            "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
+             next_attempt_at = ?{now_param}, updated_at = ?{now_param} \
+             WHERE webhook_id = ?1 AND lease_owner IS NULL{clause}"
+        ),
+        params_from_iter(values.iter()),
+    )?;
+    Ok(n as u64)
+}
+
+pub fn delivery_stats(
+    c: &Connection,
+    owner: Option<&str>,
+    webhook: Option<&WebhookId>,
+    since: i64,
+) -> Result<DeliveryStats, StoreError> {
+    let webhook = webhook.map(WebhookId::as_str);
+    let scope = "created_at >= ?1 AND (?2 IS NULL OR webhook_id = ?2) \
+                 AND (?3 IS NULL OR webhook_id IN (SELECT id FROM webhooks WHERE owner_id = ?3))";
+    let mut stats = DeliveryStats::default();
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT status, COUNT(*) FROM deliveries WHERE {scope} GROUP BY status"
+    ))?;
+    let rows = stmt.query_map(params![since, webhook, owner], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (status, n) = row?;
+        let n = n as u64;
+        match DeliveryStatus::parse(&status) {
+            Ok(DeliveryStatus::Pending) => stats.pending = n,
+            Ok(DeliveryStatus::Retrying) => stats.retrying = n,
+            Ok(DeliveryStatus::Delivered) => stats.delivered = n,
+            Ok(DeliveryStatus::Failed) => stats.failed = n,
+            Err(_) => {}
+        }
+    }
+    // Latency of the attempts that delivered (bounded sample, newest first).
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT last_duration_ms FROM deliveries WHERE {scope} AND status = 'delivered' \
+         AND last_duration_ms IS NOT NULL ORDER BY created_at DESC LIMIT 100000"
+    ))?;
+    stats.success_durations_ms = stmt
+        .query_map(params![since, webhook, owner], |r| r.get::<_, u32>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(stats)
+}
+
+pub fn prune(c: &Connection, before: i64) -> Result<u64, StoreError> {
+    let deliveries = c.execute(
+        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
+         WHERE created_at < ?1 AND status IN ('delivered', 'failed') LIMIT ?2)",
+        params![before, PRUNE_CHUNK],
+    )?;
+    let events = c.execute(
+        "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < ?1 \
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?2)",
+        params![before, PRUNE_CHUNK],
+    )?;
+    Ok((deliveries + events) as u64)
+}

@@ -1,0 +1,23 @@
+//! Local HTTP receivers for testing and benchmarking webhook deliveries.
+//!
+//! * [`Receiver`] records every request ([`ReceivedRequest`]) and answers as
+//!   scripted by a [`Behavior`]: any status, `Retry-After`, redirects, delays,
+//!   slow or large bodies, never answering, or resetting the connection. It
+//!   can check both signature schemes of a delivery
+//!   ([`ReceivedRequest::verify_signatures`]).
+//! * [`CountingReceiver`] answers `200` as fast as possible and records only
+//!   event ids and receive times; it can go down and come back on the same port.
+//!
+//! Both listen on `127.0.0.1` on an ephemeral port, speak HTTP/1.1 with
+//! keep-alive and HTTP/2 with prior knowledge, must be started inside a Tokio
+//! runtime, and shut down when dropped.
+
+#![warn(missing_docs)]
+
+mod counting;
+mod receiver;
+mod server;
+mod wire;
+
+pub use counting::CountingReceiver;
+pub use receiver::{Behavior, ReceivedRequest, Receiver};
