@@ -391,19 +391,22 @@ pub async fn test_send(
     // Stored and claimed like any delivery, but attempted here, once.
     state
         .store
-        .ingest(vec![IngestItem {
-            event_id: event.id.clone(),
-            event_type: event.event_type.as_str().to_string(),
-            user_id: event.user_id.clone(),
-            payload: payload.clone(),
-            idempotent: false,
-            created_at: now,
-            deliveries: vec![NewDelivery {
-                id: delivery_id.clone(),
-                webhook_id: webhook.id.clone(),
-                claimed: true,
+        .ingest(
+            state.engine.owner(),
+            vec![IngestItem {
+                event_id: event.id.clone(),
+                event_type: event.event_type.as_str().to_string(),
+                user_id: event.user_id.clone(),
+                payload: payload.clone(),
+                idempotent: false,
+                created_at: now,
+                deliveries: vec![NewDelivery {
+                    id: delivery_id.clone(),
+                    webhook_id: webhook.id.clone(),
+                    claimed: true,
+                }],
             }],
-        }])
+        )
         .await?;
     let url = url::Url::parse(&webhook.url).map_err(|_| {
         ApiError::new(

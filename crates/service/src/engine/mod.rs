@@ -122,7 +122,7 @@ impl Inner {
         // away: claimed rows must reach the dispatcher once committed.
         let inner = self.clone();
         let committed = tokio::spawn(async move {
-            let result = inner.store.ingest(items.clone()).await;
+            let result = inner.store.ingest(&inner.owner, items.clone()).await;
             inner.after_ingest(items, result)
         });
         committed
@@ -250,6 +250,7 @@ impl Engine {
         metrics: Arc<Metrics>,
     ) -> Result<Engine, StoreError> {
         let owner = format!("i-{:016x}", fastrand::u64(..));
+        store.heartbeat(&owner).await?;
         let recovered = store.recover_claims(&owner).await?;
         if recovered > 0 {
             tracing::info!(
@@ -319,6 +320,11 @@ impl Engine {
     /// The outbound client (test sends).
     pub fn client(&self) -> &OutboundClient {
         &self.inner.client
+    }
+
+    /// This instance's claim marker in the store.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
     }
 
     /// The retry rules.

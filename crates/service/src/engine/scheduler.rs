@@ -13,10 +13,28 @@ const TICK: Duration = Duration::from_millis(250);
 /// Deliveries claimed per query.
 const PAGE: usize = 1000;
 
+/// How often this instance proves it is alive and voids dead instances' claims.
+const HEARTBEAT: Duration = Duration::from_secs(2);
+
 /// Claims due deliveries until shutdown.
 pub async fn run(inner: Arc<Inner>) {
     let mut stopping = inner.stopping.subscribe();
+    let mut last_heartbeat = tokio::time::Instant::now();
     loop {
+        if last_heartbeat.elapsed() >= HEARTBEAT {
+            last_heartbeat = tokio::time::Instant::now();
+            if let Err(e) = inner.store.heartbeat(&inner.owner).await {
+                tracing::warn!(error = %e, "cannot record the heartbeat");
+            }
+            match inner.store.recover_claims(&inner.owner).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    recovered = n,
+                    "claims of instances that are gone are due again"
+                ),
+                Err(e) => tracing::warn!(error = %e, "cannot recover claims"),
+            }
+        }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = inner.wake_scheduler.notified() => {}

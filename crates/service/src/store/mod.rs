@@ -155,7 +155,7 @@ pub struct NewDelivery {
     pub id: DeliveryId,
     /// Destination webhook.
     pub webhook_id: WebhookId,
-    /// Claimed by this instance at insert (handed straight to the dispatcher).
+    /// Claimed by the ingesting instance at insert (handed straight to its dispatcher).
     pub claimed: bool,
 }
 
@@ -387,8 +387,15 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_webhook(&self, id: &WebhookId, owner: Owner<'_>) -> Result<bool, StoreError>;
 
     /// Stores events and their deliveries in one durable commit, shared with
-    /// concurrent callers (group commit).
-    async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError>;
+    /// concurrent callers (group commit). Deliveries marked `claimed` are
+    /// claimed by `owner` (the ingesting instance).
+    async fn ingest(
+        &self,
+        owner: &str,
+        items: Vec<IngestItem>,
+    ) -> Result<Vec<IngestOutcome>, StoreError>;
+    /// Records that instance `owner` is alive (its claims stay valid).
+    async fn heartbeat(&self, owner: &str) -> Result<(), StoreError>;
     /// Claims up to `limit` due deliveries for `owner`, skipping `exclude` webhooks and inactive ones.
     async fn claim_due(
         &self,
@@ -399,7 +406,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<DueDelivery>, StoreError>;
     /// Releases claims of `owner` without recording an attempt (shutdown, webhook paused).
     async fn release(&self, owner: &str, deliveries: Vec<DeliveryId>) -> Result<(), StoreError>;
-    /// Voids every claim not held by a live instance (`live` = this instance's id on the embedded store).
+    /// Voids every claim whose owner is not a live instance, so that work of
+    /// a dead instance becomes due again. `live_owner` (the caller) is always live.
     async fn recover_claims(&self, live_owner: &str) -> Result<u64, StoreError>;
     /// Records attempts and the deliveries' new states; disables webhooks per `policy`.
     async fn record_attempts(

@@ -353,8 +353,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn ingest(&self, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
-        self.write(move |c| queries::ingest(c, items)).await
+    async fn ingest(
+        &self,
+        owner: &str,
+        items: Vec<IngestItem>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        let owner = owner.to_string();
+        self.write(move |c| queries::ingest(c, &owner, items)).await
+    }
+
+    async fn heartbeat(&self, _owner: &str) -> Result<(), StoreError> {
+        // One process owns the file (the lock), so it is the only live instance.
+        Ok(())
     }
 
     async fn claim_due(

@@ -272,7 +272,11 @@ pub fn delete_webhook(
     Ok(n > 0)
 }
 
-pub fn ingest(c: &Connection, items: Vec<IngestItem>) -> Result<Vec<IngestOutcome>, StoreError> {
+pub fn ingest(
+    c: &Connection,
+    owner: &str,
+    items: Vec<IngestItem>,
+) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut insert_event = c.prepare_cached(
         "INSERT INTO events (id, event_type, user_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT (id) DO NOTHING",
@@ -301,7 +305,7 @@ pub fn ingest(c: &Connection, items: Vec<IngestItem>) -> Result<Vec<IngestOutcom
             continue;
         }
         for delivery in &item.deliveries {
-            let claimed_by = delivery.claimed.then_some(CLAIM_AT_INGEST);
+            let claimed_by = delivery.claimed.then_some(owner);
             insert_delivery.execute(params![
                 delivery.id.as_str(),
                 item.event_id.as_str(),
@@ -316,13 +320,6 @@ pub fn ingest(c: &Connection, items: Vec<IngestItem>) -> Result<Vec<IngestOutcom
     }
     Ok(outcomes)
 }
-
-/// Claim marker written at ingest; `recover_claims` rewrites it to the live owner.
-///
-/// The embedded store has exactly one live instance, so "claimed at ingest"
-/// always means "claimed by the running process"; on start-up every claim is
-/// voided before the engine runs, which is what recovery needs.
-pub const CLAIM_AT_INGEST: &str = "ingest";
 
 pub fn claim_due(
     c: &Connection,
@@ -382,20 +379,20 @@ pub fn claim_due(
 
 pub fn release(c: &Connection, owner: &str, deliveries: &[DeliveryId]) -> Result<(), StoreError> {
     let mut stmt = c.prepare_cached(
-        "UPDATE deliveries SET lease_owner = NULL WHERE id = ?1 AND (lease_owner = ?2 OR lease_owner = ?3)",
+        "UPDATE deliveries SET lease_owner = NULL WHERE id = ?1 AND lease_owner = ?2",
     )?;
     for id in deliveries {
-        stmt.execute(params![id.as_str(), owner, CLAIM_AT_INGEST])?;
+        stmt.execute(params![id.as_str(), owner])?;
     }
     Ok(())
 }
 
-pub fn recover_claims(c: &Connection, _live_owner: &str) -> Result<u64, StoreError> {
-    // Called once at start-up, before the engine holds anything: every claim
-    // in the file belongs to a process that is gone.
+pub fn recover_claims(c: &Connection, live_owner: &str) -> Result<u64, StoreError> {
+    // The file lock makes this process the only live instance: every other
+    // owner is a process that is gone (killed, crashed).
     let n = c.execute(
-        "UPDATE deliveries SET lease_owner = NULL WHERE lease_owner IS NOT NULL AND status IN ('pending', 'retrying')",
-        [],
+        "UPDATE deliveries SET lease_owner = NULL WHERE lease_owner IS NOT NULL AND lease_owner <> ?1",
+        [live_owner],
     )?;
     Ok(n as u64)
 }
