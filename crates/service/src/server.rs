@@ -9,7 +9,7 @@ use tokio::net::TcpListener;
 use webhook_domain::address::AddressPolicy;
 use webhook_outbound::{OutboundClient, OutboundConfig};
 
-use crate::api::{self, AppState};
+use crate::api::{self, AppContext, AppState};
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::crypto::SecretCipher;
@@ -18,19 +18,26 @@ use crate::engine::{self, Engine};
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
+use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::SqliteStore;
 
-/// Opens the configured store.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if config.database_url.is_some() {
-        anyhow::bail!(
-            "DATABASE_URL selects PostgreSQL, which this build does not support yet; unset DATABASE_URL to use the embedded store in WEBHOOK_DATA_DIR"
-        );
-    }
+/// Opens the configured store: PostgreSQL when `DATABASE_URL` names it, else
+/// the embedded store in `WEBHOOK_DATA_DIR`. Either way migrations are applied.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     let key = config
         .encryption_key
         .as_ref()
         .context("WEBHOOK_ENCRYPTION_KEY is not set")?;
+    if let Some(url) = &config.database_url {
+        let options = PostgresOptions {
+            pool_size: config.database_pool_size,
+            ..PostgresOptions::default()
+        };
+        let store = PostgresStore::connect(url.expose(), options, SecretCipher::new(key))
+            .await
+            .context("cannot open the PostgreSQL store named by DATABASE_URL")?;
+        return Ok(Arc::new(store));
+    }
     let store = SqliteStore::open(&config.data_dir, SecretCipher::new(key)).with_context(|| {
         format!(
             "cannot open the embedded store in {}",
@@ -43,7 +50,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 /// Runs the service until SIGINT or SIGTERM, then shuts down gracefully.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let policy = Arc::new(AddressPolicy::new(config.allowed_cidrs.clone(), config.dev));
     let auth = Arc::new(Authenticator::new(
@@ -75,7 +82,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .await
     .context("cannot start the delivery engine")?;
 
-    let state = AppState {
+    let state = AppState::new(AppContext {
         config: config.clone(),
         store,
         engine: engine.clone(),
@@ -84,7 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy,
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit)),
         internal_limiter: Arc::new(RateLimiter::new(config.internal_rate_limit)),
-    };
+    });
     let app = api::router(state)
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

@@ -34,9 +34,28 @@ use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use error::ApiError;
 
-/// Everything the handlers share.
+/// Everything the handlers share, behind one `Arc`: axum clones the state
+/// for every request, and one reference count is cheaper than ten.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppContext>);
+
+impl AppState {
+    /// Wraps the shared context.
+    pub fn new(context: AppContext) -> Self {
+        AppState(Arc::new(context))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppContext;
+
+    fn deref(&self) -> &AppContext {
+        &self.0
+    }
+}
+
+/// The contents of [`AppState`].
+pub struct AppContext {
     /// Effective configuration.
     pub config: Arc<Config>,
     /// The store.
@@ -124,7 +143,14 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/docs", get(ops::docs))
-        .fallback(|| async { ApiError::not_found("Route") });
+        .fallback(|| async { ApiError::not_found("Route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "METHOD_NOT_ALLOWED",
+                "This route does not accept that method",
+            )
+        });
     if let Some(cors) = cors(&state.config) {
         app = app.layer(cors);
     }
@@ -151,10 +177,16 @@ fn cors(config: &Config) -> Option<CorsLayer> {
             .allow_origin(origin)
             .allow_methods(tower_http::cors::Any)
             .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            // The front end's scripts can read only what is exposed: both
+            // rate-limit header families and Retry-After, not just the legacy one.
             .expose_headers([
                 header::HeaderName::from_static("x-ratelimit-limit"),
                 header::HeaderName::from_static("x-ratelimit-remaining"),
                 header::HeaderName::from_static("x-ratelimit-reset"),
+                header::HeaderName::from_static("ratelimit-limit"),
+                header::HeaderName::from_static("ratelimit-remaining"),
+                header::HeaderName::from_static("ratelimit-reset"),
+                header::RETRY_AFTER,
                 header::HeaderName::from_static("x-request-id"),
             ]),
     )

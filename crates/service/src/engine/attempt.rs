@@ -75,15 +75,15 @@ pub fn request_headers(route: &Route, job: &DueDelivery, attempt: u32, now_ms: i
     headers
 }
 
-/// Makes one attempt of `job` to `route` and judges it. With `final_attempt`
-/// (test sends) a failure is final instead of scheduled for retry.
+/// Makes one attempt of `job` to `route` and judges it. A `test_send` is
+/// never retried and does not count toward the webhook's health.
 pub async fn attempt(
     client: &OutboundClient,
     rules: &RetryRules,
     user_agent: &str,
     route: &Route,
     job: &DueDelivery,
-    final_attempt: bool,
+    test_send: bool,
 ) -> AttemptReport {
     let number = job.attempts + 1;
     let started_at = now_ms();
@@ -101,14 +101,7 @@ pub async fn attempt(
     logged.push(("user-agent".into(), user_agent.to_string()));
     logged.push(("content-type".into(), "application/json".into()));
     judge(
-        rules,
-        route,
-        job,
-        number,
-        started_at,
-        logged,
-        outcome,
-        final_attempt,
+        rules, route, job, number, started_at, logged, outcome, test_send,
     )
 }
 
@@ -121,7 +114,7 @@ fn judge(
     started_at: i64,
     request_headers: Vec<(String, String)>,
     outcome: Outcome,
-    final_attempt: bool,
+    test_send: bool,
 ) -> AttemptReport {
     let mut error_kind = outcome.error.as_ref().map(|e| kind(e.kind));
     let mut error_message = outcome.error.as_ref().map(|e| e.message.clone());
@@ -165,7 +158,7 @@ fn judge(
     let now = started_at + outcome.duration.as_millis() as i64;
     let (status, next_attempt_at) = if delivered {
         (DeliveryStatus::Delivered, None)
-    } else if final_attempt || disable_webhook.is_some() {
+    } else if test_send || disable_webhook.is_some() {
         (DeliveryStatus::Failed, None)
     } else {
         match rules.schedule.next_delay(number, fastrand::f64()) {
@@ -196,5 +189,6 @@ fn judge(
         status,
         next_attempt_at,
         disable_webhook,
+        test_send,
     }
 }

@@ -37,7 +37,7 @@ use crate::store::{
     StoreError,
 };
 use attempt::RetryRules;
-use dispatcher::Command;
+use dispatcher::{Command, Verdict};
 use recorder::RecorderMsg;
 use routing::RoutingTable;
 use window::Window;
@@ -199,11 +199,17 @@ impl Inner {
 /// Runs one attempt of `job` and reports it; frees the in-flight slot.
 async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
     let webhook = job.webhook_id.clone();
-    match inner.routes.get(&webhook) {
+    let verdict = match inner.routes.get(&webhook) {
         // Deleted: its rows went with it.
-        None => inner.window.release(&webhook),
+        None => {
+            inner.window.release(&webhook);
+            Verdict::Neutral
+        }
         // Paused or disabled: the delivery waits in the store until it is re-enabled.
-        Some(route) if !route.is_active => inner.hand_back(vec![(webhook.clone(), job.id)]).await,
+        Some(route) if !route.is_active => {
+            inner.hand_back(vec![(webhook.clone(), job.id)]).await;
+            Verdict::Neutral
+        }
         Some(route) => {
             let report = attempt::attempt(
                 &inner.client,
@@ -217,10 +223,25 @@ async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
             inner
                 .metrics
                 .observe_attempt(u64::from(report.attempt.duration_ms) * 1000);
+            let verdict = verdict_of(&report);
             let _ = inner.recorder.send(RecorderMsg::Report(Box::new(report)));
+            verdict
         }
+    };
+    let _ = inner.dispatch.send(Command::Done(webhook, verdict));
+}
+
+/// What one attempt says about its endpoint, for the circuit breaker.
+fn verdict_of(report: &AttemptReport) -> Verdict {
+    use webhook_domain::delivery::{AttemptErrorKind as K, DeliveryStatus};
+    if report.status == DeliveryStatus::Delivered {
+        return Verdict::Healthy;
     }
-    let _ = inner.dispatch.send(Command::Done(webhook));
+    match (report.attempt.error_kind, report.attempt.status_code) {
+        (Some(K::Timeout | K::Connect | K::Dns | K::Tls), _) => Verdict::Failing,
+        (_, Some(code)) if code >= 500 || code == 429 => Verdict::Failing,
+        _ => Verdict::Neutral,
+    }
 }
 
 /// Handle to the running engine.
@@ -337,7 +358,9 @@ impl Engine {
         (self.inner.window.used(), self.inner.config.window)
     }
 
-    /// Records a synchronous attempt (test sends) through the recorder, waiting for its commit.
+    /// Records a synchronous attempt (a test send) directly, waiting for its
+    /// commit. Test sends never change a webhook's health, so nothing can be
+    /// disabled here that would need announcing.
     pub async fn record_now(&self, report: AttemptReport) -> Result<(), StoreError> {
         let reports = Arc::new(vec![report]);
         self.inner

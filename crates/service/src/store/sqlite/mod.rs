@@ -41,9 +41,19 @@ impl From<rusqlite::Error> for StoreError {
 type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 
 /// A unit of work for the writer thread.
+///
+/// Jobs share one transaction, so a job must not leave partial writes
+/// behind when it fails for a reason of its own (a cap reached, a row
+/// missing): such checks come before its first write. A failure of SQLite
+/// itself (I/O error, full disk) aborts the whole transaction instead, and
+/// every job in it is answered with that error; nothing of it was committed.
+/// This is what lets jobs run without a savepoint each, which on this hot
+/// path cost more than the work (every page touched was copied to a
+/// statement journal).
 trait WriteJob: Send {
-    /// Runs inside the open transaction; the returned closure answers the caller after the commit.
-    fn run(self: Box<Self>, conn: &Connection) -> Completion;
+    /// Runs inside the open transaction. Returns the closure that answers
+    /// the caller after the commit, and whether SQLite failed (abort the batch).
+    fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool);
     /// Answers the caller when the transaction could not even start.
     fn fail(self: Box<Self>, error: String);
 }
@@ -58,38 +68,27 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> Completion {
+    fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool) {
         let Job { work, reply } = *self;
-        let result = in_savepoint(conn, work);
-        Box::new(move |committed| {
-            let answer = match committed {
-                Ok(()) => result,
-                Err(e) => Err(StoreError::Unavailable(format!("commit failed: {e}"))),
+        let result = work(conn);
+        let sqlite_failed = matches!(result, Err(StoreError::Unavailable(_)));
+        let completion: Completion = Box::new(move |committed| {
+            let answer = match (committed, result) {
+                (Ok(()), result) => result,
+                // Its own error says more than "the batch was aborted".
+                (Err(_), Err(e)) => Err(e),
+                (Err(e), Ok(_)) => {
+                    Err(StoreError::Unavailable(format!("transaction aborted: {e}")))
+                }
             };
             // The caller may have gone away (request cancelled); nothing to do then.
             let _ = reply.send(answer);
-        })
+        });
+        (completion, sqlite_failed)
     }
 
     fn fail(self: Box<Self>, error: String) {
         let _ = self.reply.send(Err(StoreError::Unavailable(error)));
-    }
-}
-
-fn in_savepoint<T>(
-    conn: &Connection,
-    work: impl FnOnce(&Connection) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
-    match work(conn) {
-        Ok(value) => {
-            conn.execute_batch("RELEASE job")?;
-            Ok(value)
-        }
-        Err(e) => {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
-            Err(e)
-        }
     }
 }
 
@@ -99,21 +98,46 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
             first.fail(e.to_string());
             continue;
         }
-        let mut completions = vec![first.run(&conn)];
+        let mut completions = Vec::with_capacity(64);
+        let mut aborted = None;
+        let mut next = Some(first);
         // Everything that queued up while the last commit was being fsynced joins this one.
-        while completions.len() < MAX_JOBS_PER_COMMIT {
-            match jobs.try_recv() {
-                Ok(job) => completions.push(job.run(&conn)),
-                Err(_) => break,
+        while let Some(job) = next.take() {
+            let (completion, sqlite_failed) = job.run(&conn);
+            completions.push(completion);
+            if sqlite_failed {
+                aborted = Some("a statement failed".to_string());
+                break;
+            }
+            if completions.len() < MAX_JOBS_PER_COMMIT {
+                next = jobs.try_recv().ok();
             }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if committed.is_err() {
+        let outcome = match aborted {
+            Some(reason) => Err(reason),
+            None => conn.execute_batch("COMMIT").map_err(|e| e.to_string()),
+        };
+        if outcome.is_err() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for completion in completions {
-            completion(committed.clone());
+            completion(outcome.clone());
         }
+    }
+}
+
+/// Copies the WAL back into the database file off the writer's path.
+///
+/// SQLite's automatic checkpoint would run inside the writer's commit and
+/// stall every waiting caller; a passive checkpoint from another connection
+/// never blocks the writer.
+fn checkpointer(path: PathBuf, stop: std::sync::Weak<()>) {
+    let Ok(conn) = open_connection(&path, 1024) else {
+        return;
+    };
+    while stop.upgrade().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
     }
 }
 
@@ -125,6 +149,8 @@ pub struct SqliteStore {
     cipher: SecretCipher,
     // Held for the life of the store: a second process on the same data directory would corrupt claims.
     _lock: File,
+    // Dropping the store ends the checkpointer thread.
+    _alive: Arc<()>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -200,6 +226,16 @@ impl SqliteStore {
         let path = data_dir.join("webhooks.db");
         let mut conn = open_connection(&path, 32 * 1024)?;
         migrate(&mut conn)?;
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
+        let alive = Arc::new(());
+        let weak = Arc::downgrade(&alive);
+        let checkpoint_path = path.clone();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpointer(checkpoint_path, weak))
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
+            })?;
         let (writer, jobs) = mpsc::channel::<Box<dyn WriteJob>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -211,6 +247,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             cipher,
             _lock: lock,
+            _alive: alive,
         })
     }
 

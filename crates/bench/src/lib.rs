@@ -1,0 +1,199 @@
+//! Benchmark harness of the webhook service.
+//!
+//! Each scenario starts the real `webhook-service` binary (embedded store in
+//! a temporary directory, or PostgreSQL), a minimal receiver and a load
+//! generator in this process, and reports one JSON object. Latency is from
+//! the moment the producer sends an event to the moment the receiver has the
+//! delivery. The ceiling is measured in the same run: the same generator
+//! posting straight to the same kind of receiver.
+
+pub mod load;
+pub mod scenarios;
+pub mod service;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+/// Settings shared by all scenarios.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The service binary.
+    pub binary: std::path::PathBuf,
+    /// PostgreSQL URL (else the embedded store).
+    pub database_url: Option<String>,
+    /// Small counts (CI smoke runs): checks correctness, says nothing about speed.
+    pub smoke: bool,
+    /// Override of the event count.
+    pub events: Option<usize>,
+    /// Producer concurrency.
+    pub concurrency: usize,
+}
+
+impl Settings {
+    /// `full` normally, `smoke` in smoke mode, unless `--events` says otherwise.
+    pub fn count(&self, full: usize, smoke: usize) -> usize {
+        self.events.unwrap_or(if self.smoke { smoke } else { full })
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn store(&self) -> &'static str {
+        if self.database_url.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+}
+
+/// The result of one scenario.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    /// Scenario name.
+    pub scenario: String,
+    /// Store backend.
+    pub store: String,
+    /// Events accepted by the service.
+    pub events: usize,
+    /// Events accepted per second.
+    pub ingest_per_sec: f64,
+    /// Deliveries received per second (first send to last receipt).
+    pub deliveries_per_sec: f64,
+    /// Producer-to-receiver latency percentiles (ms).
+    pub latency_ms: (f64, f64, f64),
+    /// Peak RSS of the service (MB).
+    pub peak_rss_mb: f64,
+    /// Same generator straight to the receiver (requests per second).
+    pub ceiling_per_sec: f64,
+    /// Deliveries that never arrived.
+    pub lost: usize,
+    /// Deliveries that arrived more than once.
+    pub duplicates: usize,
+    /// Producer requests that failed.
+    pub errors: usize,
+    /// The first producer error.
+    pub first_error: Option<String>,
+    /// Scenario-specific figures.
+    pub extra: Map<String, Value>,
+}
+
+impl Report {
+    /// The JSON line of the report.
+    pub fn to_json(&self) -> Value {
+        let ratio = if self.ceiling_per_sec > 0.0 {
+            self.deliveries_per_sec / self.ceiling_per_sec
+        } else {
+            0.0
+        };
+        let mut v = json!({
+            "scenario": self.scenario,
+            "store": self.store,
+            "events": self.events,
+            "ingest_per_sec": round(self.ingest_per_sec),
+            "deliveries_per_sec": round(self.deliveries_per_sec),
+            "latency_ms": {"p50": round(self.latency_ms.0), "p99": round(self.latency_ms.1), "p999": round(self.latency_ms.2)},
+            "peak_rss_mb": round(self.peak_rss_mb),
+            "ceiling_per_sec": round(self.ceiling_per_sec),
+            "ratio_to_ceiling": (ratio * 1000.0).round() / 1000.0,
+            "lost": self.lost,
+            "duplicates": self.duplicates,
+            "errors": self.errors,
+        });
+        if let Some(e) = &self.first_error {
+            v["first_error"] = json!(e);
+        }
+        for (k, val) in &self.extra {
+            v[k] = val.clone();
+        }
+        v
+    }
+
+    /// Whether the run is correct (no loss, no failed request, no crash).
+    pub fn is_correct(&self) -> bool {
+        self.lost == 0 && self.errors == 0 && self.events > 0
+    }
+}
+
+fn round(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Percentile of sorted values (nearest rank).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Joins what was sent with what was received.
+pub struct Matched {
+    /// Latencies of first receipts (ms), sorted.
+    pub latencies: Vec<f64>,
+    /// Expected deliveries missing.
+    pub lost: usize,
+    /// Receipts beyond the expected count.
+    pub duplicates: usize,
+    /// Receipts of accepted events.
+    pub received: usize,
+    /// Last receipt.
+    pub last: Option<Instant>,
+}
+
+/// Matches receipts to sends; each accepted event should arrive `per_event` times.
+pub fn match_receipts(
+    accepted: &[(String, Instant)],
+    receipts: &[(String, Instant)],
+    per_event: usize,
+) -> Matched {
+    let sent: HashMap<&str, Instant> = accepted.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+    let mut counts: HashMap<&str, usize> = HashMap::with_capacity(sent.len());
+    let mut latencies = Vec::with_capacity(receipts.len());
+    let mut last = None;
+    let mut received = 0;
+    for (id, at) in receipts {
+        let Some(sent_at) = sent.get(id.as_str()) else {
+            continue;
+        };
+        received += 1;
+        last = Some(last.map_or(*at, |l: Instant| l.max(*at)));
+        let n = counts.entry(id.as_str()).or_insert(0);
+        *n += 1;
+        if *n <= per_event {
+            latencies.push(at.saturating_duration_since(*sent_at).as_secs_f64() * 1000.0);
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let mut lost = 0;
+    let mut duplicates = 0;
+    for id in sent.keys() {
+        let n = counts.get(id).copied().unwrap_or(0);
+        lost += per_event.saturating_sub(n);
+        duplicates += n.saturating_sub(per_event);
+    }
+    Matched {
+        latencies,
+        lost,
+        duplicates,
+        received,
+        last,
+    }
+}
+
+/// Waits until `count()` reaches `target` or stops growing for `stall`.
+pub async fn wait_until(count: impl Fn() -> usize, target: usize, stall: Duration) {
+    let mut last = count();
+    let mut since = Instant::now();
+    while last < target {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = count();
+        if now != last {
+            last = now;
+            since = Instant::now();
+        } else if since.elapsed() > stall {
+            return;
+        }
+    }
+}

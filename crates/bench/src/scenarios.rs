@@ -1,0 +1,460 @@
+//! The scenarios of the benchmark issue.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use webhook_testkit::{Behavior, CountingReceiver, Receiver};
+
+use crate::load::{Http, Sent, closed_loop, open_loop};
+use crate::service::{INTERNAL_SECRET, Service};
+use crate::{Report, Settings, match_receipts, percentile, wait_until};
+
+/// Every scenario, in the order `all` runs them.
+pub const ALL: &[&str] = &[
+    "throughput",
+    "batch",
+    "fanout",
+    "latency",
+    "backlog",
+    "isolation",
+];
+
+/// Runs one scenario by name.
+pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
+    match name {
+        "throughput" => throughput(s).await,
+        "batch" => batch(s).await,
+        "fanout" => fanout(s).await,
+        "latency" => latency(s).await,
+        "backlog" => backlog(s).await,
+        "isolation" => isolation(s).await,
+        other => bail!("unknown scenario '{other}' (known: {})", ALL.join(", ")),
+    }
+}
+
+/// A data payload of about the guide's size.
+fn event_json(user: &str, i: usize) -> Value {
+    json!({"eventType": "credit.low", "userId": user,
+           "data": {"userId": user, "balance": 8, "threshold": 10, "seq": i, "lowCreditAt": "2025-01-01T00:00:00.000Z"},
+           "metadata": {"service": "core-service", "timestamp": "2025-01-01T00:00:00.000Z"}})
+}
+
+fn trigger_body(user: &'static str) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
+    Arc::new(move |i| Bytes::from(event_json(user, i).to_string()))
+}
+
+async fn create_webhook(http: &Http, svc: &Service, token: &str, url: &str) -> anyhow::Result<()> {
+    let body =
+        json!({"url": url, "eventTypes": ["*"], "secret": "bench-webhook-secret-0123456789"});
+    let (status, resp) = http
+        .post(
+            &format!("{}/api/v1/webhooks", svc.base),
+            Some(token),
+            Bytes::from(body.to_string()),
+        )
+        .await?;
+    if status != 201 {
+        bail!(
+            "creating a webhook answered {status}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+    }
+    Ok(())
+}
+
+/// The loopback ceiling: the same generator straight to a fresh receiver.
+async fn ceiling(http: &Http, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let receiver = CountingReceiver::with_capacity(requests).await?;
+    let envelope = Bytes::from(
+        json!({"id": "evt_01JCEILING0000000000000000", "eventType": "credit.low", "userId": "bench-user",
+               "data": event_json("bench-user", 0)["data"], "metadata": {"service": "core-service", "timestamp": "2025-01-01T00:00:00.000Z"}})
+        .to_string(),
+    );
+    let sent = closed_loop(
+        http,
+        &receiver.url("/ceiling"),
+        None,
+        requests,
+        concurrency,
+        Arc::new(move |_| envelope.clone()),
+    )
+    .await;
+    let secs = sent.elapsed().as_secs_f64();
+    Ok(if secs > 0.0 {
+        (requests - sent.errors) as f64 / secs
+    } else {
+        0.0
+    })
+}
+
+fn start(s: &Settings, extra: &[(&str, String)]) -> anyhow::Result<Service> {
+    Service::start(&s.binary, s.database_url.as_deref(), extra)
+}
+
+/// Fills the report from what was sent and received.
+fn report(
+    name: &str,
+    s: &Settings,
+    sent: &Sent,
+    receipts: &[(String, Instant)],
+    per_event: usize,
+    svc: &Service,
+    ceiling: f64,
+) -> Report {
+    let m = match_receipts(&sent.accepted, receipts, per_event);
+    let span = match (sent.started, m.last) {
+        (Some(a), Some(b)) => b.duration_since(a).as_secs_f64(),
+        _ => 0.0,
+    };
+    let ingest_secs = sent.elapsed().as_secs_f64();
+    let mut extra = serde_json::Map::new();
+    let deliveries = m.received.max(1) as f64;
+    extra.insert(
+        "service_cpu_ms_per_delivery".into(),
+        json!((svc.cpu_seconds() * 1000.0 / deliveries * 1000.0).round() / 1000.0),
+    );
+    Report {
+        scenario: name.into(),
+        store: s.store().into(),
+        events: sent.accepted.len(),
+        ingest_per_sec: if ingest_secs > 0.0 {
+            sent.accepted.len() as f64 / ingest_secs
+        } else {
+            0.0
+        },
+        deliveries_per_sec: if span > 0.0 {
+            m.received.min(sent.accepted.len() * per_event) as f64 / span
+        } else {
+            0.0
+        },
+        latency_ms: (
+            percentile(&m.latencies, 0.50),
+            percentile(&m.latencies, 0.99),
+            percentile(&m.latencies, 0.999),
+        ),
+        peak_rss_mb: svc.peak_rss_mb(),
+        ceiling_per_sec: ceiling,
+        lost: m.lost,
+        duplicates: m.duplicates,
+        errors: sent.errors,
+        first_error: sent.first_error.clone(),
+        extra,
+    }
+}
+
+async fn single_webhook_run(
+    name: &str,
+    s: &Settings,
+    events: usize,
+    batch_size: usize,
+    concurrency: usize,
+) -> anyhow::Result<Report> {
+    let http = Http::default();
+    let ceiling = ceiling(&http, events.min(100_000), s.concurrency).await?;
+    let receiver = CountingReceiver::with_capacity(events).await?;
+    let svc = start(s, &[])?;
+    let token = svc.token("bench-user", false)?;
+    create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?;
+    let (uri, body): (String, Arc<dyn Fn(usize) -> Bytes + Send + Sync>) = if batch_size > 1 {
+        (
+            format!("{}/internal/events/batch", svc.base),
+            Arc::new(move |i| {
+                let events: Vec<Value> = (0..batch_size)
+                    .map(|j| event_json("bench-user", i * batch_size + j))
+                    .collect();
+                Bytes::from(json!({"events": events}).to_string())
+            }),
+        )
+    } else {
+        (
+            format!("{}/internal/webhooks/trigger", svc.base),
+            trigger_body("bench-user"),
+        )
+    };
+    let requests = events.div_ceil(batch_size);
+    let sent = closed_loop(
+        &http,
+        &uri,
+        Some(INTERNAL_SECRET),
+        requests,
+        concurrency,
+        body,
+    )
+    .await;
+    wait_until(
+        || receiver.count(),
+        sent.accepted.len(),
+        Duration::from_secs(15),
+    )
+    .await;
+    let receipts = receiver.take_records();
+    Ok(report(name, s, &sent, &receipts, 1, &svc, ceiling))
+}
+
+async fn throughput(s: &Settings) -> anyhow::Result<Report> {
+    single_webhook_run("throughput", s, s.count(100_000, 500), 1, s.concurrency).await
+}
+
+async fn batch(s: &Settings) -> anyhow::Result<Report> {
+    single_webhook_run("batch", s, s.count(100_000, 1_000), 100, 16).await
+}
+
+async fn fanout(s: &Settings) -> anyhow::Result<Report> {
+    const WEBHOOKS: usize = 100;
+    let events = s.count(1_000, 20);
+    let http = Http::default();
+    let ceiling = ceiling(&http, (events * WEBHOOKS).min(100_000), s.concurrency).await?;
+    let receiver = CountingReceiver::with_capacity(events * WEBHOOKS).await?;
+    let svc = start(s, &[("WEBHOOK_MAX_PER_USER", "1000".into())])?;
+    let token = svc.token("bench-user", false)?;
+    for i in 0..WEBHOOKS {
+        create_webhook(&http, &svc, &token, &receiver.url(&format!("/hook/{i}"))).await?;
+    }
+    let sent = closed_loop(
+        &http,
+        &format!("{}/internal/webhooks/trigger", svc.base),
+        Some(INTERNAL_SECRET),
+        events,
+        s.concurrency,
+        trigger_body("bench-user"),
+    )
+    .await;
+    wait_until(
+        || receiver.count(),
+        sent.accepted.len() * WEBHOOKS,
+        Duration::from_secs(15),
+    )
+    .await;
+    let receipts = receiver.take_records();
+    let mut r = report("fanout", s, &sent, &receipts, WEBHOOKS, &svc, ceiling);
+    r.extra.insert("webhooks_per_event".into(), json!(WEBHOOKS));
+    Ok(r)
+}
+
+async fn latency(s: &Settings) -> anyhow::Result<Report> {
+    let rate = 1000;
+    let duration = if s.smoke {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(30)
+    };
+    let http = Http::default();
+    let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
+    let receiver =
+        CountingReceiver::with_capacity(rate as usize * duration.as_secs() as usize).await?;
+    let svc = start(s, &[])?;
+    let token = svc.token("bench-user", false)?;
+    create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?;
+    let sent = open_loop(
+        &http,
+        &format!("{}/internal/webhooks/trigger", svc.base),
+        Some(INTERNAL_SECRET),
+        rate,
+        duration,
+        trigger_body("bench-user"),
+    )
+    .await;
+    wait_until(
+        || receiver.count(),
+        sent.accepted.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let receipts = receiver.take_records();
+    let mut r = report("latency", s, &sent, &receipts, 1, &svc, ceiling);
+    r.extra.insert("offered_per_sec".into(), json!(rate));
+    Ok(r)
+}
+
+async fn backlog(s: &Settings) -> anyhow::Result<Report> {
+    let events = s.count(1_000_000, 2_000);
+    let http = Http::default();
+    let ceiling = ceiling(&http, events.min(100_000), s.concurrency).await?;
+    let receiver = CountingReceiver::with_capacity(events).await?;
+    // Short waits so that the few deliveries used as circuit-breaker probes
+    // during the outage are retried within the measurement.
+    let svc = start(
+        s,
+        &[(
+            "WEBHOOK_RETRY_SCHEDULE",
+            "1s,2s,5s,10s,10s,10s,10s,10s,10s,10s".into(),
+        )],
+    )?;
+    let token = svc.token("bench-user", false)?;
+    create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?;
+    receiver.set_down(true).await?;
+    let batch_size = 100;
+    let sent = closed_loop(
+        &http,
+        &format!("{}/internal/events/batch", svc.base),
+        Some(INTERNAL_SECRET),
+        events.div_ceil(batch_size),
+        16,
+        Arc::new(move |i| {
+            let events: Vec<Value> = (0..batch_size)
+                .map(|j| event_json("bench-user", i * batch_size + j))
+                .collect();
+            Bytes::from(json!({"events": events}).to_string())
+        }),
+    )
+    .await;
+    let rss_during_backlog = svc.peak_rss_mb();
+    let up_at = Instant::now();
+    receiver.set_down(false).await?;
+    wait_until(
+        || receiver.count(),
+        sent.accepted.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let receipts = receiver.take_records();
+    let mut r = report("backlog", s, &sent, &receipts, 1, &svc, ceiling);
+    let drained = receipts.iter().filter(|(_, at)| *at >= up_at).count();
+    let drain_secs = receipts
+        .last()
+        .map(|(_, at)| at.duration_since(up_at).as_secs_f64())
+        .unwrap_or(0.0);
+    r.extra.insert(
+        "peak_rss_mb_during_backlog".into(),
+        json!((rss_during_backlog * 100.0).round() / 100.0),
+    );
+    r.extra.insert(
+        "drain_per_sec".into(),
+        json!(if drain_secs > 0.0 {
+            (drained as f64 / drain_secs).round()
+        } else {
+            0.0
+        }),
+    );
+    r.extra.insert(
+        "delivered_before_up".into(),
+        json!(receipts.len() - drained),
+    );
+    Ok(r)
+}
+
+/// Healthy endpoint alone, then beside one that hangs past the timeout.
+async fn isolation(s: &Settings) -> anyhow::Result<Report> {
+    let rate = if s.smoke { 200 } else { 4000 };
+    let duration = if s.smoke {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    };
+    let http = Http::default();
+    let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
+    let env = [("WEBHOOK_TIMEOUT", "1000".to_string())];
+
+    // Run 1: the healthy endpoint alone.
+    let solo = {
+        let receiver = CountingReceiver::with_capacity(rate as usize * 12).await?;
+        let svc = start(s, &env)?;
+        let token = svc.token("healthy-user", false)?;
+        create_webhook(&http, &svc, &token, &receiver.url("/healthy")).await?;
+        let sent = open_loop(
+            &http,
+            &format!("{}/internal/webhooks/trigger", svc.base),
+            Some(INTERNAL_SECRET),
+            rate,
+            duration,
+            trigger_body("healthy-user"),
+        )
+        .await;
+        wait_until(
+            || receiver.count(),
+            sent.accepted.len(),
+            Duration::from_secs(10),
+        )
+        .await;
+        report(
+            "isolation",
+            s,
+            &sent,
+            &receiver.take_records(),
+            1,
+            &svc,
+            ceiling,
+        )
+    };
+
+    // Run 2: the same load, plus as many events to an endpoint that hangs.
+    let receiver = CountingReceiver::with_capacity(rate as usize * 12).await?;
+    let hanging = Receiver::start(Behavior::Hang)
+        .await
+        .context("hanging receiver")?;
+    let svc = start(s, &env)?;
+    let healthy_token = svc.token("healthy-user", false)?;
+    let hanging_token = svc.token("hanging-user", false)?;
+    create_webhook(&http, &svc, &healthy_token, &receiver.url("/healthy")).await?;
+    create_webhook(&http, &svc, &hanging_token, &hanging.url("/hang")).await?;
+    let uri = format!("{}/internal/webhooks/trigger", svc.base);
+    let (healthy_sent, hanging_sent) = tokio::join!(
+        open_loop(
+            &http,
+            &uri,
+            Some(INTERNAL_SECRET),
+            rate,
+            duration,
+            trigger_body("healthy-user")
+        ),
+        open_loop(
+            &http,
+            &uri,
+            Some(INTERNAL_SECRET),
+            rate,
+            duration,
+            trigger_body("hanging-user")
+        ),
+    );
+    wait_until(
+        || receiver.count(),
+        healthy_sent.accepted.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mut r = report(
+        "isolation",
+        s,
+        &healthy_sent,
+        &receiver.take_records(),
+        1,
+        &svc,
+        ceiling,
+    );
+    r.errors += hanging_sent.errors;
+    let rate_ratio = if solo.deliveries_per_sec > 0.0 {
+        r.deliveries_per_sec / solo.deliveries_per_sec
+    } else {
+        0.0
+    };
+    let p99_ratio = if solo.latency_ms.1 > 0.0 {
+        r.latency_ms.1 / solo.latency_ms.1
+    } else {
+        0.0
+    };
+    r.extra
+        .insert("offered_per_sec_per_endpoint".into(), json!(rate));
+    r.extra.insert(
+        "solo_deliveries_per_sec".into(),
+        json!(solo.deliveries_per_sec.round()),
+    );
+    r.extra
+        .insert("solo_latency_p99_ms".into(), json!(solo.latency_ms.1));
+    r.extra.insert(
+        "rate_ratio".into(),
+        json!((rate_ratio * 1000.0).round() / 1000.0),
+    );
+    r.extra.insert(
+        "p99_ratio".into(),
+        json!((p99_ratio * 1000.0).round() / 1000.0),
+    );
+    r.extra.insert(
+        "hanging_events_accepted".into(),
+        json!(hanging_sent.accepted.len()),
+    );
+    r.lost += solo.lost;
+    Ok(r)
+}

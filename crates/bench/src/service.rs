@@ -1,0 +1,183 @@
+//! The service under test: the real `webhook-service` binary as a child process.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// Shared secret used by the benchmark's producer.
+pub const INTERNAL_SECRET: &str = "bench-internal-secret-0123456789";
+const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
+const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Where the service binary is: `--service-bin`, else next to this executable, else built with cargo.
+pub fn locate_binary(explicit: Option<&Path>, release: bool) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/webhook-bench or target/<profile>/deps/<test binary>
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let candidate = dir.join("webhook-service");
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["build", "-p", "webhook-service", "--bin", "webhook-service"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd
+        .status()
+        .context("cannot run cargo to build webhook-service")?;
+    if !status.success() || !candidate.exists() {
+        bail!("webhook-service is not built and `cargo build` failed; pass --service-bin");
+    }
+    Ok(candidate)
+}
+
+/// A running service and its data directory.
+pub struct Service {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    binary: PathBuf,
+    env: Vec<(String, String)>,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl Service {
+    /// Starts the binary with the benchmark's environment plus `extra`.
+    pub fn start(
+        binary: &Path,
+        database_url: Option<&str>,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Service> {
+        let data = tempfile::tempdir()?;
+        let mut env: Vec<(String, String)> = [
+            ("HOST", "127.0.0.1"),
+            ("PORT", "0"),
+            ("JWT_SECRET", JWT_SECRET),
+            ("INTERNAL_SERVICE_SECRET", INTERNAL_SECRET),
+            ("WEBHOOK_ENCRYPTION_KEY", ENCRYPTION_KEY),
+            ("WEBHOOK_ALLOWED_CIDRS", "127.0.0.0/8,::1/128"),
+            ("LOG_LEVEL", "warn"),
+            ("LOG_FORMAT", "json"),
+            ("RATE_LIMIT_MAX_REQUESTS", "0"),
+            ("INTERNAL_RATE_LIMIT_MAX_REQUESTS", "0"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        env.push(("WEBHOOK_DATA_DIR".into(), data.path().display().to_string()));
+        if let Some(url) = database_url {
+            env.push(("DATABASE_URL".into(), url.to_string()));
+        }
+        for (k, v) in extra {
+            env.retain(|(key, _)| key != k);
+            env.push((k.to_string(), v.clone()));
+        }
+        let mut child = Command::new(binary)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("webhook-service listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the service did not start within 60 s");
+            }
+        };
+        Ok(Service {
+            child,
+            base,
+            binary: binary.to_path_buf(),
+            env,
+            _data: Some(data),
+        })
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size so far (VmHWM), in MB.
+    pub fn peak_rss_mb(&self) -> f64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+            .unwrap_or(0.0)
+    }
+
+    /// CPU time (user + system) the service has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
+        // Fields after the command name (which is in parentheses and may hold spaces).
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, r)| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime are fields 14 and 15 of the file, 11 and 12 after the name.
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A user token minted by the service's own CLI.
+    pub fn token(&self, user: &str, admin: bool) -> anyhow::Result<String> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["token", "--user", user])
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        if admin {
+            cmd.arg("--admin");
+        }
+        let out = cmd.output()?;
+        if !out.status.success() {
+            bail!("token: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

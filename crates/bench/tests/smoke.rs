@@ -1,0 +1,29 @@
+//! Every scenario in smoke mode: small counts, asserting correctness (no
+//! loss, no failed request, the service alive), never speed.
+
+use webhook_bench::{Settings, scenarios, service};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_without_loss() {
+    let binary = service::locate_binary(None, false).expect("webhook-service binary");
+    let settings = Settings {
+        binary,
+        database_url: None,
+        smoke: true,
+        events: None,
+        concurrency: 16,
+    };
+    for name in scenarios::ALL {
+        let report = scenarios::run(name, &settings)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        println!("{}", report.to_json());
+        assert!(report.events > 0, "{name}: no event accepted");
+        assert_eq!(
+            report.errors, 0,
+            "{name}: producer errors: {:?}",
+            report.first_error
+        );
+        assert_eq!(report.lost, 0, "{name}: lost deliveries");
+    }
+}
