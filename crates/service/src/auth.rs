@@ -123,9 +123,13 @@ impl Authenticator {
             // The internal secret is never a user credential.
             return Err(AuthError::Malformed("not a JWT".into()));
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|e| match e.kind() {
-            ErrorKind::InvalidAlgorithmName => AuthError::Algorithm(algorithm_name(token)),
-            _ => AuthError::Malformed(describe(&e)),
+        let header = jsonwebtoken::decode_header(token).map_err(|e| {
+            // A header naming an algorithm the library has no variant for
+            // (`none`, `HS1`, ...) fails as a JSON error; say what it is.
+            match unknown_algorithm(token) {
+                Some(alg) => AuthError::Algorithm(alg),
+                None => AuthError::Malformed(describe(&e)),
+            }
         })?;
         let key = match header.alg {
             Algorithm::HS256 => self.hmac.as_ref(),
@@ -268,19 +272,17 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
 }
 
 /// The `alg` of a token whose header names an algorithm the library does not know (such as `none`).
-fn algorithm_name(token: &str) -> String {
+fn unknown_algorithm(token: &str) -> Option<String> {
     use base64::Engine as _;
-    token
-        .split('.')
-        .next()
-        .and_then(|h| {
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(h)
-                .ok()
-        })
-        .and_then(|bytes| serde_json::from_slice::<Map<String, Value>>(&bytes).ok())
-        .and_then(|h| h.get("alg").and_then(Value::as_str).map(String::from))
-        .unwrap_or_else(|| "unknown".into())
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header.trim_end_matches('='))
+        .ok()?;
+    let header = serde_json::from_slice::<Map<String, Value>>(&bytes).ok()?;
+    let alg = header.get("alg")?.as_str()?;
+    alg.parse::<Algorithm>()
+        .is_err()
+        .then(|| alg.chars().take(32).collect())
 }
 
 fn describe(e: &jsonwebtoken::errors::Error) -> String {

@@ -123,6 +123,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// `DATABASE_URL` when it names PostgreSQL.
     pub database_url: Option<SecretString>,
+    /// PostgreSQL connections per instance for API calls and claims
+    /// (`DATABASE_POOL_SIZE`, default 16; the group-commit writer has one more).
+    pub database_pool_size: usize,
     /// User token verification.
     pub jwt: JwtConfig,
     /// Bearer secret of `/internal` callers (`INTERNAL_SERVICE_SECRET`).
@@ -294,6 +297,14 @@ impl Config {
             // only a PostgreSQL URL selects the PostgreSQL backend.
             _ => None,
         };
+        let database_pool_size: usize =
+            settings.parse_or("DATABASE_POOL_SIZE", 16, "a whole number of connections")?;
+        if !(1..=1000).contains(&database_pool_size) {
+            return Err(config_error(
+                "DATABASE_POOL_SIZE",
+                "must be between 1 and 1000",
+            ));
+        }
 
         let public_key_pem = match (
             settings.get("JWT_PUBLIC_KEY"),
@@ -412,6 +423,7 @@ impl Config {
             port,
             data_dir,
             database_url,
+            database_pool_size,
             jwt,
             internal_secret,
             encryption_key,

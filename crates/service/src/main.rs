@@ -144,8 +144,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let config = Config::from_settings(&settings, true)?;
             let ttl: Duration = parse_duration(&ttl).map_err(|e| anyhow::anyhow!("--ttl: {e}"))?;
             let secret = match (&config.jwt.secret, dev) {
-                (Some(secret), false) => secret.clone(),
-                (_, true) => devmode::jwt_secret(&config.data_dir)?,
+                // `serve --dev` also prefers a configured JWT_SECRET over the generated one.
+                (Some(secret), _) => secret.clone(),
+                (None, true) => devmode::jwt_secret(&config.data_dir)?,
                 (None, false) => anyhow::bail!(
                     "JWT_SECRET is not set (use --dev for the secret of `serve --dev`)"
                 ),

@@ -1,12 +1,12 @@
 //! Delivery logs, redelivery, statistics and test sends of a webhook.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use webhook_domain::delivery::DeliveryStatus;
@@ -18,15 +18,11 @@ use webhook_domain::timefmt::{format_rfc3339_millis, now_ms, parse_timestamp};
 
 use super::AppState;
 use super::error::{ApiError, ok};
-use super::extract::{ApiJson, Pagination};
+use super::extract::{ApiJson, OptionalJson, Pagination};
 use super::webhooks::visible_webhook;
 use crate::auth::Principal;
-use crate::engine::attempt;
 use crate::engine::routing::Route;
-use crate::store::{
-    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, DueDelivery, IngestItem,
-    NewDelivery, Owner,
-};
+use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, Owner};
 
 fn iso(ms: Option<i64>) -> Value {
     ms.map(|m| Value::String(format_rfc3339_millis(m)))
@@ -352,7 +348,8 @@ pub async fn overall_stats(
 pub struct TestBody {
     /// Event type of the test event (default `user.created`).
     #[serde(rename = "eventType")]
-    event_type: Option<String>,
+    #[schema(value_type = Option<String>)]
+    event_type: Option<Value>,
     /// Payload (alias `payload`); default `{}`.
     #[schema(value_type = Option<Object>)]
     data: Option<Value>,
@@ -361,7 +358,8 @@ pub struct TestBody {
     payload: Option<Value>,
 }
 
-/// `POST /api/v1/webhooks/{id}/test`: one synchronous, signed, logged delivery of a test event.
+/// `POST /api/v1/webhooks/{id}/test`: one synchronous, signed, logged delivery of a test event
+/// (the body is optional: without one, a `user.created` test event with empty data).
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/test", tag = "deliveries", params(("id" = String, Path)),
     request_body = TestBody,
     responses((status = 200, description = "{success, statusCode, durationMs, responseBody, error?, deliveryId, eventId}, also when the receiver failed"),
@@ -371,12 +369,19 @@ pub async fn test_send(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<TestBody>,
+    OptionalJson(body): OptionalJson<TestBody>,
 ) -> Result<Response, ApiError> {
     let webhook = visible_webhook(&state, &p, &id).await?;
-    let event_type = match body.event_type.as_deref() {
-        None => EventType::parse("user.created"),
-        Some(name) => EventType::parse(name),
+    // A Value rather than a String, so that a wrong type is a 400 naming the field.
+    let event_type = match body.event_type {
+        None | Some(Value::Null) => EventType::parse("user.created"),
+        Some(Value::String(name)) => EventType::parse(&name),
+        Some(_) => {
+            return Err(ApiError::field(
+                "eventType",
+                "eventType must be a string naming an event type",
+            ));
+        }
     }
     .map_err(|e| ApiError::field("eventType", e.to_string()))?;
     let data = match body.data.or(body.payload) {
@@ -384,72 +389,28 @@ pub async fn test_send(
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::field("data", "data must be a JSON object")),
     };
-    let now = now_ms();
-    let event = Event::test_event(event_type, webhook.owner_id.clone(), data, now);
-    let payload = Bytes::from(event.envelope_bytes());
-    let delivery_id = DeliveryId::generate();
-    // Stored and claimed like any delivery, but attempted here, once.
-    state
-        .store
-        .ingest(
-            state.engine.owner(),
-            vec![IngestItem {
-                event_id: event.id.clone(),
-                event_type: event.event_type.as_str().to_string(),
-                user_id: event.user_id.clone(),
-                payload: payload.clone(),
-                idempotent: false,
-                created_at: now,
-                deliveries: vec![NewDelivery {
-                    id: delivery_id.clone(),
-                    webhook_id: webhook.id.clone(),
-                    claimed: true,
-                }],
-            }],
-        )
-        .await?;
-    let url = url::Url::parse(&webhook.url).map_err(|_| {
+    let event = Event::test_event(event_type, webhook.owner_id.clone(), data, now_ms());
+    let event_id = event.id.clone();
+    let internal = || {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_ERROR",
             "Internal server error",
         )
-    })?;
+    };
     let route = Route {
         id: webhook.id.clone(),
         owner_id: webhook.owner_id.clone(),
-        url,
-        subscription: webhook_domain::event_type::Subscription::parse(&["*"]).map_err(|_| {
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "INTERNAL_ERROR",
-                "Internal server error",
-            )
-        })?,
+        url: url::Url::parse(&webhook.url).map_err(|_| internal())?,
+        subscription: webhook_domain::event_type::Subscription::parse(&["*"])
+            .map_err(|_| internal())?,
         is_active: true,
         scope_all: webhook.scope_all,
         secret: webhook.secret.clone(),
         previous_secret: webhook.previous_secret.clone(),
     };
-    let job = DueDelivery {
-        id: delivery_id.clone(),
-        event_id: event.id.clone(),
-        event_type: event.event_type.as_str().to_string(),
-        webhook_id: webhook.id.clone(),
-        attempts: 0,
-        payload,
-    };
-    let mut report = attempt::attempt(
-        state.engine.client(),
-        state.engine.rules(),
-        &crate::engine::user_agent(),
-        &route,
-        &job,
-        true,
-    )
-    .await;
-    // A test must not disable the webhook it tests.
-    report.disable_webhook = None;
+    // Stored and claimed like any delivery, but attempted once, right now.
+    let report = state.engine.test_send(event, Arc::new(route)).await?;
     let result = json!({
         "success": report.status == DeliveryStatus::Delivered,
         "statusCode": report.attempt.status_code,
@@ -457,9 +418,8 @@ pub async fn test_send(
         "responseBody": report.attempt.response_body,
         "error": report.attempt.error_message,
         "errorKind": report.attempt.error_kind,
-        "deliveryId": delivery_id,
-        "eventId": event.id,
+        "deliveryId": report.delivery_id,
+        "eventId": event_id,
     });
-    state.engine.record_now(report).await?;
     Ok(ok(StatusCode::OK, result, Some("Test delivery sent"), None))
 }

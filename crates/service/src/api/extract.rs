@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Request};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -27,31 +27,58 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let mime = content_type
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if mime != "application/json" && !mime.ends_with("+json") {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UNSUPPORTED_MEDIA_TYPE",
-                if content_type.is_empty() {
-                    "Content-Type must be application/json (it is missing)".to_string()
-                } else {
-                    format!("Content-Type must be application/json, not '{content_type}'")
-                },
-            ));
-        }
+        require_json(req.headers())?;
         let bytes = read_body(req.into_body(), LIMIT).await?;
         parse_json(&bytes).map(ApiJson)
     }
+}
+
+/// Like [`ApiJson`], for routes whose fields are all optional: an empty body,
+/// with or without a content type, reads as `T::default()`.
+pub struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let (parts, body) = req.into_parts();
+        let bytes = read_body(body, MAX_BODY).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        require_json(&parts.headers)?;
+        parse_json(&bytes).map(OptionalJson)
+    }
+}
+
+/// 415 unless the content type is JSON (`application/json` or `*/*+json`).
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mime == "application/json" || mime.ends_with("+json") {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "UNSUPPORTED_MEDIA_TYPE",
+        if content_type.is_empty() {
+            "Content-Type must be application/json (it is missing)".to_string()
+        } else {
+            format!("Content-Type must be application/json, not '{content_type}'")
+        },
+    ))
 }
 
 fn too_large(limit: usize) -> ApiError {

@@ -89,30 +89,45 @@ impl WebhookView {
 }
 
 /// Fields of a create or update request; absent fields are left as they are on update.
+///
+/// Every field keeps an explicit `null` as `Some(Value::Null)` (serde would
+/// otherwise read it as absent), so that `"description": null` can clear it.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct WebhookBody {
     /// Destination URL (https; http only in --dev or for allow-listed destinations).
     #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "present")]
     pub url: Option<Value>,
     /// Event types, `category.*` or `*`.
     #[schema(value_type = Option<Vec<String>>)]
+    #[serde(deserialize_with = "present")]
     pub event_types: Option<Value>,
     /// Alias of `eventTypes`.
     #[schema(value_type = Option<Vec<String>>)]
+    #[serde(deserialize_with = "present")]
     pub events: Option<Value>,
     /// 16-128 printable characters; generated (`whsec_...`) when absent on create.
     #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "present")]
     pub secret: Option<Value>,
     /// At most 500 characters; null clears it.
     #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "present")]
     pub description: Option<Value>,
     /// Receives deliveries (default true).
     #[schema(value_type = Option<bool>)]
+    #[serde(deserialize_with = "present")]
     pub is_active: Option<Value>,
     /// `user` (default) or `all` (admin only: every user's events).
     #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "present")]
     pub scope: Option<Value>,
+}
+
+/// Reads a field that is in the body, `null` included, as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The validated fields of a [`WebhookBody`].
@@ -199,7 +214,8 @@ async fn parse_body(
         }
         Some(_) => problems.push(problem("url", "url must be a string")),
     }
-    let (field, types) = match (body.event_types, body.events) {
+    let present = |v: Option<Value>| v.filter(|v| !v.is_null());
+    let (field, types) = match (present(body.event_types), present(body.events)) {
         (Some(v), _) => ("eventTypes", Some(v)),
         (None, Some(v)) => ("events", Some(v)),
         (None, None) => ("eventTypes", None),
@@ -407,7 +423,7 @@ pub async fn get_one(
 }
 
 /// `PUT`/`PATCH /api/v1/webhooks/{id}`: changes the fields given.
-#[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookBody,
+#[utoipa::path(method(put, patch), path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)), request_body = WebhookBody,
     responses((status = 200, body = WebhookView), (status = 400), (status = 404)),
     security(("bearer" = [])))]
 pub async fn update(

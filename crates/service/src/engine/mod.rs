@@ -358,16 +358,60 @@ impl Engine {
         (self.inner.window.used(), self.inner.config.window)
     }
 
-    /// Records a synchronous attempt (a test send) directly, waiting for its
-    /// commit. Test sends never change a webhook's health, so nothing can be
-    /// disabled here that would need announcing.
-    pub async fn record_now(&self, report: AttemptReport) -> Result<(), StoreError> {
-        let reports = Arc::new(vec![report]);
-        self.inner
-            .store
-            .record_attempts(reports, self.inner.failure_policy, now_ms())
-            .await
-            .map(|_| ())
+    /// Sends `event` to `route` once, synchronously: stores it with one
+    /// claimed delivery, makes a single attempt and records it as a test send
+    /// (which never changes the webhook's health, so nothing is disabled here).
+    ///
+    /// Runs to completion even if the caller goes away: a delivery left
+    /// claimed and pending would be sent again as real traffic after a restart.
+    pub async fn test_send(
+        &self,
+        event: Event,
+        route: Arc<routing::Route>,
+    ) -> Result<AttemptReport, StoreError> {
+        let inner = self.inner.clone();
+        let payload = Bytes::from(event.envelope_bytes());
+        let job = DueDelivery {
+            id: DeliveryId::generate(),
+            event_id: event.id.clone(),
+            event_type: event.event_type.as_str().to_string(),
+            webhook_id: route.id.clone(),
+            attempts: 0,
+            payload: payload.clone(),
+        };
+        let item = IngestItem {
+            event_id: event.id,
+            event_type: job.event_type.clone(),
+            user_id: event.user_id,
+            payload,
+            idempotent: false,
+            created_at: event.created_at_ms,
+            deliveries: vec![NewDelivery {
+                id: job.id.clone(),
+                webhook_id: route.id.clone(),
+                claimed: true,
+            }],
+        };
+        let task = tokio::spawn(async move {
+            inner.store.ingest(&inner.owner, vec![item]).await?;
+            let report = attempt::attempt(
+                &inner.client,
+                &inner.rules,
+                &inner.user_agent,
+                &route,
+                &job,
+                true,
+            )
+            .await;
+            let reports = Arc::new(vec![report]);
+            inner
+                .store
+                .record_attempts(reports.clone(), inner.failure_policy, now_ms())
+                .await?;
+            Ok(Arc::unwrap_or_clone(reports).remove(0))
+        });
+        task.await
+            .map_err(|e| StoreError::Unavailable(format!("test send task failed: {e}")))?
     }
 
     /// Stops scheduling, lets in-flight attempts finish within `grace`, hands

@@ -9,6 +9,8 @@
 //! Ownership is part of every user-facing query: methods take an
 //! [`Owner`] and a row of another user is indistinguishable from a missing one.
 
+pub mod health;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -203,6 +205,10 @@ pub struct AttemptReport {
     pub next_attempt_at: Option<i64>,
     /// Disable the webhook with this reason (a 410 Gone).
     pub disable_webhook: Option<String>,
+    /// A test send: logged like any attempt, but it says nothing about the
+    /// endpoint's health, so it never disables the webhook nor starts, extends
+    /// or ends its run of failures.
+    pub test_send: bool,
 }
 
 /// One attempt as logged.
@@ -448,4 +454,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<DeliveryStats, StoreError>;
     /// Deletes a chunk of finished deliveries and unreferenced events older than `before` (unix ms); returns rows removed (0 when done).
     async fn prune(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Changes to webhooks made by any instance sharing this store: the
+    /// value is bumped after each change that affects routing or signing
+    /// (and after a reconnect, when changes may have been missed), so a
+    /// watcher reloads its routing table on `changed()`. `None` when this
+    /// process is the only writer (the embedded store).
+    fn webhook_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }

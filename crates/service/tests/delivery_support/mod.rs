@@ -77,10 +77,18 @@ pub async fn wait_final(
 }
 
 /// Posts an event as a producer and returns `(eventId, first deliveryId)`.
-pub async fn trigger_one(app: &TestApp, event_type: &str, user: &str, data: Value) -> (String, String) {
+pub async fn trigger_one(
+    app: &TestApp,
+    event_type: &str,
+    user: &str,
+    data: Value,
+) -> (String, String) {
     let (status, body) = app.trigger(event_type, user, data).await;
     assert_eq!(status, 202, "trigger: {body}");
-    let event_id = body["data"]["eventId"].as_str().expect("eventId").to_string();
+    let event_id = body["data"]["eventId"]
+        .as_str()
+        .expect("eventId")
+        .to_string();
     let delivery = body["data"]["deliveryIds"][0]
         .as_str()
         .expect("one delivery")
@@ -90,7 +98,10 @@ pub async fn trigger_one(app: &TestApp, event_type: &str, user: &str, data: Valu
 
 /// Event ids of received requests, in arrival order.
 pub fn event_ids(received: &[ReceivedRequest]) -> Vec<String> {
-    received.iter().filter_map(ReceivedRequest::event_id).collect()
+    received
+        .iter()
+        .filter_map(ReceivedRequest::event_id)
+        .collect()
 }
 
 /// Header value of a received request, or "" when absent.
@@ -102,6 +113,10 @@ pub fn header<'a>(r: &'a ReceivedRequest, name: &str) -> &'a str {
 pub fn gaps_ms(received: &[ReceivedRequest]) -> Vec<u128> {
     received
         .windows(2)
-        .map(|w| w[1].received_at.duration_since(w[0].received_at).as_millis())
+        .map(|w| {
+            w[1].received_at
+                .duration_since(w[0].received_at)
+                .as_millis()
+        })
         .collect()
 }

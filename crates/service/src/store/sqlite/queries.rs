@@ -1,8 +1,6 @@
 //! The SQL of the embedded store. Each function runs on a connection handed
 //! to it (inside the writer's transaction for writes).
 
-use std::collections::HashMap;
-
 use bytes::Bytes;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -11,6 +9,7 @@ use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use crate::crypto::SecretCipher;
+use crate::store::health::{self, StoredHealth};
 use crate::store::{
     AttemptRecord, AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats,
     DisabledWebhook, DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Page,
@@ -328,9 +327,11 @@ pub fn claim_due(
     limit: u32,
     exclude: &[WebhookId],
 ) -> Result<Vec<DueDelivery>, StoreError> {
+    // INDEXED BY: left to itself the planner walks every delivery of the
+    // active webhooks (deliveries_webhook) instead of the small due index.
     let mut sql = String::from(
         "SELECT d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload \
-         FROM deliveries d JOIN events e ON e.id = d.event_id \
+         FROM deliveries d INDEXED BY deliveries_due JOIN events e ON e.id = d.event_id \
          WHERE d.lease_owner IS NULL AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?1 \
          AND d.webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1)",
     );
@@ -361,10 +362,9 @@ pub fn claim_due(
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut claim = c.prepare_cached("UPDATE deliveries SET lease_owner = ?2 WHERE id = ?1")?;
+    // Parse everything before the first write: a job must not fail after writing.
     let mut due = Vec::with_capacity(rows.len());
     for (id, event_id, event_type, webhook_id, attempts, payload) in rows {
-        claim.execute(params![id, owner])?;
         due.push(DueDelivery {
             id: DeliveryId::parse(&id).map_err(|e| corrupt("delivery id", e))?,
             event_id: EventId::parse(&event_id).map_err(|e| corrupt("event id", e))?,
@@ -373,6 +373,10 @@ pub fn claim_due(
             attempts: u32::try_from(attempts).unwrap_or(0),
             payload: Bytes::from(payload),
         });
+    }
+    let mut claim = c.prepare_cached("UPDATE deliveries SET lease_owner = ?2 WHERE id = ?1")?;
+    for d in &due {
+        claim.execute(params![d.id.as_str(), owner])?;
     }
     Ok(due)
 }
@@ -416,15 +420,6 @@ pub fn record_attempts(
          last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
          delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1",
     )?;
-    // Per webhook: (cleared by a success?, first failure time after the last success, exhausted count delta, reset?)
-    #[derive(Default)]
-    struct Health {
-        reset: bool,
-        failing_since: Option<i64>,
-        exhausted: u32,
-        gone: Option<String>,
-    }
-    let mut health: HashMap<WebhookId, Health> = HashMap::new();
     for report in reports {
         let a = &report.attempt;
         insert_attempt.execute(params![
@@ -450,28 +445,9 @@ pub fn record_attempts(
             a.duration_ms,
             now,
         ])?;
-        let h = health.entry(report.webhook_id.clone()).or_default();
-        match report.status {
-            DeliveryStatus::Delivered => {
-                *h = Health {
-                    reset: true,
-                    gone: h.gone.take(),
-                    ..Health::default()
-                };
-            }
-            DeliveryStatus::Failed | DeliveryStatus::Retrying | DeliveryStatus::Pending => {
-                h.failing_since.get_or_insert(a.started_at);
-                if report.status == DeliveryStatus::Failed {
-                    h.exhausted += 1;
-                }
-            }
-        }
-        if let Some(reason) = &report.disable_webhook {
-            h.gone = Some(reason.clone());
-        }
     }
     let mut disabled = Vec::new();
-    for (webhook_id, h) in health {
+    for (webhook_id, delta) in health::fold(reports) {
         let row = c
             .prepare_cached(
                 "SELECT owner_id, url, is_active, failing_since, consecutive_exhausted FROM webhooks WHERE id = ?1",
@@ -480,48 +456,29 @@ pub fn record_attempts(
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
-                    r.get::<_, bool>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, i64>(4)?,
+                    StoredHealth {
+                        is_active: r.get(2)?,
+                        failing_since: r.get(3)?,
+                        consecutive_exhausted: r.get(4)?,
+                    },
                 ))
             })
             .optional()?;
-        let Some((owner_id, url, is_active, stored_since, stored_exhausted)) = row else {
+        let Some((owner_id, url, stored)) = row else {
             continue; // deleted meanwhile
         };
-        let (since, exhausted) = if h.reset {
-            (h.failing_since, i64::from(h.exhausted))
-        } else {
-            (
-                stored_since.or(h.failing_since),
-                stored_exhausted + i64::from(h.exhausted),
-            )
-        };
-        if since != stored_since || exhausted != stored_exhausted {
+        let update = delta.apply(&stored, policy, now);
+        if update.changed {
             c.prepare_cached(
                 "UPDATE webhooks SET failing_since = ?2, consecutive_exhausted = ?3 WHERE id = ?1",
             )?
-            .execute(params![webhook_id.as_str(), since, exhausted])?;
+            .execute(params![
+                webhook_id.as_str(),
+                update.failing_since,
+                update.consecutive_exhausted
+            ])?;
         }
-        if !is_active {
-            continue;
-        }
-        let reason = if let Some(gone) = h.gone {
-            Some(gone)
-        } else if policy.exhausted_in_a_row > 0 && exhausted >= i64::from(policy.exhausted_in_a_row)
-        {
-            Some(format!(
-                "{exhausted} deliveries in a row exhausted every retry"
-            ))
-        } else {
-            since.filter(|s| now - s >= policy.failing_for_ms).map(|s| {
-                format!(
-                    "every delivery has failed since {}",
-                    webhook_domain::timefmt::format_rfc3339_millis(s)
-                )
-            })
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = update.disable {
             c.prepare_cached(
                 "UPDATE webhooks SET is_active = 0, disabled_reason = ?2, disabled_at = ?3, updated_at = ?3 WHERE id = ?1",
             )?

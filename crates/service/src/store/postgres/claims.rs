@@ -1,0 +1,142 @@
+//! Claims on due deliveries, shared safely by any number of instances.
+//!
+//! A delivery's `lease_owner` is the id of the instance holding it in
+//! memory. Claiming takes rows with `FOR UPDATE SKIP LOCKED`, so instances
+//! claiming at the same moment skip each other's rows instead of waiting or
+//! taking the same ones. Each instance records a heartbeat (on the database
+//! clock, so instances' clocks need not agree); a claim whose owner has not
+//! beaten within the TTL belongs to an instance that is gone, and is voided
+//! so that the work becomes due again for whoever claims next.
+//!
+//! After the database was away for longer than the TTL every instance's
+//! heartbeat is stale, though the instances are alive and still hold their
+//! work. So an instance voids others' claims only once its own heartbeats
+//! have been on time for a whole TTL (`beating_since`): by then every live
+//! instance has beaten again too, and only the dead ones' claims are voided.
+
+use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
+
+use super::pool::Conn;
+use super::rows::{corrupt, get, unsigned};
+use crate::store::{DueDelivery, StoreError};
+
+/// Instance rows not heard from for this long are deleted (housekeeping only:
+/// a missing row means the same as a stale one).
+const FORGET_INSTANCES_AFTER_MS: i64 = 24 * 3600 * 1000;
+
+/// Milliseconds since the epoch on the database clock.
+macro_rules! db_now {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000)::int8"
+    };
+}
+
+// A beat later than the TTL after the previous one starts a new run of beats.
+const HEARTBEAT: &str = concat!(
+    "INSERT INTO instances (id, started_at, heartbeat_at, beating_since) VALUES ($1, ",
+    db_now!(),
+    ", ",
+    db_now!(),
+    ", ",
+    db_now!(),
+    ") ON CONFLICT (id) DO UPDATE SET heartbeat_at = EXCLUDED.heartbeat_at, \
+     beating_since = CASE WHEN EXCLUDED.heartbeat_at - instances.heartbeat_at > $2 \
+     THEN EXCLUDED.heartbeat_at ELSE instances.beating_since END"
+);
+
+const CLAIM_DUE: &str = "WITH due AS ( \
+         SELECT d.id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
+         WHERE d.lease_owner IS NULL AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $1 \
+         AND w.is_active AND d.webhook_id <> ALL($3::text[]) \
+         ORDER BY d.next_attempt_at LIMIT $2 \
+         FOR UPDATE OF d SKIP LOCKED) \
+     UPDATE deliveries d SET lease_owner = $4 FROM due, events e \
+     WHERE d.id = due.id AND e.id = d.event_id \
+     RETURNING d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.next_attempt_at";
+
+const RELEASE: &str =
+    "UPDATE deliveries SET lease_owner = NULL WHERE id = ANY($1::text[]) AND lease_owner = $2";
+
+const RECOVER: &str = concat!(
+    "UPDATE deliveries d SET lease_owner = NULL \
+     WHERE d.lease_owner IS NOT NULL AND d.lease_owner <> $1 \
+     AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.id = d.lease_owner AND i.heartbeat_at > ",
+    db_now!(),
+    " - $2) \
+     AND EXISTS (SELECT 1 FROM instances me WHERE me.id = $1 AND me.beating_since <= ",
+    db_now!(),
+    " - $2)"
+);
+
+const FORGET_INSTANCES: &str = concat!(
+    "DELETE FROM instances WHERE heartbeat_at < ",
+    db_now!(),
+    " - $1"
+);
+
+/// Records that `owner` is alive now.
+pub(super) async fn heartbeat(c: &mut Conn, owner: &str, ttl_ms: i64) -> Result<(), StoreError> {
+    c.execute(HEARTBEAT, &[&owner, &ttl_ms]).await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due deliveries of active webhooks outside `exclude`, oldest due first.
+pub(super) async fn claim_due(
+    c: &mut Conn,
+    owner: &str,
+    now: i64,
+    limit: u32,
+    exclude: &[WebhookId],
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let exclude: Vec<&str> = exclude.iter().map(WebhookId::as_str).collect();
+    let rows = c
+        .query(CLAIM_DUE, &[&now, &i64::from(limit), &exclude, &owner])
+        .await?;
+    let mut due = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let next: i64 = get(row, 6, "next attempt")?;
+        let id: String = get(row, 0, "delivery id")?;
+        let delivery = DueDelivery {
+            id: DeliveryId::parse(&id).map_err(|e| corrupt("delivery id", e))?,
+            event_id: EventId::parse(&get::<String>(row, 1, "event id")?)
+                .map_err(|e| corrupt("event id", e))?,
+            event_type: get(row, 2, "event type")?,
+            webhook_id: WebhookId::parse(&get::<String>(row, 3, "webhook id")?)
+                .map_err(|e| corrupt("webhook id", e))?,
+            attempts: unsigned(get(row, 4, "attempts")?),
+            payload: bytes::Bytes::from(get::<Vec<u8>>(row, 5, "payload")?),
+        };
+        due.push((next, id, delivery));
+    }
+    // UPDATE ... RETURNING does not keep the order of the claiming query.
+    due.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    Ok(due.into_iter().map(|(_, _, d)| d).collect())
+}
+
+/// Gives `owner`'s claims on `deliveries` back.
+pub(super) async fn release(
+    c: &mut Conn,
+    owner: &str,
+    deliveries: &[DeliveryId],
+) -> Result<(), StoreError> {
+    if deliveries.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = deliveries.iter().map(DeliveryId::as_str).collect();
+    c.execute(RELEASE, &[&ids, &owner]).await?;
+    Ok(())
+}
+
+/// Voids the claims of instances without a heartbeat within `ttl_ms`;
+/// `live_owner` is always live, and voids nothing until its own heartbeats
+/// have been on time for `ttl_ms`.
+pub(super) async fn recover(
+    c: &mut Conn,
+    live_owner: &str,
+    ttl_ms: i64,
+) -> Result<u64, StoreError> {
+    let voided = c.execute(RECOVER, &[&live_owner, &ttl_ms]).await?;
+    c.execute(FORGET_INSTANCES, &[&FORGET_INSTANCES_AFTER_MS])
+        .await?;
+    Ok(voided)
+}

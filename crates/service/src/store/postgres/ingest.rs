@@ -1,0 +1,152 @@
+//! Storing events with their deliveries: every ingest job of a group commit
+//! in three array statements.
+
+use std::collections::{HashMap, HashSet};
+
+use webhook_domain::ids::DeliveryId;
+
+use super::pool::Conn;
+use super::rows::corrupt;
+use crate::store::{IngestItem, IngestOutcome, StoreError};
+
+const INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+     SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) \
+     ON CONFLICT (id) DO NOTHING RETURNING id";
+
+// A delivery to a webhook deleted since the routing table was read is
+// dropped rather than failing the whole commit: there is nowhere to deliver it.
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
+     attempts, next_attempt_at, lease_owner, created_at, updated_at) \
+     SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
+     u.created_at, u.created_at \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
+     AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
+     WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = u.webhook_id)";
+
+const EXISTING_DELIVERIES: &str =
+    "SELECT event_id, id FROM deliveries WHERE event_id = ANY($1::text[]) ORDER BY event_id, id";
+
+/// Stores the items of every `(owner, items)` job; the outcomes are per job, in item order.
+///
+/// An event id seen before (stored earlier, or earlier in this batch) is a
+/// duplicate: nothing is written for it and its outcome lists the first
+/// copy's deliveries.
+pub(super) async fn write(
+    c: &mut Conn,
+    jobs: &[(&str, &[IngestItem])],
+) -> Result<Vec<Vec<IngestOutcome>>, StoreError> {
+    // The first occurrence of each event id in the batch is the one to
+    // insert; positions are (job index, item index).
+    let mut first: HashMap<&str, (usize, usize)> = HashMap::new();
+    for (j, (_, items)) in jobs.iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
+            first.entry(item.event_id.as_str()).or_insert((j, i));
+        }
+    }
+    let item_at = |(j, i): (usize, usize)| &jobs[j].1[i];
+    // Inserting in id order makes concurrent instances wait on each other's
+    // rows in one order, so they cannot deadlock.
+    let mut candidates: Vec<(usize, usize)> = first.into_values().collect();
+    candidates.sort_unstable_by(|a, b| item_at(*a).event_id.cmp(&item_at(*b).event_id));
+
+    let items: Vec<&IngestItem> = candidates.iter().map(|p| item_at(*p)).collect();
+    let ids: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
+    let types: Vec<&str> = items.iter().map(|i| i.event_type.as_str()).collect();
+    let users: Vec<&str> = items.iter().map(|i| i.user_id.as_str()).collect();
+    let payloads: Vec<&[u8]> = items.iter().map(|i| &i.payload[..]).collect();
+    let created: Vec<i64> = items.iter().map(|i| i.created_at).collect();
+    let inserted: HashSet<String> = c
+        .query(INSERT_EVENTS, &[&ids, &types, &users, &payloads, &created])
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<_, _>>()
+        .map_err(|e| corrupt("event id", e))?;
+    let created_now: HashSet<(usize, usize)> = candidates
+        .iter()
+        .copied()
+        .filter(|p| inserted.contains(item_at(*p).event_id.as_str()))
+        .collect();
+
+    let mut d_ids = Vec::new();
+    let mut d_events = Vec::new();
+    let mut d_webhooks = Vec::new();
+    let mut d_types = Vec::new();
+    let mut d_users = Vec::new();
+    let mut d_created = Vec::new();
+    let mut d_owners: Vec<Option<&str>> = Vec::new();
+    for &(j, i) in &candidates {
+        if !created_now.contains(&(j, i)) {
+            continue;
+        }
+        let (owner, item) = (jobs[j].0, item_at((j, i)));
+        for delivery in &item.deliveries {
+            d_ids.push(delivery.id.as_str());
+            d_events.push(item.event_id.as_str());
+            d_webhooks.push(delivery.webhook_id.as_str());
+            d_types.push(item.event_type.as_str());
+            d_users.push(item.user_id.as_str());
+            d_created.push(item.created_at);
+            d_owners.push(delivery.claimed.then_some(owner));
+        }
+    }
+    if !d_ids.is_empty() {
+        c.execute(
+            INSERT_DELIVERIES,
+            &[
+                &d_ids,
+                &d_events,
+                &d_webhooks,
+                &d_types,
+                &d_users,
+                &d_created,
+                &d_owners,
+            ],
+        )
+        .await?;
+    }
+
+    // Duplicates: ids stored before this batch, and repeats within it.
+    let mut duplicate_ids: Vec<&str> = Vec::new();
+    for (j, (_, items)) in jobs.iter().enumerate() {
+        for (i, item) in items.iter().enumerate() {
+            if !created_now.contains(&(j, i)) {
+                duplicate_ids.push(item.event_id.as_str());
+            }
+        }
+    }
+    duplicate_ids.sort_unstable();
+    duplicate_ids.dedup();
+    let mut existing: HashMap<String, Vec<DeliveryId>> = HashMap::new();
+    if !duplicate_ids.is_empty() {
+        for row in c.query(EXISTING_DELIVERIES, &[&duplicate_ids]).await? {
+            let event: String = row.try_get(0).map_err(|e| corrupt("event id", e))?;
+            let id: String = row.try_get(1).map_err(|e| corrupt("delivery id", e))?;
+            let id = DeliveryId::parse(&id).map_err(|e| corrupt("delivery id", e))?;
+            existing.entry(event).or_default().push(id);
+        }
+    }
+
+    Ok(jobs
+        .iter()
+        .enumerate()
+        .map(|(j, (_, items))| {
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| {
+                    if created_now.contains(&(j, i)) {
+                        IngestOutcome::Created
+                    } else {
+                        IngestOutcome::Duplicate {
+                            deliveries: existing
+                                .get(item.event_id.as_str())
+                                .cloned()
+                                .unwrap_or_default(),
+                        }
+                    }
+                })
+                .collect()
+        })
+        .collect())
+}

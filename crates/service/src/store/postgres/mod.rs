@@ -1,0 +1,396 @@
+//! The PostgreSQL store, for one or several instances sharing a database
+//! (`DATABASE_URL=postgres://...`).
+//!
+//! - Ingest and attempt recording go through one group-committing writer
+//!   task per instance (see [`writer`]): an event is acknowledged only after
+//!   the transaction holding it has committed, and one commit serves every
+//!   caller that queued meanwhile.
+//! - Everything else runs on a small pool of connections, one statement or
+//!   one short transaction per call.
+//! - Claims are safe across instances (see [`claims`]).
+//! - Webhook changes made by any instance are announced (see [`changes`]).
+//! - While the server is unreachable every call fails at once with
+//!   [`StoreError::Unavailable`]; the next call after it returns reconnects.
+
+mod changes;
+mod claims;
+mod ingest;
+mod logs;
+mod pool;
+mod record;
+mod rows;
+mod webhooks;
+mod writer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot, watch};
+use webhook_domain::ids::{DeliveryId, WebhookId};
+use webhook_domain::webhook::WebhookSecret;
+
+use self::pool::{Conn, Connector, Pool};
+use self::writer::{Done, Job, Work};
+use super::{
+    AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, Store,
+    StoreError, WebhookPatch, WebhookRecord,
+};
+use crate::crypto::SecretCipher;
+
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    include_str!("../../../migrations/postgres/0001_init.sql"),
+)];
+/// Key of the advisory lock held while migrating, so instances starting
+/// together do not apply the same migration twice.
+const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73; // "webhooks"
+
+/// How the store connects and when it declares an instance dead.
+#[derive(Debug, Clone)]
+pub struct PostgresOptions {
+    /// Connections in the pool (`DATABASE_POOL_SIZE`); the writer and the
+    /// listener for webhook changes have one more each.
+    pub pool_size: usize,
+    /// Longest wait for a new connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for a free pooled connection before answering `Unavailable`.
+    pub acquire_timeout: Duration,
+    /// A claim whose owner has not sent a heartbeat for this long is voided.
+    /// The engine beats every 2 s, so 10 s survives a few missed beats.
+    pub claim_ttl: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        PostgresOptions {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(3),
+            acquire_timeout: Duration::from_secs(5),
+            claim_ttl: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    writer: mpsc::Sender<Job>,
+    cipher: SecretCipher,
+    claim_ttl_ms: i64,
+    changes: watch::Receiver<u64>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        // The writer stops by itself once its queue's sender is gone; the listener would not.
+        self.listener.abort();
+    }
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("claim_ttl_ms", &self.claim_ttl_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Applies the migrations not yet recorded in `schema_migrations`; returns how many ran.
+async fn migrate(c: &mut Conn) -> Result<usize, StoreError> {
+    // A session lock, released when this connection closes even if a migration fails.
+    c.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+        .await?;
+    c.batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .await?;
+    let mut applied = 0;
+    for (version, sql) in MIGRATIONS {
+        let done = c
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[version],
+            )
+            .await?
+            .is_some();
+        if done {
+            continue;
+        }
+        c.transaction(async |c| {
+            c.batch(sql).await?;
+            c.execute(
+                "INSERT INTO schema_migrations (version, applied_at) \
+                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::int8)",
+                &[version],
+            )
+            .await
+        })
+        .await?;
+        applied += 1;
+    }
+    c.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+        .await?;
+    Ok(applied)
+}
+
+impl PostgresStore {
+    /// Connects to `url`, applies pending migrations and starts the writer.
+    /// Fails if the server cannot be reached now.
+    pub async fn connect(
+        url: &str,
+        options: PostgresOptions,
+        cipher: SecretCipher,
+    ) -> Result<Self, StoreError> {
+        let connector = Arc::new(Connector::new(url, options.connect_timeout)?);
+        let mut conn = connector.connect().await?;
+        migrate(&mut conn).await?;
+        // Closing the migration connection ends its session (and lock) for sure.
+        drop(conn);
+        let (writer, jobs) = mpsc::channel(writer::QUEUE_CAPACITY);
+        tokio::spawn(writer::run(connector.clone(), jobs));
+        let (announce, changes) = watch::channel(0);
+        let listener = tokio::spawn(changes::listen(connector.clone(), announce));
+        Ok(PostgresStore {
+            pool: Pool::new(connector, options.pool_size, options.acquire_timeout),
+            writer,
+            cipher,
+            claim_ttl_ms: i64::try_from(options.claim_ttl.as_millis()).unwrap_or(i64::MAX),
+            changes,
+            listener,
+        })
+    }
+
+    /// Applies pending migrations and returns how many ran (`webhook-service migrate`).
+    pub async fn migrate_only(url: &str) -> Result<usize, StoreError> {
+        let connector = Connector::new(url, PostgresOptions::default().connect_timeout)?;
+        let mut conn = connector.connect().await?;
+        migrate(&mut conn).await
+    }
+
+    async fn write(&self, work: Work) -> Result<Done, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.writer
+            .send(Job { work, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("the PostgreSQL writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("the PostgreSQL writer dropped a job".into()))?
+    }
+}
+
+fn owner_str<'a>(owner: &Owner<'a>) -> Option<&'a str> {
+    match owner {
+        Owner::User(user) => Some(user.as_str()),
+        Owner::Any => None,
+    }
+}
+
+fn mismatched() -> StoreError {
+    StoreError::Unavailable("the PostgreSQL writer answered another kind of job".into())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn health(&self) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        c.query_one("SELECT 1", &[]).await?;
+        drop(c);
+        // A write round trip proves the writer and its connection work too.
+        match self.write(Work::Ping).await? {
+            Done::Ping => Ok(()),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn create_webhook(
+        &self,
+        new: NewWebhook,
+        limit: u32,
+    ) -> Result<WebhookRecord, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::create(&mut c, &self.cipher, new, limit).await
+    }
+
+    async fn get_webhook(
+        &self,
+        id: &WebhookId,
+        owner: Owner<'_>,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::get_one(&mut c, &self.cipher, id, owner_str(&owner)).await
+    }
+
+    async fn list_webhooks(
+        &self,
+        owner: Owner<'_>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<WebhookRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::list(&mut c, &self.cipher, owner_str(&owner), limit, offset).await
+    }
+
+    async fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::all(&mut c, &self.cipher).await
+    }
+
+    async fn update_webhook(
+        &self,
+        id: &WebhookId,
+        owner: Owner<'_>,
+        patch: WebhookPatch,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::update(&mut c, &self.cipher, id, owner_str(&owner), patch).await
+    }
+
+    async fn rotate_secret(
+        &self,
+        id: &WebhookId,
+        owner: Owner<'_>,
+        secret: WebhookSecret,
+        grace_until: i64,
+        now: i64,
+    ) -> Result<Option<WebhookRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::rotate(
+            &mut c,
+            &self.cipher,
+            id,
+            owner_str(&owner),
+            &secret,
+            grace_until,
+            now,
+        )
+        .await
+    }
+
+    async fn delete_webhook(&self, id: &WebhookId, owner: Owner<'_>) -> Result<bool, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::delete(&mut c, id, owner_str(&owner)).await
+    }
+
+    async fn ingest(
+        &self,
+        owner: &str,
+        items: Vec<IngestItem>,
+    ) -> Result<Vec<IngestOutcome>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let work = Work::Ingest {
+            owner: owner.to_string(),
+            items,
+        };
+        match self.write(work).await? {
+            Done::Ingest(outcomes) => Ok(outcomes),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn heartbeat(&self, owner: &str) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        claims::heartbeat(&mut c, owner, self.claim_ttl_ms).await
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        now: i64,
+        limit: u32,
+        exclude: Vec<WebhookId>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut c = self.pool.get().await?;
+        claims::claim_due(&mut c, owner, now, limit, &exclude).await
+    }
+
+    async fn release(&self, owner: &str, deliveries: Vec<DeliveryId>) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        claims::release(&mut c, owner, &deliveries).await
+    }
+
+    async fn recover_claims(&self, live_owner: &str) -> Result<u64, StoreError> {
+        let mut c = self.pool.get().await?;
+        claims::recover(&mut c, live_owner, self.claim_ttl_ms).await
+    }
+
+    async fn record_attempts(
+        &self,
+        reports: Arc<Vec<AttemptReport>>,
+        policy: FailurePolicy,
+        now: i64,
+    ) -> Result<Vec<DisabledWebhook>, StoreError> {
+        if reports.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self
+            .write(Work::Record {
+                reports,
+                policy,
+                now,
+            })
+            .await?
+        {
+            Done::Record(disabled) => Ok(disabled),
+            _ => Err(mismatched()),
+        }
+    }
+
+    async fn list_deliveries(
+        &self,
+        webhook: &WebhookId,
+        filter: DeliveryFilter,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Page<DeliveryRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::list(&mut c, webhook, &filter, limit, offset).await
+    }
+
+    async fn get_delivery(
+        &self,
+        webhook: &WebhookId,
+        delivery: &DeliveryId,
+    ) -> Result<Option<DeliveryDetail>, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::get_one(&mut c, webhook, delivery).await
+    }
+
+    async fn requeue(
+        &self,
+        webhook: &WebhookId,
+        filter: DeliveryFilter,
+        only: Option<DeliveryId>,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::requeue(&mut c, webhook, &filter, only.as_ref(), now).await
+    }
+
+    async fn delivery_stats(
+        &self,
+        owner: Owner<'_>,
+        webhook: Option<&WebhookId>,
+        since: i64,
+    ) -> Result<DeliveryStats, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::stats(&mut c, owner_str(&owner), webhook, since).await
+    }
+
+    async fn prune(&self, before: i64) -> Result<u64, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::prune(&mut c, before).await
+    }
+
+    fn webhook_changes(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.changes.clone())
+    }
+}

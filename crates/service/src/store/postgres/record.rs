@@ -1,0 +1,212 @@
+//! Recording attempts: the attempt log, the deliveries' new states, and the
+//! webhooks' failure tracking (the shared rules of [`crate::store::health`]).
+
+use std::collections::BTreeMap;
+
+use webhook_domain::delivery::AttemptErrorKind;
+use webhook_domain::ids::{UserId, WebhookId};
+
+use super::pool::Conn;
+use super::rows::{corrupt, get, signed};
+use crate::store::health::{self, StoredHealth};
+use crate::store::{AttemptReport, DisabledWebhook, FailurePolicy, StoreError};
+
+// An attempt of a delivery deleted meanwhile (its webhook was removed) is dropped.
+const UPSERT_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, \
+     status_code, response_headers, response_body, error_kind, error_message) \
+     SELECT u.* FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::int4[], $5::text[], $6::int4[], $7::text[], \
+     $8::text[], $9::text[], $10::text[]) AS u (delivery_id, attempt, started_at, duration_ms, request_headers, \
+     status_code, response_headers, response_body, error_kind, error_message) \
+     WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.id = u.delivery_id) \
+     ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = EXCLUDED.started_at, \
+     duration_ms = EXCLUDED.duration_ms, request_headers = EXCLUDED.request_headers, \
+     status_code = EXCLUDED.status_code, response_headers = EXCLUDED.response_headers, \
+     response_body = EXCLUDED.response_body, error_kind = EXCLUDED.error_kind, \
+     error_message = EXCLUDED.error_message";
+
+const UPDATE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, attempts = u.attempts, \
+     next_attempt_at = u.next_attempt_at, lease_owner = NULL, last_status_code = u.status_code, \
+     last_error_kind = u.error_kind, last_error = u.error_message, last_duration_ms = u.duration_ms, \
+     updated_at = $9, delivered_at = CASE WHEN u.status = 'delivered' THEN $9 ELSE d.delivered_at END \
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::text[], $8::int4[]) \
+     AS u (id, status, attempts, next_attempt_at, status_code, error_kind, error_message, duration_ms) \
+     WHERE d.id = u.id";
+
+// FOR NO KEY UPDATE: does not conflict with the key-share locks that
+// concurrent ingests take on webhooks through the deliveries' foreign key.
+const LOCK_WEBHOOKS: &str = "SELECT id, owner_id, url, is_active, failing_since, consecutive_exhausted \
+     FROM webhooks WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE";
+
+const UPDATE_HEALTH: &str = "UPDATE webhooks w SET failing_since = u.failing_since, \
+     consecutive_exhausted = u.exhausted, \
+     is_active = CASE WHEN u.reason IS NULL THEN w.is_active ELSE FALSE END, \
+     disabled_reason = COALESCE(u.reason, w.disabled_reason), \
+     disabled_at = CASE WHEN u.reason IS NULL THEN w.disabled_at ELSE $5 END, \
+     updated_at = CASE WHEN u.reason IS NULL THEN w.updated_at ELSE $5 END \
+     FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[]) AS u (id, failing_since, exhausted, reason) \
+     WHERE w.id = u.id";
+
+fn headers_json(headers: &[(String, String)]) -> String {
+    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
+}
+
+/// Records `reports` in order (a later report of the same delivery wins);
+/// returns the webhooks it disabled.
+pub(super) async fn write(
+    c: &mut Conn,
+    reports: &[AttemptReport],
+    policy: FailurePolicy,
+    now: i64,
+) -> Result<Vec<DisabledWebhook>, StoreError> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One row per key, the last report winning, as if applied one by one;
+    // sorted so concurrent writers lock rows in one order.
+    let mut attempts: BTreeMap<(&str, u32), &AttemptReport> = BTreeMap::new();
+    let mut deliveries: BTreeMap<&str, &AttemptReport> = BTreeMap::new();
+    for report in reports {
+        attempts.insert(
+            (report.delivery_id.as_str(), report.attempt.attempt),
+            report,
+        );
+        deliveries.insert(report.delivery_id.as_str(), report);
+    }
+    upsert_attempts(c, attempts.into_values().collect()).await?;
+    update_deliveries(c, deliveries.into_values().collect(), now).await?;
+    update_health(c, reports, policy, now).await
+}
+
+async fn upsert_attempts(c: &mut Conn, reports: Vec<&AttemptReport>) -> Result<(), StoreError> {
+    let ids: Vec<&str> = reports.iter().map(|r| r.delivery_id.as_str()).collect();
+    let numbers: Vec<i32> = reports.iter().map(|r| signed(r.attempt.attempt)).collect();
+    let started: Vec<i64> = reports.iter().map(|r| r.attempt.started_at).collect();
+    let durations: Vec<i32> = reports
+        .iter()
+        .map(|r| signed(r.attempt.duration_ms))
+        .collect();
+    let request: Vec<String> = reports
+        .iter()
+        .map(|r| headers_json(&r.attempt.request_headers))
+        .collect();
+    let codes: Vec<Option<i32>> = reports
+        .iter()
+        .map(|r| r.attempt.status_code.map(i32::from))
+        .collect();
+    let response: Vec<String> = reports
+        .iter()
+        .map(|r| headers_json(&r.attempt.response_headers))
+        .collect();
+    let bodies: Vec<&str> = reports
+        .iter()
+        .map(|r| r.attempt.response_body.as_str())
+        .collect();
+    let kinds: Vec<Option<&str>> = reports
+        .iter()
+        .map(|r| r.attempt.error_kind.map(AttemptErrorKind::as_str))
+        .collect();
+    let messages: Vec<Option<&str>> = reports
+        .iter()
+        .map(|r| r.attempt.error_message.as_deref())
+        .collect();
+    c.execute(
+        UPSERT_ATTEMPTS,
+        &[
+            &ids, &numbers, &started, &durations, &request, &codes, &response, &bodies, &kinds,
+            &messages,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn update_deliveries(
+    c: &mut Conn,
+    reports: Vec<&AttemptReport>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let ids: Vec<&str> = reports.iter().map(|r| r.delivery_id.as_str()).collect();
+    let statuses: Vec<&str> = reports.iter().map(|r| r.status.as_str()).collect();
+    let attempts: Vec<i32> = reports.iter().map(|r| signed(r.attempt.attempt)).collect();
+    let next: Vec<Option<i64>> = reports.iter().map(|r| r.next_attempt_at).collect();
+    let codes: Vec<Option<i32>> = reports
+        .iter()
+        .map(|r| r.attempt.status_code.map(i32::from))
+        .collect();
+    let kinds: Vec<Option<&str>> = reports
+        .iter()
+        .map(|r| r.attempt.error_kind.map(AttemptErrorKind::as_str))
+        .collect();
+    let messages: Vec<Option<&str>> = reports
+        .iter()
+        .map(|r| r.attempt.error_message.as_deref())
+        .collect();
+    let durations: Vec<i32> = reports
+        .iter()
+        .map(|r| signed(r.attempt.duration_ms))
+        .collect();
+    c.execute(
+        UPDATE_DELIVERIES,
+        &[
+            &ids, &statuses, &attempts, &next, &codes, &kinds, &messages, &durations, &now,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn update_health(
+    c: &mut Conn,
+    reports: &[AttemptReport],
+    policy: FailurePolicy,
+    now: i64,
+) -> Result<Vec<DisabledWebhook>, StoreError> {
+    let deltas = health::fold(reports);
+    let ids: Vec<&str> = deltas.keys().map(WebhookId::as_str).collect();
+    let rows = c.query(LOCK_WEBHOOKS, &[&ids]).await?;
+
+    let mut u_ids = Vec::new();
+    let mut u_since = Vec::new();
+    let mut u_exhausted = Vec::new();
+    let mut u_reasons = Vec::new();
+    let mut disabled = Vec::new();
+    for row in &rows {
+        let id: String = get(row, 0, "webhook id")?;
+        let webhook_id = WebhookId::parse(&id).map_err(|e| corrupt("webhook id", e))?;
+        // Webhooks deleted meanwhile have no row and are skipped.
+        let Some(delta) = deltas.get(&webhook_id) else {
+            continue;
+        };
+        let stored = StoredHealth {
+            is_active: get(row, 3, "webhook is_active")?,
+            failing_since: get(row, 4, "failing since")?,
+            consecutive_exhausted: get(row, 5, "exhausted count")?,
+        };
+        let update = delta.apply(&stored, policy, now);
+        if !update.changed && update.disable.is_none() {
+            continue;
+        }
+        if let Some(reason) = &update.disable {
+            let owner: String = get(row, 1, "webhook owner")?;
+            disabled.push(DisabledWebhook {
+                owner_id: UserId::parse(&owner).map_err(|e| corrupt("webhook owner", e))?,
+                webhook_id,
+                url: get(row, 2, "webhook url")?,
+                reason: reason.clone(),
+                at: now,
+            });
+        }
+        u_ids.push(id);
+        u_since.push(update.failing_since);
+        u_exhausted.push(update.consecutive_exhausted);
+        u_reasons.push(update.disable);
+    }
+    if !u_ids.is_empty() {
+        c.execute(
+            UPDATE_HEALTH,
+            &[&u_ids, &u_since, &u_exhausted, &u_reasons, &now],
+        )
+        .await?;
+    }
+    Ok(disabled)
+}

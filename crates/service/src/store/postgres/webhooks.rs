@@ -1,0 +1,211 @@
+//! Webhook rows: create (with the per-user cap), read, change, rotate, delete.
+//! Every user-facing query filters on the owner unless the caller is an admin.
+
+use webhook_domain::ids::WebhookId;
+use webhook_domain::webhook::WebhookSecret;
+
+use super::pool::Conn;
+use super::rows::{self, get, webhook_columns};
+use crate::crypto::SecretCipher;
+use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord};
+
+// The lock serialises creations of one owner across instances, so the cap is exact.
+const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || $1, 0))";
+const COUNT_OWNED: &str = "SELECT COUNT(*) FROM webhooks WHERE owner_id = $1";
+const INSERT: &str = concat!(
+    "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
+     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ",
+    webhook_columns!()
+);
+const GET: &str = concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)"
+);
+const COUNT: &str = "SELECT COUNT(*) FROM webhooks WHERE ($1::text IS NULL OR owner_id = $1)";
+const LIST: &str = concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks WHERE ($1::text IS NULL OR owner_id = $1) \
+     ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+);
+const ALL: &str = concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks ORDER BY created_at DESC, id DESC"
+);
+// A new secret replaces the old one at once (no grace period); enabling
+// clears the failure state the service recorded.
+const UPDATE: &str = concat!(
+    "UPDATE webhooks SET url = COALESCE($3::text, url), event_types = COALESCE($4::text[], event_types), \
+     description = CASE WHEN $5::bool THEN $6::text ELSE description END, \
+     is_active = COALESCE($7::bool, is_active), secret_enc = COALESCE($8::text, secret_enc), \
+     prev_secret_enc = CASE WHEN $8::text IS NULL THEN prev_secret_enc END, \
+     prev_secret_until = CASE WHEN $8::text IS NULL THEN prev_secret_until END, \
+     disabled_reason = CASE WHEN $9::bool THEN NULL ELSE disabled_reason END, \
+     disabled_at = CASE WHEN $9::bool THEN NULL ELSE disabled_at END, \
+     failing_since = CASE WHEN $9::bool THEN NULL ELSE failing_since END, \
+     consecutive_exhausted = CASE WHEN $9::bool THEN 0 ELSE consecutive_exhausted END, \
+     updated_at = $10::int8 \
+     WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
+    webhook_columns!()
+);
+// The outgoing secret keeps signing until the grace period ends; a rotation
+// during a grace period drops the oldest secret.
+const ROTATE: &str = concat!(
+    "UPDATE webhooks SET prev_secret_enc = secret_enc, prev_secret_until = $3, secret_enc = $4, updated_at = $5 \
+     WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
+    webhook_columns!()
+);
+const DELETE: &str = "DELETE FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)";
+
+fn seal(
+    cipher: &SecretCipher,
+    secret: &WebhookSecret,
+    id: &WebhookId,
+) -> Result<String, StoreError> {
+    cipher
+        .seal(secret.expose(), id.as_str())
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+}
+
+/// Creates a webhook unless its owner has `limit` already.
+pub(super) async fn create(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+    new: NewWebhook,
+    limit: u32,
+) -> Result<WebhookRecord, StoreError> {
+    let sealed = seal(cipher, &new.secret, &new.id)?;
+    let row = c
+        .transaction(async |c| {
+            let owner = new.owner_id.as_str();
+            c.query_one(LOCK_OWNER, &[&owner]).await?;
+            let owned: i64 = get(&c.query_one(COUNT_OWNED, &[&owner]).await?, 0, "count")?;
+            if owned >= i64::from(limit) {
+                return Err(StoreError::WebhookLimit { limit });
+            }
+            c.query_one(
+                INSERT,
+                &[
+                    &new.id.as_str(),
+                    &owner,
+                    &new.url,
+                    &new.event_types,
+                    &new.description,
+                    &new.is_active,
+                    &new.scope_all,
+                    &sealed,
+                    &new.now,
+                ],
+            )
+            .await
+        })
+        .await?;
+    rows::webhook(cipher, &row)
+}
+
+/// One webhook, if `owner` (None: any) owns it.
+pub(super) async fn get_one(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+    id: &WebhookId,
+    owner: Option<&str>,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    let row = c.query_opt(GET, &[&id.as_str(), &owner]).await?;
+    row.map(|r| rows::webhook(cipher, &r)).transpose()
+}
+
+/// A page of `owner`'s webhooks (None: everyone's), newest first.
+pub(super) async fn list(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+    owner: Option<&str>,
+    limit: u32,
+    offset: u64,
+) -> Result<Page<WebhookRecord>, StoreError> {
+    let total: i64 = get(&c.query_one(COUNT, &[&owner]).await?, 0, "count")?;
+    let offset = i64::try_from(offset).unwrap_or(i64::MAX);
+    let found = c.query(LIST, &[&owner, &i64::from(limit), &offset]).await?;
+    let items = found
+        .iter()
+        .map(|r| rows::webhook(cipher, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page {
+        items,
+        total: u64::try_from(total).unwrap_or(0),
+    })
+}
+
+/// Every webhook.
+pub(super) async fn all(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+) -> Result<Vec<WebhookRecord>, StoreError> {
+    let found = c.query(ALL, &[]).await?;
+    found.iter().map(|r| rows::webhook(cipher, r)).collect()
+}
+
+/// Applies `patch` if `owner` may see the webhook.
+pub(super) async fn update(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+    id: &WebhookId,
+    owner: Option<&str>,
+    patch: WebhookPatch,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    let secret_enc = patch
+        .secret
+        .as_ref()
+        .map(|s| seal(cipher, s, id))
+        .transpose()?;
+    let (set_description, description) = match patch.description {
+        Some(description) => (true, description),
+        None => (false, None),
+    };
+    let reenabled = patch.is_active == Some(true);
+    let row = c
+        .query_opt(
+            UPDATE,
+            &[
+                &id.as_str(),
+                &owner,
+                &patch.url,
+                &patch.event_types,
+                &set_description,
+                &description,
+                &patch.is_active,
+                &secret_enc,
+                &reenabled,
+                &patch.now,
+            ],
+        )
+        .await?;
+    row.map(|r| rows::webhook(cipher, &r)).transpose()
+}
+
+/// Replaces the secret, keeping the old one until `grace_until`.
+pub(super) async fn rotate(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+    id: &WebhookId,
+    owner: Option<&str>,
+    secret: &WebhookSecret,
+    grace_until: i64,
+    now: i64,
+) -> Result<Option<WebhookRecord>, StoreError> {
+    let sealed = seal(cipher, secret, id)?;
+    let row = c
+        .query_opt(ROTATE, &[&id.as_str(), &owner, &grace_until, &sealed, &now])
+        .await?;
+    row.map(|r| rows::webhook(cipher, &r)).transpose()
+}
+
+/// Deletes the webhook (its deliveries go with it) if `owner` may see it.
+pub(super) async fn delete(
+    c: &mut Conn,
+    id: &WebhookId,
+    owner: Option<&str>,
+) -> Result<bool, StoreError> {
+    Ok(c.execute(DELETE, &[&id.as_str(), &owner]).await? > 0)
+}

@@ -1,0 +1,165 @@
+//! Group commit: one task owns one connection and commits, in one
+//! transaction, every ingest and attempt-recording job queued while the
+//! previous commit was running. Callers are answered only after the commit
+//! (`synchronous_commit` stays on), so one WAL flush is shared by every event
+//! of the batch instead of being paid by each.
+//!
+//! The ingest jobs of a batch are merged into a handful of array statements
+//! (`UNNEST`), so a batch of a thousand events costs a few round trips, not
+//! thousands. If any statement of the batch fails for a reason other than a
+//! lost connection, the batch is rolled back and its jobs are run again one
+//! by one, each in its own transaction, so one bad job does not fail others.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::pool::{Conn, Connector};
+use super::{ingest, record};
+use crate::store::{
+    AttemptReport, DisabledWebhook, FailurePolicy, IngestItem, IngestOutcome, StoreError,
+};
+
+/// Jobs committed together at most; bounds the latency a single commit adds.
+const MAX_JOBS_PER_COMMIT: usize = 2048;
+/// Jobs waiting for the writer at most; senders wait beyond that (back-pressure).
+pub(super) const QUEUE_CAPACITY: usize = 16 * 1024;
+
+/// What a job asks the writer to do.
+pub(super) enum Work {
+    /// Store events with their deliveries.
+    Ingest {
+        owner: String,
+        items: Vec<IngestItem>,
+    },
+    /// Record attempts and the deliveries' new states.
+    Record {
+        reports: Arc<Vec<AttemptReport>>,
+        policy: FailurePolicy,
+        now: i64,
+    },
+    /// Prove the writer and its connection work.
+    Ping,
+}
+
+/// What the writer did.
+pub(super) enum Done {
+    Ingest(Vec<IngestOutcome>),
+    Record(Vec<DisabledWebhook>),
+    Ping,
+}
+
+/// A job and where to send its answer.
+pub(super) struct Job {
+    pub(super) work: Work,
+    pub(super) reply: oneshot::Sender<Result<Done, StoreError>>,
+}
+
+/// Runs until every sender is dropped (the store is gone).
+pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>) {
+    let mut conn: Option<Conn> = None;
+    let mut batch: Vec<Job> = Vec::with_capacity(64);
+    while jobs.recv_many(&mut batch, MAX_JOBS_PER_COMMIT).await > 0 {
+        let jobs_now = std::mem::take(&mut batch);
+        if conn.as_ref().is_none_or(Conn::is_broken) {
+            conn = None;
+            match connector.connect().await {
+                Ok(fresh) => conn = Some(fresh),
+                Err(e) => {
+                    fail_all(jobs_now, &e);
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let works: Vec<&Work> = jobs_now.iter().map(|j| &j.work).collect();
+        match commit_together(c, &works).await {
+            Ok(results) => {
+                for (job, result) in jobs_now.into_iter().zip(results) {
+                    // The caller may have gone away (request cancelled); nothing to do then.
+                    let _ = job.reply.send(Ok(result));
+                }
+            }
+            Err(e) if c.is_broken() => {
+                // The outcome of a commit cut off mid-way is unknown: the
+                // callers are told it failed, and a producer retrying with
+                // its event id gets the first copy if it was stored after all.
+                conn = None;
+                fail_all(jobs_now, &e);
+            }
+            Err(_) => {
+                for job in jobs_now {
+                    let result = commit_alone(c, &job.work).await;
+                    let _ = job.reply.send(result);
+                }
+                if c.is_broken() {
+                    conn = None;
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(jobs: Vec<Job>, error: &StoreError) {
+    let reason = match error {
+        StoreError::Unavailable(reason) => reason.clone(),
+        other => other.to_string(),
+    };
+    for job in jobs {
+        let _ = job.reply.send(Err(StoreError::Unavailable(reason.clone())));
+    }
+}
+
+/// Runs every job in one transaction; the results are in job order.
+async fn commit_together(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
+    c.transaction(async |c| {
+        let ingests: Vec<(&str, &[IngestItem])> = works
+            .iter()
+            .filter_map(|w| match w {
+                Work::Ingest { owner, items } => Some((owner.as_str(), items.as_slice())),
+                _ => None,
+            })
+            .collect();
+        let mut ingested = if ingests.is_empty() {
+            Vec::new()
+        } else {
+            ingest::write(c, &ingests).await?
+        }
+        .into_iter();
+        let mut results = Vec::with_capacity(works.len());
+        for work in works {
+            results.push(match work {
+                Work::Ingest { .. } => Done::Ingest(ingested.next().unwrap_or_default()),
+                Work::Record {
+                    reports,
+                    policy,
+                    now,
+                } => Done::Record(record::write(c, reports, *policy, *now).await?),
+                Work::Ping => Done::Ping,
+            });
+        }
+        Ok(results)
+    })
+    .await
+}
+
+/// Runs one job in its own transaction.
+async fn commit_alone(c: &mut Conn, work: &Work) -> Result<Done, StoreError> {
+    c.transaction(async |c| {
+        Ok(match work {
+            Work::Ingest { owner, items } => Done::Ingest(
+                ingest::write(c, &[(owner.as_str(), items.as_slice())])
+                    .await?
+                    .pop()
+                    .unwrap_or_default(),
+            ),
+            Work::Record {
+                reports,
+                policy,
+                now,
+            } => Done::Record(record::write(c, reports, *policy, *now).await?),
+            Work::Ping => Done::Ping,
+        })
+    })
+    .await
+}

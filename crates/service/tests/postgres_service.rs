@@ -1,0 +1,181 @@
+//! The real `webhook-service` binary on PostgreSQL (`DATABASE_URL`), each
+//! test on a fresh database: events are delivered, several instances share
+//! one database without delivering an event twice, and ingest answers 503
+//! while the database is unreachable, then recovers by itself.
+//!
+//! Skipped (with a line saying so) when no PostgreSQL server is reachable,
+//! unless `WEBHOOK_REQUIRE_POSTGRES=1`.
+
+mod common;
+mod postgres_support;
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use common::{TestApp, spawn_app_with};
+use postgres_support::{CuttableProxy, TestDatabase};
+use serde_json::json;
+use webhook_testkit::{Behavior, Receiver};
+
+const SECRET: &str = "whsec_postgres-service-test-0001";
+
+async fn app_on(url: &str) -> TestApp {
+    spawn_app_with(&[("DATABASE_URL", url)]).await
+}
+
+fn event_ids(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .received()
+        .iter()
+        .filter_map(|r| r.event_id())
+        .collect()
+}
+
+async fn count_delivered(db: &TestDatabase) -> i64 {
+    let client = postgres_support::connect(&db.url).await.expect("connect");
+    client
+        .query_one(
+            "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_delivered_from_a_postgres_backed_service() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let app = app_on(&db.url).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = app.token("user-a", false);
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/hook"), &["user.*"], Some(SECRET))
+        .await;
+    let (status, health) = app.get("/health", &token).await;
+    assert_eq!(status, 200, "{health}");
+
+    for i in 0..50 {
+        let (status, body) = app.trigger("user.created", "user-a", json!({"n": i})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = receiver
+        .wait_for(50, Duration::from_secs(20))
+        .await
+        .unwrap();
+    for request in &got {
+        request.verify_signatures(SECRET).unwrap();
+    }
+    let distinct: HashSet<String> = event_ids(&receiver).into_iter().collect();
+    assert_eq!(distinct.len(), 50);
+
+    let id = webhook["id"].as_str().unwrap();
+    app.wait_for_logs(&token, id, Duration::from_secs(10), |items| {
+        items.len() == 50 && items.iter().all(|d| d["status"] == "delivered")
+    })
+    .await;
+    assert_eq!(
+        count_delivered(&db).await,
+        50,
+        "the rows live in PostgreSQL"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_database() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let first = app_on(&db.url).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = first.token("user-a", false);
+    let webhook = first
+        .create_webhook(&token, &receiver.url("/hook"), &["user.*"], Some(SECRET))
+        .await;
+    // Started after the webhook exists, so its routing table has it.
+    let second = app_on(&db.url).await;
+    let id = webhook["id"].as_str().unwrap();
+    let (status, seen) = second.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(
+        status, 200,
+        "the second instance reads the shared webhook: {seen}"
+    );
+
+    for i in 0..100 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        let (status, body) = app.trigger("user.created", "user-a", json!({"n": i})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    receiver
+        .wait_for(100, Duration::from_secs(20))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ids = event_ids(&receiver);
+    let distinct: HashSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 100, "every event delivered");
+    assert_eq!(ids.len(), 100, "no instance delivered another's event");
+    assert_eq!(count_delivered(&db).await, 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_answers_503_while_the_database_is_unreachable_and_recovers() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = CuttableProxy::start().await;
+    let app = app_on(&proxy.url_for(&db)).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = app.token("user-a", false);
+    app.create_webhook(&token, &receiver.url("/hook"), &["user.*"], Some(SECRET))
+        .await;
+    let mut acknowledged = HashSet::new();
+    for i in 0..10 {
+        let (status, body) = app
+            .trigger("user.created", "user-a", json!({"before": i}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+        acknowledged.insert(body["data"]["eventId"].as_str().unwrap().to_string());
+    }
+
+    proxy.cut();
+    let started = Instant::now();
+    for i in 0..5 {
+        let (status, body) = app
+            .trigger("user.created", "user-a", json!({"during": i}))
+            .await;
+        assert_eq!(
+            status, 503,
+            "ingest refuses while the database is away: {body}"
+        );
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "503s come fast");
+    let (status, body) = app.get("/health", &token).await;
+    assert_eq!(status, 503, "{body}");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = app
+            .trigger("user.created", "user-a", json!({"after": true}))
+            .await;
+        if status == 202 {
+            acknowledged.insert(body["data"]["eventId"].as_str().unwrap().to_string());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ingest did not recover: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let n = acknowledged.len();
+    receiver.wait_for(n, Duration::from_secs(30)).await.unwrap();
+    let delivered: HashSet<String> = event_ids(&receiver).into_iter().collect();
+    assert!(
+        acknowledged.is_subset(&delivered),
+        "every acknowledged event is delivered after the outage"
+    );
+}

@@ -1,0 +1,1849 @@
+//! The store contract, written once and run against every backend: the
+//! embedded SQLite store always, and PostgreSQL when a server is reachable
+//! (see `postgres_support`; a fresh database per test, dropped afterwards).
+//!
+//! Each `contract_*` function states one part of the [`Store`] contract and
+//! takes nothing but a store (or a [`Fixture`] where it must look beneath the
+//! store, as for secrets at rest). The `contracts!` macro runs each of them
+//! against both backends.
+
+mod postgres_support;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
+use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
+use webhook_domain::webhook::WebhookSecret;
+use webhook_service::crypto::{EncryptionKey, SecretCipher};
+use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
+use webhook_service::store::sqlite::SqliteStore;
+use webhook_service::store::{
+    AttemptRecord, AttemptReport, DeliveryFilter, FailurePolicy, IngestItem, IngestOutcome,
+    NewDelivery, NewWebhook, Owner, Store, StoreError, WebhookPatch, WebhookRecord,
+};
+
+use postgres_support::TestDatabase;
+
+// ---------------------------------------------------------------- fixtures
+
+/// The claim TTL of the PostgreSQL fixtures.
+const CLAIM_TTL: Duration = Duration::from_millis(200);
+
+/// Heartbeats of `owners` every 40 ms for `period`, as running engines send
+/// them, so that the store takes them for live, connected instances.
+async fn keep_beating(store: &dyn Store, owners: &[&str], period: Duration) {
+    let until = std::time::Instant::now() + period;
+    while std::time::Instant::now() < until {
+        for owner in owners {
+            store.heartbeat(owner).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    for owner in owners {
+        store.heartbeat(owner).await.unwrap();
+    }
+}
+
+fn cipher() -> SecretCipher {
+    SecretCipher::new(&EncryptionKey::new([7; 32]))
+}
+
+/// A store under test, with a way to look at what it wrote.
+struct Fixture {
+    store: Arc<dyn Store>,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(TestDatabase),
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path(), cipher()).expect("open sqlite store");
+        Fixture {
+            store: Arc::new(store),
+            backend: Backend::Sqlite(dir),
+        }
+    }
+
+    /// PostgreSQL with a short claim TTL, so that recovery shows within a test.
+    async fn postgres() -> Option<Fixture> {
+        Fixture::postgres_with(PostgresOptions {
+            claim_ttl: CLAIM_TTL,
+            ..PostgresOptions::default()
+        })
+        .await
+    }
+
+    async fn postgres_with(options: PostgresOptions) -> Option<Fixture> {
+        let db = TestDatabase::create().await?;
+        let store = PostgresStore::connect(&db.url, options, cipher())
+            .await
+            .expect("connect to the test database");
+        Some(Fixture {
+            store: Arc::new(store),
+            backend: Backend::Postgres(db),
+        })
+    }
+
+    /// Another store on the same database (a second instance), PostgreSQL only.
+    async fn second_instance(&self) -> Arc<dyn Store> {
+        let Backend::Postgres(db) = &self.backend else {
+            panic!("only PostgreSQL is shared by instances");
+        };
+        Arc::new(
+            PostgresStore::connect(
+                &db.url,
+                PostgresOptions {
+                    claim_ttl: CLAIM_TTL,
+                    ..PostgresOptions::default()
+                },
+                cipher(),
+            )
+            .await
+            .expect("second instance"),
+        )
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// Everything the backend stored about webhooks, as raw bytes.
+    async fn raw_webhook_storage(&self) -> Vec<u8> {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let mut bytes = Vec::new();
+                for file in ["webhooks.db", "webhooks.db-wal"] {
+                    if let Ok(b) = std::fs::read(dir.path().join(file)) {
+                        bytes.extend(b);
+                    }
+                }
+                bytes
+            }
+            Backend::Postgres(db) => {
+                let client = postgres_support::connect(&db.url).await.expect("connect");
+                let rows = client
+                    .query("SELECT w::text, secret_enc FROM webhooks w", &[])
+                    .await
+                    .expect("select webhooks");
+                let mut bytes = Vec::new();
+                for row in rows {
+                    let text: String = row.get(0);
+                    let sealed: String = row.get(1);
+                    assert!(sealed.starts_with("v1:"), "secret_enc is sealed: {sealed}");
+                    bytes.extend(text.into_bytes());
+                }
+                bytes
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- builders
+
+fn user(name: &str) -> UserId {
+    UserId::parse(name).expect("user id")
+}
+
+fn secret(text: &str) -> WebhookSecret {
+    WebhookSecret::parse(text).expect("secret")
+}
+
+fn new_webhook(owner: &str, now: i64) -> NewWebhook {
+    NewWebhook {
+        id: WebhookId::generate(),
+        owner_id: user(owner),
+        url: format!("https://{owner}.example.com/hooks"),
+        event_types: vec!["user.created".into(), "payment.*".into()],
+        description: Some(format!("{owner}'s hook")),
+        is_active: true,
+        scope_all: false,
+        secret: secret("whsec_0123456789abcdef0123456789"),
+        now,
+    }
+}
+
+async fn create(store: &dyn Store, owner: &str, now: i64) -> WebhookRecord {
+    store
+        .create_webhook(new_webhook(owner, now), 100)
+        .await
+        .expect("create webhook")
+}
+
+/// An event of `user` at `at` with one delivery per `(webhook, claimed)`.
+fn event(
+    at: i64,
+    event_type: &str,
+    targets: &[(&WebhookId, bool)],
+) -> (IngestItem, Vec<DeliveryId>) {
+    let deliveries: Vec<NewDelivery> = targets
+        .iter()
+        .map(|(webhook, claimed)| NewDelivery {
+            id: DeliveryId::generate(),
+            webhook_id: (*webhook).clone(),
+            claimed: *claimed,
+        })
+        .collect();
+    let ids = deliveries.iter().map(|d| d.id.clone()).collect();
+    let event_id = EventId::generate();
+    let item = IngestItem {
+        payload: Bytes::from(format!(r#"{{"id":"{event_id}","type":"{event_type}"}}"#)),
+        event_id,
+        event_type: event_type.into(),
+        user_id: user("alice"),
+        idempotent: true,
+        created_at: at,
+        deliveries,
+    };
+    (item, ids)
+}
+
+/// Ingests one event with one delivery to `webhook`; returns the delivery id.
+async fn ingest_one(
+    store: &dyn Store,
+    owner: &str,
+    at: i64,
+    webhook: &WebhookId,
+    claimed: bool,
+) -> DeliveryId {
+    let (item, mut ids) = event(at, "user.created", &[(webhook, claimed)]);
+    let outcomes = store.ingest(owner, vec![item]).await.expect("ingest");
+    assert_eq!(outcomes, vec![IngestOutcome::Created]);
+    ids.remove(0)
+}
+
+fn report(
+    delivery: &DeliveryId,
+    webhook: &WebhookId,
+    attempt: u32,
+    status: DeliveryStatus,
+    code: Option<u16>,
+    started_at: i64,
+    next_attempt_at: Option<i64>,
+) -> AttemptReport {
+    AttemptReport {
+        delivery_id: delivery.clone(),
+        webhook_id: webhook.clone(),
+        attempt: AttemptRecord {
+            attempt,
+            started_at,
+            duration_ms: 12,
+            request_headers: vec![("webhook-id".into(), delivery.to_string())],
+            status_code: code,
+            response_headers: vec![("content-type".into(), "text/plain".into())],
+            response_body: format!("answer {attempt}"),
+            error_kind: match code {
+                Some(200..=299) => None,
+                _ => Some(AttemptErrorKind::HttpStatus),
+            },
+            error_message: match code {
+                Some(200..=299) => None,
+                _ => Some("receiver answered an error".into()),
+            },
+        },
+        status,
+        next_attempt_at,
+        disable_webhook: None,
+        test_send: false,
+    }
+}
+
+const LENIENT: FailurePolicy = FailurePolicy {
+    failing_for_ms: i64::MAX / 4,
+    exhausted_in_a_row: 0,
+};
+
+async fn record(
+    store: &dyn Store,
+    reports: Vec<AttemptReport>,
+    policy: FailurePolicy,
+    now: i64,
+) -> Vec<WebhookId> {
+    store
+        .record_attempts(Arc::new(reports), policy, now)
+        .await
+        .expect("record attempts")
+        .into_iter()
+        .map(|d| d.webhook_id)
+        .collect()
+}
+
+fn ids_of(due: &[webhook_service::store::DueDelivery]) -> Vec<DeliveryId> {
+    due.iter().map(|d| d.id.clone()).collect()
+}
+
+// ---------------------------------------------------------------- contracts
+
+async fn contract_webhook_crud_and_ownership(store: &dyn Store) {
+    let alice = user("alice");
+    let bob = user("bob");
+    let a1 = create(store, "alice", 1000).await;
+    let b1 = create(store, "bob", 1500).await;
+    let a2 = create(store, "alice", 2000).await;
+
+    let got = store
+        .get_webhook(&a1.id, Owner::User(&alice))
+        .await
+        .unwrap()
+        .expect("owner sees it");
+    assert_eq!(got.owner_id, alice);
+    assert_eq!(got.url, "https://alice.example.com/hooks");
+    assert_eq!(got.event_types, vec!["user.created", "payment.*"]);
+    assert_eq!(got.description.as_deref(), Some("alice's hook"));
+    assert!(got.is_active && !got.scope_all);
+    assert_eq!(got.secret.expose(), "whsec_0123456789abcdef0123456789");
+    assert!(got.previous_secret.is_none());
+    assert_eq!((got.created_at, got.updated_at), (1000, 1000));
+    assert_eq!((got.failing_since, got.consecutive_exhausted), (None, 0));
+
+    assert!(
+        store
+            .get_webhook(&a1.id, Owner::User(&bob))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_webhook(&a1.id, Owner::Any)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let page = store
+        .list_webhooks(Owner::User(&alice), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(page.total, 2);
+    assert_eq!(
+        page.items.iter().map(|w| &w.id).collect::<Vec<_>>(),
+        vec![&a2.id, &a1.id]
+    );
+    let page = store
+        .list_webhooks(Owner::User(&alice), 1, 1)
+        .await
+        .unwrap();
+    assert_eq!((page.total, page.items.len()), (2, 1));
+    assert_eq!(page.items[0].id, a1.id);
+    let page = store.list_webhooks(Owner::Any, 10, 0).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|w| &w.id).collect::<Vec<_>>(),
+        vec![&a2.id, &b1.id, &a1.id]
+    );
+    assert_eq!(store.all_webhooks().await.unwrap().len(), 3);
+
+    let patch = WebhookPatch {
+        url: Some("https://alice.example.com/v2".into()),
+        event_types: Some(vec!["*".into()]),
+        description: Some(None),
+        is_active: Some(false),
+        secret: None,
+        now: 3000,
+    };
+    assert!(
+        store
+            .update_webhook(&a1.id, Owner::User(&bob), patch.clone())
+            .await
+            .unwrap()
+            .is_none(),
+        "another user's webhook is not found"
+    );
+    let updated = store
+        .update_webhook(&a1.id, Owner::User(&alice), patch)
+        .await
+        .unwrap()
+        .expect("updated");
+    assert_eq!(updated.url, "https://alice.example.com/v2");
+    assert_eq!(updated.event_types, vec!["*"]);
+    assert_eq!(updated.description, None);
+    assert!(!updated.is_active);
+    assert_eq!((updated.created_at, updated.updated_at), (1000, 3000));
+    assert_eq!(updated.secret.expose(), "whsec_0123456789abcdef0123456789");
+
+    // An empty patch changes nothing but the time; a description can be set again.
+    let same = store
+        .update_webhook(
+            &a1.id,
+            Owner::Any,
+            WebhookPatch {
+                now: 3500,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (same.url.as_str(), same.is_active, same.updated_at),
+        ("https://alice.example.com/v2", false, 3500)
+    );
+    let described = store
+        .update_webhook(
+            &a1.id,
+            Owner::User(&alice),
+            WebhookPatch {
+                description: Some(Some("again".into())),
+                now: 3600,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(described.description.as_deref(), Some("again"));
+
+    assert!(
+        !store
+            .delete_webhook(&a1.id, Owner::User(&bob))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_webhook(&a1.id, Owner::Any)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .delete_webhook(&a1.id, Owner::User(&alice))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_webhook(&a1.id, Owner::Any)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(!store.delete_webhook(&a1.id, Owner::Any).await.unwrap());
+    assert!(
+        store.delete_webhook(&b1.id, Owner::Any).await.unwrap(),
+        "an admin deletes anyone's"
+    );
+}
+
+async fn contract_webhook_cap(store: &dyn Store) {
+    for i in 0..2 {
+        store
+            .create_webhook(new_webhook("carol", i), 2)
+            .await
+            .expect("under the cap");
+    }
+    match store.create_webhook(new_webhook("carol", 9), 2).await {
+        Err(StoreError::WebhookLimit { limit: 2 }) => {}
+        other => panic!("expected the cap, got {other:?}"),
+    }
+    store
+        .create_webhook(new_webhook("dave", 9), 2)
+        .await
+        .expect("the cap is per user");
+
+    // Concurrent creations never exceed the cap.
+    let attempts = (0..8).map(|i| store.create_webhook(new_webhook("erin", i), 3));
+    let results = futures_join_all(attempts).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(StoreError::WebhookLimit { limit: 3 })))
+        .count();
+    assert_eq!((created, refused), (3, 5), "{results:?}");
+    assert_eq!(
+        store
+            .list_webhooks(Owner::User(&user("erin")), 100, 0)
+            .await
+            .unwrap()
+            .total,
+        3
+    );
+}
+
+async fn contract_rotation_keeps_previous_secret(store: &dyn Store) {
+    let alice = user("alice");
+    let hook = create(store, "alice", 1000).await;
+    let first = hook.secret.expose().to_string();
+    assert!(
+        store
+            .rotate_secret(
+                &hook.id,
+                Owner::User(&user("bob")),
+                secret("whsec_second-secret-000000"),
+                9000,
+                2000
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let rotated = store
+        .rotate_secret(
+            &hook.id,
+            Owner::User(&alice),
+            secret("whsec_second-secret-000000"),
+            9000,
+            2000,
+        )
+        .await
+        .unwrap()
+        .expect("rotated");
+    assert_eq!(rotated.secret.expose(), "whsec_second-secret-000000");
+    let (previous, until) = rotated.previous_secret.clone().expect("previous kept");
+    assert_eq!((previous.expose(), until), (first.as_str(), 9000));
+    assert_eq!(rotated.updated_at, 2000);
+    let reread = store
+        .get_webhook(&hook.id, Owner::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reread.secret.expose(), "whsec_second-secret-000000");
+    assert_eq!(
+        reread
+            .previous_secret
+            .map(|(s, u)| (s.expose().to_string(), u)),
+        Some((first, 9000))
+    );
+
+    // Rotating again during the grace period drops the oldest secret.
+    let again = store
+        .rotate_secret(
+            &hook.id,
+            Owner::Any,
+            secret("whsec_third-secret-0000000"),
+            12000,
+            3000,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let (previous, until) = again.previous_secret.expect("previous kept");
+    assert_eq!(
+        (previous.expose(), until),
+        ("whsec_second-secret-000000", 12000)
+    );
+
+    // Replacing the secret by a patch has no grace period.
+    let replaced = store
+        .update_webhook(
+            &hook.id,
+            Owner::User(&alice),
+            WebhookPatch {
+                secret: Some(secret("whsec_fourth-secret-000000")),
+                now: 4000,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced.secret.expose(), "whsec_fourth-secret-000000");
+    assert!(replaced.previous_secret.is_none());
+}
+
+async fn contract_secret_not_in_plaintext(f: &Fixture) {
+    let store = f.store();
+    let mut hook = new_webhook("alice", 1000);
+    hook.secret = secret("whsec_PLAINTEXT-MARKER-ONE-1234");
+    let hook = store.create_webhook(hook, 100).await.unwrap();
+    store
+        .rotate_secret(
+            &hook.id,
+            Owner::Any,
+            secret("whsec_PLAINTEXT-MARKER-TWO-5678"),
+            9000,
+            2000,
+        )
+        .await
+        .unwrap();
+    let raw = f.raw_webhook_storage().await;
+    assert!(!raw.is_empty(), "the backend stored something");
+    for marker in ["PLAINTEXT-MARKER-ONE", "PLAINTEXT-MARKER-TWO"] {
+        assert!(
+            !raw.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "{marker} found in plaintext at rest"
+        );
+    }
+    let reread = store
+        .get_webhook(&hook.id, Owner::Any)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reread.secret.expose(), "whsec_PLAINTEXT-MARKER-TWO-5678");
+}
+
+async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
+    let w1 = create(store, "alice", 1).await.id;
+    let w2 = create(store, "alice", 2).await.id;
+    let (e1, mut d1) = event(100, "user.created", &[(&w1, false), (&w2, false)]);
+    let (e2, _) = event(100, "user.created", &[]);
+    let outcomes = store.ingest("i-1", vec![e1.clone(), e2]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![IngestOutcome::Created, IngestOutcome::Created]
+    );
+
+    // The same id again: nothing written, the first copy's deliveries answered.
+    let (mut again, _) = event(200, "user.created", &[(&w1, false)]);
+    again.event_id = e1.event_id.clone();
+    let outcomes = store.ingest("i-1", vec![again]).await.unwrap();
+    d1.sort();
+    assert_eq!(
+        outcomes,
+        vec![IngestOutcome::Duplicate {
+            deliveries: d1.clone()
+        }]
+    );
+
+    // A repeat within one call is a duplicate of the first occurrence.
+    let (e3, d3) = event(300, "user.created", &[(&w1, false)]);
+    let (mut e3_again, _) = event(300, "user.created", &[(&w1, false)]);
+    e3_again.event_id = e3.event_id.clone();
+    let outcomes = store.ingest("i-1", vec![e3, e3_again]).await.unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            IngestOutcome::Created,
+            IngestOutcome::Duplicate {
+                deliveries: d3.clone()
+            }
+        ]
+    );
+
+    let logged = store
+        .list_deliveries(&w1, DeliveryFilter::default(), 100, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        logged.total, 2,
+        "one delivery per stored event: {:?}",
+        logged.items
+    );
+    let detail = store
+        .get_delivery(&w1, &d3[0])
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(detail.delivery.status, DeliveryStatus::Pending);
+    assert_eq!(detail.delivery.next_attempt_at, Some(300));
+    assert_eq!(
+        &detail.payload[..],
+        format!(
+            r#"{{"id":"{}","type":"user.created"}}"#,
+            detail.delivery.event_id
+        )
+        .as_bytes()
+    );
+
+    // Concurrent callers share commits; each gets its own answer.
+    let events: Vec<(IngestItem, Vec<DeliveryId>)> = (0..64)
+        .map(|i| event(1000 + i, "user.created", &[(&w2, false)]))
+        .collect();
+    let calls = events
+        .iter()
+        .map(|(item, _)| store.ingest("i-1", vec![item.clone()]));
+    for outcome in futures_join_all(calls).await {
+        assert_eq!(outcome.unwrap(), vec![IngestOutcome::Created]);
+    }
+    // Concurrent copies of one id: exactly one is stored.
+    let (shared, _) = event(5000, "user.created", &[(&w2, false)]);
+    let calls = (0..8).map(|_| {
+        let mut copy = shared.clone();
+        copy.deliveries = vec![NewDelivery {
+            id: DeliveryId::generate(),
+            webhook_id: w2.clone(),
+            claimed: false,
+        }];
+        store.ingest("i-1", vec![copy])
+    });
+    let outcomes: Vec<IngestOutcome> = futures_join_all(calls)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().remove(0))
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == IngestOutcome::Created)
+            .count(),
+        1,
+        "{outcomes:?}"
+    );
+    let total = store
+        .list_deliveries(&w2, DeliveryFilter::default(), 1, 0)
+        .await
+        .unwrap()
+        .total;
+    assert_eq!(total, 1 + 64 + 1);
+    for outcome in outcomes {
+        if let IngestOutcome::Duplicate { deliveries } = outcome {
+            assert_eq!(deliveries.len(), 1, "the stored copy's delivery");
+        }
+    }
+}
+
+async fn contract_claim_due_order_limit_exclude_inactive(store: &dyn Store) {
+    let w1 = create(store, "alice", 1).await.id;
+    let w2 = create(store, "alice", 2).await.id;
+    let w3 = create(store, "alice", 3).await.id;
+    store
+        .update_webhook(
+            &w3,
+            Owner::Any,
+            WebhookPatch {
+                is_active: Some(false),
+                now: 4,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let t100 = ingest_one(store, "me", 100, &w1, false).await;
+    let t200 = ingest_one(store, "me", 200, &w2, false).await;
+    let _t300 = ingest_one(store, "me", 300, &w3, false).await;
+    let t400 = ingest_one(store, "me", 400, &w1, false).await;
+    let t5000 = ingest_one(store, "me", 5000, &w1, false).await;
+    let _held = ingest_one(store, "me", 50, &w1, true).await;
+    store.heartbeat("me").await.unwrap();
+
+    let due = store.claim_due("me", 1000, 2, vec![]).await.unwrap();
+    assert_eq!(
+        ids_of(&due),
+        vec![t100.clone(), t200],
+        "oldest due first, at most the limit"
+    );
+    assert_eq!(due[0].webhook_id, w1);
+    assert_eq!(due[0].event_type, "user.created");
+    assert_eq!(due[0].attempts, 0);
+    assert_eq!(
+        &due[0].payload[..],
+        format!(r#"{{"id":"{}","type":"user.created"}}"#, due[0].event_id).as_bytes()
+    );
+
+    let due = store
+        .claim_due("me", 1000, 10, vec![w1.clone()])
+        .await
+        .unwrap();
+    assert!(
+        due.is_empty(),
+        "w1 excluded, w3 inactive: {:?}",
+        ids_of(&due)
+    );
+    let due = store.claim_due("me", 1000, 10, vec![]).await.unwrap();
+    assert_eq!(ids_of(&due), vec![t400]);
+    assert!(
+        store
+            .claim_due("me", 1000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed rows are not due"
+    );
+    let due = store.claim_due("me", 10_000, 10, vec![]).await.unwrap();
+    assert_eq!(
+        ids_of(&due),
+        vec![t5000],
+        "future work once its time has come"
+    );
+    assert!(
+        store
+            .claim_due("me", 10_000, 0, vec![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn contract_release(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let d = ingest_one(store, "me", 100, &w, false).await;
+    store.heartbeat("me").await.unwrap();
+    store.heartbeat("other").await.unwrap();
+    assert_eq!(
+        ids_of(&store.claim_due("me", 1000, 10, vec![]).await.unwrap()),
+        vec![d.clone()]
+    );
+    store.release("other", vec![d.clone()]).await.unwrap();
+    assert!(
+        store
+            .claim_due("other", 1000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "only the owner releases"
+    );
+    store.release("me", vec![d.clone()]).await.unwrap();
+    assert_eq!(
+        ids_of(&store.claim_due("other", 1000, 10, vec![]).await.unwrap()),
+        vec![d]
+    );
+    store.release("me", vec![]).await.unwrap();
+}
+
+async fn contract_recover_claims_of_dead_instances(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    store.heartbeat("me").await.unwrap();
+    let mine = ingest_one(store, "me", 100, &w, true).await;
+    // An instance that claimed work and never beat again (killed).
+    let theirs = ingest_one(store, "i-dead", 200, &w, true).await;
+    keep_beating(store, &["me"], CLAIM_TTL * 2).await;
+    assert!(
+        store
+            .claim_due("me", 1000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.recover_claims("me").await.unwrap(),
+        1,
+        "the dead instance's claim is void"
+    );
+    assert_eq!(
+        ids_of(&store.claim_due("me", 1000, 10, vec![]).await.unwrap()),
+        vec![theirs]
+    );
+    assert_eq!(
+        store.recover_claims("me").await.unwrap(),
+        0,
+        "the caller's own claims stand"
+    );
+    let _ = mine;
+}
+
+async fn contract_two_owners_never_claim_the_same(store: &dyn Store) {
+    let w1 = create(store, "alice", 1).await.id;
+    let w2 = create(store, "alice", 2).await.id;
+    let items: Vec<IngestItem> = (0..300)
+        .map(|i| {
+            event(
+                i,
+                "user.created",
+                &[(if i % 2 == 0 { &w1 } else { &w2 }, false)],
+            )
+            .0
+        })
+        .collect();
+    store.ingest("me", items).await.unwrap();
+    store.heartbeat("a").await.unwrap();
+    store.heartbeat("b").await.unwrap();
+    let claim_all = |owner: &'static str| async move {
+        let mut got = Vec::new();
+        loop {
+            let due = store.claim_due(owner, 10_000, 7, vec![]).await.unwrap();
+            if due.is_empty() {
+                return got;
+            }
+            got.extend(ids_of(&due));
+        }
+    };
+    let (a, b) = tokio::join!(claim_all("a"), claim_all("b"));
+    let a: HashSet<DeliveryId> = a.into_iter().collect();
+    let b: HashSet<DeliveryId> = b.into_iter().collect();
+    assert!(a.is_disjoint(&b), "a delivery claimed by both");
+    assert_eq!(a.len() + b.len(), 300, "every delivery claimed once");
+}
+
+async fn contract_record_attempts_transitions(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let other = create(store, "alice", 2).await.id;
+    store.heartbeat("me").await.unwrap();
+    let d = ingest_one(store, "me", 100, &w, true).await;
+
+    let disabled = record(
+        store,
+        vec![report(
+            &d,
+            &w,
+            1,
+            DeliveryStatus::Retrying,
+            Some(500),
+            1000,
+            Some(5000),
+        )],
+        LENIENT,
+        1010,
+    )
+    .await;
+    assert!(disabled.is_empty());
+    let detail = store.get_delivery(&w, &d).await.unwrap().unwrap();
+    let r = &detail.delivery;
+    assert_eq!(
+        (r.status, r.attempts, r.next_attempt_at),
+        (DeliveryStatus::Retrying, 1, Some(5000))
+    );
+    assert_eq!(
+        (r.last_status_code, r.last_error_kind),
+        (Some(500), Some(AttemptErrorKind::HttpStatus))
+    );
+    assert_eq!(r.last_error.as_deref(), Some("receiver answered an error"));
+    assert_eq!(
+        (r.last_duration_ms, r.updated_at, r.delivered_at),
+        (Some(12), 1010, None)
+    );
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            hook.failing_since,
+            hook.consecutive_exhausted,
+            hook.is_active
+        ),
+        (Some(1000), 0, true)
+    );
+    // Recording releases the claim: the retry is due at its time, not before.
+    assert!(
+        store
+            .claim_due("me", 4999, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = store.claim_due("me", 5000, 10, vec![]).await.unwrap();
+    assert_eq!((ids_of(&due), due[0].attempts), (vec![d.clone()], 1));
+
+    record(
+        store,
+        vec![report(
+            &d,
+            &w,
+            2,
+            DeliveryStatus::Delivered,
+            Some(200),
+            5000,
+            None,
+        )],
+        LENIENT,
+        5020,
+    )
+    .await;
+    let detail = store.get_delivery(&w, &d).await.unwrap().unwrap();
+    let r = &detail.delivery;
+    assert_eq!(
+        (r.status, r.attempts, r.next_attempt_at, r.delivered_at),
+        (DeliveryStatus::Delivered, 2, None, Some(5020))
+    );
+    assert_eq!(
+        (
+            r.last_status_code,
+            r.last_error_kind,
+            r.last_error.as_deref()
+        ),
+        (Some(200), None, None)
+    );
+    assert_eq!(detail.attempts.len(), 2);
+    let (a1, a2) = (&detail.attempts[0], &detail.attempts[1]);
+    assert_eq!(
+        (a1.attempt, a1.started_at, a1.status_code),
+        (1, 1000, Some(500))
+    );
+    assert_eq!(
+        (a2.attempt, a2.started_at, a2.status_code, a2.duration_ms),
+        (2, 5000, Some(200), 12)
+    );
+    assert_eq!(
+        a2.request_headers,
+        vec![("webhook-id".to_string(), d.to_string())]
+    );
+    assert_eq!(
+        a2.response_headers,
+        vec![("content-type".to_string(), "text/plain".to_string())]
+    );
+    assert_eq!(a2.response_body, "answer 2");
+    assert_eq!(
+        a1.error_message.as_deref(),
+        Some("receiver answered an error")
+    );
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert_eq!(
+        (hook.failing_since, hook.consecutive_exhausted),
+        (None, 0),
+        "a success ends the failure run"
+    );
+    assert!(
+        store.get_delivery(&other, &d).await.unwrap().is_none(),
+        "a delivery is read through its webhook"
+    );
+    assert!(
+        store
+            .claim_due("me", 100_000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "delivered is final"
+    );
+}
+
+async fn contract_auto_disable_after_exhausted_deliveries(store: &dyn Store) {
+    let policy = FailurePolicy {
+        failing_for_ms: i64::MAX / 4,
+        exhausted_in_a_row: 2,
+    };
+    let w = create(store, "alice", 1).await.id;
+    let d1 = ingest_one(store, "me", 100, &w, true).await;
+    let d2 = ingest_one(store, "me", 200, &w, true).await;
+    let d3 = ingest_one(store, "me", 300, &w, false).await;
+    let disabled = record(
+        store,
+        vec![report(
+            &d1,
+            &w,
+            3,
+            DeliveryStatus::Failed,
+            Some(500),
+            1000,
+            None,
+        )],
+        policy,
+        1001,
+    )
+    .await;
+    assert!(disabled.is_empty());
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            hook.consecutive_exhausted,
+            hook.failing_since,
+            hook.is_active
+        ),
+        (1, Some(1000), true)
+    );
+
+    let disabled = record(
+        store,
+        vec![report(
+            &d2,
+            &w,
+            3,
+            DeliveryStatus::Failed,
+            Some(500),
+            2000,
+            None,
+        )],
+        policy,
+        2001,
+    )
+    .await;
+    assert_eq!(disabled, vec![w.clone()]);
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert!(!hook.is_active);
+    assert_eq!(
+        hook.disabled_reason.as_deref(),
+        Some("2 deliveries in a row exhausted every retry")
+    );
+    assert_eq!(
+        (
+            hook.disabled_at,
+            hook.updated_at,
+            hook.consecutive_exhausted
+        ),
+        (Some(2001), 2001, 2)
+    );
+    let failed = store.get_delivery(&w, &d2).await.unwrap().unwrap().delivery;
+    assert_eq!(
+        (failed.status, failed.next_attempt_at),
+        (DeliveryStatus::Failed, None)
+    );
+    assert!(
+        store
+            .claim_due("me", 10_000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "a disabled webhook's work waits"
+    );
+
+    // Enabling clears the failure state, and its waiting work is due again.
+    let enabled = store
+        .update_webhook(
+            &w,
+            Owner::Any,
+            WebhookPatch {
+                is_active: Some(true),
+                now: 3000,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(enabled.is_active);
+    assert_eq!(
+        (
+            enabled.disabled_reason,
+            enabled.disabled_at,
+            enabled.failing_since,
+            enabled.consecutive_exhausted
+        ),
+        (None, None, None, 0)
+    );
+    assert_eq!(
+        ids_of(&store.claim_due("me", 10_000, 10, vec![]).await.unwrap()),
+        vec![d3]
+    );
+}
+
+async fn contract_disable_on_gone(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let d1 = ingest_one(store, "me", 100, &w, true).await;
+    let d2 = ingest_one(store, "me", 200, &w, true).await;
+    let mut gone = report(&d1, &w, 1, DeliveryStatus::Failed, Some(410), 1000, None);
+    gone.disable_webhook = Some("the receiver answered 410 Gone".into());
+    let disabled = store
+        .record_attempts(Arc::new(vec![gone]), LENIENT, 1001)
+        .await
+        .unwrap();
+    assert_eq!(disabled.len(), 1);
+    let d = &disabled[0];
+    assert_eq!(
+        (&d.webhook_id, d.owner_id.as_str(), d.url.as_str()),
+        (&w, "alice", "https://alice.example.com/hooks")
+    );
+    assert_eq!(
+        (d.reason.as_str(), d.at),
+        ("the receiver answered 410 Gone", 1001)
+    );
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert_eq!(
+        (hook.is_active, hook.disabled_reason.as_deref()),
+        (false, Some("the receiver answered 410 Gone"))
+    );
+
+    // An inactive webhook is not disabled again.
+    let mut again = report(&d2, &w, 1, DeliveryStatus::Failed, Some(410), 2000, None);
+    again.disable_webhook = Some("the receiver answered 410 Gone".into());
+    assert!(
+        store
+            .record_attempts(Arc::new(vec![again]), LENIENT, 2001)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert_eq!(hook.disabled_at, Some(1001));
+}
+
+async fn contract_list_and_get_deliveries(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let other = create(store, "alice", 2).await.id;
+    let mut ids = Vec::new();
+    for (i, event_type) in [
+        "user.created",
+        "payment.completed",
+        "user.created",
+        "payment.completed",
+        "user.created",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let (item, d) = event(100 * (i as i64 + 1), event_type, &[(&w, true)]);
+        store.ingest("me", vec![item]).await.unwrap();
+        ids.push(d[0].clone());
+    }
+    record(
+        store,
+        vec![report(
+            &ids[1],
+            &w,
+            1,
+            DeliveryStatus::Delivered,
+            Some(200),
+            1000,
+            None,
+        )],
+        LENIENT,
+        1000,
+    )
+    .await;
+    record(
+        store,
+        vec![report(
+            &ids[3],
+            &w,
+            1,
+            DeliveryStatus::Delivered,
+            Some(200),
+            1000,
+            None,
+        )],
+        LENIENT,
+        1000,
+    )
+    .await;
+
+    let all = DeliveryFilter::default();
+    let page = store.list_deliveries(&w, all.clone(), 2, 0).await.unwrap();
+    assert_eq!(page.total, 5);
+    assert_eq!(
+        page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![ids[4].clone(), ids[3].clone()],
+        "newest first"
+    );
+    let page = store.list_deliveries(&w, all.clone(), 2, 4).await.unwrap();
+    assert_eq!((page.total, page.items.len()), (5, 1));
+    assert_eq!(page.items[0].id, ids[0]);
+    assert_eq!(page.items[0].user_id, "alice");
+
+    let delivered = DeliveryFilter {
+        status: Some(DeliveryStatus::Delivered),
+        ..DeliveryFilter::default()
+    };
+    let page = store.list_deliveries(&w, delivered, 10, 0).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![ids[3].clone(), ids[1].clone()]
+    );
+    let typed = DeliveryFilter {
+        event_type: Some("user.created".into()),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(
+        store.list_deliveries(&w, typed, 10, 0).await.unwrap().total,
+        3
+    );
+    let window = DeliveryFilter {
+        since: Some(200),
+        until: Some(400),
+        ..DeliveryFilter::default()
+    };
+    let page = store.list_deliveries(&w, window, 10, 0).await.unwrap();
+    assert_eq!(
+        page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![ids[2].clone(), ids[1].clone()]
+    );
+    let combined = DeliveryFilter {
+        status: Some(DeliveryStatus::Pending),
+        event_type: Some("user.created".into()),
+        since: Some(200),
+        until: None,
+    };
+    assert_eq!(
+        store
+            .list_deliveries(&w, combined, 10, 0)
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+
+    assert_eq!(
+        store
+            .list_deliveries(&other, all, 10, 0)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(
+        store
+            .get_delivery(&w, &DeliveryId::generate())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let detail = store.get_delivery(&w, &ids[0]).await.unwrap().unwrap();
+    assert!(detail.attempts.is_empty());
+    assert_eq!(detail.delivery.created_at, 100);
+}
+
+async fn contract_requeue(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let failed = ingest_one(store, "me", 100, &w, true).await;
+    let delivered = ingest_one(store, "me", 200, &w, true).await;
+    let held = ingest_one(store, "me", 300, &w, true).await;
+    let fresh = ingest_one(store, "me", 400, &w, false).await;
+    record(
+        store,
+        vec![
+            report(
+                &failed,
+                &w,
+                3,
+                DeliveryStatus::Failed,
+                Some(500),
+                1000,
+                None,
+            ),
+            report(
+                &delivered,
+                &w,
+                1,
+                DeliveryStatus::Delivered,
+                Some(200),
+                1000,
+                None,
+            ),
+        ],
+        LENIENT,
+        1000,
+    )
+    .await;
+
+    let only_failed = DeliveryFilter {
+        status: Some(DeliveryStatus::Failed),
+        ..DeliveryFilter::default()
+    };
+    assert_eq!(store.requeue(&w, only_failed, None, 2000).await.unwrap(), 1);
+    let r = store
+        .get_delivery(&w, &failed)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(
+        (r.status, r.next_attempt_at, r.attempts, r.updated_at),
+        (DeliveryStatus::Retrying, Some(2000), 3, 2000)
+    );
+
+    assert_eq!(
+        store
+            .requeue(&w, DeliveryFilter::default(), Some(delivered.clone()), 2100)
+            .await
+            .unwrap(),
+        1
+    );
+    let r = store
+        .get_delivery(&w, &delivered)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(
+        (r.status, r.next_attempt_at),
+        (DeliveryStatus::Retrying, Some(2100))
+    );
+
+    // Everything not held by an instance right now.
+    assert_eq!(
+        store
+            .requeue(&w, DeliveryFilter::default(), None, 2200)
+            .await
+            .unwrap(),
+        3
+    );
+    let r = store
+        .get_delivery(&w, &fresh)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(
+        (r.status, r.next_attempt_at),
+        (DeliveryStatus::Pending, Some(2200)),
+        "never attempted stays pending"
+    );
+    let r = store
+        .get_delivery(&w, &held)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
+    assert_eq!(
+        r.next_attempt_at,
+        Some(300),
+        "a claimed delivery is left to its instance"
+    );
+    assert_eq!(
+        store
+            .requeue(
+                &w,
+                DeliveryFilter::default(),
+                Some(DeliveryId::generate()),
+                2300
+            )
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn contract_delivery_stats(store: &dyn Store) {
+    let alice = user("alice");
+    let wa = create(store, "alice", 1).await.id;
+    let wb = create(store, "bob", 2).await.id;
+    let old = ingest_one(store, "me", 10, &wa, true).await;
+    let ok = ingest_one(store, "me", 100, &wa, true).await;
+    let bad = ingest_one(store, "me", 110, &wa, true).await;
+    let _waiting = ingest_one(store, "me", 120, &wa, false).await;
+    let retrying = ingest_one(store, "me", 130, &wa, true).await;
+    let bobs = ingest_one(store, "me", 140, &wb, true).await;
+    let mut slow = report(
+        &bobs,
+        &wb,
+        1,
+        DeliveryStatus::Delivered,
+        Some(200),
+        1000,
+        None,
+    );
+    slow.attempt.duration_ms = 99;
+    record(
+        store,
+        vec![
+            report(
+                &old,
+                &wa,
+                1,
+                DeliveryStatus::Delivered,
+                Some(200),
+                1000,
+                None,
+            ),
+            report(
+                &ok,
+                &wa,
+                1,
+                DeliveryStatus::Delivered,
+                Some(200),
+                1000,
+                None,
+            ),
+            report(&bad, &wa, 3, DeliveryStatus::Failed, Some(500), 1000, None),
+            report(
+                &retrying,
+                &wa,
+                1,
+                DeliveryStatus::Retrying,
+                Some(500),
+                1000,
+                Some(9000),
+            ),
+            slow,
+        ],
+        LENIENT,
+        1000,
+    )
+    .await;
+    let mine = store
+        .delivery_stats(Owner::User(&alice), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        (mine.pending, mine.retrying, mine.delivered, mine.failed),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(mine.success_durations_ms, vec![12]);
+    let everyone = store.delivery_stats(Owner::Any, None, 0).await.unwrap();
+    assert_eq!(everyone.delivered, 3);
+    let mut durations = everyone.success_durations_ms.clone();
+    durations.sort();
+    assert_eq!(durations, vec![12, 12, 99]);
+    let one = store
+        .delivery_stats(Owner::Any, Some(&wb), 0)
+        .await
+        .unwrap();
+    assert_eq!((one.delivered, one.failed, one.pending), (1, 0, 0));
+    let not_mine = store
+        .delivery_stats(Owner::User(&alice), Some(&wb), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            not_mine.delivered,
+            not_mine.pending,
+            not_mine.success_durations_ms.len()
+        ),
+        (0, 0, 0),
+        "another user's webhook counts nothing"
+    );
+}
+
+async fn contract_prune(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let old_done = ingest_one(store, "me", 100, &w, true).await;
+    let old_failed = ingest_one(store, "me", 110, &w, true).await;
+    let old_waiting = ingest_one(store, "me", 120, &w, false).await;
+    let new_done = ingest_one(store, "me", 5000, &w, true).await;
+    let (orphan, _) = event(130, "user.created", &[]);
+    store.ingest("me", vec![orphan]).await.unwrap();
+    record(
+        store,
+        vec![
+            report(
+                &old_done,
+                &w,
+                1,
+                DeliveryStatus::Delivered,
+                Some(200),
+                200,
+                None,
+            ),
+            report(
+                &old_failed,
+                &w,
+                3,
+                DeliveryStatus::Failed,
+                Some(500),
+                200,
+                None,
+            ),
+            report(
+                &new_done,
+                &w,
+                1,
+                DeliveryStatus::Delivered,
+                Some(200),
+                5100,
+                None,
+            ),
+        ],
+        LENIENT,
+        5200,
+    )
+    .await;
+    let mut removed = 0;
+    loop {
+        let n = store.prune(1000).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        removed += n;
+    }
+    // Two deliveries, their two events and the orphan event.
+    assert_eq!(removed, 5);
+    assert!(store.get_delivery(&w, &old_done).await.unwrap().is_none());
+    assert!(store.get_delivery(&w, &old_failed).await.unwrap().is_none());
+    assert!(
+        store
+            .get_delivery(&w, &old_waiting)
+            .await
+            .unwrap()
+            .is_some(),
+        "unfinished work is kept"
+    );
+    assert!(
+        store.get_delivery(&w, &new_done).await.unwrap().is_some(),
+        "recent logs are kept"
+    );
+    assert_eq!(
+        store
+            .list_deliveries(&w, DeliveryFilter::default(), 10, 0)
+            .await
+            .unwrap()
+            .total,
+        2
+    );
+}
+
+async fn contract_delete_removes_deliveries(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let d = ingest_one(store, "me", 100, &w, false).await;
+    assert!(store.delete_webhook(&w, Owner::Any).await.unwrap());
+    assert!(store.get_delivery(&w, &d).await.unwrap().is_none());
+    assert_eq!(
+        store
+            .list_deliveries(&w, DeliveryFilter::default(), 10, 0)
+            .await
+            .unwrap()
+            .total,
+        0
+    );
+    assert!(
+        store
+            .claim_due("me", 10_000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn contract_health(store: &dyn Store) {
+    store.health().await.expect("a working store is healthy");
+}
+
+/// Polls futures concurrently on the current task (no extra dependency).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut results: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if results[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => results[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    results
+        .into_iter()
+        .map(|r| r.expect("every future finished"))
+        .collect()
+}
+
+// ---------------------------------------------------------------- runners
+
+/// Runs each named contract against the embedded store and against PostgreSQL.
+macro_rules! contracts {
+    (stores: $($store_contract:ident),* ; fixtures: $($fixture_contract:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $store_contract() {
+                    let fixture = super::Fixture::sqlite();
+                    super::$store_contract(fixture.store()).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $fixture_contract() {
+                    let fixture = super::Fixture::sqlite();
+                    super::$fixture_contract(&fixture).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $store_contract() {
+                    let Some(fixture) = super::Fixture::postgres().await else { return };
+                    super::$store_contract(fixture.store()).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $fixture_contract() {
+                    let Some(fixture) = super::Fixture::postgres().await else { return };
+                    super::$fixture_contract(&fixture).await;
+                }
+            )*
+        }
+    };
+}
+
+contracts!(
+    stores:
+        contract_health,
+        contract_webhook_crud_and_ownership,
+        contract_webhook_cap,
+        contract_rotation_keeps_previous_secret,
+        contract_ingest_and_duplicate_ids,
+        contract_claim_due_order_limit_exclude_inactive,
+        contract_release,
+        contract_recover_claims_of_dead_instances,
+        contract_two_owners_never_claim_the_same,
+        contract_record_attempts_transitions,
+        contract_auto_disable_after_exhausted_deliveries,
+        contract_disable_on_gone,
+        contract_list_and_get_deliveries,
+        contract_requeue,
+        contract_delivery_stats,
+        contract_prune,
+        contract_delete_removes_deliveries;
+    fixtures:
+        contract_secret_not_in_plaintext,
+);
+
+// ------------------------------------------------- PostgreSQL: several instances
+
+/// What only a shared database can show: claims across separate instances.
+mod postgres_instances {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn live_instances_keep_their_claims_and_silent_ones_lose_them() {
+        let Some(fixture) = Fixture::postgres().await else {
+            return;
+        };
+        let (a, b) = (fixture.store(), fixture.second_instance().await);
+        let w = create(a, "alice", 1).await.id;
+        a.heartbeat("i-a").await.unwrap();
+        b.heartbeat("i-b").await.unwrap();
+        let held_by_b = ingest_one(b.as_ref(), "i-b", 100, &w, true).await;
+        keep_beating(a, &["i-a", "i-b"], CLAIM_TTL * 2).await;
+        assert_eq!(a.recover_claims("i-a").await.unwrap(), 0, "i-b is alive");
+        assert!(
+            a.claim_due("i-a", 1000, 10, vec![])
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // i-b stops beating (killed): once the TTL has passed its claim is void.
+        keep_beating(a, &["i-a"], CLAIM_TTL * 2).await;
+        assert_eq!(a.recover_claims("i-a").await.unwrap(), 1, "i-b is gone");
+        assert_eq!(
+            ids_of(&a.claim_due("i-a", 1000, 10, vec![]).await.unwrap()),
+            vec![held_by_b]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_instance_back_from_a_database_outage_voids_no_live_claims() {
+        let Some(fixture) = Fixture::postgres().await else {
+            return;
+        };
+        let store = fixture.store();
+        let w = create(store, "alice", 1).await.id;
+        store.heartbeat("i-b").await.unwrap();
+        let held_by_b = ingest_one(store, "i-b", 100, &w, true).await;
+        keep_beating(store, &["i-a", "i-b"], CLAIM_TTL * 2).await;
+
+        // Nobody could beat for longer than the TTL (the database was away).
+        tokio::time::sleep(CLAIM_TTL * 3).await;
+        store.heartbeat("i-a").await.unwrap();
+        assert_eq!(
+            store.recover_claims("i-a").await.unwrap(),
+            0,
+            "i-b's heartbeat is stale only because of the outage"
+        );
+        // i-b is alive and beats again; its claim stands.
+        keep_beating(store, &["i-a", "i-b"], CLAIM_TTL * 2).await;
+        assert_eq!(store.recover_claims("i-a").await.unwrap(), 0);
+        let b_claims = store.claim_due("i-a", 1000, 10, vec![]).await.unwrap();
+        assert!(b_claims.is_empty(), "{held_by_b} is still i-b's");
+    }
+
+    /// Waits for the next announcement; `false` if none comes within `limit`.
+    async fn announced(changes: &mut tokio::sync::watch::Receiver<u64>, limit: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(limit, changes.changed()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webhook_changes_are_announced_to_every_instance_within_a_second() {
+        let Some(fixture) = Fixture::postgres().await else {
+            return;
+        };
+        let (a, b) = (fixture.store(), fixture.second_instance().await);
+        let mut changes = b.webhook_changes().expect("PostgreSQL announces changes");
+        assert!(
+            announced(&mut changes, Duration::from_secs(5)).await,
+            "listening starts with a reload"
+        );
+        let second = Duration::from_secs(1);
+
+        let hook = create(a, "alice", 1).await;
+        assert!(announced(&mut changes, second).await, "created");
+        let paused = WebhookPatch {
+            is_active: Some(false),
+            now: 2,
+            ..WebhookPatch::default()
+        };
+        a.update_webhook(&hook.id, Owner::Any, paused)
+            .await
+            .unwrap();
+        assert!(announced(&mut changes, second).await, "disabled");
+        a.rotate_secret(
+            &hook.id,
+            Owner::Any,
+            secret("whsec_rotated-secret-00000"),
+            9,
+            3,
+        )
+        .await
+        .unwrap();
+        assert!(announced(&mut changes, second).await, "secret rotated");
+
+        // Failure bookkeeping does not make every instance reload.
+        let enabled = WebhookPatch {
+            is_active: Some(true),
+            now: 4,
+            ..WebhookPatch::default()
+        };
+        a.update_webhook(&hook.id, Owner::Any, enabled)
+            .await
+            .unwrap();
+        assert!(announced(&mut changes, second).await, "enabled");
+        let d = ingest_one(a, "i-a", 100, &hook.id, true).await;
+        let retry = report(
+            &d,
+            &hook.id,
+            1,
+            DeliveryStatus::Retrying,
+            Some(500),
+            100,
+            Some(900),
+        );
+        record(a, vec![retry], LENIENT, 110).await;
+        assert!(
+            !announced(&mut changes, Duration::from_millis(300)).await,
+            "failing_since changed, nothing that routes"
+        );
+
+        a.delete_webhook(&hook.id, Owner::Any).await.unwrap();
+        assert!(announced(&mut changes, second).await, "deleted");
+        assert!(a.webhook_changes().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_instances_claim_disjoint_sets() {
+        let Some(fixture) = Fixture::postgres().await else {
+            return;
+        };
+        let first = fixture.store.clone();
+        let second = fixture.second_instance().await;
+        let hooks = [
+            create(first.as_ref(), "alice", 1).await.id,
+            create(first.as_ref(), "alice", 2).await.id,
+        ];
+        for chunk in 0..4 {
+            let items: Vec<IngestItem> = (0..500)
+                .map(|i| {
+                    event(
+                        chunk * 500 + i,
+                        "user.created",
+                        &[(&hooks[(i % 2) as usize], false)],
+                    )
+                    .0
+                })
+                .collect();
+            first.ingest("i-first", items).await.unwrap();
+        }
+        let claim_all = |store: Arc<dyn Store>, owner: &'static str| {
+            tokio::spawn(async move {
+                store.heartbeat(owner).await.unwrap();
+                let mut got = Vec::new();
+                loop {
+                    let due = store.claim_due(owner, 1_000_000, 50, vec![]).await.unwrap();
+                    if due.is_empty() {
+                        return got;
+                    }
+                    got.extend(ids_of(&due));
+                }
+            })
+        };
+        let tasks = [
+            claim_all(first.clone(), "i-a1"),
+            claim_all(first.clone(), "i-a2"),
+            claim_all(second.clone(), "i-b1"),
+            claim_all(second.clone(), "i-b2"),
+        ];
+        let mut seen = HashSet::new();
+        let mut per_owner = Vec::new();
+        for task in tasks {
+            let got = task.await.unwrap();
+            per_owner.push(got.len());
+            for id in got {
+                assert!(seen.insert(id.clone()), "{id} claimed twice");
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            2000,
+            "every delivery claimed exactly once ({per_owner:?})"
+        );
+    }
+}
