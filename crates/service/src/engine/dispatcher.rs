@@ -6,6 +6,12 @@
 //! webhook: a hanging endpoint fills only its own slots while the others
 //! keep flowing.
 //!
+//! The global cap bounds the work of responsive endpoints only: an attempt
+//! still running after [`SLOW_AFTER`] is moved to a separate budget of slow
+//! attempts (while that has room), so that several hanging endpoints together
+//! cannot take every global slot for a whole timeout. They stay bounded by
+//! their own per-webhook caps, and all of them together by the slow budget.
+//!
 //! Each webhook also has a circuit breaker. After [`TRIP_AFTER`] failed
 //! attempts in a row (timeouts, refused connections, 5xx, 429) its queued
 //! deliveries are held instead of being sent into a dead endpoint, which
@@ -14,7 +20,8 @@
 //! flow at full speed. Held deliveries keep their claims; the ones behind
 //! them wait in the store.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -31,8 +38,10 @@ use crate::store::DueDelivery;
 pub enum Command {
     /// New work (already claimed and holding window slots).
     Submit(Vec<DueDelivery>),
-    /// An attempt to this webhook finished.
-    Done(WebhookId, Verdict),
+    /// An attempt to this webhook has run for [`SLOW_AFTER`].
+    Slow(WebhookId),
+    /// An attempt to this webhook finished; `true` if it had been reported slow.
+    Done(WebhookId, Verdict, bool),
     /// Stop starting attempts; answer with the queued work that never started
     /// once in-flight attempts finished or the grace period ran out.
     Shutdown(Duration, oneshot::Sender<Vec<(WebhookId, DeliveryId)>>),
@@ -49,6 +58,12 @@ pub enum Verdict {
     Neutral,
 }
 
+/// How long an attempt runs before it counts as slow and leaves the global cap.
+/// Healthy receivers answer in milliseconds; the guide allows them 10 s.
+pub const SLOW_AFTER: Duration = Duration::from_millis(500);
+/// Slow attempts allowed in all, as a multiple of the global cap.
+const SLOW_BUDGET_FACTOR: usize = 4;
+
 /// Failed attempts in a row that open a webhook's circuit.
 pub const TRIP_AFTER: u32 = 5;
 /// First cool-down of an open circuit.
@@ -60,6 +75,8 @@ pub const MAX_COOLDOWN: Duration = Duration::from_secs(10);
 struct EndpointQueue {
     queue: VecDeque<DueDelivery>,
     in_flight: usize,
+    /// Of `in_flight`, the attempts moved to the slow budget.
+    slow: usize,
     ready: bool,
     failures_in_a_row: u32,
     /// While set and in the future, only a probe may go out after it.
@@ -104,7 +121,13 @@ struct Dispatcher {
     inner: Arc<Inner>,
     queues: HashMap<WebhookId, EndpointQueue>,
     ready: VecDeque<WebhookId>,
+    /// Webhooks held by an open circuit, by the end of their cool-down
+    /// (entries may be stale; they are checked when they come due).
+    cooling: BinaryHeap<Reverse<(Instant, WebhookId)>>,
+    /// Attempts counted against the global cap.
     in_flight: usize,
+    /// Slow attempts, counted against the slow budget instead.
+    slow: usize,
     stopping: bool,
 }
 
@@ -121,8 +144,32 @@ impl Dispatcher {
         }
     }
 
-    fn done(&mut self, webhook: WebhookId, verdict: Verdict) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    /// Moves one attempt of `webhook` from the global cap to the slow budget, if it has room.
+    fn slow(&mut self, webhook: WebhookId) {
+        if self.slow >= self.inner.config.max_in_flight * SLOW_BUDGET_FACTOR {
+            return;
+        }
+        if let Some(q) = self.queues.get_mut(&webhook) {
+            q.slow += 1;
+            self.slow += 1;
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
+    }
+
+    fn done(&mut self, webhook: WebhookId, verdict: Verdict, was_slow: bool) {
+        // The attempts of one webhook that were reported slow are alike: any
+        // of them may give back a slot of the slow budget.
+        let moved = was_slow
+            && self.queues.get_mut(&webhook).is_some_and(|q| {
+                let moved = q.slow > 0;
+                q.slow = q.slow.saturating_sub(1);
+                moved
+            });
+        if moved {
+            self.slow -= 1;
+        } else {
+            self.in_flight = self.in_flight.saturating_sub(1);
+        }
         self.inner.metrics.in_flight.fetch_sub(1, Relaxed);
         if let Some(q) = self.queues.get_mut(&webhook) {
             q.in_flight = q.in_flight.saturating_sub(1);
@@ -143,6 +190,7 @@ impl Dispatcher {
 
     fn start_what_fits(&mut self) {
         let per_webhook = self.inner.config.max_in_flight_per_webhook;
+        let now = Instant::now();
         while !self.stopping && self.in_flight < self.inner.config.max_in_flight {
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -150,10 +198,18 @@ impl Dispatcher {
             let Some(q) = self.queues.get_mut(&id) else {
                 continue;
             };
-            if q.in_flight >= per_webhook {
-                // Full: it becomes ready again when one of its attempts finishes.
+            if q.in_flight >= per_webhook || !q.may_start(now) {
+                // Full, or its circuit is open: it becomes ready again when one
+                // of its attempts finishes or its cool-down ends (`wake_cooled`).
                 q.ready = false;
+                if let (Some(until), false) = (q.open_until, q.probing) {
+                    self.cooling.push(Reverse((until, id)));
+                }
                 continue;
+            }
+            if q.open_until.is_some() {
+                // Cool-down over: this one attempt is the probe.
+                q.probing = true;
             }
             let Some(job) = q.queue.pop_front() else {
                 q.ready = false;
@@ -171,22 +227,28 @@ impl Dispatcher {
         }
     }
 
-    /// The earliest end of a cool-down among webhooks with held work.
+    /// The earliest end of a cool-down among webhooks held by their circuit.
     fn next_probe(&self) -> Option<Instant> {
-        self.queues
-            .values()
-            .filter(|q| !q.queue.is_empty() && !q.ready && !q.probing)
-            .filter_map(|q| q.open_until)
-            .min()
+        self.cooling.peek().map(|Reverse((at, _))| *at)
     }
 
     /// Makes webhooks whose cool-down ended ready for their probe.
     fn wake_cooled(&mut self) {
         let now = Instant::now();
-        for (id, q) in &mut self.queues {
-            if !q.ready && !q.queue.is_empty() && q.may_start(now) && q.open_until.is_some() {
+        while let Some(Reverse((at, _))) = self.cooling.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((_, id))) = self.cooling.pop() else {
+                break;
+            };
+            if let Some(q) = self.queues.get_mut(&id)
+                && !q.ready
+                && !q.queue.is_empty()
+                && q.may_start(now)
+            {
                 q.ready = true;
-                self.ready.push_back(id.clone());
+                self.ready.push_back(id);
             }
         }
     }
@@ -208,7 +270,9 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
         inner,
         queues: HashMap::new(),
         ready: VecDeque::new(),
+        cooling: BinaryHeap::new(),
         in_flight: 0,
+        slow: 0,
         stopping: false,
     };
     loop {
@@ -231,14 +295,18 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
                 d.inner.hand_back(back).await;
             }
             Command::Submit(jobs) => d.submit(jobs),
-            Command::Done(webhook, verdict) => d.done(webhook, verdict),
+            Command::Slow(webhook) => d.slow(webhook),
+            Command::Done(webhook, verdict, slow) => d.done(webhook, verdict, slow),
             Command::Shutdown(grace, reply) => {
                 d.stopping = true;
                 let queued = d.drain_queued();
                 let deadline = tokio::time::Instant::now() + grace;
-                while d.in_flight > 0 {
+                while d.in_flight + d.slow > 0 {
                     match tokio::time::timeout_at(deadline, commands.recv()).await {
-                        Ok(Some(Command::Done(webhook, verdict))) => d.done(webhook, verdict),
+                        Ok(Some(Command::Slow(webhook))) => d.slow(webhook),
+                        Ok(Some(Command::Done(webhook, verdict, slow))) => {
+                            d.done(webhook, verdict, slow)
+                        }
                         Ok(Some(Command::Submit(jobs))) => {
                             let back = jobs.into_iter().map(|j| (j.webhook_id, j.id)).collect();
                             d.inner.hand_back(back).await;

@@ -199,6 +199,7 @@ impl Inner {
 /// Runs one attempt of `job` and reports it; frees the in-flight slot.
 async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
     let webhook = job.webhook_id.clone();
+    let mut slow = false;
     let verdict = match inner.routes.get(&webhook) {
         // Deleted: its rows went with it.
         None => {
@@ -211,15 +212,25 @@ async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
             Verdict::Neutral
         }
         Some(route) => {
-            let report = attempt::attempt(
+            let attempt = attempt::attempt(
                 &inner.client,
                 &inner.rules,
                 &inner.user_agent,
                 &route,
                 &job,
                 false,
-            )
-            .await;
+            );
+            tokio::pin!(attempt);
+            let report = tokio::select! {
+                biased;
+                report = &mut attempt => report,
+                () = tokio::time::sleep(dispatcher::SLOW_AFTER) => {
+                    // A hanging endpoint must not hold global slots for a whole timeout.
+                    slow = true;
+                    let _ = inner.dispatch.send(Command::Slow(webhook.clone()));
+                    attempt.await
+                }
+            };
             inner
                 .metrics
                 .observe_attempt(u64::from(report.attempt.duration_ms) * 1000);
@@ -228,7 +239,7 @@ async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
             verdict
         }
     };
-    let _ = inner.dispatch.send(Command::Done(webhook, verdict));
+    let _ = inner.dispatch.send(Command::Done(webhook, verdict, slow));
 }
 
 /// What one attempt says about its endpoint, for the circuit breaker.
@@ -241,6 +252,29 @@ fn verdict_of(report: &AttemptReport) -> Verdict {
         (Some(K::Timeout | K::Connect | K::Dns | K::Tls), _) => Verdict::Failing,
         (_, Some(code)) if code >= 500 || code == 429 => Verdict::Failing,
         _ => Verdict::Neutral,
+    }
+}
+
+/// Pause before reloading again after a reload failed (the store is away).
+const RELOAD_RETRY: Duration = Duration::from_millis(250);
+
+/// Reloads the routing table whenever any instance changes a webhook, so that
+/// every instance honours the change for its next event. A reload that fails
+/// is retried until it succeeds: the change must not be lost while the store
+/// is briefly unreachable (after reconnecting the store announces one too).
+async fn follow_webhook_changes(inner: Arc<Inner>, mut changes: watch::Receiver<u64>) {
+    while changes.changed().await.is_ok() {
+        let mut failed = false;
+        while let Err(e) = inner.routes.reload(inner.store.as_ref()).await {
+            // Once per outage: the store logs the rest.
+            if !failed {
+                tracing::warn!(error = %e, "cannot reload webhooks after a change; retrying");
+                failed = true;
+            }
+            tokio::time::sleep(RELOAD_RETRY).await;
+        }
+        // A re-enabled webhook may have deliveries waiting in the store.
+        inner.wake_scheduler.notify_one();
     }
 }
 
@@ -303,12 +337,15 @@ impl Engine {
             wake_scheduler: Notify::new(),
             stopping: watch::channel(false).0,
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(dispatcher::run(inner.clone(), dispatch_rx)),
             tokio::spawn(recorder::run(inner.clone(), recorder_rx)),
             tokio::spawn(scheduler::run(inner.clone())),
             tokio::spawn(scheduler::prune(inner.clone(), log_retention)),
         ];
+        if let Some(changes) = inner.store.webhook_changes() {
+            tasks.push(tokio::spawn(follow_webhook_changes(inner.clone(), changes)));
+        }
         Ok(Engine {
             inner,
             tasks: Arc::new(std::sync::Mutex::new(tasks)),
