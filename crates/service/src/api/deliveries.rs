@@ -58,12 +58,19 @@ fn headers_object(headers: &[(String, String)]) -> Value {
     )
 }
 
-fn attempt_json(a: &AttemptRecord) -> Value {
+fn attempt_json(a: &AttemptRecord, d: &DeliveryRecord) -> Value {
+    let sent = crate::engine::attempt::sent_headers(
+        &a.request_headers,
+        d.event_id.as_str(),
+        &d.event_type,
+        d.id.as_str(),
+        a.attempt,
+    );
     json!({
         "attempt": a.attempt,
         "startedAt": iso(Some(a.started_at)),
         "durationMs": a.duration_ms,
-        "requestHeaders": headers_object(&a.request_headers),
+        "requestHeaders": headers_object(&sent),
         "statusCode": a.status_code,
         "responseHeaders": headers_object(&a.response_headers),
         "responseBody": a.response_body,
@@ -151,7 +158,13 @@ pub async fn get_one(
         .ok_or_else(|| ApiError::not_found("Delivery"))?;
     let mut body = delivery_json(&detail.delivery);
     body["event"] = serde_json::from_slice(&detail.payload).unwrap_or(Value::Null);
-    body["attemptLog"] = Value::Array(detail.attempts.iter().map(attempt_json).collect());
+    body["attemptLog"] = Value::Array(
+        detail
+            .attempts
+            .iter()
+            .map(|a| attempt_json(a, &detail.delivery))
+            .collect(),
+    );
     Ok(ok(StatusCode::OK, body, None, None))
 }
 
