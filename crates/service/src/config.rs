@@ -472,6 +472,7 @@ impl Config {
             "store": if self.database_url.is_some() { "postgres" } else { "sqlite" },
             "dataDir": self.data_dir.display().to_string(),
             "databaseUrl": set(self.database_url.is_some()),
+            "databasePoolSize": self.database_pool_size,
             "jwtSecret": set(self.jwt.secret.is_some()),
             "jwtPublicKey": set(self.jwt.public_key_pem.is_some()),
             "jwtLeewaySecs": self.jwt.leeway.as_secs(),

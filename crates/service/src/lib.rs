@@ -9,6 +9,7 @@ pub mod config;
 pub mod crypto;
 pub mod devmode;
 pub mod engine;
+pub mod http;
 pub mod metrics;
 pub mod ratelimit;
 pub mod server;

@@ -1,6 +1,5 @@
 //! Assembles the service from its configuration and runs it until a signal.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use crate::config::Config;
 use crate::crypto::SecretCipher;
 use crate::engine::routing::RoutingTable;
 use crate::engine::{self, Engine};
+use crate::http::HttpLimits;
 use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
@@ -92,12 +92,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit)),
         internal_limiter: Arc::new(RateLimiter::new(config.internal_rate_limit)),
     });
-    let app = api::router(state)
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let app = api::router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ));
 
     let listener = TcpListener::bind((config.host, config.port))
         .await
@@ -107,10 +105,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("webhook-service listening on http://{addr}");
     tracing::info!(%addr, dev = config.dev, "webhook-service started");
 
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed")?;
+    let limits = HttpLimits {
+        // Reading the head is part of reading the request.
+        header_read_timeout: config.request_timeout,
+        // A request already running gets its whole timeout to finish.
+        shutdown_grace: config.request_timeout + Duration::from_secs(1),
+    };
+    crate::http::serve(listener, app, limits, shutdown_signal()).await;
     tracing::info!("HTTP server stopped; finishing in-flight deliveries");
     engine
         .shutdown(config.delivery.timeout.min(Duration::from_secs(15)) + Duration::from_secs(1))

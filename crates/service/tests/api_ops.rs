@@ -298,6 +298,8 @@ fn print_config_shows_settings_but_no_secret() {
     let config: Value = serde_json::from_str(&stdout).expect("JSON on stdout");
     assert_eq!(config["apiRateLimit"]["maxRequests"], 77);
     assert_eq!(config["jwtSecret"], "[set, redacted]");
+    assert_eq!(config["store"], "postgres");
+    assert_eq!(config["databasePoolSize"], 16, "the pool size in effect");
     for secret in [
         JWT_SECRET,
         INTERNAL_SECRET,

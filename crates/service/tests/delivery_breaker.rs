@@ -33,7 +33,9 @@ async fn a_failing_endpoint_is_held_after_five_failures_and_drained_after_a_good
     let id = webhook["id"].as_str().unwrap().to_string();
 
     for i in 0..30 {
-        let (status, body) = app.trigger("credit.low", "breaker-user", json!({"seq": i})).await;
+        let (status, body) = app
+            .trigger("credit.low", "breaker-user", json!({"seq": i}))
+            .await;
         assert_eq!(status, 202, "{body}");
     }
 
@@ -45,10 +47,12 @@ async fn a_failing_endpoint_is_held_after_five_failures_and_drained_after_a_good
     let items = logs(&app, &token, &id).await;
     assert_eq!(count_status(&items, "retrying"), 5, "{items:?}");
     assert_eq!(count_status(&items, "pending"), 25, "{items:?}");
-    assert!(items
-        .iter()
-        .filter(|d| d["status"] == "pending")
-        .all(|d| d["attempts"] == 0));
+    assert!(
+        items
+            .iter()
+            .filter(|d| d["status"] == "pending")
+            .all(|d| d["attempts"] == 0)
+    );
 
     // The endpoint recovers: the next probe succeeds and the held deliveries flow.
     receiver.set_behavior(Behavior::Status(200));
@@ -62,5 +66,9 @@ async fn a_failing_endpoint_is_held_after_five_failures_and_drained_after_a_good
     .await;
     // The five that failed before the circuit opened wait for their own retry (1 h).
     assert_eq!(count_status(&items, "retrying"), 5);
-    assert_eq!(receiver.count(), 30, "one request per delivery, no extra probes");
+    assert_eq!(
+        receiver.count(),
+        30,
+        "one request per delivery, no extra probes"
+    );
 }

@@ -150,6 +150,14 @@ impl TestApp {
         false
     }
 
+    /// Sets (or, with `None`, removes) a variable for the next [`start`](Self::start).
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_string(), value.to_string()));
+        }
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }

@@ -1,0 +1,108 @@
+//! Serves the router over HTTP/1.1 and HTTP/2 with the server-side limits
+//! that `axum::serve` does not set: a deadline on reading a request's head
+//! (a client that sends half a request and stalls is dropped instead of
+//! holding a connection forever) and a cap on the head's size (a huge header
+//! is answered `431`). Graceful shutdown: stop accepting, let the open
+//! connections finish their requests, bounded by a deadline.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+
+/// Largest request head (request line and headers) read, in bytes. Larger
+/// heads are answered `431 Request Header Fields Too Large` by hyper. Tokens
+/// and the platform's headers are a few KiB at most.
+pub const MAX_REQUEST_HEAD: usize = 32 * 1024;
+
+/// Limits applied to every connection.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// How long a client may take to send a complete request head.
+    pub header_read_timeout: Duration,
+    /// How long open connections get to finish once shutdown begins.
+    pub shutdown_grace: Duration,
+}
+
+/// Accepts connections until `shutdown` completes, then waits (at most
+/// `limits.shutdown_grace`) for the open ones to finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(error) => {
+                    // Out of file descriptors and the like: the next accept may
+                    // succeed once connections close; do not spin meanwhile.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    if !is_connection_error(&error) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Small responses go out at once rather than waiting on Nagle.
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            // The rate limiter of `/internal` keys callers by peer address.
+            request
+                .extensions_mut()
+                .insert(ConnectInfo::<SocketAddr>(remote));
+            app.clone().oneshot(request)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                // Clients that go away or time out are routine, not failures.
+                tracing::debug!(%error, %remote, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace = ?limits.shutdown_grace,
+            "connections still open after the shutdown grace period; closing them"
+        );
+    }
+}
+
+/// Errors of one incoming connection (not of the listener itself).
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
