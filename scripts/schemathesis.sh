@@ -58,6 +58,8 @@ done
 USER_TOKEN=$("$BIN" token --user schemathesis-user --ttl 2h)
 ADMIN_TOKEN=$("$BIN" token --user schemathesis-admin --admin --ttl 2h)
 
+# Schemathesis keeps a cache in its working directory: keep it under target/.
+cd "$WORK"
 status=0
 for who in user admin; do
   if [[ $who == user ]]; then TOKEN=$USER_TOKEN; else TOKEN=$ADMIN_TOKEN; fi
