@@ -292,15 +292,6 @@ fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(id).map_err(|_| ApiError::not_found("Webhook"))
 }
 
-/// Reloads the routing table so the change holds for the next event.
-async fn changed(state: &AppState) -> Result<(), ApiError> {
-    state
-        .engine
-        .webhooks_changed()
-        .await
-        .map_err(ApiError::from)
-}
-
 /// Fetches a webhook the caller may see, or 404.
 pub async fn visible_webhook(
     state: &AppState,
@@ -364,7 +355,8 @@ pub async fn create(
             state.config.max_webhooks_per_user,
         )
         .await?;
-    changed(&state).await?;
+    // The change holds for the next event.
+    state.engine.webhook_changed(&record);
     Ok(ok(
         StatusCode::CREATED,
         WebhookView::new(&record, true),
@@ -453,7 +445,8 @@ pub async fn update(
         .update_webhook(&current.id, owner(&p), patch)
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
-    changed(&state).await?;
+    // The change holds for the next event.
+    state.engine.webhook_changed(&record);
     Ok(ok(
         StatusCode::OK,
         WebhookView::new(&record, false),
@@ -475,7 +468,7 @@ pub async fn delete(
     if !state.store.delete_webhook(&id, owner(&p)).await? {
         return Err(ApiError::not_found("Webhook"));
     }
-    changed(&state).await?;
+    state.engine.webhook_deleted(&id);
     Ok(ok(
         StatusCode::OK,
         json!({"id": id}),
@@ -504,7 +497,8 @@ pub async fn toggle(
         .update_webhook(&current.id, owner(&p), patch)
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
-    changed(&state).await?;
+    // The change holds for the next event.
+    state.engine.webhook_changed(&record);
     let message = if record.is_active {
         "Webhook enabled"
     } else {
@@ -543,7 +537,8 @@ pub async fn rotate_secret(
         .rotate_secret(&current.id, owner(&p), secret, grace_until, now)
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
-    changed(&state).await?;
+    // The change holds for the next event.
+    state.engine.webhook_changed(&record);
     Ok(ok(
         StatusCode::OK,
         WebhookView::new(&record, true),

@@ -367,12 +367,16 @@ impl Engine {
         &self.inner.routes
     }
 
-    /// Reloads the routing table after a webhook changed, then wakes the
-    /// scheduler (a re-enabled webhook may have waiting deliveries).
-    pub async fn webhooks_changed(&self) -> Result<(), StoreError> {
-        self.inner.routes.reload(self.inner.store.as_ref()).await?;
+    /// Routes the next events by a webhook's new state, then wakes the
+    /// scheduler (a re-enabled webhook may have deliveries waiting).
+    pub fn webhook_changed(&self, record: &crate::store::WebhookRecord) {
+        self.inner.routes.upsert(record.clone());
         self.wake();
-        Ok(())
+    }
+
+    /// Stops routing to a deleted webhook.
+    pub fn webhook_deleted(&self, id: &WebhookId) {
+        self.inner.routes.remove(id);
     }
 
     /// The outbound client (test sends).

@@ -7,6 +7,7 @@
 //! therefore takes effect for the next event.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use webhook_domain::event_type::{EventType, Subscription};
@@ -70,38 +71,93 @@ struct Table {
     active_scope_all: Vec<Arc<Route>>,
 }
 
+impl Table {
+    /// Builds the fan-out indexes over every route.
+    fn index(by_id: HashMap<WebhookId, Arc<Route>>) -> Table {
+        let mut table = Table {
+            by_id,
+            ..Table::default()
+        };
+        for route in table.by_id.values().filter(|r| r.is_active) {
+            if route.scope_all {
+                table.active_scope_all.push(route.clone());
+            } else {
+                table
+                    .active_by_user
+                    .entry(route.owner_id.clone())
+                    .or_default()
+                    .push(route.clone());
+            }
+        }
+        table
+    }
+}
+
 /// The routing table shared by ingest and the dispatcher.
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     table: RwLock<Arc<Table>>,
+    /// Incremental edits applied so far (see `reload`).
+    edits: AtomicU64,
 }
 
 impl RoutingTable {
-    /// Reloads every webhook from the store.
+    /// Reloads every webhook from the store (start-up, changes made by
+    /// other instances, webhooks the engine disabled).
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        let records = store.all_webhooks().await?;
-        let mut table = Table::default();
-        for route in records.into_iter().filter_map(Route::from_record) {
-            let route = Arc::new(route);
-            if route.is_active {
-                if route.scope_all {
-                    table.active_scope_all.push(route.clone());
-                } else {
-                    table
-                        .active_by_user
-                        .entry(route.owner_id.clone())
-                        .or_default()
-                        .push(route.clone());
-                }
+        loop {
+            let before = self.edits.load(Ordering::SeqCst);
+            let records = store.all_webhooks().await?;
+            let by_id = records
+                .into_iter()
+                .filter_map(Route::from_record)
+                .map(|route| (route.id.clone(), Arc::new(route)))
+                .collect();
+            let mut guard = match self.table.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            // An edit that landed while the store was being read may be newer
+            // than what was read: read again rather than undo it.
+            if self.edits.load(Ordering::SeqCst) == before {
+                *guard = Arc::new(Table::index(by_id));
+                return Ok(());
             }
-            table.by_id.insert(route.id.clone(), route);
         }
-        let table = Arc::new(table);
-        match self.table.write() {
-            Ok(mut guard) => *guard = table,
-            Err(poisoned) => *poisoned.into_inner() = table,
-        }
-        Ok(())
+    }
+
+    /// Applies one webhook's new state without reading the others back (an
+    /// API change: a full reload decrypts every secret, which made creating
+    /// the n-th webhook cost O(n)).
+    pub fn upsert(&self, record: WebhookRecord) {
+        let id = record.id.clone();
+        self.edit(|by_id| match Route::from_record(record) {
+            Some(route) => {
+                by_id.insert(id, Arc::new(route));
+            }
+            None => {
+                by_id.remove(&id);
+            }
+        });
+    }
+
+    /// Forgets a deleted webhook.
+    pub fn remove(&self, id: &WebhookId) {
+        self.edit(|by_id| {
+            by_id.remove(id);
+        });
+    }
+
+    /// Read-modify-write under the write lock, so concurrent edits are not lost.
+    fn edit(&self, change: impl FnOnce(&mut HashMap<WebhookId, Arc<Route>>)) {
+        let mut guard = match self.table.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut by_id = guard.by_id.clone();
+        change(&mut by_id);
+        *guard = Arc::new(Table::index(by_id));
+        self.edits.fetch_add(1, Ordering::SeqCst);
     }
 
     fn snapshot(&self) -> Arc<Table> {
