@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use api_support::{get, patch, post, put};
-use common::{spawn_app, spawn_app_with};
+use common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -283,6 +283,46 @@ async fn secrets_are_encrypted_at_rest_and_never_logged() {
         items.first().is_some_and(|d| d["status"] == "delivered")
     })
     .await;
+    // The rest of a full scenario at debug level: an admin, a failing
+    // endpoint with retries, test sends, refused credentials.
+    let admin = app.token("at-rest-admin", true);
+    assert_eq!(get(&app, "/api/v1/webhooks", &admin).await.status, 200);
+    let failing = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let failing_secret = "plaintext_secret_failing_05";
+    let failing_hook = app
+        .create_webhook(
+            &token,
+            &failing.url("/failing"),
+            &["*"],
+            Some(failing_secret),
+        )
+        .await;
+    secrets.push(failing_secret.into());
+    let failing_id = failing_hook["id"].as_str().unwrap();
+    let sent = post(
+        &app,
+        &format!("/api/v1/webhooks/{failing_id}/test"),
+        &token,
+        json!({"eventType": "credit.low"}),
+    )
+    .await;
+    assert_eq!(sent.status, 200);
+    assert_eq!(sent.body["data"]["success"], false);
+    app.trigger("credit.low", "at-rest-user", json!({"balance": 1}))
+        .await;
+    failing.wait_for(2, Duration::from_secs(10)).await.unwrap();
+    let forged = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VySWQiOiJ4In0.forged-signature-value";
+    assert_eq!(get(&app, "/api/v1/webhooks", forged).await.status, 401);
+    let wrong_internal = "wrong-internal-secret-value-0001";
+    let (status, _, _) = app
+        .request(
+            reqwest::Method::POST,
+            "/internal/webhooks/trigger",
+            Some(wrong_internal),
+            Some(json!({"eventType": "credit.low", "userId": "u", "data": {}})),
+        )
+        .await;
+    assert_eq!(status, 401);
 
     // Killed, not stopped: whatever is only in the WAL stays there to be read.
     app.kill();
@@ -315,7 +355,21 @@ async fn secrets_are_encrypted_at_rest_and_never_logged() {
             "secret {secret} in the logs"
         );
     }
-    assert!(!logs.contains(&token), "token in the logs");
+    for (what, value) in [
+        ("the user's token", token.as_str()),
+        ("the admin's token", admin.as_str()),
+        ("a forged token", forged),
+        ("a wrong internal secret", wrong_internal),
+        ("INTERNAL_SERVICE_SECRET", INTERNAL_SECRET),
+        ("JWT_SECRET", JWT_SECRET),
+        ("WEBHOOK_ENCRYPTION_KEY", ENCRYPTION_KEY),
+    ] {
+        assert!(!logs.contains(value), "{what} in the logs");
+    }
+    assert!(
+        logs.contains("DEBUG") || logs.contains("\"level\":\"DEBUG\""),
+        "the logs are at debug level"
+    );
 
     // Restarted on the same data, the secrets decrypt to what they were.
     app.start().await;
