@@ -82,11 +82,16 @@ fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn too_large(limit: usize) -> ApiError {
-    ApiError::new(
+    let mut err = ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "PAYLOAD_TOO_LARGE",
         format!("Request body is larger than the {} KiB limit", limit / 1024),
-    )
+    );
+    // The rest of the body is never read, so the connection cannot carry
+    // another request; saying so stops clients from reusing it (they would
+    // see it reset under their next request).
+    err.headers.push(("connection", "close".into()));
+    err
 }
 
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
