@@ -346,3 +346,29 @@ async fn with_both_keys_an_hs256_token_keyed_with_the_public_key_fails() {
         200
     );
 }
+
+// A throwaway RSA key pair made for this test.
+const RSA_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvgIBADANBgkqhkiG9w0BAQEFAASCBKgwggSkAgEAAoIBAQDXh4dJTLz6QhCy\nSlephR3lcV4WTCcxhnFsts/MV7dYITFWqwBO6EH7lAF28URLT+LsFUvyGjlVmnFV\n2lEPi2fgR0xSs85V5sQ87kG0V7C4TulQWJuFkqsdPhppmRespSIa+/t3ETDlGZGX\nYtiXd0Mz3jq1rdFJwJkW2PvlnGJ3c+K9W7Kt5dPzhniAp4iuVUkdAoiEGLUF31gi\nxNNohzW9RbOYUYqkPYrKQZjhGrP4FhWY3mPpmfLxhoks5x+YakrsAg+bh6wj5odM\nQzOHtWYpIvZHYne4R/Juka6JAnWrs4EKFUeETs3bkNKQlZCCuP7ir8X30NbUEr6Z\nkhXwTbMZAgMBAAECggEAAwi4zj7FjptVUKvhvzSXxrtZaPnHoneYoKsT0qCt0iXe\nI9tykhR3G1N1JXzA1UjpskucHwDLVlRp1zIkf9IaqKpa8sjDtUCzT1fw9ljhV2g1\npMh+i1CU1pZMI7jrP6Zads6dzApiqb2kp6DVWOUtqG0ENBBfQ3PHOUOy4MOvvNaO\n7nTHEV3LtHagRmYh5v5lCOZTWcZ3y+NCqQywtj5/gdLyvUZ3Grm9Bq9Sd1BLk/ib\nX/PR1lxkPAHuP+g//nPbGpErtuczlrQ25mYu9MBxPKop6M2gz+vtAuZODuXm/ztG\nPJ4PZmjVnzkXF6YjWoq1mCcUzyxOHLLIQlTO9DEAwQKBgQDuG0ftYviA/a8dwinc\nRU6vjP5Dm5o9k0iLqYIhwllMh7Q/bSf6L54pH6pDU/6oYfDMB9nlQqMWdxA7Ef8w\nSLxF1AeNDqm75ukwgkF9iGAUqZmeiM7rOuLKmFydid3w3IPYiFk/0MW0dFc8sD0V\nSTqdBghHQex+nvrJoP1LtyiW+QKBgQDnuefgKx+2pKHZl7E5f3FInjro6wqq3jaL\npFWywQ9XZU6zrEvjyS65NcRn/TtuReEF+7OZCEAoymxt6/cng7P4WdPQzX9L20c2\neilK0KEBLwxREihFI91HDj1+uwgm+706m5i9IvLhYdkA8OhPAkHgaKQs/a6GxvCF\nIzPBCxJlIQKBgQDO+zQZbbFsIBp8Ge7dpfnyrPPSvY7k/AVSMvYGdrW9yzGq+S6J\nU59/TCFsCbYTlaAHHMQTgUvYGYQodUqKJJBVey1dN2PhDaekHXbkswoirBP4NiD5\nZuUDDFNmNxSRbn/GWTCMQuW6KnAzN1jCCjhDi5zipLH6mCSV5baKfRtxsQKBgQDl\nsz7K03SIVAGr89ZVrKLa3R6ALB1S6xseqTPaEc3nUCEHsc84aQDLzyR2AGudD9/T\nUoHhPHB8/ssk2zcQEFmh4Uk6Pbnls+OPeODdrJks1zpaUqlggACkotUKftPB8ODO\n69YoBjDEgX3elO9zAkXS8WdswbrzFtjs4Mw4m4UMgQKBgH85v0TH13mSREwUws/F\nKa0/bZZHWtuxqw90NU0GP2K12uZxqwF0ej57l8bUxkvLNV8Z2jw9kl8FXDreFsqu\nmPIUqIOnvQ/ITzK5fq6d+su8/61h2brIbWPI6l313Qt5LaOfO+BtgxJsnViLeAWX\n0OlEVGmpekwpJVYRL2/V9ugs\n-----END PRIVATE KEY-----\n";
+const RSA_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA14eHSUy8+kIQskpXqYUd\n5XFeFkwnMYZxbLbPzFe3WCExVqsATuhB+5QBdvFES0/i7BVL8ho5VZpxVdpRD4tn\n4EdMUrPOVebEPO5BtFewuE7pUFibhZKrHT4aaZkXrKUiGvv7dxEw5RmRl2LYl3dD\nM946ta3RScCZFtj75Zxid3PivVuyreXT84Z4gKeIrlVJHQKIhBi1Bd9YIsTTaIc1\nvUWzmFGKpD2KykGY4Rqz+BYVmN5j6Zny8YaJLOcfmGpK7AIPm4esI+aHTEMzh7Vm\nKSL2R2J3uEfybpGuiQJ1q7OBChVHhE7N25DSkJWQgrj+4q/F99DW1BK+mZIV8E2z\nGQIDAQAB\n-----END PUBLIC KEY-----\n";
+
+#[tokio::test]
+async fn rs256_tokens_verify_with_the_public_key_and_hs256_keyed_with_it_fails() {
+    let app = spawn_app_with(&[("JWT_PUBLIC_KEY", RSA_PUBLIC)]).await;
+    let claims = json!({"userId": "rs-user", "roles": ["user"], "exp": now_secs() + 600});
+    let key = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
+    let good = sign(Algorithm::RS256, &claims, &key);
+    let answer = list_with(&app, Some(&format!("Bearer {good}"))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    // Algorithm confusion: HS256 with the RSA public key as the HMAC secret.
+    for secret in [RSA_PUBLIC, RSA_PUBLIC.trim_end()] {
+        let confused = hs256(&claims, secret.as_bytes());
+        let answer = list_with(&app, Some(&format!("Bearer {confused}"))).await;
+        unauthorized(&answer, "AUTH_INVALID_SIGNATURE", "signature");
+    }
+    // A tampered signature is refused.
+    let mut tampered = good.clone();
+    tampered.truncate(good.len() - 4);
+    tampered.push_str("AAAA");
+    let answer = list_with(&app, Some(&format!("Bearer {tampered}"))).await;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+}
