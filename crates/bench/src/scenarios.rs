@@ -234,6 +234,48 @@ async fn fanout(s: &Settings) -> anyhow::Result<Report> {
     Ok(r)
 }
 
+/// `rate` events per second for `duration` to one healthy endpoint of `user`.
+async fn steady_run(
+    name: &str,
+    s: &Settings,
+    env: &[(&str, String)],
+    user: &'static str,
+    rate: u32,
+    duration: Duration,
+    ceiling: f64,
+) -> anyhow::Result<Report> {
+    let http = Http::default();
+    let expected = (f64::from(rate) * duration.as_secs_f64()) as usize;
+    let receiver = CountingReceiver::with_capacity(expected).await?;
+    let svc = start(s, env)?;
+    let token = svc.token(user, false)?;
+    create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?;
+    let sent = open_loop(
+        &http,
+        &format!("{}/internal/webhooks/trigger", svc.base),
+        Some(INTERNAL_SECRET),
+        rate,
+        duration,
+        trigger_body(user),
+    )
+    .await;
+    wait_until(
+        || receiver.count(),
+        sent.accepted.len(),
+        Duration::from_secs(10),
+    )
+    .await;
+    Ok(report(
+        name,
+        s,
+        &sent,
+        &receiver.take_records(),
+        1,
+        &svc,
+        ceiling,
+    ))
+}
+
 async fn latency(s: &Settings) -> anyhow::Result<Report> {
     let rate = 1000;
     let duration = if s.smoke {
@@ -243,28 +285,7 @@ async fn latency(s: &Settings) -> anyhow::Result<Report> {
     };
     let http = Http::default();
     let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
-    let receiver =
-        CountingReceiver::with_capacity(rate as usize * duration.as_secs() as usize).await?;
-    let svc = start(s, &[])?;
-    let token = svc.token("bench-user", false)?;
-    create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?;
-    let sent = open_loop(
-        &http,
-        &format!("{}/internal/webhooks/trigger", svc.base),
-        Some(INTERNAL_SECRET),
-        rate,
-        duration,
-        trigger_body("bench-user"),
-    )
-    .await;
-    wait_until(
-        || receiver.count(),
-        sent.accepted.len(),
-        Duration::from_secs(10),
-    )
-    .await;
-    let receipts = receiver.take_records();
-    let mut r = report("latency", s, &sent, &receipts, 1, &svc, ceiling);
+    let mut r = steady_run("latency", s, &[], "bench-user", rate, duration, ceiling).await?;
     r.extra.insert("offered_per_sec".into(), json!(rate));
     Ok(r)
 }
@@ -349,36 +370,16 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     let env = [("WEBHOOK_TIMEOUT", "1000".to_string())];
 
     // Run 1: the healthy endpoint alone.
-    let solo = {
-        let receiver = CountingReceiver::with_capacity(rate as usize * 12).await?;
-        let svc = start(s, &env)?;
-        let token = svc.token("healthy-user", false)?;
-        create_webhook(&http, &svc, &token, &receiver.url("/healthy")).await?;
-        let sent = open_loop(
-            &http,
-            &format!("{}/internal/webhooks/trigger", svc.base),
-            Some(INTERNAL_SECRET),
-            rate,
-            duration,
-            trigger_body("healthy-user"),
-        )
-        .await;
-        wait_until(
-            || receiver.count(),
-            sent.accepted.len(),
-            Duration::from_secs(10),
-        )
-        .await;
-        report(
-            "isolation",
-            s,
-            &sent,
-            &receiver.take_records(),
-            1,
-            &svc,
-            ceiling,
-        )
-    };
+    let solo = steady_run(
+        "isolation",
+        s,
+        &env,
+        "healthy-user",
+        rate,
+        duration,
+        ceiling,
+    )
+    .await?;
 
     // Run 2: the same load, plus as many events to an endpoint that hangs.
     let receiver = CountingReceiver::with_capacity(rate as usize * 12).await?;

@@ -76,7 +76,7 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() {
         .await
         .unwrap();
     let acked: Vec<IngestItem> = (0..20).map(|_| item(&hook.id)).collect();
-    let outcomes = store.ingest("i-1", acked.clone()).await.unwrap();
+    let outcomes = store.ingest("i-1", Arc::new(acked.clone())).await.unwrap();
     assert!(outcomes.iter().all(|o| *o == IngestOutcome::Created));
     store.health().await.unwrap();
 
@@ -88,7 +88,10 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() {
     proxy.cut();
     let started = Instant::now();
     assert_unavailable("health", store.health().await);
-    assert_unavailable("ingest", store.ingest("i-1", vec![item(&hook.id)]).await);
+    assert_unavailable(
+        "ingest",
+        store.ingest("i-1", Arc::new(vec![item(&hook.id)])).await,
+    );
     assert_unavailable("get_webhook", store.get_webhook(&hook.id, Owner::Any).await);
     assert_unavailable(
         "claim_due",
@@ -96,7 +99,10 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() {
     );
     assert_unavailable("heartbeat", store.heartbeat("i-1").await);
     for _ in 0..20 {
-        assert_unavailable("ingest", store.ingest("i-1", vec![item(&hook.id)]).await);
+        assert_unavailable(
+            "ingest",
+            store.ingest("i-1", Arc::new(vec![item(&hook.id)])).await,
+        );
     }
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -116,7 +122,10 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() {
             Err(e) => panic!("the store did not reconnect: {e}"),
         }
     }
-    let outcomes = store.ingest("i-1", vec![item(&hook.id)]).await.unwrap();
+    let outcomes = store
+        .ingest("i-1", Arc::new(vec![item(&hook.id)]))
+        .await
+        .unwrap();
     assert_eq!(outcomes, vec![IngestOutcome::Created]);
     // Listening again, changes missed meanwhile are announced as one.
     let relistened = tokio::time::timeout(Duration::from_secs(5), changes.changed()).await;

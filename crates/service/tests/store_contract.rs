@@ -214,7 +214,10 @@ async fn ingest_one(
     claimed: bool,
 ) -> DeliveryId {
     let (item, mut ids) = event(at, "user.created", &[(webhook, claimed)]);
-    let outcomes = store.ingest(owner, vec![item]).await.expect("ingest");
+    let outcomes = store
+        .ingest(owner, Arc::new(vec![item]))
+        .await
+        .expect("ingest");
     assert_eq!(outcomes, vec![IngestOutcome::Created]);
     ids.remove(0)
 }
@@ -585,7 +588,10 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
     let w2 = create(store, "alice", 2).await.id;
     let (e1, mut d1) = event(100, "user.created", &[(&w1, false), (&w2, false)]);
     let (e2, _) = event(100, "user.created", &[]);
-    let outcomes = store.ingest("i-1", vec![e1.clone(), e2]).await.unwrap();
+    let outcomes = store
+        .ingest("i-1", Arc::new(vec![e1.clone(), e2]))
+        .await
+        .unwrap();
     assert_eq!(
         outcomes,
         vec![IngestOutcome::Created, IngestOutcome::Created]
@@ -594,7 +600,7 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
     // The same id again: nothing written, the first copy's deliveries answered.
     let (mut again, _) = event(200, "user.created", &[(&w1, false)]);
     again.event_id = e1.event_id.clone();
-    let outcomes = store.ingest("i-1", vec![again]).await.unwrap();
+    let outcomes = store.ingest("i-1", Arc::new(vec![again])).await.unwrap();
     d1.sort();
     assert_eq!(
         outcomes,
@@ -607,7 +613,10 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
     let (e3, d3) = event(300, "user.created", &[(&w1, false)]);
     let (mut e3_again, _) = event(300, "user.created", &[(&w1, false)]);
     e3_again.event_id = e3.event_id.clone();
-    let outcomes = store.ingest("i-1", vec![e3, e3_again]).await.unwrap();
+    let outcomes = store
+        .ingest("i-1", Arc::new(vec![e3, e3_again]))
+        .await
+        .unwrap();
     assert_eq!(
         outcomes,
         vec![
@@ -649,7 +658,7 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
         .collect();
     let calls = events
         .iter()
-        .map(|(item, _)| store.ingest("i-1", vec![item.clone()]));
+        .map(|(item, _)| store.ingest("i-1", Arc::new(vec![item.clone()])));
     for outcome in futures_join_all(calls).await {
         assert_eq!(outcome.unwrap(), vec![IngestOutcome::Created]);
     }
@@ -662,7 +671,7 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
             webhook_id: w2.clone(),
             claimed: false,
         }];
-        store.ingest("i-1", vec![copy])
+        store.ingest("i-1", Arc::new(vec![copy]))
     });
     let outcomes: Vec<IngestOutcome> = futures_join_all(calls)
         .await
@@ -832,7 +841,7 @@ async fn contract_two_owners_never_claim_the_same(store: &dyn Store) {
             .0
         })
         .collect();
-    store.ingest("me", items).await.unwrap();
+    store.ingest("me", Arc::new(items)).await.unwrap();
     store.heartbeat("a").await.unwrap();
     store.heartbeat("b").await.unwrap();
     let claim_all = |owner: &'static str| async move {
@@ -1145,7 +1154,7 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
     .enumerate()
     {
         let (item, d) = event(100 * (i as i64 + 1), event_type, &[(&w, true)]);
-        store.ingest("me", vec![item]).await.unwrap();
+        store.ingest("me", Arc::new(vec![item])).await.unwrap();
         ids.push(d[0].clone());
     }
     record(
@@ -1463,7 +1472,7 @@ async fn contract_prune(store: &dyn Store) {
     let old_waiting = ingest_one(store, "me", 120, &w, false).await;
     let new_done = ingest_one(store, "me", 5000, &w, true).await;
     let (orphan, _) = event(130, "user.created", &[]);
-    store.ingest("me", vec![orphan]).await.unwrap();
+    store.ingest("me", Arc::new(vec![orphan])).await.unwrap();
     record(
         store,
         vec![
@@ -1810,7 +1819,7 @@ mod postgres_instances {
                     .0
                 })
                 .collect();
-            first.ingest("i-first", items).await.unwrap();
+            first.ingest("i-first", Arc::new(items)).await.unwrap();
         }
         let claim_all = |store: Arc<dyn Store>, owner: &'static str| {
             tokio::spawn(async move {

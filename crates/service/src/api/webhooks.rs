@@ -292,6 +292,22 @@ fn webhook_id(id: &str) -> Result<WebhookId, ApiError> {
     WebhookId::parse(id).map_err(|_| ApiError::not_found("Webhook"))
 }
 
+/// Stores a change and routes the next events by it.
+async fn apply_patch(
+    state: &AppState,
+    p: &Principal,
+    id: &WebhookId,
+    patch: WebhookPatch,
+) -> Result<WebhookRecord, ApiError> {
+    let record = state
+        .store
+        .update_webhook(id, owner(p), patch)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Webhook"))?;
+    state.engine.webhook_changed(&record);
+    Ok(record)
+}
+
 /// Fetches a webhook the caller may see, or 404.
 pub async fn visible_webhook(
     state: &AppState,
@@ -440,13 +456,7 @@ pub async fn update(
         secret: parsed.secret,
         now: now_ms(),
     };
-    let record = state
-        .store
-        .update_webhook(&current.id, owner(&p), patch)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Webhook"))?;
-    // The change holds for the next event.
-    state.engine.webhook_changed(&record);
+    let record = apply_patch(&state, &p, &current.id, patch).await?;
     Ok(ok(
         StatusCode::OK,
         WebhookView::new(&record, false),
@@ -492,13 +502,7 @@ pub async fn toggle(
         now: now_ms(),
         ..WebhookPatch::default()
     };
-    let record = state
-        .store
-        .update_webhook(&current.id, owner(&p), patch)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Webhook"))?;
-    // The change holds for the next event.
-    state.engine.webhook_changed(&record);
+    let record = apply_patch(&state, &p, &current.id, patch).await?;
     let message = if record.is_active {
         "Webhook enabled"
     } else {

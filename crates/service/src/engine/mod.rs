@@ -95,7 +95,6 @@ impl Inner {
 
     async fn ingest(self: &Arc<Self>, events: Vec<Event>) -> Result<Vec<Accepted>, StoreError> {
         let mut items = Vec::with_capacity(events.len());
-        let mut payloads = Vec::with_capacity(events.len());
         for event in events {
             let routes = self.routes.matching(&event.user_id, &event.event_type);
             let deliveries: Vec<NewDelivery> = routes
@@ -107,7 +106,6 @@ impl Inner {
                 })
                 .collect();
             let payload = Bytes::from(event.envelope_bytes());
-            payloads.push(payload.clone());
             items.push(IngestItem {
                 event_id: event.id,
                 event_type: event.event_type.as_str().to_string(),
@@ -120,10 +118,12 @@ impl Inner {
         }
         // Runs to completion even if the HTTP request that asked for it goes
         // away: claimed rows must reach the dispatcher once committed.
+        // Shared with the store, not copied: the hot path allocates enough.
+        let items = Arc::new(items);
         let inner = self.clone();
         let committed = tokio::spawn(async move {
             let result = inner.store.ingest(&inner.owner, items.clone()).await;
-            inner.after_ingest(items, result)
+            inner.after_ingest(&items, result)
         });
         committed
             .await
@@ -132,7 +132,7 @@ impl Inner {
 
     fn after_ingest(
         &self,
-        items: Vec<IngestItem>,
+        items: &[IngestItem],
         result: Result<Vec<IngestOutcome>, StoreError>,
     ) -> Result<Vec<Accepted>, StoreError> {
         let outcomes = match result {
@@ -150,7 +150,7 @@ impl Inner {
         };
         let mut accepted = Vec::with_capacity(items.len());
         let mut fast_path = Vec::new();
-        for (item, outcome) in items.into_iter().zip(outcomes) {
+        for (item, outcome) in items.iter().zip(outcomes) {
             match outcome {
                 IngestOutcome::Created => {
                     self.metrics.events_ingested.fetch_add(1, Relaxed);
@@ -158,18 +158,18 @@ impl Inner {
                         .deliveries_created
                         .fetch_add(item.deliveries.len() as u64, Relaxed);
                     let ids = item.deliveries.iter().map(|d| d.id.clone()).collect();
-                    for d in item.deliveries.into_iter().filter(|d| d.claimed) {
+                    for d in item.deliveries.iter().filter(|d| d.claimed) {
                         fast_path.push(DueDelivery {
-                            id: d.id,
+                            id: d.id.clone(),
                             event_id: item.event_id.clone(),
                             event_type: item.event_type.clone(),
-                            webhook_id: d.webhook_id,
+                            webhook_id: d.webhook_id.clone(),
                             attempts: 0,
                             payload: item.payload.clone(),
                         });
                     }
                     accepted.push(Accepted {
-                        event_id: item.event_id,
+                        event_id: item.event_id.clone(),
                         deliveries: ids,
                         duplicate: false,
                     });
@@ -180,7 +180,7 @@ impl Inner {
                         self.window.release(&d.webhook_id);
                     }
                     accepted.push(Accepted {
-                        event_id: item.event_id,
+                        event_id: item.event_id.clone(),
                         deliveries,
                         duplicate: true,
                     });
@@ -362,11 +362,6 @@ impl Engine {
         self.inner.wake_scheduler.notify_one();
     }
 
-    /// The routing table.
-    pub fn routes(&self) -> &Arc<RoutingTable> {
-        &self.inner.routes
-    }
-
     /// Routes the next events by a webhook's new state, then wakes the
     /// scheduler (a re-enabled webhook may have deliveries waiting).
     pub fn webhook_changed(&self, record: &crate::store::WebhookRecord) {
@@ -377,21 +372,6 @@ impl Engine {
     /// Stops routing to a deleted webhook.
     pub fn webhook_deleted(&self, id: &WebhookId) {
         self.inner.routes.remove(id);
-    }
-
-    /// The outbound client (test sends).
-    pub fn client(&self) -> &OutboundClient {
-        &self.inner.client
-    }
-
-    /// This instance's claim marker in the store.
-    pub fn owner(&self) -> &str {
-        &self.inner.owner
-    }
-
-    /// The retry rules.
-    pub fn rules(&self) -> &RetryRules {
-        &self.inner.rules
     }
 
     /// Slots used and capacity of the in-memory window.
@@ -434,7 +414,10 @@ impl Engine {
             }],
         };
         let task = tokio::spawn(async move {
-            inner.store.ingest(&inner.owner, vec![item]).await?;
+            inner
+                .store
+                .ingest(&inner.owner, Arc::new(vec![item]))
+                .await?;
             let report = attempt::attempt(
                 &inner.client,
                 &inner.rules,

@@ -398,7 +398,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ingest(
         &self,
         owner: &str,
-        items: Vec<IngestItem>,
+        items: std::sync::Arc<Vec<IngestItem>>,
     ) -> Result<Vec<IngestOutcome>, StoreError>;
     /// Records that instance `owner` is alive (its claims stay valid).
     async fn heartbeat(&self, owner: &str) -> Result<(), StoreError>;

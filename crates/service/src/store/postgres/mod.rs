@@ -278,7 +278,7 @@ impl Store for PostgresStore {
     async fn ingest(
         &self,
         owner: &str,
-        items: Vec<IngestItem>,
+        items: Arc<Vec<IngestItem>>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         if items.is_empty() {
             return Ok(Vec::new());

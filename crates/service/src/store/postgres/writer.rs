@@ -30,7 +30,7 @@ pub(super) enum Work {
     /// Store events with their deliveries.
     Ingest {
         owner: String,
-        items: Vec<IngestItem>,
+        items: std::sync::Arc<Vec<IngestItem>>,
     },
     /// Record attempts and the deliveries' new states.
     Record {

@@ -393,10 +393,11 @@ impl Store for SqliteStore {
     async fn ingest(
         &self,
         owner: &str,
-        items: Vec<IngestItem>,
+        items: Arc<Vec<IngestItem>>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
         let owner = owner.to_string();
-        self.write(move |c| queries::ingest(c, &owner, items)).await
+        self.write(move |c| queries::ingest(c, &owner, &items))
+            .await
     }
 
     async fn heartbeat(&self, _owner: &str) -> Result<(), StoreError> {

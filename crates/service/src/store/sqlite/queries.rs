@@ -274,7 +274,7 @@ pub fn delete_webhook(
 pub fn ingest(
     c: &Connection,
     owner: &str,
-    items: Vec<IngestItem>,
+    items: &[IngestItem],
 ) -> Result<Vec<IngestOutcome>, StoreError> {
     let mut insert_event = c.prepare_cached(
         "INSERT INTO events (id, event_type, user_id, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
