@@ -74,6 +74,9 @@ impl Service {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        // Tuning knobs of the runtime pass through, so a variant can be measured
+        // without a rebuild (`TOKIO_WORKER_THREADS=1 webhook-bench throughput`).
+        env.extend(std::env::vars().filter(|(k, _)| k.starts_with("TOKIO_")));
         env.push(("WEBHOOK_DATA_DIR".into(), data.path().display().to_string()));
         if let Some(url) = database_url {
             env.push(("DATABASE_URL".into(), url.to_string()));

@@ -476,3 +476,54 @@ async fn a_test_send_is_finished_and_logged_even_if_the_caller_gives_up() {
     assert_eq!(logged[0]["lastErrorKind"], "timeout", "{:?}", logged[0]);
     assert_eq!(logged[0]["attempts"], 1);
 }
+
+/// A webhook deleted while one of its attempts is in flight: the late result
+/// finds no delivery to record and is dropped, and the results of the owner's
+/// other webhooks, committed in the same batches, keep being recorded.
+#[tokio::test]
+async fn deleting_a_webhook_mid_attempt_does_not_stall_recording() {
+    let app = spawn_app_with(&[]).await;
+    let slow = Receiver::start(Behavior::Delay(Duration::from_millis(700), 200))
+        .await
+        .unwrap();
+    let fast = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = app.token("dora", false);
+    let doomed = app
+        .create_webhook(&token, &slow.url("/slow"), &["user.created"], None)
+        .await;
+    let kept = app
+        .create_webhook(&token, &fast.url("/fast"), &["user.created"], None)
+        .await;
+    let doomed_id = doomed["id"].as_str().unwrap();
+    let kept_id = kept["id"].as_str().unwrap();
+
+    let (status, body) = app.trigger("user.created", "dora", json!({"n": 1})).await;
+    assert_eq!(status, 202, "{body}");
+    // The slow receiver holds the request for 700 ms: delete meanwhile.
+    slow.wait_for(1, Duration::from_secs(5)).await.unwrap();
+    let (status, body, _) = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/webhooks/{doomed_id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert!((200..300).contains(&status), "delete: {status} {body}");
+    // Its attempt ends after the deletion; then more traffic for the other one.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let (status, body) = app.trigger("user.created", "dora", json!({"n": 2})).await;
+    assert_eq!(status, 202, "{body}");
+
+    let items = app
+        .wait_for_logs(&token, kept_id, Duration::from_secs(10), |items| {
+            items.len() == 2 && items.iter().all(|d| d["status"] == "delivered")
+        })
+        .await;
+    assert_eq!(items.len(), 2);
+    assert_eq!(fast.received().len(), 2);
+    let (status, _) = app
+        .get(&format!("/api/v1/webhooks/{doomed_id}/logs"), &token)
+        .await;
+    assert_eq!(status, 404, "the deleted webhook and its log are gone");
+}

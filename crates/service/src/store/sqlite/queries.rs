@@ -268,7 +268,17 @@ pub fn delete_webhook(
     let n = c
         .prepare_cached("DELETE FROM webhooks WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)")?
         .execute(params![id.as_str(), owner])?;
-    Ok(n > 0)
+    if n == 0 {
+        return Ok(false);
+    }
+    // The hot tables carry no foreign keys (migration 0002): the children go here.
+    c.prepare_cached(
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE webhook_id = ?1)",
+    )?
+    .execute([id.as_str()])?;
+    c.prepare_cached("DELETE FROM deliveries WHERE webhook_id = ?1")?
+        .execute([id.as_str()])?;
+    Ok(true)
 }
 
 pub fn ingest(
@@ -281,8 +291,11 @@ pub fn ingest(
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut insert_delivery = c.prepare_cached(
+        // A webhook deleted after routing but before this commit gets no delivery
+        // (the check a foreign key made, without failing the whole group commit).
         "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, next_attempt_at, \
-         lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7, ?6, ?6)",
+         lease_owner, created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7, ?6, ?6 \
+         WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3)",
     )?;
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
@@ -422,6 +435,20 @@ pub fn record_attempts(
     )?;
     for report in reports {
         let a = &report.attempt;
+        let updated = update_delivery.execute(params![
+            report.delivery_id.as_str(),
+            report.status.as_str(),
+            a.attempt,
+            report.next_attempt_at,
+            a.status_code,
+            a.error_kind.map(AttemptErrorKind::as_str),
+            a.error_message,
+            a.duration_ms,
+            now,
+        ])?;
+        if updated == 0 {
+            continue; // its webhook was deleted while the attempt ran
+        }
         insert_attempt.execute(params![
             report.delivery_id.as_str(),
             a.attempt,
@@ -433,17 +460,6 @@ pub fn record_attempts(
             a.response_body,
             a.error_kind.map(AttemptErrorKind::as_str),
             a.error_message,
-        ])?;
-        update_delivery.execute(params![
-            report.delivery_id.as_str(),
-            report.status.as_str(),
-            a.attempt,
-            report.next_attempt_at,
-            a.status_code,
-            a.error_kind.map(AttemptErrorKind::as_str),
-            a.error_message,
-            a.duration_ms,
-            now,
         ])?;
     }
     let mut disabled = Vec::new();
@@ -692,11 +708,20 @@ pub fn delivery_stats(
 }
 
 pub fn prune(c: &Connection, before: i64) -> Result<u64, StoreError> {
-    let deliveries = c.execute(
-        "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-         WHERE created_at < ?1 AND status IN ('delivered', 'failed') LIMIT ?2)",
-        params![before, PRUNE_CHUNK],
-    )?;
+    let finished: Vec<String> = c
+        .prepare_cached(
+            "SELECT id FROM deliveries WHERE created_at < ?1 AND status IN ('delivered', 'failed') LIMIT ?2",
+        )?
+        .query_map(params![before, PRUNE_CHUNK], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    // No foreign keys on the hot tables (migration 0002): attempts go first, by hand.
+    let mut delete_attempts = c.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?;
+    let mut delete_delivery = c.prepare_cached("DELETE FROM deliveries WHERE id = ?1")?;
+    let mut deliveries = 0;
+    for id in &finished {
+        delete_attempts.execute([id])?;
+        deliveries += delete_delivery.execute([id])?;
+    }
     let events = c.execute(
         "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < ?1 \
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?2)",
