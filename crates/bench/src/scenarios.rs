@@ -65,8 +65,23 @@ async fn create_webhook(http: &Http, svc: &Service, token: &str, url: &str) -> a
     Ok(())
 }
 
+/// Rounds of the ceiling measurement; the best counts.
+const CEILING_ROUNDS: usize = 3;
+
 /// The loopback ceiling: the same generator straight to a fresh receiver.
+///
+/// The best of [`CEILING_ROUNDS`] rounds: on this shared machine one round of
+/// a second or two varied from 24,000 to 74,000 requests/s between runs, and
+/// a ceiling is the fastest the machine was seen to go, not an average.
 async fn ceiling(http: &Http, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let mut best: f64 = 0.0;
+    for _ in 0..CEILING_ROUNDS {
+        best = best.max(ceiling_round(http, requests, concurrency).await?);
+    }
+    Ok(best)
+}
+
+async fn ceiling_round(http: &Http, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
     let receiver = CountingReceiver::with_capacity(requests).await?;
     let envelope = Bytes::from(
         json!({"id": "evt_01JCEILING0000000000000000", "eventType": "credit.low", "userId": "bench-user",

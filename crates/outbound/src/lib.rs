@@ -160,7 +160,7 @@ impl OutboundClient {
     /// POSTs `body` to `url` with `headers` (the caller's signature headers
     /// etc.); the client adds `User-Agent`, `Content-Type: application/json`
     /// and `Content-Length`. Redirects are reported, not followed.
-    pub async fn post(&self, url: &Url, headers: &HeaderMap, body: Bytes) -> Outcome {
+    pub async fn post(&self, url: &Url, headers: HeaderMap, body: Bytes) -> Outcome {
         let started = Instant::now();
         let mut outcome = Outcome::default();
         if let Err(error) = self
@@ -176,7 +176,7 @@ impl OutboundClient {
     async fn attempt(
         &self,
         url: &Url,
-        headers: &HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
         started: Instant,
         outcome: &mut Outcome,
@@ -209,7 +209,7 @@ impl OutboundClient {
     fn build_request(
         &self,
         url: &Url,
-        headers: &HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, OutboundError> {
         let scheme = url.scheme();
@@ -251,7 +251,7 @@ impl OutboundClient {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = uri;
         let request_headers = request.headers_mut();
-        *request_headers = headers.clone();
+        *request_headers = headers;
         request_headers.insert(USER_AGENT, self.inner.user_agent.clone());
         request_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         request_headers.insert(CONTENT_LENGTH, content_length);

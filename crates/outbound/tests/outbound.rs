@@ -189,7 +189,7 @@ async fn post(client: &OutboundClient, url: &Url) -> Outcome {
     let mut headers = HeaderMap::new();
     headers.insert("webhook-signature", HeaderValue::from_static("v1,abc"));
     client
-        .post(url, &headers, Bytes::from_static(br#"{"type":"ping"}"#))
+        .post(url, headers, Bytes::from_static(br#"{"type":"ping"}"#))
         .await
 }
 

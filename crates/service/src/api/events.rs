@@ -7,10 +7,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use webhook_domain::envelope::{Event, EventInput, ValidationErrors};
 use webhook_domain::event_type::catalogue;
+use webhook_domain::ids::{DeliveryId, EventId};
 use webhook_domain::timefmt::now_ms;
 
 use super::AppState;
@@ -45,13 +46,52 @@ fn invalid(errors: ValidationErrors) -> ApiError {
     }
 }
 
-fn accepted_json(a: &Accepted) -> Value {
-    json!({
-        "eventId": a.event_id,
-        "deliveries": a.deliveries.len(),
-        "deliveryIds": a.deliveries,
-        "duplicate": a.duplicate,
-    })
+/// What one stored event answers: `{eventId, deliveries, deliveryIds, duplicate}`,
+/// plus `index` and `success` in a batch's results.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AcceptedBody<'a> {
+    event_id: &'a EventId,
+    deliveries: usize,
+    delivery_ids: &'a [DeliveryId],
+    duplicate: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    success: Option<bool>,
+}
+
+impl<'a> AcceptedBody<'a> {
+    fn new(a: &'a Accepted) -> Self {
+        AcceptedBody {
+            event_id: &a.event_id,
+            deliveries: a.deliveries.len(),
+            delivery_ids: &a.deliveries,
+            duplicate: a.duplicate,
+            index: None,
+            success: None,
+        }
+    }
+}
+
+/// One entry of a batch's `results`, in request order.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum BatchResult<'a> {
+    Accepted(AcceptedBody<'a>),
+    Rejected {
+        index: usize,
+        success: bool,
+        errors: Value,
+    },
+}
+
+/// The `data` of a batch answer.
+#[derive(Serialize)]
+struct BatchSummary<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<BatchResult<'a>>,
 }
 
 async fn ingest_one(state: &AppState, input: EventInput) -> Result<Response, ApiError> {
@@ -70,14 +110,14 @@ async fn ingest_one(state: &AppState, input: EventInput) -> Result<Response, Api
     if a.duplicate {
         Ok(ok(
             StatusCode::OK,
-            accepted_json(a),
+            AcceptedBody::new(a),
             Some("Duplicate event id: the first event was kept and is not delivered again"),
             None,
         ))
     } else {
         Ok(ok(
             StatusCode::ACCEPTED,
-            accepted_json(a),
+            AcceptedBody::new(a),
             Some("Event accepted"),
             None,
         ))
@@ -140,7 +180,8 @@ pub async fn batch(
             "events must contain at least one event",
         ));
     }
-    if events.len() > MAX_BATCH_EVENTS {
+    let events_len = events.len();
+    if events_len > MAX_BATCH_EVENTS {
         return Err(ApiError::field(
             "events",
             format!(
@@ -150,10 +191,10 @@ pub async fn batch(
         ));
     }
     let now = now_ms();
-    let mut results: Vec<Value> = Vec::with_capacity(events.len());
+    // Rejections in request order; the accepted slots are filled after the commit.
+    let mut rejections: Vec<Option<Value>> = Vec::with_capacity(events.len());
     let mut valid: Vec<Event> = Vec::with_capacity(events.len());
-    let mut valid_index = Vec::with_capacity(events.len());
-    for (index, raw) in events.into_iter().enumerate() {
+    for raw in events {
         let parsed = serde_json::from_value::<EventInput>(raw)
             .map_err(|e| json!([{"field": "event", "message": format!("event is not an object of the expected shape: {e}")}]))
             .and_then(|input| {
@@ -163,35 +204,54 @@ pub async fn batch(
             });
         match parsed {
             Ok(event) => {
-                valid_index.push(index);
                 valid.push(event);
-                results.push(Value::Null);
+                rejections.push(None);
             }
             Err(errors) => {
                 state.metrics.events_rejected.fetch_add(1, Relaxed);
-                results.push(json!({"index": index, "success": false, "errors": errors}));
+                rejections.push(Some(errors));
             }
         }
     }
     let accepted_count = valid.len();
-    if accepted_count > 0 {
-        let accepted = state.engine.ingest(valid).await?;
-        for (index, a) in valid_index.into_iter().zip(accepted) {
-            let mut result = accepted_json(&a);
-            result["index"] = json!(index);
-            result["success"] = json!(true);
-            results[index] = result;
-        }
-    }
-    let rejected = results.len() - accepted_count;
-    let summary = json!({"accepted": accepted_count, "rejected": rejected, "results": results});
+    let accepted = if accepted_count > 0 {
+        state.engine.ingest(valid).await?
+    } else {
+        Vec::new()
+    };
+    let mut stored = accepted.iter();
+    let results = rejections
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, rejection)| match rejection {
+            Some(errors) => Some(BatchResult::Rejected {
+                index,
+                success: false,
+                errors,
+            }),
+            None => stored.next().map(|a| {
+                BatchResult::Accepted(AcceptedBody {
+                    index: Some(index),
+                    success: Some(true),
+                    ..AcceptedBody::new(a)
+                })
+            }),
+        })
+        .collect();
+    let rejected = events_len - accepted_count;
+    let summary = BatchSummary {
+        accepted: accepted_count,
+        rejected,
+        results,
+    };
     if accepted_count == 0 {
+        let details = serde_json::to_value(&summary).unwrap_or(Value::Null);
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
             "No event in the batch is valid",
         )
-        .with_details(summary));
+        .with_details(details));
     }
     Ok(ok(
         StatusCode::ACCEPTED,

@@ -86,60 +86,67 @@ pub enum Producer {
 /// Builds the application router.
 pub fn router(state: AppState) -> Router {
     let user_routes = Router::new()
-        .route("/webhooks", get(webhooks::list).post(webhooks::create))
-        .route("/webhooks/stats", get(deliveries::overall_stats))
         .route(
-            "/webhooks/{id}",
+            "/api/v1/webhooks",
+            get(webhooks::list).post(webhooks::create),
+        )
+        .route("/api/v1/webhooks/stats", get(deliveries::overall_stats))
+        .route(
+            "/api/v1/webhooks/{id}",
             get(webhooks::get_one)
                 .put(webhooks::update)
                 .patch(webhooks::update)
                 .delete(webhooks::delete),
         )
-        .route("/webhooks/{id}/toggle", post(webhooks::toggle))
+        .route("/api/v1/webhooks/{id}/toggle", post(webhooks::toggle))
         .route(
-            "/webhooks/{id}/rotate-secret",
+            "/api/v1/webhooks/{id}/rotate-secret",
             post(webhooks::rotate_secret),
         )
         .route(
-            "/webhooks/{id}/regenerate-secret",
+            "/api/v1/webhooks/{id}/regenerate-secret",
             post(webhooks::rotate_secret),
         )
-        .route("/webhooks/{id}/secret", get(webhooks::reveal_secret))
-        .route("/webhooks/{id}/test", post(deliveries::test_send))
-        .route("/webhooks/{id}/logs", get(deliveries::list))
-        .route("/webhooks/{id}/deliveries", get(deliveries::list))
+        .route("/api/v1/webhooks/{id}/secret", get(webhooks::reveal_secret))
+        .route("/api/v1/webhooks/{id}/test", post(deliveries::test_send))
+        .route("/api/v1/webhooks/{id}/logs", get(deliveries::list))
+        .route("/api/v1/webhooks/{id}/deliveries", get(deliveries::list))
         .route(
-            "/webhooks/{id}/deliveries/{delivery_id}",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}",
             get(deliveries::get_one),
         )
         .route(
-            "/webhooks/{id}/deliveries/{delivery_id}/retry",
+            "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry",
             post(deliveries::retry),
         )
-        .route("/webhooks/{id}/replay", post(deliveries::replay))
-        .route("/webhooks/{id}/stats", get(deliveries::webhook_stats))
+        .route("/api/v1/webhooks/{id}/replay", post(deliveries::replay))
+        .route(
+            "/api/v1/webhooks/{id}/stats",
+            get(deliveries::webhook_stats),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), user_auth));
 
     let producer_routes = Router::new()
-        .route("/events", post(events::create_event))
+        .route("/api/v1/events", post(events::create_event))
         .route_layer(middleware::from_fn_with_state(state.clone(), producer_auth));
 
     let public_routes = Router::new()
-        .route("/event-types", get(webhooks::event_types))
-        .route("/webhooks/event-types", get(webhooks::event_types))
-        .route("/openapi.json", get(ops::openapi_json));
+        .route("/api/v1/event-types", get(webhooks::event_types))
+        .route("/api/v1/webhooks/event-types", get(webhooks::event_types))
+        .route("/api/v1/openapi.json", get(ops::openapi_json));
 
     let internal_routes = Router::new()
-        .route("/webhooks/trigger", post(events::trigger))
-        .route("/events/batch", post(events::batch))
+        .route("/internal/webhooks/trigger", post(events::trigger))
+        .route("/internal/events/batch", post(events::batch))
         .route_layer(middleware::from_fn_with_state(state.clone(), internal_auth));
 
+    // Full paths and `merge`, not `nest`: a nested router strips its prefix
+    // into a new URI and re-boxes the request for every call.
     let mut app = Router::new()
-        .nest(
-            "/api/v1",
-            public_routes.merge(producer_routes).merge(user_routes),
-        )
-        .nest("/internal", internal_routes)
+        .merge(public_routes)
+        .merge(producer_routes)
+        .merge(user_routes)
+        .merge(internal_routes)
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/docs", get(ops::docs))

@@ -291,12 +291,15 @@ pub fn ingest(
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut insert_delivery = c.prepare_cached(
-        // A webhook deleted after routing but before this commit gets no delivery
-        // (the check a foreign key made, without failing the whole group commit).
         "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, next_attempt_at, \
-         lease_owner, created_at, updated_at) SELECT ?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7, ?6, ?6 \
-         WHERE EXISTS (SELECT 1 FROM webhooks WHERE id = ?3)",
+         lease_owner, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, ?7, ?6, ?6)",
     )?;
+    // A webhook deleted after routing but before this commit gets no delivery
+    // (the check a foreign key made, without failing the whole group commit).
+    // A separate lookup, not INSERT ... SELECT: SQLite gives a statement that
+    // may write several rows a statement journal, a copy of every page it
+    // touches, which cost more than the insert itself.
+    let mut webhook_exists = c.prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?;
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let inserted = insert_event.execute(params![
@@ -317,6 +320,9 @@ pub fn ingest(
             continue;
         }
         for delivery in &item.deliveries {
+            if !webhook_exists.exists([delivery.webhook_id.as_str()])? {
+                continue;
+            }
             let claimed_by = delivery.claimed.then_some(owner);
             insert_delivery.execute(params![
                 delivery.id.as_str(),
@@ -425,8 +431,15 @@ pub fn record_attempts(
     now: i64,
 ) -> Result<Vec<DisabledWebhook>, StoreError> {
     let mut insert_attempt = c.prepare_cached(
-        "INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, status_code, \
-         response_headers, response_body, error_kind, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        // An upsert, not INSERT OR REPLACE: REPLACE may delete several rows, so
+        // SQLite would give each insert a statement journal (see ingest).
+        "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, status_code, \
+         response_headers, response_body, error_kind, error_message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
+         ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at, \
+         duration_ms = excluded.duration_ms, request_headers = excluded.request_headers, \
+         status_code = excluded.status_code, response_headers = excluded.response_headers, \
+         response_body = excluded.response_body, error_kind = excluded.error_kind, \
+         error_message = excluded.error_message",
     )?;
     let mut update_delivery = c.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
