@@ -29,12 +29,19 @@ pub struct Settings {
     pub events: Option<usize>,
     /// Producer concurrency.
     pub concurrency: usize,
+    /// Override of the steady rate (events/s per endpoint) of `latency` and `isolation`.
+    pub rate: Option<u32>,
 }
 
 impl Settings {
     /// `full` normally, `smoke` in smoke mode, unless `--events` says otherwise.
     pub fn count(&self, full: usize, smoke: usize) -> usize {
         self.events.unwrap_or(if self.smoke { smoke } else { full })
+    }
+
+    /// The steady rate: `full` normally, `smoke` in smoke mode, unless `--rate` says otherwise.
+    pub fn rate(&self, full: u32, smoke: u32) -> u32 {
+        self.rate.unwrap_or(if self.smoke { smoke } else { full })
     }
 
     /// `sqlite` or `postgres`.

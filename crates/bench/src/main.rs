@@ -24,6 +24,9 @@ struct Args {
     /// Producer concurrency.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Override the steady rate (events/s per endpoint) of latency and isolation.
+    #[arg(long)]
+    rate: Option<u32>,
     /// Use PostgreSQL at this URL instead of the embedded store.
     #[arg(long)]
     database_url: Option<String>,
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         smoke: args.smoke,
         events: args.events,
         concurrency: args.concurrency,
+        rate: args.rate,
     };
     let names: Vec<String> = if args.scenarios.iter().any(|s| s == "all") {
         scenarios::ALL.iter().map(|s| s.to_string()).collect()

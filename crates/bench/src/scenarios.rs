@@ -292,7 +292,7 @@ async fn steady_run(
 }
 
 async fn latency(s: &Settings) -> anyhow::Result<Report> {
-    let rate = 1000;
+    let rate = s.rate(1000, 1000);
     let duration = if s.smoke {
         Duration::from_secs(2)
     } else {
@@ -374,7 +374,7 @@ async fn backlog(s: &Settings) -> anyhow::Result<Report> {
 
 /// Healthy endpoint alone, then beside one that hangs past the timeout.
 async fn isolation(s: &Settings) -> anyhow::Result<Report> {
-    let rate = if s.smoke { 200 } else { 4000 };
+    let rate = s.rate(4000, 200);
     let duration = if s.smoke {
         Duration::from_secs(2)
     } else {

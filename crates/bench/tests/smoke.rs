@@ -12,6 +12,7 @@ async fn every_scenario_runs_without_loss() {
         smoke: true,
         events: None,
         concurrency: 16,
+        rate: None,
     };
     for name in scenarios::ALL {
         let report = scenarios::run(name, &settings)

@@ -63,7 +63,7 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
         let jobs_now = std::mem::take(&mut batch);
         if conn.as_ref().is_none_or(Conn::is_broken) {
             conn = None;
-            match connector.connect().await {
+            match connect(&connector).await {
                 Ok(fresh) => conn = Some(fresh),
                 Err(e) => {
                     fail_all(jobs_now, &e);
@@ -98,6 +98,25 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
             }
         }
     }
+}
+
+/// The writer's connection, set to join by index only.
+///
+/// Every statement of the writer touches rows by key, joined to an `UNNEST`
+/// of its parameters; a nested loop of primary-key probes is right at every
+/// batch size. Left to itself the planner chose otherwise and scanned the
+/// whole table on every commit: a cached generic plan costed against the few
+/// deliveries of the first second hash-joined the attempt UPDATE (the
+/// writer's backend at 75 % CPU and throughput falling as the table grew),
+/// and custom plans for batches of thousands hash-joined the attempt INSERT's
+/// existence check (the pages of an index probe look expensive to it; here
+/// they are in memory). Only this connection is set so: the readers' log and
+/// statistics queries keep every join method.
+async fn connect(connector: &Connector) -> Result<Conn, StoreError> {
+    let mut conn = connector.connect().await?;
+    conn.batch("SET enable_hashjoin = off; SET enable_mergejoin = off")
+        .await?;
+    Ok(conn)
 }
 
 fn fail_all(jobs: Vec<Job>, error: &StoreError) {
