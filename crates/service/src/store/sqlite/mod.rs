@@ -188,6 +188,8 @@ pub struct SqliteStore {
     _lock: File,
     // Dropping the store ends the checkpointer thread.
     _alive: Arc<()>,
+    /// Claims of earlier processes were voided (see `recover_claims`).
+    claims_recovered: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -286,6 +288,7 @@ impl SqliteStore {
             cipher,
             _lock: lock,
             _alive: alive,
+            claims_recovered: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -462,9 +465,21 @@ impl Store for SqliteStore {
     }
 
     async fn recover_claims(&self, live_owner: &str) -> Result<u64, StoreError> {
+        // Once is enough: the file lock keeps every other process out, so no
+        // other owner's claim can appear after the first recovery. The engine
+        // asks every heartbeat (for PostgreSQL's sake), and the query scans
+        // every delivery: a second of the writer's time every two seconds
+        // with a million of them.
+        use std::sync::atomic::Ordering;
+        if self.claims_recovered.load(Ordering::Acquire) {
+            return Ok(0);
+        }
         let owner = live_owner.to_string();
-        self.write(move |c| queries::recover_claims(c, &owner))
-            .await
+        let recovered = self
+            .write(move |c| queries::recover_claims(c, &owner))
+            .await?;
+        self.claims_recovered.store(true, Ordering::Release);
+        Ok(recovered)
     }
 
     async fn record_attempts(
