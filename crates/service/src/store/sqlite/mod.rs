@@ -468,8 +468,8 @@ impl Store for SqliteStore {
         // Once is enough: the file lock keeps every other process out, so no
         // other owner's claim can appear after the first recovery. The engine
         // asks every heartbeat (for PostgreSQL's sake), and the query scans
-        // every delivery: a second of the writer's time every two seconds
-        // with a million of them.
+        // every delivery (no index on the claim), in the writer, every two
+        // seconds.
         use std::sync::atomic::Ordering;
         if self.claims_recovered.load(Ordering::Acquire) {
             return Ok(0);
