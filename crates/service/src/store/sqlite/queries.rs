@@ -300,6 +300,8 @@ pub fn ingest(
     // may write several rows a statement journal, a copy of every page it
     // touches, which cost more than the insert itself.
     let mut webhook_exists = c.prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?;
+    // A batch sends many events to the same few webhooks: look each up once.
+    let mut known: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
     let mut outcomes = Vec::with_capacity(items.len());
     for item in items {
         let inserted = insert_event.execute(params![
@@ -320,7 +322,16 @@ pub fn ingest(
             continue;
         }
         for delivery in &item.deliveries {
-            if !webhook_exists.exists([delivery.webhook_id.as_str()])? {
+            let webhook = delivery.webhook_id.as_str();
+            let exists = match known.get(webhook) {
+                Some(&exists) => exists,
+                None => {
+                    let exists = webhook_exists.exists([webhook])?;
+                    known.insert(webhook, exists);
+                    exists
+                }
+            };
+            if !exists {
                 continue;
             }
             let claimed_by = delivery.claimed.then_some(owner);
