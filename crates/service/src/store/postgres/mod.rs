@@ -1,10 +1,12 @@
 //! The PostgreSQL store, for one or several instances sharing a database
 //! (`DATABASE_URL=postgres://...`).
 //!
-//! - Ingest and attempt recording go through one group-committing writer
-//!   task per instance (see [`writer`]): an event is acknowledged only after
-//!   the transaction holding it has committed, and one commit serves every
-//!   caller that queued meanwhile.
+//! - Ingest and attempt recording each go through a group-committing writer
+//!   task with its own connection (see [`writer`]): an event is acknowledged
+//!   only after the transaction holding it has committed, and one commit
+//!   serves every caller that queued meanwhile. Two writers, not one, so that
+//!   ingest and recording overlap their round trips and WAL flushes instead
+//!   of waiting for each other on one connection.
 //! - Everything else runs on a small pool of connections, one statement or
 //!   one short transaction per call.
 //! - Claims are safe across instances (see [`claims`]).
@@ -50,8 +52,8 @@ const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73; // "webhooks"
 /// How the store connects and when it declares an instance dead.
 #[derive(Debug, Clone)]
 pub struct PostgresOptions {
-    /// Connections in the pool (`DATABASE_POOL_SIZE`); the writer and the
-    /// listener for webhook changes have one more each.
+    /// Connections in the pool (`DATABASE_POOL_SIZE`); the two writers and
+    /// the listener for webhook changes have one more each.
     pub pool_size: usize,
     /// Longest wait for a new connection.
     pub connect_timeout: Duration,
@@ -76,7 +78,10 @@ impl Default for PostgresOptions {
 /// The PostgreSQL store.
 pub struct PostgresStore {
     pool: Pool,
-    writer: mpsc::Sender<Job>,
+    /// Commits events with their deliveries (and health pings).
+    ingest_writer: mpsc::Sender<Job>,
+    /// Commits attempt results.
+    record_writer: mpsc::Sender<Job>,
     cipher: SecretCipher,
     claim_ttl_ms: i64,
     changes: watch::Receiver<u64>,
@@ -85,7 +90,7 @@ pub struct PostgresStore {
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
-        // The writer stops by itself once its queue's sender is gone; the listener would not.
+        // The writers stop by themselves once their queue's sender is gone; the listener would not.
         self.listener.abort();
     }
 }
@@ -137,7 +142,7 @@ async fn migrate(c: &mut Conn) -> Result<usize, StoreError> {
 }
 
 impl PostgresStore {
-    /// Connects to `url`, applies pending migrations and starts the writer.
+    /// Connects to `url`, applies pending migrations and starts the writers.
     /// Fails if the server cannot be reached now.
     pub async fn connect(
         url: &str,
@@ -149,13 +154,16 @@ impl PostgresStore {
         migrate(&mut conn).await?;
         // Closing the migration connection ends its session (and lock) for sure.
         drop(conn);
-        let (writer, jobs) = mpsc::channel(writer::QUEUE_CAPACITY);
-        tokio::spawn(writer::run(connector.clone(), jobs));
+        let (ingest_writer, ingest_jobs) = mpsc::channel(writer::QUEUE_CAPACITY);
+        tokio::spawn(writer::run(connector.clone(), ingest_jobs));
+        let (record_writer, record_jobs) = mpsc::channel(writer::QUEUE_CAPACITY);
+        tokio::spawn(writer::run(connector.clone(), record_jobs));
         let (announce, changes) = watch::channel(0);
         let listener = tokio::spawn(changes::listen(connector.clone(), announce));
         Ok(PostgresStore {
             pool: Pool::new(connector, options.pool_size, options.acquire_timeout),
-            writer,
+            ingest_writer,
+            record_writer,
             cipher,
             claim_ttl_ms: i64::try_from(options.claim_ttl.as_millis()).unwrap_or(i64::MAX),
             changes,
@@ -171,8 +179,16 @@ impl PostgresStore {
     }
 
     async fn write(&self, work: Work) -> Result<Done, StoreError> {
+        let writer = match work {
+            Work::Record { .. } => &self.record_writer,
+            Work::Ingest { .. } | Work::Ping => &self.ingest_writer,
+        };
+        Self::write_to(writer, work).await
+    }
+
+    async fn write_to(writer: &mpsc::Sender<Job>, work: Work) -> Result<Done, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.writer
+        writer
             .send(Job { work, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the PostgreSQL writer has stopped".into()))?;
@@ -199,11 +215,14 @@ impl Store for PostgresStore {
         let mut c = self.pool.get().await?;
         c.query_one("SELECT 1", &[]).await?;
         drop(c);
-        // A write round trip proves the writer and its connection work too.
-        match self.write(Work::Ping).await? {
-            Done::Ping => Ok(()),
-            _ => Err(mismatched()),
+        // A write round trip proves the writers and their connections work too.
+        for writer in [&self.ingest_writer, &self.record_writer] {
+            match Self::write_to(writer, Work::Ping).await? {
+                Done::Ping => {}
+                _ => return Err(mismatched()),
+            }
         }
+        Ok(())
     }
 
     async fn create_webhook(

@@ -1,6 +1,6 @@
-//! Group commit: one task owns one connection and commits, in one
-//! transaction, every ingest and attempt-recording job queued while the
-//! previous commit was running. Callers are answered only after the commit
+//! Group commit: a writer task owns one connection and commits, in one
+//! transaction, every job queued while its previous commit was running (the
+//! store runs two: one for ingest, one for attempt records). Callers are answered only after the commit
 //! (`synchronous_commit` stays on), so one WAL flush is shared by every event
 //! of the batch instead of being paid by each.
 //!
