@@ -110,11 +110,16 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
 /// writer's backend at 75 % CPU and throughput falling as the table grew),
 /// and custom plans for batches of thousands hash-joined the attempt INSERT's
 /// existence check (the pages of an index probe look expensive to it; here
-/// they are in memory). Only this connection is set so: the readers' log and
-/// statistics queries keep every join method.
+/// they are in memory). Sequential scans are off for the same reason: with
+/// a writer connection of its own, the attempt recorder's statements were
+/// planned (and their generic plans cached) while the table was nearly
+/// empty, and two throughput runs in seven stalled for good as each commit
+/// scanned the grown table (transactions of 24 s, 73,000 deliveries late).
+/// Only the writers' connections are set so: the readers' log and
+/// statistics queries keep every plan shape.
 async fn connect(connector: &Connector) -> Result<Conn, StoreError> {
     let mut conn = connector.connect().await?;
-    conn.batch("SET enable_hashjoin = off; SET enable_mergejoin = off")
+    conn.batch("SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off")
         .await?;
     Ok(conn)
 }
