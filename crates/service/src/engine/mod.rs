@@ -18,11 +18,8 @@ pub mod routing;
 mod scheduler;
 pub mod window;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -119,16 +116,18 @@ impl Inner {
                 deliveries,
             });
         }
+        // Runs to completion even if the HTTP request that asked for it goes
+        // away: claimed rows must reach the dispatcher once committed.
         // Shared with the store, not copied: the hot path allocates enough.
         let items = Arc::new(items);
         let inner = self.clone();
-        // Runs to completion even if the HTTP request that asked for it goes
-        // away: claimed rows must reach the dispatcher once committed.
-        RunToCompletion::new(async move {
+        let committed = tokio::spawn(async move {
             let result = inner.store.ingest(&inner.owner, items.clone()).await;
             inner.after_ingest(&items, result)
-        })
-        .await
+        });
+        committed
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("ingest task failed: {e}")))?
     }
 
     fn after_ingest(
@@ -194,45 +193,6 @@ impl Inner {
             let _ = self.dispatch.send(Command::Submit(fast_path));
         }
         Ok(accepted)
-    }
-}
-
-/// A future that finishes even if whoever awaits it is dropped first.
-///
-/// Awaited in place, so the usual case costs no task of its own (a spawned
-/// task per ingest meant a second scheduling and wake-up per request); if
-/// it is dropped unfinished, what is left of it is spawned.
-struct RunToCompletion<T: Send + 'static> {
-    future: Option<Pin<Box<dyn Future<Output = T> + Send>>>,
-}
-
-impl<T: Send + 'static> RunToCompletion<T> {
-    fn new(future: impl Future<Output = T> + Send + 'static) -> Self {
-        RunToCompletion {
-            future: Some(Box::pin(future)),
-        }
-    }
-}
-
-impl<T: Send + 'static> Future for RunToCompletion<T> {
-    type Output = T;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let Some(future) = self.future.as_mut() else {
-            // Only reachable by polling again after completion, which callers never do.
-            return Poll::Pending;
-        };
-        let output = std::task::ready!(future.as_mut().poll(cx));
-        self.future = None;
-        Poll::Ready(output)
-    }
-}
-
-impl<T: Send + 'static> Drop for RunToCompletion<T> {
-    fn drop(&mut self) {
-        if let Some(future) = self.future.take() {
-            tokio::spawn(future);
-        }
     }
 }
 
@@ -505,38 +465,5 @@ impl Engine {
         for task in tasks {
             task.abort();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::RunToCompletion;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use tokio::sync::oneshot;
-
-    #[tokio::test]
-    async fn finishes_in_place_when_awaited() {
-        assert_eq!(RunToCompletion::new(async { 7 }).await, 7);
-    }
-
-    #[tokio::test]
-    async fn finishes_in_the_background_when_dropped_unfinished() {
-        let (go, wait) = oneshot::channel::<()>();
-        let (done_tx, done_rx) = oneshot::channel::<()>();
-        let finished = Arc::new(AtomicBool::new(false));
-        let flag = finished.clone();
-        let pending = RunToCompletion::new(async move {
-            let _ = wait.await;
-            flag.store(true, Ordering::SeqCst);
-            let _ = done_tx.send(());
-        });
-        // Polled once (it waits on `go`), then abandoned like a cancelled request.
-        let abandoned = tokio::time::timeout(std::time::Duration::from_millis(10), pending).await;
-        assert!(abandoned.is_err(), "it cannot finish before `go`");
-        assert!(!finished.load(Ordering::SeqCst));
-        go.send(()).expect("the abandoned work still listens");
-        done_rx.await.expect("the abandoned work ran to its end");
-        assert!(finished.load(Ordering::SeqCst));
     }
 }
