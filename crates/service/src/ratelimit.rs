@@ -29,36 +29,38 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The `X-RateLimit-*` and IETF `RateLimit-*` headers (and `Retry-After` when refused).
+    /// The `X-RateLimit-*` and IETF `RateLimit-*` header values (and
+    /// `Retry-After` when refused), as numbers.
+    fn values(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        let limit = u64::from(self.limit);
+        let remaining = u64::from(self.remaining);
+        [
+            ("x-ratelimit-limit", limit),
+            ("x-ratelimit-remaining", remaining),
+            ("x-ratelimit-reset", self.reset_unix),
+            ("ratelimit-limit", limit),
+            ("ratelimit-remaining", remaining),
+            ("ratelimit-reset", self.reset_after),
+        ]
+        .into_iter()
+        .chain((!self.allowed).then_some(("retry-after", self.reset_after)))
+    }
+
+    /// The headers as text (for an error answer's header list).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![
-            ("x-ratelimit-limit", self.limit.to_string()),
-            ("x-ratelimit-remaining", self.remaining.to_string()),
-            ("x-ratelimit-reset", self.reset_unix.to_string()),
-            ("ratelimit-limit", self.limit.to_string()),
-            ("ratelimit-remaining", self.remaining.to_string()),
-            ("ratelimit-reset", self.reset_after.to_string()),
-        ];
-        if !self.allowed {
-            h.push(("retry-after", self.reset_after.to_string()));
-        }
-        h
+        self.values()
+            .map(|(name, value)| (name, value.to_string()))
+            .collect()
     }
 
     /// Adds the headers to a response.
     ///
     /// Values are built from the numbers directly: this runs on every
-    /// request, and going through `headers()` cost two allocations and a
+    /// request, and going through text cost two allocations and a
     /// validation per header.
     pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_unix));
-        headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(self.reset_after));
-        if !self.allowed {
-            headers.insert("retry-after", HeaderValue::from(self.reset_after));
+        for (name, value) in self.values() {
+            headers.insert(name, HeaderValue::from(value));
         }
     }
 }
