@@ -186,14 +186,14 @@ pub async fn batch(
             "events",
             format!(
                 "events has {} entries; at most {MAX_BATCH_EVENTS} are accepted per request",
-                events.len()
+                events_len
             ),
         ));
     }
     let now = now_ms();
     // Rejections in request order; the accepted slots are filled after the commit.
-    let mut rejections: Vec<Option<Value>> = Vec::with_capacity(events.len());
-    let mut valid: Vec<Event> = Vec::with_capacity(events.len());
+    let mut rejections: Vec<Option<Value>> = Vec::with_capacity(events_len);
+    let mut valid: Vec<Event> = Vec::with_capacity(events_len);
     for raw in events {
         let parsed = serde_json::from_value::<EventInput>(raw)
             .map_err(|e| json!([{"field": "event", "message": format!("event is not an object of the expected shape: {e}")}]))

@@ -100,7 +100,7 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
     }
 }
 
-/// The writer's connection, set to join by index only.
+/// A writer's connection, set to probe by index only.
 ///
 /// Every statement of the writer touches rows by key, joined to an `UNNEST`
 /// of its parameters; a nested loop of primary-key probes is right at every
