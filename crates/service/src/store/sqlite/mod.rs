@@ -35,6 +35,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/sqlite/0002_compact_hot_tables.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/sqlite/0003_due_by_webhook.sql"),
+    ),
 ];
 /// Jobs committed together at most; bounds the latency a single commit adds.
 const MAX_JOBS_PER_COMMIT: usize = 2048;
@@ -547,9 +551,76 @@ mod tests {
     use super::*;
     use crate::crypto::EncryptionKey;
     use crate::store::DeliveryFilter;
+    use rusqlite::params;
 
     fn cipher() -> SecretCipher {
         SecretCipher::new(&EncryptionKey::new([7; 32]))
+    }
+
+    /// Claiming due work costs the same whatever the backlog of a webhook it
+    /// skips: behind an endpoint that hangs (its window share full) the
+    /// claim query used to step over every one of its due rows, on every
+    /// pass of the scheduler and inside the writer's transaction.
+    #[test]
+    fn claiming_does_not_read_an_excluded_backlog() {
+        fn claim_steps(backlog: i64) -> (Vec<String>, i32) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
+            migrate(&mut conn).unwrap();
+            let (hanging, healthy) = (
+                "wh_01JD00000000000000000000HA",
+                "wh_01JD00000000000000000000HE",
+            );
+            for id in [hanging, healthy] {
+                conn.execute(
+                    "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
+                     VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
+                    [id],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+                 VALUES ('evt_01JD0000000000000000000001', 'user.created', 'user-1', X'7B7D', 1)",
+                [],
+            )
+            .unwrap();
+            let pending = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                 next_attempt_at, created_at, updated_at) \
+                 VALUES (?1, 'evt_01JD0000000000000000000001', ?2, 'user.created', 'user-1', 'pending', 0, ?3, 1, 1)";
+            for n in 0..backlog {
+                conn.execute(
+                    pending,
+                    params![format!("dlv_01JD0000000000{n:012}"), hanging, n],
+                )
+                .unwrap();
+            }
+            conn.execute(
+                pending,
+                params!["dlv_01JD0000000000ZZZZZZZZZZZZ", healthy, backlog],
+            )
+            .unwrap();
+            let excluded = [WebhookId::parse(hanging).unwrap()];
+            let due = queries::claim_due(&conn, "me", backlog + 1, 10, &excluded).unwrap();
+            let steps = queries::CLAIM_SEARCHES
+                .iter()
+                .map(|sql| {
+                    conn.prepare_cached(sql)
+                        .unwrap()
+                        .get_status(rusqlite::StatementStatus::VmStep)
+                })
+                .sum();
+            (due.iter().map(|d| d.id.to_string()).collect(), steps)
+        }
+        let (small_due, small_steps) = claim_steps(10);
+        let (large_due, large_steps) = claim_steps(5_000);
+        assert_eq!(small_due, vec!["dlv_01JD0000000000ZZZZZZZZZZZZ"]);
+        assert_eq!(large_due, small_due, "only the healthy webhook's row");
+        assert!(small_steps > 0, "the searches ran on the cached statements");
+        assert_eq!(
+            large_steps, small_steps,
+            "the search must not step through the excluded webhook's rows"
+        );
     }
 
     /// A database written by the first schema (rowid tables, foreign keys)

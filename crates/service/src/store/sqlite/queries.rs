@@ -350,6 +350,32 @@ pub fn ingest(
     Ok(outcomes)
 }
 
+/// The next webhook after `?1` with waiting (unclaimed, unfinished) work, and
+/// its earliest waiting row's time: one seek into `deliveries_due_webhook`.
+const NEXT_WAITING_WEBHOOK: &str = "SELECT webhook_id, next_attempt_at \
+     FROM deliveries INDEXED BY deliveries_due_webhook \
+     WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND webhook_id > ?1 \
+     ORDER BY webhook_id, next_attempt_at LIMIT 1";
+
+/// One webhook's work due by `?2`, oldest first (read lazily, in a merge).
+const DUE_OF_WEBHOOK: &str = "SELECT id, next_attempt_at \
+     FROM deliveries INDEXED BY deliveries_due_webhook \
+     WHERE webhook_id = ?1 AND lease_owner IS NULL AND status IN ('pending', 'retrying') \
+     AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3";
+
+/// The statements that search for due work (their cost is checked in tests).
+#[cfg(test)]
+pub const CLAIM_SEARCHES: [&str; 2] = [NEXT_WAITING_WEBHOOK, DUE_OF_WEBHOOK];
+
+/// Claims up to `limit` deliveries due by `now`, oldest first, of active
+/// webhooks outside `exclude`.
+///
+/// The work is found per webhook, never by walking all due rows in time
+/// order: that walk stepped over every due row of a webhook whose window
+/// share is full (an endpoint that hangs) or that is paused, on every pass,
+/// inside the writer's transaction. Here a pass costs one seek per webhook
+/// with waiting work, plus the rows it claims: the webhooks it may claim for
+/// are merged by due time, reading at most `limit` rows more than it takes.
 pub fn claim_due(
     c: &Connection,
     owner: &str,
@@ -357,46 +383,88 @@ pub fn claim_due(
     limit: u32,
     exclude: &[WebhookId],
 ) -> Result<Vec<DueDelivery>, StoreError> {
-    // INDEXED BY: left to itself the planner walks every delivery of the
-    // active webhooks (deliveries_webhook) instead of the small due index.
-    let mut sql = String::from(
-        "SELECT d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload \
-         FROM deliveries d INDEXED BY deliveries_due JOIN events e ON e.id = d.event_id \
-         WHERE d.lease_owner IS NULL AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= ?1 \
-         AND d.webhook_id IN (SELECT id FROM webhooks WHERE is_active = 1)",
-    );
-    let mut values: Vec<SqlValue> =
-        vec![SqlValue::Integer(now), SqlValue::Integer(i64::from(limit))];
-    if !exclude.is_empty() {
-        sql.push_str(" AND d.webhook_id NOT IN (");
-        for (i, id) in exclude.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
-            }
-            sql.push_str(&format!("?{}", i + 3));
-            values.push(SqlValue::Text(id.as_str().to_string()));
-        }
-        sql.push(')');
+    if limit == 0 {
+        return Ok(Vec::new());
     }
-    sql.push_str(" ORDER BY d.next_attempt_at LIMIT ?2");
-    let mut stmt = c.prepare(&sql)?;
-    let rows = stmt
-        .query_map(params_from_iter(values), |r| {
+    let excluded: std::collections::HashSet<&str> = exclude.iter().map(WebhookId::as_str).collect();
+    let mut candidates = Vec::new();
+    {
+        let mut next = c.prepare_cached(NEXT_WAITING_WEBHOOK)?;
+        let mut active = c.prepare_cached("SELECT is_active FROM webhooks WHERE id = ?1")?;
+        let mut after = String::new();
+        while let Some((webhook, earliest)) = next
+            .query_row([&after], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?
+        {
+            if earliest <= now
+                && !excluded.contains(webhook.as_str())
+                && active
+                    .query_row([&webhook], |r| r.get::<_, bool>(0))
+                    .optional()?
+                    .unwrap_or(false)
+            {
+                candidates.push(webhook.clone());
+            }
+            after = webhook;
+        }
+    }
+
+    // Merge the candidates' due rows by (due time, id), lazily.
+    let mut chosen: Vec<String> = Vec::new();
+    {
+        let mut statements = Vec::with_capacity(candidates.len());
+        for _ in &candidates {
+            statements.push(c.prepare_cached(DUE_OF_WEBHOOK)?);
+        }
+        let mut cursors = Vec::with_capacity(candidates.len());
+        for (statement, webhook) in statements.iter_mut().zip(&candidates) {
+            cursors.push(statement.query(params![webhook, now, i64::from(limit)])?);
+        }
+        let mut heads = std::collections::BinaryHeap::new();
+        for (k, rows) in cursors.iter_mut().enumerate() {
+            if let Some(r) = rows.next()? {
+                heads.push(std::cmp::Reverse((
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(0)?,
+                    k,
+                )));
+            }
+        }
+        while chosen.len() < limit as usize {
+            let Some(std::cmp::Reverse((_, id, k))) = heads.pop() else {
+                break;
+            };
+            chosen.push(id);
+            if let Some(r) = cursors[k].next()? {
+                heads.push(std::cmp::Reverse((
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(0)?,
+                    k,
+                )));
+            }
+        }
+    }
+
+    // Parse everything before the first write: a job must not fail after writing.
+    let mut load = c.prepare_cached(
+        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload \
+         FROM deliveries d JOIN events e ON e.id = d.event_id WHERE d.id = ?1",
+    )?;
+    let mut due = Vec::with_capacity(chosen.len());
+    for id in &chosen {
+        let (event_id, event_type, webhook_id, attempts, payload) = load.query_row([id], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, Vec<u8>>(5)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Vec<u8>>(4)?,
             ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    // Parse everything before the first write: a job must not fail after writing.
-    let mut due = Vec::with_capacity(rows.len());
-    for (id, event_id, event_type, webhook_id, attempts, payload) in rows {
+        })?;
         due.push(DueDelivery {
-            id: DeliveryId::parse(&id).map_err(|e| corrupt("delivery id", e))?,
+            id: DeliveryId::parse(id).map_err(|e| corrupt("delivery id", e))?,
             event_id: EventId::parse(&event_id).map_err(|e| corrupt("event id", e))?,
             event_type,
             webhook_id: WebhookId::parse(&webhook_id).map_err(|e| corrupt("webhook id", e))?,
