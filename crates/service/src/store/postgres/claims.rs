@@ -44,14 +44,35 @@ const HEARTBEAT: &str = concat!(
      THEN EXCLUDED.heartbeat_at ELSE instances.beating_since END"
 );
 
-const CLAIM_DUE: &str = "WITH due AS ( \
-         SELECT d.id FROM deliveries d JOIN webhooks w ON w.id = d.webhook_id \
-         WHERE d.lease_owner IS NULL AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $1 \
-         AND w.is_active AND d.webhook_id <> ALL($3::text[]) \
-         ORDER BY d.next_attempt_at LIMIT $2 \
-         FOR UPDATE OF d SKIP LOCKED) \
-     UPDATE deliveries d SET lease_owner = $4 FROM due, events e \
-     WHERE d.id = due.id AND e.id = d.event_id \
+/// Claims due work per webhook, never by walking all due rows in time order
+/// (that walk read every due row of a webhook whose window share is full or
+/// that is paused, on every pass). `waiting` is a loose index scan: one seek
+/// per webhook with waiting work, to its earliest row. Each claimable
+/// webhook then offers at most `$2` rows in due order, and the oldest `$2` of
+/// those are claimed; rows another instance holds locked are skipped. The
+/// claimed ids go to the UPDATE as an array, probed by primary key: joined
+/// to the CTE instead, the planner (not knowing its size) hashed the whole
+/// deliveries table on every claim.
+const CLAIM_DUE: &str = "WITH RECURSIVE waiting AS ( \
+         (SELECT webhook_id, next_attempt_at FROM deliveries \
+          WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') \
+          ORDER BY webhook_id, next_attempt_at LIMIT 1) \
+         UNION ALL \
+         SELECT n.webhook_id, n.next_attempt_at FROM waiting w CROSS JOIN LATERAL ( \
+             SELECT webhook_id, next_attempt_at FROM deliveries \
+             WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND webhook_id > w.webhook_id \
+             ORDER BY webhook_id, next_attempt_at LIMIT 1) n), \
+     due AS ( \
+         SELECT d.id FROM waiting h JOIN webhooks w ON w.id = h.webhook_id \
+         CROSS JOIN LATERAL ( \
+             SELECT id, next_attempt_at FROM deliveries \
+             WHERE webhook_id = h.webhook_id AND lease_owner IS NULL \
+             AND status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+             ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) d \
+         WHERE h.next_attempt_at <= $1 AND w.is_active AND h.webhook_id <> ALL($3::text[]) \
+         ORDER BY d.next_attempt_at LIMIT $2) \
+     UPDATE deliveries d SET lease_owner = $4 FROM events e \
+     WHERE d.id = ANY(ARRAY(SELECT id FROM due)) AND e.id = d.event_id \
      RETURNING d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.next_attempt_at";
 
 const RELEASE: &str =

@@ -41,10 +41,16 @@ use super::{
 };
 use crate::crypto::SecretCipher;
 
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    include_str!("../../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        include_str!("../../../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        include_str!("../../../migrations/postgres/0002_due_by_webhook.sql"),
+    ),
+];
 /// Key of the advisory lock held while migrating, so instances starting
 /// together do not apply the same migration twice.
 const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73; // "webhooks"
