@@ -38,7 +38,22 @@ impl Http {
         bearer: Option<&str>,
         body: Bytes,
     ) -> anyhow::Result<(u16, Bytes)> {
-        let mut req = http::Request::post(uri).header("content-type", "application/json");
+        let req = http::Request::post(uri).header("content-type", "application/json");
+        self.send(req, bearer, body).await
+    }
+
+    /// GETs; returns status and body.
+    pub async fn get(&self, uri: &str, bearer: Option<&str>) -> anyhow::Result<(u16, Bytes)> {
+        self.send(http::Request::get(uri), bearer, Bytes::new())
+            .await
+    }
+
+    async fn send(
+        &self,
+        mut req: http::request::Builder,
+        bearer: Option<&str>,
+        body: Bytes,
+    ) -> anyhow::Result<(u16, Bytes)> {
         if let Some(token) = bearer {
             req = req.header("authorization", format!("Bearer {token}"));
         }

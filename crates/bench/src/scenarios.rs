@@ -65,6 +65,69 @@ async fn create_webhook(http: &Http, svc: &Service, token: &str, url: &str) -> a
     Ok(())
 }
 
+/// Longest wait, after a measurement, for deliveries the service still holds.
+const STRAGGLERS_WAIT: Duration = Duration::from_secs(120);
+
+/// Deliveries of `token`'s user that the service has not finished (pending or
+/// retrying), from its own statistics.
+async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u64> {
+    let (status, body) = http
+        .get(&format!("{}/api/v1/webhooks/stats", svc.base), Some(token))
+        .await?;
+    if status != 200 {
+        bail!(
+            "the statistics answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    let stats: Value = serde_json::from_slice(&body).context("statistics are not JSON")?;
+    stats
+        .pointer("/data/pendingDeliveries")
+        .or_else(|| stats.get("pendingDeliveries"))
+        .and_then(Value::as_u64)
+        .with_context(|| format!("no pendingDeliveries in the statistics: {stats}"))
+}
+
+/// Tells late deliveries from lost ones.
+///
+/// A measurement stops waiting once receipts stall; an event missing then may
+/// still be on its way (a retry after a timeout). While the service reports
+/// unfinished deliveries for the user, wait (at most [`STRAGGLERS_WAIT`]),
+/// then match every receipt again: `lost` counts what is still missing when
+/// nothing is left to deliver, `late` what arrived after the measurement. The
+/// rates and latencies stay those of the measurement.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    r: &mut Report,
+    http: &Http,
+    svc: &Service,
+    token: &str,
+    receiver: &CountingReceiver,
+    sent: &Sent,
+    mut receipts: Vec<(String, Instant)>,
+    per_event: usize,
+) -> anyhow::Result<()> {
+    // Receipts come before the service records them: even with nothing
+    // missing, the last few deliveries may still count as unfinished briefly.
+    let deadline = Instant::now() + STRAGGLERS_WAIT;
+    let mut left = unfinished(http, svc, token).await?;
+    while left > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        left = unfinished(http, svc, token).await?;
+    }
+    let mut late = 0;
+    if r.lost > 0 {
+        receipts.extend(receiver.take_records());
+        let m = match_receipts(&sent.accepted, &receipts, per_event);
+        late = r.lost - m.lost;
+        r.lost = m.lost;
+        r.duplicates = m.duplicates;
+    }
+    r.extra.insert("late".into(), json!(late));
+    r.extra.insert("unfinished_at_end".into(), json!(left));
+    Ok(())
+}
+
 /// Rounds of the ceiling measurement; the best counts.
 const CEILING_ROUNDS: usize = 3;
 
@@ -206,7 +269,9 @@ async fn single_webhook_run(
     )
     .await;
     let receipts = receiver.take_records();
-    Ok(report(name, s, &sent, &receipts, 1, &svc, ceiling))
+    let mut r = report(name, s, &sent, &receipts, 1, &svc, ceiling);
+    settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
+    Ok(r)
 }
 
 async fn throughput(s: &Settings) -> anyhow::Result<Report> {
@@ -245,6 +310,10 @@ async fn fanout(s: &Settings) -> anyhow::Result<Report> {
     .await;
     let receipts = receiver.take_records();
     let mut r = report("fanout", s, &sent, &receipts, WEBHOOKS, &svc, ceiling);
+    settle(
+        &mut r, &http, &svc, &token, &receiver, &sent, receipts, WEBHOOKS,
+    )
+    .await?;
     r.extra.insert("webhooks_per_event".into(), json!(WEBHOOKS));
     Ok(r)
 }
@@ -280,15 +349,10 @@ async fn steady_run(
         Duration::from_secs(10),
     )
     .await;
-    Ok(report(
-        name,
-        s,
-        &sent,
-        &receiver.take_records(),
-        1,
-        &svc,
-        ceiling,
-    ))
+    let receipts = receiver.take_records();
+    let mut r = report(name, s, &sent, &receipts, 1, &svc, ceiling);
+    settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
+    Ok(r)
 }
 
 async fn latency(s: &Settings) -> anyhow::Result<Report> {
@@ -369,6 +433,7 @@ async fn backlog(s: &Settings) -> anyhow::Result<Report> {
         "delivered_before_up".into(),
         json!(receipts.len() - drained),
     );
+    settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
     Ok(r)
 }
 
@@ -431,15 +496,19 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
         Duration::from_secs(10),
     )
     .await;
-    let mut r = report(
-        "isolation",
-        s,
-        &healthy_sent,
-        &receiver.take_records(),
-        1,
+    let receipts = receiver.take_records();
+    let mut r = report("isolation", s, &healthy_sent, &receipts, 1, &svc, ceiling);
+    settle(
+        &mut r,
+        &http,
         &svc,
-        ceiling,
-    );
+        &healthy_token,
+        &receiver,
+        &healthy_sent,
+        receipts,
+        1,
+    )
+    .await?;
     r.errors += hanging_sent.errors;
     let rate_ratio = if solo.deliveries_per_sec > 0.0 {
         r.deliveries_per_sec / solo.deliveries_per_sec
@@ -472,5 +541,8 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
         json!(hanging_sent.accepted.len()),
     );
     r.lost += solo.lost;
+    if let Some(late) = solo.extra.get("late") {
+        r.extra.insert("solo_late".into(), late.clone());
+    }
     Ok(r)
 }

@@ -26,5 +26,10 @@ async fn every_scenario_runs_without_loss() {
             report.first_error
         );
         assert_eq!(report.lost, 0, "{name}: lost deliveries");
+        assert_eq!(
+            report.extra.get("unfinished_at_end"),
+            Some(&serde_json::json!(0)),
+            "{name}: the service still holds deliveries after every one arrived"
+        );
     }
 }
