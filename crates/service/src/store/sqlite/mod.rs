@@ -148,7 +148,19 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
 /// How often the writer starts the WAL over from its beginning.
 const WAL_RESTART_EVERY: Duration = Duration::from_secs(1);
 /// How often the background checkpointer copies the WAL into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+///
+/// Often, so that the writer's once-a-second rewind finds few frames left to
+/// copy: that rewind holds every commit back while it copies and syncs. At
+/// 8,000 events/s it took 10.7 ms (median) with a 250 ms period, 3.0 ms with
+/// 50 ms.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
+/// The WAL file is cut back to this size when it starts over.
+///
+/// Larger than one second of WAL at high load (about 80 MB at 8,000 events/s):
+/// with 64 MiB, every rewind cut the file and the next commit grew it again,
+/// allocating blocks, and took 15–20 ms once a second, while ingest waited.
+/// A file that keeps its size is rewritten in place.
+const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
 /// Makes the next transaction write the WAL from its start again.
 ///
@@ -213,7 +225,7 @@ fn open_connection(path: &Path, cache_kib: i64) -> Result<Connection, StoreError
     )?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
-         PRAGMA journal_size_limit = 67108864;
+         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};
          PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA cache_size = -{cache_kib};
