@@ -280,7 +280,11 @@ impl SqliteStore {
             ))
         })?;
         let path = data_dir.join("webhooks.db");
-        let mut conn = open_connection(&path, 32 * 1024)?;
+        // 8 MiB: the writer's statements touch the right edges of the indexes
+        // and one claim's rows. A 32 MiB cache added 25 MB of RSS, and a
+        // per-commit walk of the cache (2.4 % of the service's CPU), for no
+        // measurable gain once claims stopped reading skipped backlogs.
+        let mut conn = open_connection(&path, 8 * 1024)?;
         migrate(&mut conn)?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let alive = Arc::new(());
