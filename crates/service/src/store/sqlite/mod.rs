@@ -639,6 +639,54 @@ mod tests {
         );
     }
 
+    /// A due delivery whose event row is missing is skipped, not an error
+    /// that would fail every later claim.
+    #[test]
+    fn claiming_skips_a_delivery_without_its_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
+        migrate(&mut conn).unwrap();
+        let webhook = "wh_01JD00000000000000000000HE";
+        conn.execute(
+            "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
+             VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
+            [webhook],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+             VALUES ('evt_01JD0000000000000000000002', 'user.created', 'user-1', X'7B7D', 1)",
+            [],
+        )
+        .unwrap();
+        let pending = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+             next_attempt_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, ?4, 1, 1)";
+        conn.execute(
+            pending,
+            params![
+                "dlv_01JD0000000000000000000001",
+                "evt_01JD0000000000000000000001",
+                webhook,
+                1
+            ],
+        )
+        .unwrap();
+        conn.execute(
+            pending,
+            params![
+                "dlv_01JD0000000000000000000002",
+                "evt_01JD0000000000000000000002",
+                webhook,
+                2
+            ],
+        )
+        .unwrap();
+        let due = queries::claim_due(&conn, "me", 10, 10, &[]).unwrap();
+        let ids: Vec<String> = due.iter().map(|d| d.id.to_string()).collect();
+        assert_eq!(ids, vec!["dlv_01JD0000000000000000000002"]);
+    }
+
     /// A database written by the first schema (rowid tables, foreign keys)
     /// opens under the current one with every row kept and still linked.
     #[tokio::test]

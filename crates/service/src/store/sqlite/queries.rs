@@ -454,15 +454,22 @@ pub fn claim_due(
     )?;
     let mut due = Vec::with_capacity(chosen.len());
     for id in &chosen {
-        let (event_id, event_type, webhook_id, attempts, payload) = load.query_row([id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, Vec<u8>>(4)?,
-            ))
-        })?;
+        // A delivery whose event row is gone is skipped, as the join of the
+        // earlier single query did: it must not fail every claim after it.
+        let Some((event_id, event_type, webhook_id, attempts, payload)) = load
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, Vec<u8>>(4)?,
+                ))
+            })
+            .optional()?
+        else {
+            continue;
+        };
         due.push(DueDelivery {
             id: DeliveryId::parse(id).map_err(|e| corrupt("delivery id", e))?,
             event_id: EventId::parse(&event_id).map_err(|e| corrupt("event id", e))?,
