@@ -82,8 +82,7 @@ async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u
     }
     let stats: Value = serde_json::from_slice(&body).context("statistics are not JSON")?;
     stats
-        .pointer("/data/pendingDeliveries")
-        .or_else(|| stats.get("pendingDeliveries"))
+        .get("pendingDeliveries")
         .and_then(Value::as_u64)
         .with_context(|| format!("no pendingDeliveries in the statistics: {stats}"))
 }
