@@ -82,7 +82,7 @@ async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u
     }
     let stats: Value = serde_json::from_slice(&body).context("statistics are not JSON")?;
     stats
-        .get("pendingDeliveries")
+        .pointer("/data/pendingDeliveries")
         .and_then(Value::as_u64)
         .with_context(|| format!("no pendingDeliveries in the statistics: {stats}"))
 }
