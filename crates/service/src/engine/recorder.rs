@@ -89,8 +89,12 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
             }
         }
     };
+    let mut refill = false;
     for report in batch.iter() {
-        inner.window.release(&report.webhook_id);
+        refill |= inner.window.release(&report.webhook_id);
+    }
+    if refill {
+        inner.wake_scheduler.notify_one();
     }
     if !disabled.is_empty() {
         announce_disabled(inner, disabled).await;

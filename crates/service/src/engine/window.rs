@@ -63,16 +63,24 @@ impl Window {
         *c.per_webhook.entry(webhook.clone()).or_default() += 1;
     }
 
-    /// Frees a slot of `webhook`.
-    pub fn release(&self, webhook: &WebhookId) {
+    /// Frees a slot of `webhook`. Answers `true` when the window should be
+    /// refilled from the store now: the webhook's share, or the whole window,
+    /// just fell below half. Waiting for the scheduler's next tick instead
+    /// capped one webhook at its share per tick (10,000 per 250 ms), and a
+    /// drained share sat idle until then.
+    pub fn release(&self, webhook: &WebhookId) -> bool {
         let mut c = self.counts();
+        let total_crossed = c.total == self.capacity.div_ceil(2);
         c.total = c.total.saturating_sub(1);
+        let mut share_crossed = false;
         if let Some(n) = c.per_webhook.get_mut(webhook) {
+            share_crossed = *n == self.per_webhook.div_ceil(2);
             *n = n.saturating_sub(1);
             if *n == 0 {
                 c.per_webhook.remove(webhook);
             }
         }
+        total_crossed || share_crossed
     }
 
     /// Free slots in all.
@@ -111,10 +119,31 @@ mod tests {
         assert_eq!(w.saturated(), vec![a.clone()]);
         assert!(w.try_reserve(&b));
         assert!(!w.try_reserve(&b), "global cap");
-        w.release(&a);
+        assert!(!w.release(&a), "a's share stays at or above half");
         assert_eq!(w.available(), 1);
         assert!(w.saturated().is_empty());
         assert!(w.try_reserve(&b));
         assert_eq!(w.used(), 3);
+    }
+
+    #[test]
+    fn release_asks_for_a_refill_when_a_share_or_the_window_falls_below_half() {
+        let w = Window::new(100, 4);
+        let a = WebhookId::parse("wh_a").unwrap();
+        for _ in 0..4 {
+            assert!(w.try_reserve(&a));
+        }
+        assert!(!w.release(&a), "4 -> 3 of a share of 4");
+        assert!(!w.release(&a), "3 -> 2: half, not below");
+        assert!(w.release(&a), "2 -> 1: below half");
+        assert!(!w.release(&a), "already below half");
+        let small = Window::new(4, 10);
+        let b = WebhookId::parse("wh_b").unwrap();
+        for _ in 0..4 {
+            assert!(small.try_reserve(&b));
+        }
+        assert!(!small.release(&b), "4 -> 3 of 4 in all");
+        assert!(!small.release(&b), "3 -> 2 of 4 in all");
+        assert!(small.release(&b), "2 -> 1 of 4 in all");
     }
 }
