@@ -582,6 +582,41 @@ mod tests {
         SecretCipher::new(&EncryptionKey::new([7; 32]))
     }
 
+    /// A migrated database with active `webhooks` and one event, `EVENT`.
+    fn claim_fixture(webhooks: &[&str]) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
+        migrate(&mut conn).unwrap();
+        for id in webhooks {
+            conn.execute(
+                "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
+                 VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
+                [id],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+             VALUES (?1, 'user.created', 'user-1', X'7B7D', 1)",
+            [EVENT],
+        )
+        .unwrap();
+        (dir, conn)
+    }
+
+    const EVENT: &str = "evt_01JD0000000000000000000001";
+
+    /// Adds a pending delivery of `event` to `webhook`, due at `due`.
+    fn add_pending(conn: &Connection, id: &str, event: &str, webhook: &str, due: i64) {
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+             next_attempt_at, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, ?4, 1, 1)",
+            params![id, event, webhook, due],
+        )
+        .unwrap();
+    }
+
     /// Claiming due work costs the same whatever the backlog of a webhook it
     /// skips: behind an endpoint that hangs (its window share full) the
     /// claim query used to step over every one of its due rows, on every
@@ -589,42 +624,27 @@ mod tests {
     #[test]
     fn claiming_does_not_read_an_excluded_backlog() {
         fn claim_steps(backlog: i64) -> (Vec<String>, i32) {
-            let dir = tempfile::tempdir().unwrap();
-            let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
-            migrate(&mut conn).unwrap();
             let (hanging, healthy) = (
                 "wh_01JD00000000000000000000HA",
                 "wh_01JD00000000000000000000HE",
             );
-            for id in [hanging, healthy] {
-                conn.execute(
-                    "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
-                     VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
-                    [id],
-                )
-                .unwrap();
-            }
-            conn.execute(
-                "INSERT INTO events (id, event_type, user_id, payload, created_at) \
-                 VALUES ('evt_01JD0000000000000000000001', 'user.created', 'user-1', X'7B7D', 1)",
-                [],
-            )
-            .unwrap();
-            let pending = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
-                 next_attempt_at, created_at, updated_at) \
-                 VALUES (?1, 'evt_01JD0000000000000000000001', ?2, 'user.created', 'user-1', 'pending', 0, ?3, 1, 1)";
+            let (_dir, conn) = claim_fixture(&[hanging, healthy]);
             for n in 0..backlog {
-                conn.execute(
-                    pending,
-                    params![format!("dlv_01JD0000000000{n:012}"), hanging, n],
-                )
-                .unwrap();
+                add_pending(
+                    &conn,
+                    &format!("dlv_01JD0000000000{n:012}"),
+                    EVENT,
+                    hanging,
+                    n,
+                );
             }
-            conn.execute(
-                pending,
-                params!["dlv_01JD0000000000ZZZZZZZZZZZZ", healthy, backlog],
-            )
-            .unwrap();
+            add_pending(
+                &conn,
+                "dlv_01JD0000000000ZZZZZZZZZZZZ",
+                EVENT,
+                healthy,
+                backlog,
+            );
             let excluded = [WebhookId::parse(hanging).unwrap()];
             let due = queries::claim_due(&conn, "me", backlog + 1, 10, &excluded).unwrap();
             let steps = queries::CLAIM_SEARCHES
@@ -653,45 +673,16 @@ mod tests {
     /// skipped too.
     #[test]
     fn claiming_skips_a_delivery_without_its_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
-        migrate(&mut conn).unwrap();
         let webhook = "wh_01JD00000000000000000000HE";
-        conn.execute(
-            "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
-             VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
-            [webhook],
-        )
-        .unwrap();
-        conn.execute(
-            "INSERT INTO events (id, event_type, user_id, payload, created_at) \
-             VALUES ('evt_01JD0000000000000000000002', 'user.created', 'user-1', X'7B7D', 1)",
-            [],
-        )
-        .unwrap();
-        let pending = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
-             next_attempt_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, ?4, 1, 1)";
-        conn.execute(
-            pending,
-            params![
-                "dlv_01JD0000000000000000000001",
-                "evt_01JD0000000000000000000001",
-                webhook,
-                1
-            ],
-        )
-        .unwrap();
-        conn.execute(
-            pending,
-            params![
-                "dlv_01JD0000000000000000000002",
-                "evt_01JD0000000000000000000002",
-                webhook,
-                2
-            ],
-        )
-        .unwrap();
+        let (_dir, conn) = claim_fixture(&[webhook]);
+        add_pending(
+            &conn,
+            "dlv_01JD0000000000000000000001",
+            "evt_01JD000000000000000000GONE",
+            webhook,
+            1,
+        );
+        add_pending(&conn, "dlv_01JD0000000000000000000002", EVENT, webhook, 2);
         let due = queries::claim_due(&conn, "me", 10, 10, &[]).unwrap();
         let ids: Vec<String> = due.iter().map(|d| d.id.to_string()).collect();
         assert_eq!(ids, vec!["dlv_01JD0000000000000000000002"]);
