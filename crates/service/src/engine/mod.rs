@@ -78,6 +78,14 @@ pub(crate) struct Inner {
 }
 
 impl Inner {
+    /// Frees a window slot of `webhook`, and wakes the scheduler when the
+    /// window should be refilled from the store (see [`Window::release`]).
+    fn free_slot(&self, webhook: &WebhookId) {
+        if self.window.release(webhook) {
+            self.wake_scheduler.notify_one();
+        }
+    }
+
     /// Gives claimed work back to the store unattempted (shutdown, paused webhook).
     async fn hand_back(&self, jobs: Vec<(WebhookId, DeliveryId)>) {
         if jobs.is_empty() {
@@ -89,7 +97,7 @@ impl Inner {
             tracing::warn!(error = %e, "could not release claimed deliveries");
         }
         for (webhook, _) in &jobs {
-            self.window.release(webhook);
+            self.free_slot(webhook);
         }
     }
 
@@ -143,7 +151,7 @@ impl Inner {
                     .flat_map(|i| &i.deliveries)
                     .filter(|d| d.claimed)
                 {
-                    self.window.release(&d.webhook_id);
+                    self.free_slot(&d.webhook_id);
                 }
                 return Err(e);
             }
@@ -177,7 +185,7 @@ impl Inner {
                 IngestOutcome::Duplicate { deliveries } => {
                     self.metrics.events_duplicate.fetch_add(1, Relaxed);
                     for d in item.deliveries.iter().filter(|d| d.claimed) {
-                        self.window.release(&d.webhook_id);
+                        self.free_slot(&d.webhook_id);
                     }
                     accepted.push(Accepted {
                         event_id: item.event_id.clone(),
@@ -203,7 +211,7 @@ async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
     let verdict = match inner.routes.get(&webhook) {
         // Deleted: its rows went with it.
         None => {
-            inner.window.release(&webhook);
+            inner.free_slot(&webhook);
             Verdict::Neutral
         }
         // Paused or disabled: the delivery waits in the store until it is re-enabled.

@@ -89,12 +89,8 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
             }
         }
     };
-    let mut refill = false;
     for report in batch.iter() {
-        refill |= inner.window.release(&report.webhook_id);
-    }
-    if refill {
-        inner.wake_scheduler.notify_one();
+        inner.free_slot(&report.webhook_id);
     }
     if !disabled.is_empty() {
         announce_disabled(inner, disabled).await;
