@@ -1,10 +1,7 @@
-//! Failure kinds of an attempt, and how hyper's errors map onto them.
+//! Failure kinds of an attempt, and how I/O and resolver errors map onto them.
 
-use std::error::Error as StdError;
 use std::fmt;
 use std::io;
-
-use url::Url;
 
 use crate::resolver::ResolveError;
 
@@ -79,99 +76,58 @@ pub enum OutboundInitError {
     Tls(#[source] rustls::Error),
 }
 
-/// Walks an error's causes, looking inside `io::Error`s too: their own
-/// `source()` skips the wrapped error, which is where tokio-rustls and
-/// hyper-rustls put the interesting part.
-fn causes<'a>(
-    err: &'a (dyn StdError + 'static),
-) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(err), |&e| match e.downcast_ref::<io::Error>() {
-        Some(io_err) => io_err
+/// Where in an attempt an I/O error happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stage {
+    /// Opening the TCP connection.
+    Connect,
+    /// The TLS handshake of an `https` URL.
+    Handshake,
+    /// Sending the request or reading the response head.
+    Exchange,
+}
+
+/// The resolver's verdict (blocked or unresolvable) is the whole story.
+pub(crate) fn from_resolve(err: &ResolveError) -> OutboundError {
+    let kind = match err {
+        ResolveError::Blocked { .. } => ErrorKind::BlockedAddress,
+        ResolveError::Lookup { .. } | ResolveError::NoAddresses { .. } => ErrorKind::Dns,
+    };
+    OutboundError::new(kind, err.to_string())
+}
+
+/// Classifies an I/O error of one attempt by where it happened.
+pub(crate) fn from_io(err: &io::Error, stage: Stage) -> OutboundError {
+    if stage == Stage::Handshake {
+        // tokio-rustls reports a refused handshake as an io::Error wrapping
+        // the rustls::Error that says why.
+        let rustls_error = err
             .get_ref()
-            .map(|wrapped| wrapped as &(dyn StdError + 'static)),
-        None => e.source(),
-    })
-}
-
-/// Classifies an error of hyper-util's client for one attempt to `url`.
-pub(crate) fn from_client_error(
-    err: &hyper_util::client::legacy::Error,
-    url: &Url,
-) -> OutboundError {
-    let mut io_kind = None;
-    let mut incomplete = false;
-    for cause in causes(err) {
-        // The resolver's verdict (blocked or unresolvable) is the whole story.
-        if let Some(resolve) = cause.downcast_ref::<ResolveError>() {
-            let kind = match resolve {
-                ResolveError::Blocked { .. } => ErrorKind::BlockedAddress,
-                ResolveError::Lookup { .. } | ResolveError::NoAddresses { .. } => ErrorKind::Dns,
-            };
-            return OutboundError::new(kind, resolve.to_string());
-        }
-        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
-            return OutboundError::new(ErrorKind::Tls, format!("TLS handshake failed: {tls}"));
-        }
-        if let Some(io_err) = cause.downcast_ref::<io::Error>() {
-            io_kind.get_or_insert(io_err.kind());
-        }
-        if let Some(hyper_err) = cause.downcast_ref::<hyper::Error>() {
-            incomplete |= hyper_err.is_incomplete_message();
-        }
-    }
-
-    // hyper-rustls hands TLS-stage failures up as a bare io::Error, whereas
-    // TCP failures arrive wrapped in hyper-util's ConnectError; so an
-    // io::Error directly under a connect error of an https URL is the handshake.
-    let tls_stage = err.is_connect()
-        && url.scheme() == "https"
-        && err
-            .source()
-            .is_some_and(|s| s.downcast_ref::<io::Error>().is_some());
-
-    let what = match io_kind {
-        Some(io::ErrorKind::ConnectionRefused) => "connection refused",
-        Some(io::ErrorKind::ConnectionReset) => "connection reset by peer",
-        Some(io::ErrorKind::ConnectionAborted) => "connection aborted",
-        Some(io::ErrorKind::TimedOut) => "connection timed out",
-        Some(io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe) => {
-            if tls_stage {
-                "connection closed during the TLS handshake"
-            } else {
-                "connection closed before a response"
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        let message = match (rustls_error, err.kind()) {
+            (Some(tls), _) => format!("TLS handshake failed: {tls}"),
+            (None, io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe) => {
+                "TLS handshake failed: connection closed during the handshake".to_string()
             }
-        }
-        Some(io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable) => {
-            "destination unreachable"
-        }
-        _ if incomplete => "connection closed before a response",
-        _ => "",
-    };
-    let kind = if tls_stage && io_kind != Some(io::ErrorKind::ConnectionRefused) {
-        ErrorKind::Tls
-    } else {
-        ErrorKind::Connect
-    };
-    let message = if what.is_empty() {
-        describe_chain(err)
-    } else {
-        what.to_string()
-    };
-    OutboundError::new(kind, message)
-}
-
-/// "outer: inner: innermost", for errors no rule above recognises.
-fn describe_chain(err: &hyper_util::client::legacy::Error) -> String {
-    let mut message = String::new();
-    for cause in causes(err) {
-        let text = cause.to_string();
-        // hyper repeats a cause's text in its own; skip exact repeats.
-        if !message.ends_with(text.as_str()) {
-            if !message.is_empty() {
-                message.push_str(": ");
+            (None, io::ErrorKind::ConnectionReset) => {
+                "TLS handshake failed: connection reset during the handshake".to_string()
             }
-            message.push_str(&text);
-        }
+            (None, _) => format!("TLS handshake failed: {err}"),
+        };
+        return OutboundError::new(ErrorKind::Tls, message);
     }
-    message
+    let message = match err.kind() {
+        io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+        io::ErrorKind::ConnectionReset => "connection reset by peer".to_string(),
+        io::ErrorKind::ConnectionAborted => "connection aborted".to_string(),
+        io::ErrorKind::TimedOut => "connection timed out".to_string(),
+        io::ErrorKind::UnexpectedEof | io::ErrorKind::BrokenPipe => {
+            "connection closed before a response".to_string()
+        }
+        io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+            "destination unreachable".to_string()
+        }
+        _ => err.to_string(),
+    };
+    OutboundError::new(ErrorKind::Connect, message)
 }

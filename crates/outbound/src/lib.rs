@@ -1,4 +1,4 @@
-//! Outbound HTTP client of the webhook service.
+//! Outbound HTTP/1.1 client of the webhook service.
 //!
 //! One call to [`OutboundClient::post`] is one delivery attempt: it POSTs the
 //! signed envelope to the webhook's URL and reports what happened as an
@@ -15,11 +15,15 @@
 //! - Response bodies are read up to [`OutboundConfig::max_response_body`]
 //!   bytes and no further; redirects are reported, never followed.
 //! - The hot path stays quiet: no logging, one shared pooled client, and
-//!   keep-alive connections reused per host.
+//!   keep-alive connections reused per destination. The attempt's own task
+//!   writes the request and reads the response on the connection it took
+//!   from the pool (`http1.rs`); nothing else touches that connection.
 
 #![warn(missing_docs)]
 
+mod conn;
 mod error;
+mod http1;
 mod resolver;
 mod response;
 
@@ -28,19 +32,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderValue, Method, Request, Uri};
-use http_body_util::Full;
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::{HeaderMap, HeaderValue};
+use tokio_rustls::TlsConnector;
 use url::{Host, Position, Url};
 use webhook_domain::address::AddressPolicy;
 
 pub use error::{ErrorKind, OutboundError, OutboundInitError};
 
-use resolver::PolicyResolver;
+use conn::{Destination, Pool};
+use error::Stage;
+use http1::HeadError;
 
 /// Settings of the outbound client, validated by [`OutboundClient::new`].
 #[derive(Debug, Clone)]
@@ -59,23 +60,20 @@ pub struct OutboundConfig {
     pub pool_idle_timeout: Duration,
 }
 
-/// The stack below hyper's client: TLS (or plain TCP) over a TCP connector
-/// whose resolver drops refused addresses.
-type Connector = HttpsConnector<HttpConnector<PolicyResolver>>;
-
-/// A pooled HTTP/1.1 + HTTP/2 client for webhook deliveries; cheap to clone.
+/// A pooled HTTP/1.1 client (plain or TLS) for webhook deliveries; cheap to clone.
 #[derive(Clone)]
 pub struct OutboundClient {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    client: Client<Connector, Full<Bytes>>,
+    pool: Arc<Pool>,
+    tls: TlsConnector,
     policy: Arc<AddressPolicy>,
     timeout: Duration,
     max_response_body: usize,
-    /// Parsed once: it is the same on every request.
-    user_agent: HeaderValue,
+    /// Checked once to be a valid header value: it is the same on every request.
+    user_agent: String,
 }
 
 impl std::fmt::Debug for OutboundClient {
@@ -93,7 +91,7 @@ impl std::fmt::Debug for OutboundClient {
 pub struct Outcome {
     /// The response status, if a response head was received.
     pub status: Option<u16>,
-    /// The first 32 response headers, values truncated to 512 bytes.
+    /// The first 32 response headers, names lowercased, values truncated to 512 bytes.
     pub response_headers: Vec<(String, String)>,
     /// The response body up to `max_response_body` bytes, lossy UTF-8.
     pub body_excerpt: String,
@@ -108,63 +106,68 @@ pub struct Outcome {
     pub retry_after: Option<String>,
 }
 
+/// Where one request goes and what its head says about the URL.
+struct Target<'a> {
+    dest: Destination,
+    /// `Host` header: the URL's host, and its port when not the default.
+    host_header: &'a str,
+    /// Path and query; the fragment is never sent.
+    path: &'a str,
+}
+
 impl OutboundClient {
     /// Builds the client and its connection pool; fails on an invalid setting.
     pub fn new(config: OutboundConfig) -> Result<Self, OutboundInitError> {
         if config.timeout.is_zero() {
             return Err(OutboundInitError::ZeroTimeout);
         }
-        let user_agent = HeaderValue::from_str(&config.user_agent)
-            .map_err(|_| OutboundInitError::InvalidUserAgent(config.user_agent.clone()))?;
-
-        let mut tcp =
-            HttpConnector::new_with_resolver(PolicyResolver::new(Arc::clone(&config.policy)));
-        // Off so that https URLs reach the TLS layer through this connector.
-        tcp.enforce_http(false);
-        // Webhook requests are small single writes; Nagle would only add latency.
-        tcp.set_nodelay(true);
-        // The attempt timeout bounds this too; this just stops a connect that
-        // cannot succeed from lingering in the background.
-        tcp.set_connect_timeout(Some(config.timeout));
+        if HeaderValue::from_str(&config.user_agent).is_err() {
+            return Err(OutboundInitError::InvalidUserAgent(config.user_agent));
+        }
 
         // ring chosen explicitly rather than through rustls' process-wide
         // default, which panics if another crate in the binary enables a
         // second provider.
-        let tls = HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(OutboundInitError::Tls)?
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(tcp);
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(OutboundInitError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        // The client speaks HTTP/1.1 only; every HTTPS server accepts it.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
 
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            // Without a pool timer the idle timeout would never fire.
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_idle_per_host)
-            .build(tls);
-
+        let pool = Arc::new(Pool::new(
+            config.pool_idle_per_host,
+            config.pool_idle_timeout,
+        ));
+        conn::spawn_sweeper(
+            &pool,
+            (config.pool_idle_timeout / 2).clamp(Duration::from_secs(1), Duration::from_secs(60)),
+        );
         Ok(OutboundClient {
             inner: Arc::new(Inner {
-                client,
+                pool,
+                tls: TlsConnector::from(Arc::new(tls)),
                 policy: config.policy,
                 timeout: config.timeout,
                 max_response_body: config.max_response_body,
-                user_agent,
+                user_agent: config.user_agent,
             }),
         })
     }
 
     /// POSTs `body` to `url` with `headers` (the caller's signature headers
-    /// etc.); the client adds `User-Agent`, `Content-Type: application/json`
-    /// and `Content-Length`. Redirects are reported, not followed.
+    /// etc.); the client adds `Host`, `User-Agent`, `Content-Type:
+    /// application/json` and `Content-Length`. Redirects are reported, not followed.
     pub async fn post(&self, url: &Url, headers: HeaderMap, body: Bytes) -> Outcome {
         let started = Instant::now();
         let mut outcome = Outcome::default();
         if let Err(error) = self
-            .attempt(url, headers, body, started, &mut outcome)
+            .attempt(url, &headers, &body, started, &mut outcome)
             .await
         {
             outcome.error = Some(error);
@@ -176,55 +179,96 @@ impl OutboundClient {
     async fn attempt(
         &self,
         url: &Url,
-        headers: HeaderMap,
-        body: Bytes,
+        headers: &HeaderMap,
+        body: &[u8],
         started: Instant,
         outcome: &mut Outcome,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
-        let request = self.build_request(url, headers, body)?;
+        let target = self.target(url)?;
+        let request = http1::encode_request(
+            target.path,
+            target.host_header,
+            &inner.user_agent,
+            headers,
+            body,
+        );
         let deadline = tokio::time::Instant::from_std(started) + inner.timeout;
+        let mut excerpt = Vec::new();
+        let exchange = self.exchange(&target.dest, &request, outcome, &mut excerpt);
+        match tokio::time::timeout_at(deadline, exchange).await {
+            Ok(Err(error)) => Err(error),
+            Ok(Ok(())) => response::finish(outcome, excerpt, false, inner.timeout),
+            // What arrived before the deadline is kept: the status, a partial body.
+            Err(_elapsed) => response::finish(outcome, excerpt, true, inner.timeout),
+        }
+    }
 
-        let response = match tokio::time::timeout_at(deadline, inner.client.request(request)).await
-        {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => return Err(error::from_client_error(&err, url)),
-            Err(_elapsed) => {
+    /// Sends the request on a pooled or new connection and reads the answer;
+    /// the connection goes back to the pool only after a complete response.
+    async fn exchange(
+        &self,
+        dest: &Destination,
+        request: &[u8],
+        outcome: &mut Outcome,
+        excerpt: &mut Vec<u8>,
+    ) -> Result<(), OutboundError> {
+        let inner = &*self.inner;
+        let mut conn = match inner.pool.take(dest) {
+            Some(conn) => conn,
+            None => conn::connect(dest, &inner.policy, &inner.tls).await?,
+        };
+        let head = loop {
+            let answer = match http1::send(&mut conn, request).await {
+                Ok(()) => http1::read_head(&mut conn).await,
+                Err(error) => Err(HeadError::Io {
+                    error,
+                    any_bytes: false,
+                }),
+            };
+            match answer {
+                Ok(head) => break head,
+                // A kept-alive connection the receiver closed while it was
+                // idle fails before any answer: once more on a new one. (The
+                // receiver may have read the request; receivers deduplicate
+                // on the event id, and delivery is at-least-once anyway.)
+                Err(HeadError::Io {
+                    any_bytes: false, ..
+                }) if conn.reused => {
+                    conn = conn::connect(dest, &inner.policy, &inner.tls).await?;
+                }
+                Err(HeadError::Io { error, .. }) => {
+                    return Err(error::from_io(&error, Stage::Exchange));
+                }
+                Err(HeadError::Invalid(message)) => {
+                    return Err(OutboundError::new(ErrorKind::Connect, message));
+                }
+            }
+        };
+        response::record_head(&head, outcome);
+        if http1::read_body(&mut conn, &head, excerpt, inner.max_response_body).await {
+            inner.pool.put(dest, conn);
+        }
+        Ok(())
+    }
+
+    /// The destination and request line parts of `url`; IP literals are
+    /// checked against the policy here (names are checked when resolved).
+    fn target<'a>(&self, url: &'a Url) -> Result<Target<'a>, OutboundError> {
+        let tls = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            scheme => {
                 return Err(OutboundError::new(
-                    ErrorKind::Timeout,
-                    format!("no response within {} ms", inner.timeout.as_millis()),
+                    ErrorKind::Connect,
+                    format!("unsupported URL scheme '{scheme}' (only http and https)"),
                 ));
             }
         };
-        response::record(
-            response,
-            deadline,
-            inner.timeout,
-            inner.max_response_body,
-            outcome,
-        )
-        .await
-    }
-
-    fn build_request(
-        &self,
-        url: &Url,
-        headers: HeaderMap,
-        body: Bytes,
-    ) -> Result<Request<Full<Bytes>>, OutboundError> {
-        let scheme = url.scheme();
-        if scheme != "http" && scheme != "https" {
-            return Err(OutboundError::new(
-                ErrorKind::Connect,
-                format!("unsupported URL scheme '{scheme}' (only http and https)"),
-            ));
-        }
-        // hyper-util's connector never calls the resolver for an IP literal,
-        // so the policy has to see those here.
-        let literal = match url.host() {
-            Some(Host::Ipv4(ip)) => Some(IpAddr::V4(ip)),
-            Some(Host::Ipv6(ip)) => Some(IpAddr::V6(ip)),
-            Some(Host::Domain(_)) => None,
+        let (host, literal) = match url.host() {
+            Some(Host::Ipv4(ip)) => (ip.to_string(), Some(IpAddr::V4(ip))),
+            Some(Host::Ipv6(ip)) => (ip.to_string(), Some(IpAddr::V6(ip))),
+            Some(Host::Domain(name)) => (name.to_string(), None),
             None => {
                 return Err(OutboundError::new(
                     ErrorKind::Connect,
@@ -237,24 +281,18 @@ impl OutboundClient {
                 OutboundError::new(ErrorKind::BlockedAddress, blocked.to_string())
             })?;
         }
-
-        // The fragment is never sent; everything before it is a valid request target.
-        let uri = Uri::try_from(&url[..Position::AfterQuery]).map_err(|err| {
-            OutboundError::new(
-                ErrorKind::Connect,
-                format!("URL not usable for HTTP: {err}"),
-            )
-        })?;
-
-        let content_length = HeaderValue::from(body.len());
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = uri;
-        let request_headers = request.headers_mut();
-        *request_headers = headers;
-        request_headers.insert(USER_AGENT, self.inner.user_agent.clone());
-        request_headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        request_headers.insert(CONTENT_LENGTH, content_length);
-        Ok(request)
+        let port = url
+            .port_or_known_default()
+            .unwrap_or(if tls { 443 } else { 80 });
+        Ok(Target {
+            dest: Destination {
+                tls,
+                host,
+                port,
+                literal,
+            },
+            host_header: &url[Position::BeforeHost..Position::BeforePath],
+            path: &url[Position::BeforePath..Position::AfterQuery],
+        })
     }
 }

@@ -2,16 +2,11 @@
 //!
 //! Checking a webhook's host name only when it is registered is not enough:
 //! its DNS answer can change afterwards (rebinding) and point at a private
-//! address. Filtering here, on the very addresses the connector is about to
-//! dial, closes that gap.
+//! address. Filtering here, on the very addresses about to be dialled,
+//! closes that gap.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use hyper_util::client::legacy::connect::dns::Name;
 use webhook_domain::address::{AddressPolicy, BlockedAddress};
 
 /// Why a host name yields no address to connect to.
@@ -44,65 +39,42 @@ fn more_refused(refused: usize) -> String {
     }
 }
 
-/// A resolver for hyper-util's `HttpConnector` that drops refused addresses.
-#[derive(Debug, Clone)]
-pub(crate) struct PolicyResolver {
-    policy: Arc<AddressPolicy>,
-}
-
-impl PolicyResolver {
-    pub(crate) fn new(policy: Arc<AddressPolicy>) -> Self {
-        PolicyResolver { policy }
-    }
-}
-
-impl tower_service::Service<Name> for PolicyResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = ResolveError;
-    // Boxed: runs once per new connection, not per request, so the
-    // allocation is off the pooled hot path.
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ResolveError>> + Send>>;
-
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), ResolveError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let policy = Arc::clone(&self.policy);
-        Box::pin(async move {
-            let host = name.as_str();
-            // Port 0: the connector sets the URL's port on each address.
-            let resolved = tokio::net::lookup_host((host, 0)).await.map_err(|source| {
-                ResolveError::Lookup {
-                    host: host.to_string(),
-                    source,
-                }
-            })?;
-            let mut allowed = Vec::new();
-            let mut first_refused = None;
-            let mut refused = 0;
-            for addr in resolved {
-                match policy.check(addr.ip()) {
-                    Ok(()) => allowed.push(addr),
-                    Err(blocked) => {
-                        refused += 1;
-                        first_refused.get_or_insert(blocked);
-                    }
-                }
+/// The addresses of `host` the policy allows, in the resolver's order, with
+/// `port` set. Runs once per new connection, never for a pooled one.
+pub(crate) async fn resolve(
+    policy: &AddressPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, ResolveError> {
+    let resolved = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| ResolveError::Lookup {
+            host: host.to_string(),
+            source,
+        })?;
+    let mut allowed = Vec::new();
+    let mut first_refused = None;
+    let mut refused = 0;
+    for addr in resolved {
+        match policy.check(addr.ip()) {
+            Ok(()) => allowed.push(addr),
+            Err(blocked) => {
+                refused += 1;
+                first_refused.get_or_insert(blocked);
             }
-            if allowed.is_empty() {
-                return Err(match first_refused {
-                    Some(first) => ResolveError::Blocked {
-                        host: host.to_string(),
-                        first,
-                        refused,
-                    },
-                    None => ResolveError::NoAddresses {
-                        host: host.to_string(),
-                    },
-                });
-            }
-            Ok(allowed.into_iter())
-        })
+        }
     }
+    if allowed.is_empty() {
+        return Err(match first_refused {
+            Some(first) => ResolveError::Blocked {
+                host: host.to_string(),
+                first,
+                refused,
+            },
+            None => ResolveError::NoAddresses {
+                host: host.to_string(),
+            },
+        });
+    }
+    Ok(allowed)
 }

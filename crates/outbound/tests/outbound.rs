@@ -563,3 +563,201 @@ fn invalid_settings_are_refused() {
     };
     assert!(OutboundClient::new(bad_agent).is_err());
 }
+
+/// A receiver that answers each request with the next of `answers` (raw
+/// bytes; empty: no answer), and closes the connection after those marked
+/// `close`.
+async fn spawn_scripted(answers: Vec<(Vec<u8>, bool)>) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let (count, seen) = (accepts.clone(), requests.clone());
+    let answers = Arc::new(Mutex::new(answers.into_iter()));
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let (seen, answers) = (seen.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                while let Some(request) = read_request(&mut stream, &mut buf).await {
+                    seen.lock().unwrap().push(request);
+                    let Some((bytes, close)) = answers.lock().unwrap().next() else {
+                        return;
+                    };
+                    if stream.write_all(&bytes).await.is_err() || close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Receiver {
+        addr,
+        accepts,
+        requests,
+    }
+}
+
+#[tokio::test]
+async fn chunked_body_is_decoded_and_the_connection_kept() {
+    let chunked =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+            .to_vec();
+    let receiver = spawn_scripted(vec![
+        (chunked, false),
+        (response("200 OK", &[], b"ok"), false),
+    ])
+    .await;
+    let client = client();
+    let first = post(&client, &receiver.url("/")).await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    assert_eq!(first.body_excerpt, "hello world");
+    let second = post(&client, &receiver.url("/")).await;
+    assert_eq!(second.body_excerpt, "ok");
+    assert_eq!(
+        receiver.accepts(),
+        1,
+        "a complete chunked body keeps the connection"
+    );
+}
+
+#[tokio::test]
+async fn body_without_length_is_read_to_the_end_of_the_stream() {
+    let receiver = spawn_scripted(vec![
+        (b"HTTP/1.1 200 OK\r\n\r\nall of it".to_vec(), true),
+        (response("200 OK", &[], b"next"), false),
+    ])
+    .await;
+    let client = client();
+    let first = post(&client, &receiver.url("/")).await;
+    assert!(first.error.is_none(), "{:?}", first.error);
+    assert_eq!(first.body_excerpt, "all of it");
+    let second = post(&client, &receiver.url("/")).await;
+    assert_eq!(second.body_excerpt, "next");
+    assert_eq!(receiver.accepts(), 2);
+}
+
+#[tokio::test]
+async fn interim_responses_are_skipped() {
+    let answer = [
+        b"HTTP/1.1 100 Continue\r\n\r\n".as_slice(),
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+        &response("201 Created", &[], b"made"),
+    ]
+    .concat();
+    let receiver = spawn_scripted(vec![(answer, false)]).await;
+    let outcome = post(&client(), &receiver.url("/")).await;
+    assert_eq!(outcome.status, Some(201));
+    assert_eq!(outcome.body_excerpt, "made");
+    assert!(outcome.error.is_none(), "{:?}", outcome.error);
+}
+
+#[tokio::test]
+async fn connection_close_and_http_1_0_answers_are_not_reused() {
+    let receiver = spawn_scripted(vec![
+        (response("200 OK", &[("Connection", "close")], b"a"), false),
+        (
+            b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nb".to_vec(),
+            false,
+        ),
+        (response("200 OK", &[], b"c"), false),
+    ])
+    .await;
+    let client = client();
+    for expected in ["a", "b", "c"] {
+        let outcome = post(&client, &receiver.url("/")).await;
+        assert_eq!(outcome.body_excerpt, expected, "{:?}", outcome.error);
+    }
+    assert_eq!(receiver.accepts(), 3);
+}
+
+#[tokio::test]
+async fn a_pooled_connection_closed_by_the_receiver_is_replaced() {
+    // The receiver answers keep-alive, then drops the connection while idle;
+    // after a second idle the client checks a pooled connection before use.
+    let receiver = spawn_scripted(vec![
+        (response("200 OK", &[], b"one"), true),
+        (response("200 OK", &[], b"two"), false),
+    ])
+    .await;
+    let client = client();
+    assert_eq!(post(&client, &receiver.url("/")).await.body_excerpt, "one");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = post(&client, &receiver.url("/")).await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    assert_eq!(second.body_excerpt, "two");
+    assert_eq!(receiver.accepts(), 2);
+    assert_eq!(
+        receiver.requests().len(),
+        2,
+        "the closed connection got no request"
+    );
+}
+
+#[tokio::test]
+async fn a_response_that_is_not_http_is_a_connect_error() {
+    let receiver = spawn_scripted(vec![(b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec(), false)]).await;
+    let outcome = post(&client(), &receiver.url("/")).await;
+    assert_eq!(error_kind(&outcome), Some(ErrorKind::Connect));
+    let message = &outcome.error.as_ref().unwrap().message;
+    assert!(message.starts_with("invalid HTTP response"), "{message}");
+}
+
+#[tokio::test]
+async fn the_client_owns_host_length_and_type_headers() {
+    let receiver = spawn_receiver(Behaviour::Respond(response("200 OK", &[], b""))).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("host", HeaderValue::from_static("evil.example"));
+    headers.insert("content-length", HeaderValue::from_static("999"));
+    headers.insert("x-webhook-id", HeaderValue::from_static("evt_1"));
+    let outcome = client()
+        .post(&receiver.url("/p"), headers, Bytes::from_static(b"{}"))
+        .await;
+    assert_eq!(outcome.status, Some(200), "{:?}", outcome.error);
+    let request = receiver.requests()[0].to_ascii_lowercase();
+    assert!(
+        request.contains(&format!("\r\nhost: {}\r\n", receiver.addr)),
+        "{request}"
+    );
+    assert_eq!(request.matches("\r\nhost:").count(), 1, "{request}");
+    assert_eq!(
+        request.matches("\r\ncontent-length:").count(),
+        1,
+        "{request}"
+    );
+    assert!(request.contains("\r\ncontent-length: 2\r\n"), "{request}");
+    assert!(request.contains("\r\nx-webhook-id: evt_1\r\n"), "{request}");
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_that_breaks_before_an_answer_is_retried_once() {
+    // The second request is read on the kept-alive connection, which is then
+    // closed without an answer (the race of a receiver's idle timeout).
+    let receiver = spawn_scripted(vec![
+        (response("200 OK", &[], b"one"), false),
+        (Vec::new(), true),
+        (response("200 OK", &[], b"two"), false),
+    ])
+    .await;
+    let client = client();
+    assert_eq!(post(&client, &receiver.url("/")).await.body_excerpt, "one");
+    let second = post(&client, &receiver.url("/")).await;
+    assert!(second.error.is_none(), "{:?}", second.error);
+    assert_eq!(second.body_excerpt, "two");
+    assert_eq!(receiver.accepts(), 2);
+    assert_eq!(receiver.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn a_new_connection_that_breaks_before_an_answer_is_not_retried() {
+    let receiver = spawn_scripted(vec![
+        (Vec::new(), true),
+        (response("200 OK", &[], b"never"), false),
+    ])
+    .await;
+    let outcome = post(&client(), &receiver.url("/")).await;
+    assert_eq!(error_kind(&outcome), Some(ErrorKind::Connect));
+    assert_eq!(receiver.accepts(), 1);
+    assert_eq!(receiver.requests().len(), 1);
+}
