@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use webhook_domain::envelope::{Event, EventInput, ValidationErrors};
 use webhook_domain::event_type::catalogue;
@@ -155,7 +156,9 @@ pub async fn create_event(
 /// Body of the batch route.
 #[derive(Debug, Deserialize)]
 pub struct BatchBody {
-    events: Option<Vec<Value>>,
+    /// Kept as raw JSON text, each parsed on its own below: a `Value` first
+    /// built every event's payload twice (the tree, then the event's copy).
+    events: Option<Vec<Box<RawValue>>>,
 }
 
 /// `POST /internal/events/batch`: up to 1000 events, each validated on its own.
@@ -195,7 +198,7 @@ pub async fn batch(
     let mut rejections: Vec<Option<Value>> = Vec::with_capacity(events_len);
     let mut valid: Vec<Event> = Vec::with_capacity(events_len);
     for raw in events {
-        let parsed = serde_json::from_value::<EventInput>(raw)
+        let parsed = serde_json::from_str::<EventInput>(raw.get())
             .map_err(|e| json!([{"field": "event", "message": format!("event is not an object of the expected shape: {e}")}]))
             .and_then(|input| {
                 input.validate(now).map_err(|e| {
