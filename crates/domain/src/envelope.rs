@@ -8,6 +8,7 @@
 
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::event_type::EventType;
@@ -18,7 +19,7 @@ use crate::timefmt::format_rfc3339_millis;
 pub const WEBHOOK_SERVICE: &str = "webhook-service";
 
 /// An event as posted by a producer, before validation.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EventInput {
     /// The producer's own event id, if it sends one; generated otherwise.
@@ -27,8 +28,10 @@ pub struct EventInput {
     pub event_type: Option<String>,
     /// The user the event concerns; must be a string.
     pub user_id: Option<Value>,
-    /// The event payload; must be a JSON object.
-    pub data: Option<Value>,
+    /// The event payload; must be a JSON object. Kept as text: it is only
+    /// checked to be an object and copied into the envelope, so building a
+    /// map of it (and serializing that again) was wasted work on every event.
+    pub data: Option<Box<RawValue>>,
     /// Extra context; must be a JSON object when present.
     pub metadata: Option<Value>,
 }
@@ -90,8 +93,8 @@ pub struct Event {
     pub event_type: EventType,
     /// The user the event concerns (and whose webhooks receive it).
     pub user_id: UserId,
-    /// The payload, in the producer's key order.
-    pub data: Map<String, Value>,
+    /// The payload as the producer wrote it (keys, order, numbers), compacted.
+    pub data: JsonObject,
     /// Context; always holds `service` and `timestamp` after validation.
     pub metadata: Map<String, Value>,
     /// When the service accepted the event, in unix milliseconds.
@@ -157,22 +160,20 @@ impl EventInput {
         };
 
         let data = match self.data {
-            None | Some(Value::Null) => {
+            None => {
                 errors.push(FieldError::new(
                     "data",
                     "data is required and must be a JSON object",
                 ));
                 None
             }
-            Some(Value::Object(map)) => Some(map),
-            Some(other) => {
-                let kind = kind_of(&other);
-                errors.push(FieldError::new(
-                    "data",
-                    format!("data must be a JSON object, not {kind}"),
-                ));
-                None
-            }
+            Some(raw) => match JsonObject::from_raw(raw) {
+                Ok(object) => Some(object),
+                Err(problem) => {
+                    errors.push(FieldError::new("data", format!("data {problem}")));
+                    None
+                }
+            },
         };
 
         let metadata = match self.metadata {
@@ -226,7 +227,7 @@ impl Event {
     pub fn test_event(
         event_type: EventType,
         user_id: UserId,
-        data: Map<String, Value>,
+        data: &Map<String, Value>,
         now_ms: i64,
     ) -> Event {
         let mut metadata = Map::with_capacity(3);
@@ -243,7 +244,7 @@ impl Event {
             id: EventId::generate(),
             event_type,
             user_id,
-            data,
+            data: JsonObject::from_map(data),
             metadata,
             created_at_ms: now_ms,
             id_supplied: false,
@@ -260,6 +261,140 @@ impl Event {
         // string keys always serializes.
         let _ = serde_json::to_writer(&mut out, &EnvelopeView(self));
         out
+    }
+}
+
+/// A JSON object held as compact text, exactly as it goes into the envelope.
+#[derive(Debug, Clone)]
+pub struct JsonObject(Box<RawValue>);
+
+/// Deepest nesting accepted in `data`, as serde_json's own limit for the
+/// rest of a body (a receiver's parser may have a smaller stack than ours).
+pub const MAX_DATA_DEPTH: usize = 128;
+
+impl JsonObject {
+    /// Accepts `raw` if it is an object nested at most [`MAX_DATA_DEPTH`]
+    /// deep; otherwise says what is wrong, as the end of a sentence starting
+    /// "data ". Whitespace outside strings is removed; everything else (key
+    /// order, duplicate keys, number spelling, escapes) stays as written.
+    pub fn from_raw(raw: Box<RawValue>) -> Result<JsonObject, String> {
+        // serde_json has checked the syntax, and a raw value starts at its
+        // first significant byte.
+        let kind = match raw.get().as_bytes().first() {
+            Some(b'{') => None,
+            Some(b'[') => Some("an array"),
+            Some(b'"') => Some("a string"),
+            Some(b't' | b'f') => Some("a boolean"),
+            Some(b'n') => Some("null"),
+            _ => Some("a number"),
+        };
+        if let Some(kind) = kind {
+            return Err(format!("must be a JSON object, not {kind}"));
+        }
+        // serde_json skips over a raw value without its recursion limit.
+        let shape = scan(raw.get());
+        if shape.depth > MAX_DATA_DEPTH {
+            return Err(format!(
+                "is nested too deeply (more than {MAX_DATA_DEPTH} levels)"
+            ));
+        }
+        if !shape.has_space {
+            return Ok(JsonObject(raw));
+        }
+        // Removing insignificant whitespace from valid JSON leaves valid JSON.
+        RawValue::from_string(compact(raw.get()))
+            .map(JsonObject)
+            .map_err(|e| format!("could not be compacted: {e}"))
+    }
+
+    /// The object of a map (the service's own events).
+    pub fn from_map(map: &Map<String, Value>) -> JsonObject {
+        // A map with string keys always serializes; the fallback is never taken.
+        JsonObject(serde_json::value::to_raw_value(map).unwrap_or_default())
+    }
+
+    /// The compact JSON text.
+    pub fn as_str(&self) -> &str {
+        self.0.get()
+    }
+}
+
+/// What one pass over valid JSON text finds.
+struct Shape {
+    /// Whitespace outside strings.
+    has_space: bool,
+    /// Deepest nesting of arrays and objects.
+    depth: usize,
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+fn scan(text: &str) -> Shape {
+    let (mut in_string, mut escaped) = (false, false);
+    let (mut depth, mut deepest, mut has_space) = (0usize, 0usize, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b if is_space(b) => has_space = true,
+            _ => {}
+        }
+    }
+    Shape {
+        has_space,
+        depth: deepest,
+    }
+}
+
+/// Valid JSON `text` without whitespace outside strings.
+fn compact(text: &str) -> String {
+    let mut out = Vec::with_capacity(text.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in text.as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if is_space(b) {
+            continue;
+        }
+        out.push(b);
+    }
+    // Only ASCII whitespace bytes were dropped, so the rest is still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+impl PartialEq for JsonObject {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Serialize for JsonObject {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -309,7 +444,7 @@ mod tests {
     const NOW: i64 = 1_735_689_600_000; // 2025-01-01T00:00:00.000Z
 
     fn input(value: Value) -> EventInput {
-        serde_json::from_value(value).unwrap()
+        serde_json::from_str(&value.to_string()).unwrap()
     }
 
     #[test]
@@ -444,7 +579,7 @@ mod tests {
         let event = Event::test_event(
             EventType::parse("user.created").unwrap(),
             UserId::parse("u1").unwrap(),
-            json!({"test": true}).as_object().unwrap().clone(),
+            json!({"test": true}).as_object().unwrap(),
             NOW,
         );
         assert!(!event.id_supplied);
@@ -469,5 +604,86 @@ mod tests {
         let body: Value = serde_json::from_slice(&event.envelope_bytes()).unwrap();
         assert_eq!(body["userId"], "u\"1");
         assert_eq!(body["data"]["text"], "line\nbreak \u{1F600}");
+    }
+
+    fn event_from_text(text: &str) -> Event {
+        serde_json::from_str::<EventInput>(text)
+            .unwrap()
+            .validate(NOW)
+            .unwrap()
+    }
+
+    #[test]
+    fn data_is_compacted_but_otherwise_kept_as_written() {
+        let event = event_from_text(
+            "{\"eventType\": \"user.created\", \"userId\": \"u1\", \"data\": {\n  \"b\" : 1 ,\t\"a\": [ 1.50, 2e3 ],\r\n \"s\": \"keep  these \\\" spaces\", \"big\": 12345678901234567890123, \"u\": \"\\u00e9\" } }",
+        );
+        assert_eq!(
+            event.data.as_str(),
+            r#"{"b":1,"a":[1.50,2e3],"s":"keep  these \" spaces","big":12345678901234567890123,"u":"\u00e9"}"#
+        );
+        let body: Value = serde_json::from_slice(&event.envelope_bytes()).unwrap();
+        assert_eq!(body["data"]["s"], "keep  these \" spaces");
+        assert_eq!(body["data"]["u"], "\u{e9}");
+    }
+
+    #[test]
+    fn scanning_finds_whitespace_and_depth_outside_strings() {
+        let shape = scan(r#"{"k":"a b [[[","n":[1,{"x":null}]}"#);
+        assert!(!shape.has_space);
+        assert_eq!(shape.depth, 3);
+        assert!(scan("{ }").has_space);
+        assert_eq!(compact(r#"{ "a" : "b \" c" }"#), r#"{"a":"b \" c"}"#);
+    }
+
+    #[test]
+    fn data_nested_deeper_than_the_limit_is_refused() {
+        let nested = |levels: usize| {
+            format!(
+                r#"{{"eventType":"user.created","userId":"u1","data":{}{}}}"#,
+                "{\"a\":".repeat(levels - 1) + "{",
+                "}".repeat(levels)
+            )
+        };
+        let ok = serde_json::from_str::<EventInput>(&nested(MAX_DATA_DEPTH)).unwrap();
+        assert!(ok.validate(NOW).is_ok());
+        let deep = serde_json::from_str::<EventInput>(&nested(MAX_DATA_DEPTH + 1)).unwrap();
+        let err = deep.validate(NOW).unwrap_err();
+        assert_eq!(
+            err.errors()[0].message,
+            "data is nested too deeply (more than 128 levels)"
+        );
+    }
+
+    #[test]
+    fn data_of_every_other_kind_is_named() {
+        for (data, kind) in [
+            ("[1]", "an array"),
+            ("\"x\"", "a string"),
+            ("true", "a boolean"),
+            ("false", "a boolean"),
+            ("-1.5", "a number"),
+            ("7", "a number"),
+        ] {
+            let text = format!(r#"{{"eventType":"user.created","userId":"u1","data":{data}}}"#);
+            let err = serde_json::from_str::<EventInput>(&text)
+                .unwrap()
+                .validate(NOW)
+                .unwrap_err();
+            assert_eq!(
+                err.errors()[0].message,
+                format!("data must be a JSON object, not {kind}"),
+                "{data}"
+            );
+        }
+        let null = r#"{"eventType":"user.created","userId":"u1","data":null}"#;
+        let err = serde_json::from_str::<EventInput>(null)
+            .unwrap()
+            .validate(NOW)
+            .unwrap_err();
+        assert_eq!(
+            err.errors()[0].message,
+            "data is required and must be a JSON object"
+        );
     }
 }

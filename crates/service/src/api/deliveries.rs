@@ -402,7 +402,7 @@ pub async fn test_send(
         Some(Value::Object(map)) => map,
         Some(_) => return Err(ApiError::field("data", "data must be a JSON object")),
     };
-    let event = Event::test_event(event_type, webhook.owner_id.clone(), data, now_ms());
+    let event = Event::test_event(event_type, webhook.owner_id.clone(), &data, now_ms());
     let event_id = event.id.clone();
     let internal = || {
         ApiError::new(

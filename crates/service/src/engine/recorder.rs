@@ -124,7 +124,7 @@ async fn announce_disabled(inner: &Arc<Inner>, disabled: Vec<DisabledWebhook>) {
             id: None,
             event_type: Some("webhook.disabled".into()),
             user_id: Some(Value::String(d.owner_id.to_string())),
-            data: Some(Value::Object(data)),
+            data: serde_json::value::to_raw_value(&data).ok(),
             metadata: Some(Value::Object(metadata)),
         };
         match input.validate(now) {
