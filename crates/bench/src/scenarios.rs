@@ -436,7 +436,25 @@ async fn backlog(s: &Settings) -> anyhow::Result<Report> {
     Ok(r)
 }
 
-/// Healthy endpoint alone, then beside one that hangs past the timeout.
+/// Rounds of `isolation`: each runs the healthy endpoint alone, then beside
+/// one that hangs. A p99 is a run's 1 %-slowest deliveries, so one stall of
+/// the shared machine in either half decided a single comparison; medians
+/// of interleaved rounds do not hang on one stall. Every round's figures
+/// are reported too.
+const ISOLATION_ROUNDS: usize = 3;
+
+/// The median of `values` (the lower middle one for an even count).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted
+        .get((sorted.len().saturating_sub(1)) / 2)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// Healthy endpoint alone, then beside one that hangs past the timeout, in
+/// [`ISOLATION_ROUNDS`] interleaved rounds (one in smoke mode).
 async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     let rate = s.rate(4000, 200);
     let duration = if s.smoke {
@@ -444,11 +462,98 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     } else {
         Duration::from_secs(10)
     };
+    let rounds = if s.smoke { 1 } else { ISOLATION_ROUNDS };
     let http = Http::default();
     let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
-    let env = [("WEBHOOK_TIMEOUT", "1000".to_string())];
 
-    // Run 1: the healthy endpoint alone.
+    let mut solos = Vec::with_capacity(rounds);
+    let mut besides = Vec::with_capacity(rounds);
+    for _ in 0..rounds {
+        let (solo, beside) = isolation_round(s, &http, rate, duration, ceiling).await?;
+        solos.push(solo);
+        besides.push(beside);
+    }
+    let p99s =
+        |reports: &[Report]| -> Vec<f64> { reports.iter().map(|r| r.latency_ms.1).collect() };
+    let rates =
+        |reports: &[Report]| -> Vec<f64> { reports.iter().map(|r| r.deliveries_per_sec).collect() };
+    let (solo_p99, beside_p99) = (median(&p99s(&solos)), median(&p99s(&besides)));
+    let (solo_rate, beside_rate) = (median(&rates(&solos)), median(&rates(&besides)));
+
+    // The main figures are those of the round whose p99 beside the hanging
+    // endpoint is the median one; loss, errors and stragglers count every round.
+    let middle = besides
+        .iter()
+        .position(|r| r.latency_ms.1 == beside_p99)
+        .unwrap_or(0);
+    let mut r = besides.swap_remove(middle);
+    let late_of = |report: &Report| {
+        report
+            .extra
+            .get("late")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    let mut late = late_of(&r);
+    let mut unfinished = r
+        .extra
+        .get("unfinished_at_end")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    for other in besides.iter().chain(solos.iter()) {
+        r.lost += other.lost;
+        r.duplicates += other.duplicates;
+        r.errors += other.errors;
+        late += late_of(other);
+        unfinished += other
+            .extra
+            .get("unfinished_at_end")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+    }
+    r.extra.insert("late".into(), json!(late));
+    r.extra
+        .insert("unfinished_at_end".into(), json!(unfinished));
+    let ratio = |a: f64, b: f64| {
+        if b > 0.0 {
+            (a / b * 1000.0).round() / 1000.0
+        } else {
+            0.0
+        }
+    };
+    let round =
+        |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| (x * 100.0).round() / 100.0).collect() };
+    r.extra
+        .insert("offered_per_sec_per_endpoint".into(), json!(rate));
+    r.extra.insert("rounds".into(), json!(rounds));
+    r.extra
+        .insert("solo_deliveries_per_sec".into(), json!(solo_rate.round()));
+    r.extra
+        .insert("solo_latency_p99_ms".into(), json!(solo_p99));
+    r.extra
+        .insert("latency_p99_median_ms".into(), json!(beside_p99));
+    r.extra
+        .insert("rate_ratio".into(), json!(ratio(beside_rate, solo_rate)));
+    r.extra
+        .insert("p99_ratio".into(), json!(ratio(beside_p99, solo_p99)));
+    r.extra
+        .insert("solo_p99_rounds_ms".into(), json!(round(p99s(&solos))));
+    let mut beside_p99s = p99s(&besides);
+    beside_p99s.insert(middle, beside_p99);
+    r.extra
+        .insert("p99_rounds_ms".into(), json!(round(beside_p99s)));
+    Ok(r)
+}
+
+/// One round of `isolation`: (healthy alone, healthy beside a hanging endpoint).
+async fn isolation_round(
+    s: &Settings,
+    http: &Http,
+    rate: u32,
+    duration: Duration,
+    ceiling: f64,
+) -> anyhow::Result<(Report, Report)> {
+    let env = [("WEBHOOK_TIMEOUT", "1000".to_string())];
     let solo = steady_run(
         "isolation",
         s,
@@ -460,7 +565,7 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     )
     .await?;
 
-    // Run 2: the same load, plus as many events to an endpoint that hangs.
+    // The same load, plus as many events to an endpoint that hangs.
     let receiver = CountingReceiver::with_capacity(rate as usize * 12).await?;
     let hanging = Receiver::start(Behavior::Hang)
         .await
@@ -468,12 +573,12 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     let svc = start(s, &env)?;
     let healthy_token = svc.token("healthy-user", false)?;
     let hanging_token = svc.token("hanging-user", false)?;
-    create_webhook(&http, &svc, &healthy_token, &receiver.url("/healthy")).await?;
-    create_webhook(&http, &svc, &hanging_token, &hanging.url("/hang")).await?;
+    create_webhook(http, &svc, &healthy_token, &receiver.url("/healthy")).await?;
+    create_webhook(http, &svc, &hanging_token, &hanging.url("/hang")).await?;
     let uri = format!("{}/internal/webhooks/trigger", svc.base);
     let (healthy_sent, hanging_sent) = tokio::join!(
         open_loop(
-            &http,
+            http,
             &uri,
             Some(INTERNAL_SECRET),
             rate,
@@ -481,7 +586,7 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
             trigger_body("healthy-user")
         ),
         open_loop(
-            &http,
+            http,
             &uri,
             Some(INTERNAL_SECRET),
             rate,
@@ -499,7 +604,7 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     let mut r = report("isolation", s, &healthy_sent, &receipts, 1, &svc, ceiling);
     settle(
         &mut r,
-        &http,
+        http,
         &svc,
         &healthy_token,
         &receiver,
@@ -509,39 +614,22 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     )
     .await?;
     r.errors += hanging_sent.errors;
-    let rate_ratio = if solo.deliveries_per_sec > 0.0 {
-        r.deliveries_per_sec / solo.deliveries_per_sec
-    } else {
-        0.0
-    };
-    let p99_ratio = if solo.latency_ms.1 > 0.0 {
-        r.latency_ms.1 / solo.latency_ms.1
-    } else {
-        0.0
-    };
-    r.extra
-        .insert("offered_per_sec_per_endpoint".into(), json!(rate));
-    r.extra.insert(
-        "solo_deliveries_per_sec".into(),
-        json!(solo.deliveries_per_sec.round()),
-    );
-    r.extra
-        .insert("solo_latency_p99_ms".into(), json!(solo.latency_ms.1));
-    r.extra.insert(
-        "rate_ratio".into(),
-        json!((rate_ratio * 1000.0).round() / 1000.0),
-    );
-    r.extra.insert(
-        "p99_ratio".into(),
-        json!((p99_ratio * 1000.0).round() / 1000.0),
-    );
     r.extra.insert(
         "hanging_events_accepted".into(),
         json!(hanging_sent.accepted.len()),
     );
-    r.lost += solo.lost;
-    if let Some(late) = solo.extra.get("late") {
-        r.extra.insert("solo_late".into(), late.clone());
+    Ok((solo, r))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_takes_the_middle_or_the_lower_middle() {
+        assert_eq!(median(&[30.0, 1.5, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), 2.0);
+        assert_eq!(median(&[7.0]), 7.0);
+        assert_eq!(median(&[]), 0.0);
     }
-    Ok(r)
 }
