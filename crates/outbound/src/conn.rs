@@ -35,7 +35,7 @@ pub(crate) struct Destination {
 /// The byte stream of one connection.
 pub(crate) enum Io {
     Plain(TcpStream),
-    // Boxed: the TLS state is large and most webhook URLs share this enum's size budget.
+    // Boxed: the TLS state is large; plain connections should not carry its size.
     Tls(Box<TlsStream<TcpStream>>),
 }
 
