@@ -67,9 +67,69 @@ type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 trait WriteJob: Send {
     /// Runs inside the open transaction. Returns the closure that answers
     /// the caller after the commit, and whether SQLite failed (abort the batch).
-    fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool);
+    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool);
     /// Answers the caller when the transaction could not even start.
     fn fail(self: Box<Self>, error: String);
+}
+
+/// What the writer keeps across the jobs of one transaction.
+#[derive(Default)]
+struct TxState<'c> {
+    /// The ingest statements, kept while ingest jobs follow each other and
+    /// dropped by any other job (its lookups would no longer be valid).
+    ingester: Option<queries::Ingester<'c>>,
+}
+
+/// Answers `reply` with `result` once the transaction's outcome is known;
+/// says whether `result` is a failure of SQLite itself (abort the batch).
+fn answer_after_commit<T: Send + 'static>(
+    result: Result<T, StoreError>,
+    reply: oneshot::Sender<Result<T, StoreError>>,
+) -> (Completion, bool) {
+    let sqlite_failed = matches!(result, Err(StoreError::Unavailable(_)));
+    let completion: Completion = Box::new(move |committed| {
+        let answer = match (committed, result) {
+            (Ok(()), result) => result,
+            // Its own error says more than "the batch was aborted".
+            (Err(_), Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(StoreError::Unavailable(format!("transaction aborted: {e}"))),
+        };
+        // The caller may have gone away (request cancelled); nothing to do then.
+        let _ = reply.send(answer);
+    });
+    (completion, sqlite_failed)
+}
+
+/// Stores one ingest call's events, with the statements the transaction's
+/// previous ingest job left prepared.
+struct IngestJob {
+    owner: String,
+    items: Arc<Vec<IngestItem>>,
+    reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
+}
+
+impl WriteJob for IngestJob {
+    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
+        let IngestJob {
+            owner,
+            items,
+            reply,
+        } = *self;
+        let ingester = match tx.ingester.take() {
+            Some(ingester) => Ok(ingester),
+            None => queries::Ingester::new(conn),
+        };
+        let result = ingester.and_then(|mut ingester| {
+            let result = ingester.ingest(conn, &owner, &items);
+            tx.ingester = Some(ingester);
+            result
+        });
+        answer_after_commit(result, reply)
+    }
+
+    fn fail(self: Box<Self>, error: String) {
+        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
+    }
 }
 
 struct Job<F, T> {
@@ -82,23 +142,11 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    fn run(self: Box<Self>, conn: &Connection) -> (Completion, bool) {
+    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
+        // Any other job may change what the ingester has looked up.
+        tx.ingester = None;
         let Job { work, reply } = *self;
-        let result = work(conn);
-        let sqlite_failed = matches!(result, Err(StoreError::Unavailable(_)));
-        let completion: Completion = Box::new(move |committed| {
-            let answer = match (committed, result) {
-                (Ok(()), result) => result,
-                // Its own error says more than "the batch was aborted".
-                (Err(_), Err(e)) => Err(e),
-                (Err(e), Ok(_)) => {
-                    Err(StoreError::Unavailable(format!("transaction aborted: {e}")))
-                }
-            };
-            // The caller may have gone away (request cancelled); nothing to do then.
-            let _ = reply.send(answer);
-        });
-        (completion, sqlite_failed)
+        answer_after_commit(work(conn), reply)
     }
 
     fn fail(self: Box<Self>, error: String) {
@@ -116,9 +164,10 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
         let mut completions = Vec::with_capacity(64);
         let mut aborted = None;
         let mut next = Some(first);
+        let mut tx = TxState::default();
         // Everything that queued up while the last commit was being fsynced joins this one.
         while let Some(job) = next.take() {
-            let (completion, sqlite_failed) = job.run(&conn);
+            let (completion, sqlite_failed) = job.run(&conn, &mut tx);
             completions.push(completion);
             if sqlite_failed {
                 aborted = Some("a statement failed".to_string());
@@ -128,6 +177,7 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
                 next = jobs.try_recv().ok();
             }
         }
+        drop(tx);
         let outcome = match aborted {
             Some(reason) => Err(reason),
             None => run_cached(&conn, "COMMIT").map_err(|e| e.to_string()),
@@ -465,9 +515,18 @@ impl Store for SqliteStore {
         owner: &str,
         items: Arc<Vec<IngestItem>>,
     ) -> Result<Vec<IngestOutcome>, StoreError> {
-        let owner = owner.to_string();
-        self.write(move |c| queries::ingest(c, &owner, &items))
+        let (reply, answer) = oneshot::channel();
+        let job = IngestJob {
+            owner: owner.to_string(),
+            items,
+            reply,
+        };
+        self.writer
+            .send(Box::new(job))
+            .map_err(|_| StoreError::Unavailable("the writer thread has stopped".into()))?;
+        answer
             .await
+            .map_err(|_| StoreError::Unavailable("the writer thread dropped a job".into()))?
     }
 
     async fn heartbeat(&self, _owner: &str) -> Result<(), StoreError> {
@@ -584,8 +643,10 @@ impl Store for SqliteStore {
 mod tests {
     use super::*;
     use crate::crypto::EncryptionKey;
-    use crate::store::DeliveryFilter;
+    use crate::store::{DeliveryFilter, NewDelivery};
+    use bytes::Bytes;
     use rusqlite::params;
+    use webhook_domain::ids::{EventId, UserId};
 
     fn cipher() -> SecretCipher {
         SecretCipher::new(&EncryptionKey::new([7; 32]))
@@ -776,5 +837,76 @@ mod tests {
             )
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    fn ingest_item(event: &str, delivery: &str, webhook: &str) -> IngestItem {
+        IngestItem {
+            event_id: EventId::parse(event).unwrap(),
+            event_type: "user.created".to_string(),
+            user_id: UserId::parse("user-1").unwrap(),
+            payload: Bytes::from_static(b"{}"),
+            idempotent: false,
+            created_at: 1,
+            deliveries: vec![NewDelivery {
+                id: DeliveryId::parse(delivery).unwrap(),
+                webhook_id: WebhookId::parse(webhook).unwrap(),
+                claimed: true,
+            }],
+        }
+    }
+
+    /// Runs `job` as the writer does, inside the transaction state `tx`.
+    fn run_job<'c, T>(
+        job: Box<dyn WriteJob>,
+        conn: &'c Connection,
+        tx: &mut TxState<'c>,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        let (completion, failed) = job.run(conn, tx);
+        assert!(!failed);
+        completion(Ok(()));
+        answer.blocking_recv().unwrap()
+    }
+
+    #[test]
+    fn a_webhook_deleted_between_ingest_jobs_of_one_transaction_gets_no_delivery() {
+        let (_dir, conn) = claim_fixture(&["wh_a"]);
+        let mut tx = TxState::default();
+        let ingest = |event: &str, delivery: &str| {
+            let (reply, answer) = oneshot::channel();
+            let job = IngestJob {
+                owner: "me".to_string(),
+                items: Arc::new(vec![ingest_item(event, delivery, "wh_a")]),
+                reply,
+            };
+            (Box::new(job) as Box<dyn WriteJob>, answer)
+        };
+        let (job, answer) = ingest("evt_one", "dlv_one");
+        run_job(job, &conn, &mut tx, answer).unwrap();
+        assert!(tx.ingester.is_some(), "kept for the next ingest job");
+
+        // Another kind of job (here: deleting the webhook) drops what the
+        // ingester looked up.
+        let (reply, answer) = oneshot::channel();
+        let delete = Job {
+            work: |c: &Connection| {
+                c.execute("DELETE FROM webhooks WHERE id = 'wh_a'", [])?;
+                Ok(())
+            },
+            reply,
+        };
+        run_job(Box::new(delete), &conn, &mut tx, answer).unwrap();
+        assert!(tx.ingester.is_none());
+
+        let (job, answer) = ingest("evt_two", "dlv_two");
+        run_job(job, &conn, &mut tx, answer).unwrap();
+        let deliveries: Vec<String> = conn
+            .prepare("SELECT id FROM deliveries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(deliveries, ["dlv_one"]);
     }
 }
