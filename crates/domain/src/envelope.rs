@@ -331,10 +331,12 @@ fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
-fn scan(text: &str) -> Shape {
+/// Each byte of valid JSON `text`, and whether it lies outside every string
+/// (quotes count as inside): where whitespace and brackets are structure.
+fn outside_strings(text: &str) -> impl Iterator<Item = (u8, bool)> + '_ {
     let (mut in_string, mut escaped) = (false, false);
-    let (mut depth, mut deepest, mut has_space) = (0usize, 0usize, false);
-    for &b in text.as_bytes() {
+    text.bytes().map(move |b| {
+        let outside = !in_string && b != b'"';
         if in_string {
             if escaped {
                 escaped = false;
@@ -343,10 +345,17 @@ fn scan(text: &str) -> Shape {
             } else if b == b'"' {
                 in_string = false;
             }
-            continue;
+        } else if b == b'"' {
+            in_string = true;
         }
+        (b, outside)
+    })
+}
+
+fn scan(text: &str) -> Shape {
+    let (mut depth, mut deepest, mut has_space) = (0usize, 0usize, false);
+    for (b, _) in outside_strings(text).filter(|&(_, outside)| outside) {
         match b {
-            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -364,24 +373,10 @@ fn scan(text: &str) -> Shape {
 
 /// Valid JSON `text` without whitespace outside strings.
 fn compact(text: &str) -> String {
-    let mut out = Vec::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in text.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if is_space(b) {
-            continue;
-        }
-        out.push(b);
-    }
+    let out: Vec<u8> = outside_strings(text)
+        .filter(|&(b, outside)| !(outside && is_space(b)))
+        .map(|(b, _)| b)
+        .collect();
     // Only ASCII whitespace bytes were dropped, so the rest is still UTF-8.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
