@@ -179,7 +179,7 @@ type IdleList = VecDeque<(Conn, Instant)>;
 
 /// Idle keep-alive connections per destination, newest last.
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Destination, IdleList>>,
+    idle: Mutex<HashMap<Destination, IdleList, foldhash::fast::RandomState>>,
     max_per_destination: usize,
     idle_timeout: Duration,
 }
@@ -187,13 +187,16 @@ pub(crate) struct Pool {
 impl Pool {
     pub(crate) fn new(max_per_destination: usize, idle_timeout: Duration) -> Self {
         Pool {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
             max_per_destination,
             idle_timeout,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Destination, IdleList>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<Destination, IdleList, foldhash::fast::RandomState>>
+    {
         // A panic while holding the lock leaves only idle connections behind.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }

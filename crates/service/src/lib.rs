@@ -15,3 +15,7 @@ pub mod ratelimit;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+
+/// A hash map with a fast seeded hasher (foldhash) for the maps the delivery
+/// path reads several times per delivery, keyed by ids and user ids.
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;

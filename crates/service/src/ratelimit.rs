@@ -2,7 +2,6 @@
 //!
 //! Limits are per instance: each process counts its own requests.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use http::{HeaderMap, HeaderValue};
@@ -69,7 +68,7 @@ impl Decision {
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
-    windows: Mutex<HashMap<String, (i64, u32)>>,
+    windows: Mutex<crate::FastMap<String, (i64, u32)>>,
 }
 
 impl RateLimiter {
@@ -77,7 +76,7 @@ impl RateLimiter {
     pub fn new(limit: RateLimit) -> Self {
         RateLimiter {
             limit,
-            windows: Mutex::new(HashMap::new()),
+            windows: Mutex::new(crate::FastMap::default()),
         }
     }
 

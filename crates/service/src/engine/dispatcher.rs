@@ -21,7 +21,7 @@
 //! them wait in the store.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -119,7 +119,7 @@ impl EndpointQueue {
 
 struct Dispatcher {
     inner: Arc<Inner>,
-    queues: HashMap<WebhookId, EndpointQueue>,
+    queues: crate::FastMap<WebhookId, EndpointQueue>,
     ready: VecDeque<WebhookId>,
     /// Webhooks held by an open circuit, by the end of their cool-down
     /// (entries may be stale; they are checked when they come due).
@@ -268,7 +268,7 @@ impl Dispatcher {
 pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
     let mut d = Dispatcher {
         inner,
-        queues: HashMap::new(),
+        queues: crate::FastMap::default(),
         ready: VecDeque::new(),
         cooling: BinaryHeap::new(),
         in_flight: 0,

@@ -6,7 +6,6 @@
 //! swapped in whole, so readers never see a half-applied change. A change
 //! therefore takes effect for the next event.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
@@ -66,14 +65,14 @@ impl Route {
 
 #[derive(Debug, Default)]
 struct Table {
-    by_id: HashMap<WebhookId, Arc<Route>>,
-    active_by_user: HashMap<UserId, Vec<Arc<Route>>>,
+    by_id: crate::FastMap<WebhookId, Arc<Route>>,
+    active_by_user: crate::FastMap<UserId, Vec<Arc<Route>>>,
     active_scope_all: Vec<Arc<Route>>,
 }
 
 impl Table {
     /// Builds the fan-out indexes over every route.
-    fn index(by_id: HashMap<WebhookId, Arc<Route>>) -> Table {
+    fn index(by_id: crate::FastMap<WebhookId, Arc<Route>>) -> Table {
         let mut table = Table {
             by_id,
             ..Table::default()
@@ -149,7 +148,7 @@ impl RoutingTable {
     }
 
     /// Read-modify-write under the write lock, so concurrent edits are not lost.
-    fn edit(&self, change: impl FnOnce(&mut HashMap<WebhookId, Arc<Route>>)) {
+    fn edit(&self, change: impl FnOnce(&mut crate::FastMap<WebhookId, Arc<Route>>)) {
         let mut guard = match self.table.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),

@@ -7,7 +7,6 @@
 //! webhook's share is full, its new deliveries stay unclaimed in the store
 //! and the scheduler brings them in as slots free up.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 
 use webhook_domain::ids::WebhookId;
@@ -15,7 +14,7 @@ use webhook_domain::ids::WebhookId;
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
-    per_webhook: HashMap<WebhookId, usize>,
+    per_webhook: crate::FastMap<WebhookId, usize>,
 }
 
 /// Slot accounting shared by ingest, the scheduler and the recorder.

@@ -292,7 +292,7 @@ pub struct Ingester<'c> {
     webhook_exists: rusqlite::CachedStatement<'c>,
     /// Webhooks looked up so far. Valid while no other kind of job runs: a
     /// webhook deleted by one would otherwise still count as present.
-    known: std::collections::HashMap<String, bool>,
+    known: crate::FastMap<String, bool>,
 }
 
 impl<'c> Ingester<'c> {
@@ -313,7 +313,7 @@ impl<'c> Ingester<'c> {
             // journal, a copy of every page it touches, which cost more than
             // the insert itself.
             webhook_exists: c.prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?,
-            known: std::collections::HashMap::new(),
+            known: crate::FastMap::default(),
         })
     }
 
