@@ -92,10 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit)),
         internal_limiter: Arc::new(RateLimiter::new(config.internal_rate_limit)),
     });
-    let app = api::router(state).layer(tower_http::timeout::TimeoutLayer::with_status_code(
-        axum::http::StatusCode::REQUEST_TIMEOUT,
-        config.request_timeout,
-    ));
+    let app = api::App::new(state, config.request_timeout);
 
     let listener = TcpListener::bind((config.host, config.port))
         .await

@@ -12,18 +12,24 @@ pub mod openapi;
 mod ops;
 mod webhooks;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tower::ServiceExt as _;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 use webhook_domain::address::AddressPolicy;
 
 use crate::auth::{Authenticator, Principal};
@@ -33,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use error::ApiError;
+use extract::ApiJson;
 
 /// Everything the handlers share, behind one `Arc`: axum clones the state
 /// for every request, and one reference count is cheaper than ten.
@@ -165,6 +172,116 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The HTTP application: the router, and beside it the producers' two
+/// ingest routes served without going through it.
+///
+/// Every event crosses one of those two routes. Through the router's layers
+/// (request timeout, [`observe`], [`internal_auth`]: each a boxed service
+/// with a boxed future) a request cost about 19,000 instructions before its
+/// handler ran, some 11 % of a delivery's. The hot routes run the same
+/// functions in the same order (timeout outermost, then `observed`, then
+/// `internal_authenticated`, then the handler with its extractors), composed
+/// directly. Everything else, other methods on these paths included, goes to
+/// the router.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    hot: Option<HotRoutes>,
+}
+
+#[derive(Clone)]
+struct HotRoutes {
+    state: AppState,
+    timeout: Duration,
+}
+
+#[derive(Clone, Copy)]
+enum HotRoute {
+    Trigger,
+    Batch,
+}
+
+impl App {
+    /// The router of [`router`] with a `timeout` per request (answered 408),
+    /// and the hot routes with the same timeout.
+    pub fn new(state: AppState, timeout: Duration) -> App {
+        // CORS headers come from a router layer: with CORS configured every
+        // request goes through the router.
+        let hot = cors(&state.config).is_none().then(|| HotRoutes {
+            state: state.clone(),
+            timeout,
+        });
+        let router = router(state).layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ));
+        App { router, hot }
+    }
+
+    fn hot_route<B>(&self, req: &axum::http::Request<B>) -> Option<HotRoute> {
+        if req.method() != Method::POST {
+            return None;
+        }
+        match req.uri().path() {
+            "/internal/webhooks/trigger" => Some(HotRoute::Trigger),
+            "/internal/events/batch" => Some(HotRoute::Batch),
+            _ => None,
+        }
+    }
+}
+
+impl HotRoutes {
+    async fn serve(self, route: HotRoute, req: Request) -> Response {
+        let state = &self.state;
+        let handled = observed(state, req, |req| {
+            internal_authenticated(state, req, |req| async move {
+                match route {
+                    HotRoute::Trigger => match ApiJson::from_request(req, state).await {
+                        Ok(body) => events::trigger(State(state.clone()), body)
+                            .await
+                            .into_response(),
+                        Err(rejection) => rejection.into_response(),
+                    },
+                    HotRoute::Batch => match ApiJson::from_request(req, state).await {
+                        Ok(body) => events::batch(State(state.clone()), body)
+                            .await
+                            .into_response(),
+                        Err(rejection) => rejection.into_response(),
+                    },
+                }
+            })
+        });
+        match tokio::time::timeout(self.timeout, handled).await {
+            Ok(response) => response,
+            // What the router's `TimeoutLayer` answers.
+            Err(_) => StatusCode::REQUEST_TIMEOUT.into_response(),
+        }
+    }
+}
+
+impl<B> tower::Service<axum::http::Request<B>> for App
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: axum::http::Request<B>) -> Self::Future {
+        if let (Some(hot), Some(route)) = (&self.hot, self.hot_route(&req)) {
+            let hot = hot.clone();
+            let req = req.map(axum::body::Body::new);
+            return Box::pin(async move { Ok(hot.serve(route, req).await) });
+        }
+        Box::pin(self.router.clone().oneshot(req))
+    }
+}
+
 fn cors(config: &Config) -> Option<CorsLayer> {
     if config.allowed_origins.is_empty() {
         return None;
@@ -203,6 +320,15 @@ static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Request id, span, metrics and one debug line per request (never headers or bodies).
 async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    observed(&state, req, |req| next.run(req)).await
+}
+
+/// What [`observe`] does around `inner`, shared with the hot routes.
+async fn observed<F, Fut>(state: &AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let incoming = req
         .headers()
         .get("x-request-id")
@@ -211,14 +337,17 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .map(String::from);
     let request_id =
         incoming.unwrap_or_else(|| format!("req_{:x}", REQUEST_SEQ.fetch_add(1, Relaxed)));
-    let method = req.method().clone();
-    // The path only: query strings can carry anything a client put there.
-    let path = req.uri().path().to_string();
     let started = Instant::now();
-    let span = tracing::debug_span!("request", request_id = %request_id, %method, %path);
+    // The path only: query strings can carry anything a client put there.
+    // Built only when the span is recorded (a copy per request otherwise).
+    let span = if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug_span!("request", request_id = %request_id, method = %req.method(), path = %req.uri().path())
+    } else {
+        tracing::Span::none()
+    };
     let mut response = {
         let _guard = span.enter();
-        next.run(req)
+        inner(req)
     }
     .await;
     let status = response.status().as_u16();
@@ -281,18 +410,32 @@ fn caller_key(req: &Request) -> String {
 
 /// Authenticates a platform service and applies the per-caller limit.
 async fn internal_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    internal_authenticated(&state, req, |req| next.run(req)).await
+}
+
+/// What [`internal_auth`] does around `inner`, shared with the hot routes.
+async fn internal_authenticated<F, Fut>(state: &AppState, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     if let Err(e) = state.auth.internal(authorization(&req)) {
         return ApiError::from(e).into_response();
     }
-    limited(&state.internal_limiter, caller_key(&req), req, next).await
+    let key = caller_key(&req);
+    limited(&state.internal_limiter, key, req, inner).await
 }
 
-async fn limited(limiter: &RateLimiter, key: String, req: Request, next: Next) -> Response {
+async fn limited<F, Fut>(limiter: &RateLimiter, key: String, req: Request, inner: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let decision = limiter.check(&key);
     if let Some(d) = decision.filter(|d| !d.allowed) {
         return rate_limited(d);
     }
-    let mut response = next.run(req).await;
+    let mut response = inner(req).await;
     if let Some(d) = decision {
         d.apply(response.headers_mut());
     }
@@ -304,13 +447,13 @@ async fn producer_auth(State(state): State<AppState>, mut req: Request, next: Ne
     if state.auth.internal(authorization(&req)).is_ok() {
         req.extensions_mut().insert(Producer::Internal);
         let key = caller_key(&req);
-        return limited(&state.internal_limiter, key, req, next).await;
+        return limited(&state.internal_limiter, key, req, |req| next.run(req)).await;
     }
     match state.auth.user(authorization(&req)) {
         Ok(p) if p.is_admin => {
             let key = p.user_id.as_str().to_string();
             req.extensions_mut().insert(Producer::Admin(p));
-            limited(&state.api_limiter, key, req, next).await
+            limited(&state.api_limiter, key, req, |req| next.run(req)).await
         }
         Ok(_) => ApiError::forbidden(
             "Publishing events requires an admin token or the internal service secret",
