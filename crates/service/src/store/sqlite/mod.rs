@@ -42,6 +42,21 @@ const MIGRATIONS: &[(i64, &str)] = &[
 ];
 /// Jobs committed together at most; bounds the latency a single commit adds.
 const MAX_JOBS_PER_COMMIT: usize = 2048;
+/// Under load, how long a transaction waits for more jobs before committing.
+///
+/// Each commit has a fixed cost (an fsync, the right edges of six B-trees
+/// written again to the WAL, wake-ups), so fewer, larger commits cost less
+/// CPU per event; with 64 producers each commit held about 14 events. A
+/// transaction keeps taking jobs for up to 300 µs while it has fewer than
+/// [`GATHER_UNTIL`]: paired `throughput` runs, 0.058–0.066 against
+/// 0.071–0.072 ms of service CPU per delivery, 16,100–18,100 against
+/// 14,800–15,000 deliveries/s. (600 µs and 1 ms were no better than 300.)
+const GATHER_FOR: Duration = Duration::from_micros(300);
+/// Jobs after which a transaction stops waiting for more.
+const GATHER_UNTIL: usize = 32;
+/// The previous transaction must have had at least this many jobs for the
+/// next one to wait: a lone caller (light load) is never held back.
+const GATHER_AFTER: usize = 4;
 const MAX_IDLE_READERS: usize = 4;
 /// How long a connection waits for a lock held by another before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,7 +171,10 @@ where
 
 fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
     let mut last_restart = Instant::now();
+    let mut last_jobs = 0;
     while let Ok(first) = jobs.recv() {
+        let began = Instant::now();
+        let gather = last_jobs >= GATHER_AFTER;
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             first.fail(e.to_string());
             continue;
@@ -175,8 +193,15 @@ fn writer_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn WriteJob>>) {
             }
             if completions.len() < MAX_JOBS_PER_COMMIT {
                 next = jobs.try_recv().ok();
+                if next.is_none() && gather && completions.len() < GATHER_UNTIL {
+                    let left = GATHER_FOR.saturating_sub(began.elapsed());
+                    if !left.is_zero() {
+                        next = jobs.recv_timeout(left).ok();
+                    }
+                }
             }
         }
+        last_jobs = completions.len();
         drop(tx);
         let outcome = match aborted {
             Some(reason) => Err(reason),
