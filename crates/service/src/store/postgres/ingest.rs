@@ -1,5 +1,5 @@
 //! Storing events with their deliveries: every ingest job of a group commit
-//! in three array statements.
+//! in one statement.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,24 +9,40 @@ use super::pool::Conn;
 use super::rows::corrupt;
 use crate::store::{IngestItem, IngestOutcome, StoreError};
 
-const INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+/// The events and the deliveries of those that were new, in one statement.
+///
+/// One statement is its own transaction, so a group commit of ingest jobs is
+/// one round trip to the server (and one WAL flush) instead of four (`BEGIN`,
+/// the events, the deliveries, `COMMIT`): at 64 producers the commit's round
+/// trips, each waiting for the server's backend to be scheduled on the busy
+/// machine, were most of an event's latency. The deliveries are inserted for
+/// the events the first part returned (`ON CONFLICT DO NOTHING` returns only
+/// new ids, so a duplicate gets none); the foreign key to `events` is checked
+/// at the end of the statement, when both are in place. A delivery to a
+/// webhook deleted since the routing table was read is dropped rather than
+/// failing the whole commit: there is nowhere to deliver it.
+const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH new_events AS (\
+     INSERT INTO events (id, event_type, user_id, payload, created_at) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) \
-     ON CONFLICT (id) DO NOTHING RETURNING id";
-
-// A delivery to a webhook deleted since the routing table was read is
-// dropped rather than failing the whole commit: there is nowhere to deliver it.
-const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
+     ON CONFLICT (id) DO NOTHING RETURNING id), \
+     new_deliveries AS (\
+     INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
      attempts, next_attempt_at, lease_owner, created_at, updated_at) \
      SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
      u.created_at, u.created_at \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
+     FROM UNNEST($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
-     WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = u.webhook_id)";
+     JOIN new_events e ON e.id = u.event_id \
+     WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = u.webhook_id) \
+     RETURNING 1) \
+     SELECT id FROM new_events";
 
 const EXISTING_DELIVERIES: &str =
     "SELECT event_id, id FROM deliveries WHERE event_id = ANY($1::text[]) ORDER BY event_id, id";
 
 /// Stores the items of every `(owner, items)` job; the outcomes are per job, in item order.
+///
+/// One writing statement: atomic on its own, inside a transaction or not.
 ///
 /// An event id seen before (stored earlier, or earlier in this batch) is a
 /// duplicate: nothing is written for it and its outcome lists the first
@@ -55,19 +71,9 @@ pub(super) async fn write(
     let users: Vec<&str> = items.iter().map(|i| i.user_id.as_str()).collect();
     let payloads: Vec<&[u8]> = items.iter().map(|i| &i.payload[..]).collect();
     let created: Vec<i64> = items.iter().map(|i| i.created_at).collect();
-    let inserted: HashSet<String> = c
-        .query(INSERT_EVENTS, &[&ids, &types, &users, &payloads, &created])
-        .await?
-        .iter()
-        .map(|r| r.try_get::<_, String>(0))
-        .collect::<Result<_, _>>()
-        .map_err(|e| corrupt("event id", e))?;
-    let created_now: HashSet<(usize, usize)> = candidates
-        .iter()
-        .copied()
-        .filter(|p| inserted.contains(item_at(*p).event_id.as_str()))
-        .collect();
 
+    // The deliveries of every candidate; those of an event that turns out
+    // to be stored already find no new event to join and are not written.
     let mut d_ids = Vec::new();
     let mut d_events = Vec::new();
     let mut d_webhooks = Vec::new();
@@ -76,9 +82,6 @@ pub(super) async fn write(
     let mut d_created = Vec::new();
     let mut d_owners: Vec<Option<&str>> = Vec::new();
     for &(j, i) in &candidates {
-        if !created_now.contains(&(j, i)) {
-            continue;
-        }
         let (owner, item) = (jobs[j].0, item_at((j, i)));
         for delivery in &item.deliveries {
             d_ids.push(delivery.id.as_str());
@@ -90,10 +93,15 @@ pub(super) async fn write(
             d_owners.push(delivery.claimed.then_some(owner));
         }
     }
-    if !d_ids.is_empty() {
-        c.execute(
-            INSERT_DELIVERIES,
+    let inserted: HashSet<String> = c
+        .query(
+            INSERT_EVENTS_AND_DELIVERIES,
             &[
+                &ids,
+                &types,
+                &users,
+                &payloads,
+                &created,
                 &d_ids,
                 &d_events,
                 &d_webhooks,
@@ -103,8 +111,16 @@ pub(super) async fn write(
                 &d_owners,
             ],
         )
-        .await?;
-    }
+        .await?
+        .iter()
+        .map(|r| r.try_get::<_, String>(0))
+        .collect::<Result<_, _>>()
+        .map_err(|e| corrupt("event id", e))?;
+    let created_now: HashSet<(usize, usize)> = candidates
+        .iter()
+        .copied()
+        .filter(|p| inserted.contains(item_at(*p).event_id.as_str()))
+        .collect();
 
     // Duplicates: ids stored before this batch, and repeats within it.
     let mut duplicate_ids: Vec<&str> = Vec::new();

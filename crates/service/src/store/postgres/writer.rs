@@ -135,55 +135,48 @@ fn fail_all(jobs: Vec<Job>, error: &StoreError) {
 }
 
 /// Runs every job in one transaction; the results are in job order.
+///
+/// A batch of ingest jobs alone is one statement (see `ingest`), its own
+/// transaction: no `BEGIN` and `COMMIT` round trips around it.
 async fn commit_together(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
-    c.transaction(async |c| {
-        let ingests: Vec<(&str, &[IngestItem])> = works
-            .iter()
-            .filter_map(|w| match w {
-                Work::Ingest { owner, items } => Some((owner.as_str(), items.as_slice())),
-                _ => None,
-            })
-            .collect();
-        let mut ingested = if ingests.is_empty() {
-            Vec::new()
-        } else {
-            ingest::write(c, &ingests).await?
-        }
-        .into_iter();
-        let mut results = Vec::with_capacity(works.len());
-        for work in works {
-            results.push(match work {
-                Work::Ingest { .. } => Done::Ingest(ingested.next().unwrap_or_default()),
-                Work::Record {
-                    reports,
-                    policy,
-                    now,
-                } => Done::Record(record::write(c, reports, *policy, *now).await?),
-                Work::Ping => Done::Ping,
-            });
-        }
-        Ok(results)
-    })
-    .await
+    if works.iter().all(|w| !matches!(w, Work::Record { .. })) {
+        return run_works(c, works).await;
+    }
+    c.transaction(async |c| run_works(c, works).await).await
 }
 
-/// Runs one job in its own transaction.
-async fn commit_alone(c: &mut Conn, work: &Work) -> Result<Done, StoreError> {
-    c.transaction(async |c| {
-        Ok(match work {
-            Work::Ingest { owner, items } => Done::Ingest(
-                ingest::write(c, &[(owner.as_str(), items.as_slice())])
-                    .await?
-                    .pop()
-                    .unwrap_or_default(),
-            ),
+/// Runs `works` on `c`: the ingest jobs together, then the records in order.
+async fn run_works(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
+    let ingests: Vec<(&str, &[IngestItem])> = works
+        .iter()
+        .filter_map(|w| match w {
+            Work::Ingest { owner, items } => Some((owner.as_str(), items.as_slice())),
+            _ => None,
+        })
+        .collect();
+    let mut ingested = if ingests.is_empty() {
+        Vec::new()
+    } else {
+        ingest::write(c, &ingests).await?
+    }
+    .into_iter();
+    let mut results = Vec::with_capacity(works.len());
+    for work in works {
+        results.push(match work {
+            Work::Ingest { .. } => Done::Ingest(ingested.next().unwrap_or_default()),
             Work::Record {
                 reports,
                 policy,
                 now,
             } => Done::Record(record::write(c, reports, *policy, *now).await?),
             Work::Ping => Done::Ping,
-        })
-    })
-    .await
+        });
+    }
+    Ok(results)
+}
+
+/// Runs one job on its own (see [`commit_together`]).
+async fn commit_alone(c: &mut Conn, work: &Work) -> Result<Done, StoreError> {
+    let mut done = commit_together(c, &[work]).await?;
+    Ok(done.pop().unwrap_or(Done::Ping))
 }
