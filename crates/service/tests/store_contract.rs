@@ -583,6 +583,65 @@ async fn contract_secret_not_in_plaintext(f: &Fixture) {
     assert_eq!(reread.secret.expose(), "whsec_PLAINTEXT-MARKER-TWO-5678");
 }
 
+/// A large ingest call (one event to three webhooks, 300 times, with a copy
+/// of an event stored before and a repeat within the call): the PostgreSQL
+/// store writes such a group commit in two statements rather than one.
+async fn contract_ingest_large_call(store: &dyn Store) {
+    let hooks = [
+        create(store, "alice", 1).await.id,
+        create(store, "alice", 2).await.id,
+        create(store, "alice", 3).await.id,
+    ];
+    let targets: Vec<(&WebhookId, bool)> = hooks.iter().map(|w| (w, false)).collect();
+    let (earlier, earlier_deliveries) = event(10, "user.created", &targets);
+    store
+        .ingest("i-1", Arc::new(vec![earlier.clone()]))
+        .await
+        .unwrap();
+
+    let mut items: Vec<IngestItem> = (0..300)
+        .map(|i| event(100 + i, "user.created", &targets).0)
+        .collect();
+    let (mut stored_before, _) = event(500, "user.created", &targets);
+    stored_before.event_id = earlier.event_id.clone();
+    let mut repeat = items[7].clone();
+    repeat.deliveries = event(501, "user.created", &targets).0.deliveries;
+    items.push(stored_before);
+    items.push(repeat);
+    let outcomes = store.ingest("i-1", Arc::new(items.clone())).await.unwrap();
+
+    assert_eq!(outcomes.len(), 302);
+    assert!(
+        outcomes[..300].iter().all(|o| *o == IngestOutcome::Created),
+        "{:?}",
+        &outcomes[..300]
+    );
+    let mut first_copy = earlier_deliveries.clone();
+    first_copy.sort();
+    assert_eq!(
+        outcomes[300],
+        IngestOutcome::Duplicate {
+            deliveries: first_copy
+        }
+    );
+    let mut seventh: Vec<DeliveryId> = items[7].deliveries.iter().map(|d| d.id.clone()).collect();
+    seventh.sort();
+    assert_eq!(
+        outcomes[301],
+        IngestOutcome::Duplicate {
+            deliveries: seventh
+        }
+    );
+    for hook in &hooks {
+        let total = store
+            .list_deliveries(hook, DeliveryFilter::default(), 1, 0)
+            .await
+            .unwrap()
+            .total;
+        assert_eq!(total, 1 + 300, "one delivery per stored event to {hook}");
+    }
+}
+
 async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
     let w1 = create(store, "alice", 1).await.id;
     let w2 = create(store, "alice", 2).await.id;
@@ -1647,6 +1706,7 @@ contracts!(
         contract_webhook_cap,
         contract_rotation_keeps_previous_secret,
         contract_ingest_and_duplicate_ids,
+        contract_ingest_large_call,
         contract_claim_due_order_limit_exclude_inactive,
         contract_release,
         contract_recover_claims_of_dead_instances,

@@ -136,24 +136,32 @@ fn fail_all(jobs: Vec<Job>, error: &StoreError) {
 
 /// Runs every job in one transaction; the results are in job order.
 ///
-/// A batch of ingest jobs alone is one statement (see `ingest`), its own
-/// transaction: no `BEGIN` and `COMMIT` round trips around it.
+/// A small batch of ingest jobs alone is one statement (see
+/// `ingest::one_statement`), its own transaction: no `BEGIN` and `COMMIT`
+/// round trips around it.
 async fn commit_together(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
-    if works.iter().all(|w| !matches!(w, Work::Record { .. })) {
+    if works.iter().all(|w| !matches!(w, Work::Record { .. }))
+        && ingest::one_statement(&ingest_jobs(works))
+    {
         return run_works(c, works).await;
     }
     c.transaction(async |c| run_works(c, works).await).await
 }
 
-/// Runs `works` on `c`: the ingest jobs together, then the records in order.
-async fn run_works(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
-    let ingests: Vec<(&str, &[IngestItem])> = works
+/// The `(owner, items)` of the ingest jobs among `works`.
+fn ingest_jobs<'a>(works: &[&'a Work]) -> Vec<(&'a str, &'a [IngestItem])> {
+    works
         .iter()
         .filter_map(|w| match w {
             Work::Ingest { owner, items } => Some((owner.as_str(), items.as_slice())),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Runs `works` on `c`: the ingest jobs together, then the records in order.
+async fn run_works(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreError> {
+    let ingests = ingest_jobs(works);
     let mut ingested = if ingests.is_empty() {
         Vec::new()
     } else {
