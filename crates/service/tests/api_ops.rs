@@ -143,6 +143,127 @@ async fn health_metrics_openapi_and_docs_are_served() {
     assert!(app.terminate(Duration::from_secs(20)), "graceful shutdown");
 }
 
+/// The two ingest routes are served beside the router (`api::App`), for
+/// speed; they must answer exactly as the routes behind it do.
+#[tokio::test]
+async fn the_ingest_routes_answer_like_every_other_route() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {INTERNAL_SECRET}");
+    let json_headers = |request_id: &'static str| {
+        vec![
+            ("authorization", auth.clone()),
+            ("content-type", "application/json".to_string()),
+            ("x-request-id", request_id.to_string()),
+        ]
+    };
+    let send = |method: Method,
+                path: &'static str,
+                headers: Vec<(&'static str, String)>,
+                body: &'static str| {
+        let app = &app;
+        async move {
+            let headers: Vec<(&str, &str)> =
+                headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            raw(app, method, path, &headers, body).await
+        }
+    };
+    let event = r#"{"eventType":"user.login","userId":"parity-user","data":{"a":1}}"#;
+
+    // Accepted: the caller's request id is kept and the rate-limit headers are set.
+    let accepted = send(
+        Method::POST,
+        "/internal/webhooks/trigger",
+        json_headers("ingest-7"),
+        event,
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(accepted.header("x-request-id"), Some("ingest-7"));
+    assert!(
+        accepted.header("x-ratelimit-limit").is_some(),
+        "{:?}",
+        accepted.headers
+    );
+    let batch = send(
+        Method::POST,
+        "/internal/events/batch",
+        json_headers("batch-1"),
+        r#"{"events":[{"eventType":"user.login","userId":"parity-user","data":{}},{"eventType":"nope","userId":"u","data":{}}]}"#,
+    )
+    .await;
+    assert_eq!(batch.status, 202, "{}", batch.body);
+    assert_eq!(batch.body["data"]["accepted"], 1, "{}", batch.body);
+    assert_eq!(batch.header("x-request-id"), Some("batch-1"));
+
+    // Refused the same way as behind the router, each with a request id.
+    let no_token = send(
+        Method::POST,
+        "/internal/webhooks/trigger",
+        vec![("content-type", "application/json".to_string())],
+        event,
+    )
+    .await;
+    assert_eq!(no_token.status, 401, "{}", no_token.body);
+    assert!(
+        no_token
+            .header("x-request-id")
+            .is_some_and(|id| !id.is_empty())
+    );
+    let not_json = send(
+        Method::POST,
+        "/internal/webhooks/trigger",
+        vec![
+            ("authorization", auth.clone()),
+            ("content-type", "text/plain".to_string()),
+        ],
+        event,
+    )
+    .await;
+    assert_eq!(not_json.status, 415, "{}", not_json.body);
+    assert_eq!(not_json.error_code(), "UNSUPPORTED_MEDIA_TYPE");
+    let invalid = send(
+        Method::POST,
+        "/internal/webhooks/trigger",
+        json_headers("bad-1"),
+        r#"{"eventType":"user.login","data":{}}"#,
+    )
+    .await;
+    assert_eq!(invalid.status, 400, "{}", invalid.body);
+    assert_eq!(invalid.error_code(), "VALIDATION_ERROR");
+
+    // Other methods on these paths are the router's.
+    let wrong_method = send(
+        Method::GET,
+        "/internal/webhooks/trigger",
+        json_headers("get-1"),
+        "",
+    )
+    .await;
+    assert_eq!(wrong_method.status, 405, "{}", wrong_method.body);
+    assert_eq!(wrong_method.error_code(), "METHOD_NOT_ALLOWED");
+    assert_eq!(wrong_method.header("x-request-id"), Some("get-1"));
+
+    // Their answers are counted like any other.
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counted = |class: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("http_responses_total{{class=\"{class}\"}} ")))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {class} responses in metrics:\n{metrics}"))
+    };
+    assert!(counted("2xx") >= 2.0, "{metrics}");
+    assert!(counted("4xx") >= 4.0, "{metrics}");
+}
+
 #[tokio::test]
 async fn cors_admits_only_the_configured_origins() {
     let app = spawn_app_with(&[("ALLOWED_ORIGINS", "https://app.example")]).await;

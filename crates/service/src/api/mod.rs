@@ -22,7 +22,8 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequest, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -39,7 +40,6 @@ use crate::metrics::Metrics;
 use crate::ratelimit::RateLimiter;
 use crate::store::Store;
 use error::ApiError;
-use extract::ApiJson;
 
 /// Everything the handlers share, behind one `Arc`: axum clones the state
 /// for every request, and one reference count is cheaper than ten.
@@ -234,20 +234,13 @@ impl HotRoutes {
     async fn serve(self, route: HotRoute, req: Request) -> Response {
         let state = &self.state;
         let handled = observed(state, req, |req| {
-            internal_authenticated(state, req, |req| async move {
+            internal_authenticated(state, req, |req| {
+                // The handler as the router calls it: extractors, then the
+                // handler, then the answer.
+                let state = state.clone();
                 match route {
-                    HotRoute::Trigger => match ApiJson::from_request(req, state).await {
-                        Ok(body) => events::trigger(State(state.clone()), body)
-                            .await
-                            .into_response(),
-                        Err(rejection) => rejection.into_response(),
-                    },
-                    HotRoute::Batch => match ApiJson::from_request(req, state).await {
-                        Ok(body) => events::batch(State(state.clone()), body)
-                            .await
-                            .into_response(),
-                        Err(rejection) => rejection.into_response(),
-                    },
+                    HotRoute::Trigger => Handler::call(events::trigger, req, state),
+                    HotRoute::Batch => Handler::call(events::batch, req, state),
                 }
             })
         });
