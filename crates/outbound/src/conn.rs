@@ -177,9 +177,12 @@ const PROBE_IDLE_AFTER: Duration = Duration::from_secs(1);
 /// are always at the front.
 type IdleList = VecDeque<(Conn, Instant)>;
 
+/// The idle lists by destination.
+type IdleMap = HashMap<Destination, IdleList, foldhash::fast::RandomState>;
+
 /// Idle keep-alive connections per destination, newest last.
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<Destination, IdleList, foldhash::fast::RandomState>>,
+    idle: Mutex<IdleMap>,
     max_per_destination: usize,
     idle_timeout: Duration,
 }
@@ -193,10 +196,7 @@ impl Pool {
         }
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<Destination, IdleList, foldhash::fast::RandomState>>
-    {
+    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
         // A panic while holding the lock leaves only idle connections behind.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }

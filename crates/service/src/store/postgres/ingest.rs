@@ -108,7 +108,8 @@ pub(super) async fn write(
     let payloads: Vec<&[u8]> = items.iter().map(|i| &i.payload[..]).collect();
     let created: Vec<i64> = items.iter().map(|i| i.created_at).collect();
 
-    let inserted: HashSet<String> = if one_statement(jobs) {
+    let single = one_statement(jobs);
+    let inserted: HashSet<String> = if single {
         // The deliveries of every candidate; those of an event that turns
         // out to be stored already find no new event to join and are not written.
         let d = Deliveries::of(jobs, candidates.iter().copied());
@@ -143,7 +144,7 @@ pub(super) async fn write(
         .copied()
         .filter(|p| inserted.contains(item_at(*p).event_id.as_str()))
         .collect();
-    if !one_statement(jobs) {
+    if !single {
         let d = Deliveries::of(
             jobs,
             candidates
