@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use tokio_postgres::types::ToSql;
 use webhook_domain::ids::DeliveryId;
 
 use super::pool::Conn;
@@ -113,24 +114,9 @@ pub(super) async fn write(
         // The deliveries of every candidate; those of an event that turns
         // out to be stored already find no new event to join and are not written.
         let d = Deliveries::of(jobs, candidates.iter().copied());
-        c.query(
-            INSERT_EVENTS_AND_DELIVERIES,
-            &[
-                &ids,
-                &types,
-                &users,
-                &payloads,
-                &created,
-                &d.ids,
-                &d.events,
-                &d.webhooks,
-                &d.types,
-                &d.users,
-                &d.created,
-                &d.owners,
-            ],
-        )
-        .await?
+        let events: [&(dyn ToSql + Sync); 5] = [&ids, &types, &users, &payloads, &created];
+        let params: Vec<&(dyn ToSql + Sync)> = events.into_iter().chain(d.columns()).collect();
+        c.query(INSERT_EVENTS_AND_DELIVERIES, &params).await?
     } else {
         c.query(INSERT_EVENTS, &[&ids, &types, &users, &payloads, &created])
             .await?
@@ -153,19 +139,7 @@ pub(super) async fn write(
                 .filter(|p| created_now.contains(p)),
         );
         if !d.ids.is_empty() {
-            c.execute(
-                INSERT_DELIVERIES,
-                &[
-                    &d.ids,
-                    &d.events,
-                    &d.webhooks,
-                    &d.types,
-                    &d.users,
-                    &d.created,
-                    &d.owners,
-                ],
-            )
-            .await?;
+            c.execute(INSERT_DELIVERIES, &d.columns()).await?;
         }
     }
 
@@ -227,6 +201,19 @@ struct Deliveries<'a> {
 }
 
 impl<'a> Deliveries<'a> {
+    /// The arrays in the order of the statements' `UNNEST`.
+    fn columns(&self) -> [&(dyn ToSql + Sync); 7] {
+        [
+            &self.ids,
+            &self.events,
+            &self.webhooks,
+            &self.types,
+            &self.users,
+            &self.created,
+            &self.owners,
+        ]
+    }
+
     /// The deliveries of the items at `positions` (job index, item index).
     fn of(
         jobs: &[(&'a str, &'a [IngestItem])],
