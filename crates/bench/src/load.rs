@@ -98,12 +98,16 @@ pub struct Sent {
     pub started: Option<Instant>,
     /// When the last answer arrived.
     pub finished: Option<Instant>,
+    /// Round trips of the answered 2xx requests (ms), in no order: how
+    /// long a producer waited for its answer.
+    pub round_trips_ms: Vec<f64>,
 }
 
 impl Sent {
     fn merge(&mut self, other: Sent) {
         self.accepted.extend(other.accepted);
         self.errors += other.errors;
+        self.round_trips_ms.extend(other.round_trips_ms);
         if self.first_error.is_none() {
             self.first_error = other.first_error;
         }
@@ -119,9 +123,12 @@ impl Sent {
 
     fn record(&mut self, sent_at: Instant, result: anyhow::Result<(u16, Bytes)>) {
         self.started = Some(self.started.map_or(sent_at, |s| s.min(sent_at)));
-        self.finished = Some(Instant::now());
+        let now = Instant::now();
+        self.finished = Some(now);
         match result {
             Ok((status, body)) if (200..300).contains(&status) => {
+                self.round_trips_ms
+                    .push(now.duration_since(sent_at).as_secs_f64() * 1000.0);
                 for id in event_ids(&body) {
                     self.accepted.push((id, sent_at));
                 }

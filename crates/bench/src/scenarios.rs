@@ -145,11 +145,7 @@ async fn ceiling(http: &Http, requests: usize, concurrency: usize) -> anyhow::Re
 
 async fn ceiling_round(http: &Http, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
     let receiver = CountingReceiver::with_capacity(requests).await?;
-    let envelope = Bytes::from(
-        json!({"id": "evt_01JCEILING0000000000000000", "eventType": "credit.low", "userId": "bench-user",
-               "data": event_json("bench-user", 0)["data"], "metadata": {"service": "core-service", "timestamp": "2025-01-01T00:00:00.000Z"}})
-        .to_string(),
-    );
+    let envelope = bare_envelope();
     let sent = closed_loop(
         http,
         &receiver.url("/ceiling"),
@@ -165,6 +161,62 @@ async fn ceiling_round(http: &Http, requests: usize, concurrency: usize) -> anyh
     } else {
         0.0
     })
+}
+
+/// What the ceiling and the floor post straight to the receiver: an
+/// envelope of the size the service delivers.
+fn bare_envelope() -> Bytes {
+    Bytes::from(
+        json!({"id": "evt_01JCEILING0000000000000000", "eventType": "credit.low", "userId": "bench-user",
+               "data": event_json("bench-user", 0)["data"], "metadata": {"service": "core-service", "timestamp": "2025-01-01T00:00:00.000Z"}})
+        .to_string(),
+    )
+}
+
+/// How long the floor of a steady scenario is measured.
+fn floor_duration(s: &Settings) -> Duration {
+    if s.smoke {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
+/// The latency floor of a steady rate: the same open-loop generator at the
+/// same rate posting straight to the same kind of receiver, nothing in
+/// between. Its round trip crosses loopback twice, as an event does on its
+/// way through the service (producer to service, service to receiver), so
+/// its tail is the part of a scenario's tail that the machine makes by
+/// itself (scheduling, waking idle cores) at that rate.
+async fn latency_floor(http: &Http, rate: u32, duration: Duration) -> anyhow::Result<Value> {
+    let receiver =
+        CountingReceiver::with_capacity((f64::from(rate) * duration.as_secs_f64()) as usize)
+            .await?;
+    let envelope = bare_envelope();
+    let sent = open_loop(
+        http,
+        &receiver.url("/floor"),
+        None,
+        rate,
+        duration,
+        Arc::new(move |_| envelope.clone()),
+    )
+    .await;
+    receiver.shutdown();
+    if sent.round_trips_ms.is_empty() {
+        bail!(
+            "the latency floor got no answer: {}",
+            sent.first_error.unwrap_or_default()
+        );
+    }
+    Ok(percentiles(sent.round_trips_ms))
+}
+
+/// p50, p99 and p999 of `values` (ms) as JSON, to 0.01 ms.
+fn percentiles(mut values: Vec<f64>) -> Value {
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| (percentile(&values, p) * 100.0).round() / 100.0;
+    json!({"p50": at(0.50), "p99": at(0.99), "p999": at(0.999)})
 }
 
 fn start(s: &Settings, extra: &[(&str, String)]) -> anyhow::Result<Service> {
@@ -269,6 +321,10 @@ async fn single_webhook_run(
     .await;
     let receipts = receiver.take_records();
     let mut r = report(name, s, &sent, &receipts, 1, &svc, ceiling);
+    r.extra.insert(
+        "ingest_latency_ms".into(),
+        percentiles(sent.round_trips_ms.clone()),
+    );
     settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
     Ok(r)
 }
@@ -350,6 +406,10 @@ async fn steady_run(
     .await;
     let receipts = receiver.take_records();
     let mut r = report(name, s, &sent, &receipts, 1, &svc, ceiling);
+    r.extra.insert(
+        "ingest_latency_ms".into(),
+        percentiles(sent.round_trips_ms.clone()),
+    );
     settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
     Ok(r)
 }
@@ -363,8 +423,10 @@ async fn latency(s: &Settings) -> anyhow::Result<Report> {
     };
     let http = Http::default();
     let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
+    let floor = latency_floor(&http, rate, floor_duration(s)).await?;
     let mut r = steady_run("latency", s, &[], "bench-user", rate, duration, ceiling).await?;
     r.extra.insert("offered_per_sec".into(), json!(rate));
+    r.extra.insert("floor_latency_ms".into(), floor);
     Ok(r)
 }
 
@@ -465,6 +527,7 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     let rounds = if s.smoke { 1 } else { ISOLATION_ROUNDS };
     let http = Http::default();
     let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
+    let floor = latency_floor(&http, rate, floor_duration(s)).await?;
 
     let mut solos = Vec::with_capacity(rounds);
     let mut besides = Vec::with_capacity(rounds);
@@ -525,6 +588,7 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
         |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| (x * 100.0).round() / 100.0).collect() };
     r.extra
         .insert("offered_per_sec_per_endpoint".into(), json!(rate));
+    r.extra.insert("floor_latency_ms".into(), floor);
     r.extra.insert("rounds".into(), json!(rounds));
     r.extra
         .insert("solo_deliveries_per_sec".into(), json!(solo_rate.round()));
@@ -602,6 +666,10 @@ async fn isolation_round(
     .await;
     let receipts = receiver.take_records();
     let mut r = report("isolation", s, &healthy_sent, &receipts, 1, &svc, ceiling);
+    r.extra.insert(
+        "ingest_latency_ms".into(),
+        percentiles(healthy_sent.round_trips_ms.clone()),
+    );
     settle(
         &mut r,
         http,

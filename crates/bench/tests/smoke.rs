@@ -31,5 +31,17 @@ async fn every_scenario_runs_without_loss() {
             Some(&serde_json::json!(0)),
             "{name}: the service still holds deliveries after every one arrived"
         );
+        if matches!(*name, "latency" | "isolation") {
+            // Both were measured, not left out: a floor and a producer's wait
+            // of zero would mean no request was answered.
+            for key in ["floor_latency_ms", "ingest_latency_ms"] {
+                let p50 = report
+                    .extra
+                    .get(key)
+                    .and_then(|v| v["p50"].as_f64())
+                    .unwrap_or_else(|| panic!("{name}: no {key} in the report"));
+                assert!(p50 > 0.0, "{name}: {key} p50 is {p50}");
+            }
+        }
     }
 }
