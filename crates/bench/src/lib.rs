@@ -8,6 +8,7 @@
 //! posting straight to the same kind of receiver.
 
 pub mod load;
+pub mod machine;
 pub mod scenarios;
 pub mod service;
 

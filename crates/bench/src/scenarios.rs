@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use webhook_testkit::{Behavior, CountingReceiver, Receiver};
 
 use crate::load::{Http, Sent, closed_loop, open_loop};
+use crate::machine::CpuTimes;
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, match_receipts, percentile, wait_until};
 
@@ -23,8 +24,13 @@ pub const ALL: &[&str] = &[
 ];
 
 /// Runs one scenario by name.
+///
+/// The report says what share of the machine's time the hypervisor took
+/// while the scenario ran (`machine_steal_pct`) and how busy the machine
+/// was (`machine_busy_pct`), where the kernel tells (see [`CpuTimes`]).
 pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
-    match name {
+    let before = CpuTimes::now();
+    let mut report = match name {
         "throughput" => throughput(s).await,
         "batch" => batch(s).await,
         "fanout" => fanout(s).await,
@@ -32,7 +38,19 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
         "backlog" => backlog(s).await,
         "isolation" => isolation(s).await,
         other => bail!("unknown scenario '{other}' (known: {})", ALL.join(", ")),
+    }?;
+    let shares = before
+        .zip(CpuTimes::now())
+        .and_then(|(a, b)| a.shares_until(&b));
+    if let Some(shares) = shares {
+        report
+            .extra
+            .insert("machine_steal_pct".into(), json!(shares.steal));
+        report
+            .extra
+            .insert("machine_busy_pct".into(), json!(shares.busy));
     }
+    Ok(report)
 }
 
 /// A data payload of about the guide's size.

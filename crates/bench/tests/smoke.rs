@@ -31,6 +31,20 @@ async fn every_scenario_runs_without_loss() {
             Some(&serde_json::json!(0)),
             "{name}: the service still holds deliveries after every one arrived"
         );
+        if std::path::Path::new("/proc/stat").exists() {
+            for key in ["machine_steal_pct", "machine_busy_pct"] {
+                let pct = report.extra.get(key).and_then(|v| v.as_f64());
+                assert!(
+                    pct.is_some_and(|p| (0.0..=100.0).contains(&p)),
+                    "{name}: {key} is {pct:?}"
+                );
+            }
+            let busy = report.extra["machine_busy_pct"].as_f64().unwrap_or(0.0);
+            assert!(
+                busy > 0.0,
+                "{name}: the machine was never busy while it ran"
+            );
+        }
         if matches!(*name, "latency" | "isolation") {
             // Both were measured, not left out: a floor and a producer's wait
             // of zero would mean no request was answered.
