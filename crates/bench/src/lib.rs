@@ -9,6 +9,7 @@
 
 pub mod load;
 pub mod machine;
+pub mod metrics;
 pub mod scenarios;
 pub mod service;
 

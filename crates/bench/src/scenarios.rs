@@ -142,7 +142,22 @@ async fn settle(
     }
     r.extra.insert("late".into(), json!(late));
     r.extra.insert("unfinished_at_end".into(), json!(left));
+    r.extra
+        .insert("ingest_commit_ms".into(), ingest_commits(http, svc).await?);
     Ok(())
+}
+
+/// The service's own histogram of ingest commits (every ingest call of the
+/// run): how much of the producers' wait was the store.
+async fn ingest_commits(http: &Http, svc: &Service) -> anyhow::Result<Value> {
+    let (status, body) = http.get(&format!("{}/metrics", svc.base), None).await?;
+    if status != 200 {
+        bail!("/metrics answered {status}");
+    }
+    let text = String::from_utf8_lossy(&body);
+    let histogram = crate::metrics::histogram(&text, "webhook_ingest_commit_seconds")
+        .context("no webhook_ingest_commit_seconds in /metrics")?;
+    Ok(histogram.to_json_ms())
 }
 
 /// Rounds of the ceiling measurement; the best counts.

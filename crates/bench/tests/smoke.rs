@@ -45,6 +45,16 @@ async fn every_scenario_runs_without_loss() {
                 "{name}: the machine was never busy while it ran"
             );
         }
+        // The service timed its ingest commits (every scenario ingests).
+        let commits = &report.extra["ingest_commit_ms"];
+        assert!(
+            commits["count"].as_u64().is_some_and(|n| n > 0),
+            "{name}: no ingest commit in the service's histogram: {commits}"
+        );
+        assert!(
+            commits["mean"].as_f64().is_some_and(|ms| ms > 0.0),
+            "{name}: {commits}"
+        );
         if matches!(*name, "latency" | "isolation") {
             // Both were measured, not left out: a floor and a producer's wait
             // of zero would mean no request was answered.

@@ -7,9 +7,44 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Upper bounds (seconds) of the attempt duration histogram.
-const BUCKETS: [f64; 12] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+const BUCKETS: [f64; 14] = [
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
+
+/// A Prometheus histogram of durations over [`BUCKETS`].
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    micros_sum: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, micros: u64) {
+        let secs = micros as f64 / 1e6;
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.micros_sum.fetch_add(micros, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, n) in BUCKETS.iter().zip(&self.buckets) {
+            cumulative += n.load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {count}",
+            self.micros_sum.load(Relaxed) as f64 / 1e6
+        );
+    }
+}
 
 /// The service's counters.
 #[derive(Debug, Default)]
@@ -36,20 +71,16 @@ pub struct Metrics {
     pub in_flight: AtomicU64,
     /// HTTP responses by class (index 1..=5 for 1xx..5xx).
     pub http_responses: [AtomicU64; 6],
-    attempt_buckets: [AtomicU64; BUCKETS.len()],
-    attempt_count: AtomicU64,
-    attempt_micros_sum: AtomicU64,
+    attempt_duration: Histogram,
+    /// From handing an ingest call's events to the store until they are
+    /// committed: what every producer waits for before its `202`.
+    pub ingest_commit: Histogram,
 }
 
 impl Metrics {
     /// Records an attempt's duration.
     pub fn observe_attempt(&self, micros: u64) {
-        let secs = micros as f64 / 1e6;
-        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
-            self.attempt_buckets[i].fetch_add(1, Relaxed);
-        }
-        self.attempt_count.fetch_add(1, Relaxed);
-        self.attempt_micros_sum.fetch_add(micros, Relaxed);
+        self.attempt_duration.observe(micros);
     }
 
     /// Records an HTTP response status.
@@ -133,27 +164,15 @@ impl Metrics {
                 n.load(Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP webhook_attempt_duration_seconds Duration of delivery attempts.\n# TYPE webhook_attempt_duration_seconds histogram"
+        self.attempt_duration.render(
+            &mut out,
+            "webhook_attempt_duration_seconds",
+            "Duration of delivery attempts.",
         );
-        let mut cumulative = 0;
-        for (bound, n) in BUCKETS.iter().zip(&self.attempt_buckets) {
-            cumulative += n.load(Relaxed);
-            let _ = writeln!(
-                out,
-                "webhook_attempt_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
-        }
-        let count = self.attempt_count.load(Relaxed);
-        let _ = writeln!(
-            out,
-            "webhook_attempt_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(
-            out,
-            "webhook_attempt_duration_seconds_sum {}\nwebhook_attempt_duration_seconds_count {count}",
-            self.attempt_micros_sum.load(Relaxed) as f64 / 1e6
+        self.ingest_commit.render(
+            &mut out,
+            "webhook_ingest_commit_seconds",
+            "Time from handing an ingest call's events to the store until they are committed (waiting for the writer included).",
         );
         out
     }
@@ -169,11 +188,15 @@ mod tests {
         m.events_ingested.fetch_add(3, Relaxed);
         m.observe_attempt(1500);
         m.observe_attempt(20_000_000);
+        m.ingest_commit.observe(400);
         m.observe_response(202);
         let text = m.render(5, 10);
         assert!(text.contains("webhook_events_ingested_total 3"));
         assert!(text.contains("webhook_attempt_duration_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("webhook_attempt_duration_seconds_bucket{le=\"+Inf\"} 2"));
+        assert!(text.contains("webhook_ingest_commit_seconds_bucket{le=\"0.00025\"} 0"));
+        assert!(text.contains("webhook_ingest_commit_seconds_bucket{le=\"0.0005\"} 1"));
+        assert!(text.contains("webhook_ingest_commit_seconds_count 1"));
         assert!(text.contains("http_responses_total{class=\"2xx\"} 1"));
         assert!(text.contains("webhook_window_used 5"));
     }

@@ -66,6 +66,15 @@ async fn health_metrics_openapi_and_docs_are_served() {
         ingested + 2.0,
         "the counter counts accepted events"
     );
+    assert_eq!(
+        sample(&after, "webhook_ingest_commit_seconds_count"),
+        sample(&before, "webhook_ingest_commit_seconds_count") + 2.0,
+        "each ingest call's commit is timed:\n{after}"
+    );
+    assert!(
+        sample(&after, "webhook_ingest_commit_seconds_sum") > 0.0,
+        "{after}"
+    );
 
     let spec = app
         .client

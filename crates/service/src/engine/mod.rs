@@ -130,7 +130,12 @@ impl Inner {
         let items = Arc::new(items);
         let inner = self.clone();
         let committed = tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = inner.store.ingest(&inner.owner, items.clone()).await;
+            if result.is_ok() {
+                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                inner.metrics.ingest_commit.observe(micros);
+            }
             inner.after_ingest(&items, result)
         });
         committed
