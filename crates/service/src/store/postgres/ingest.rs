@@ -18,8 +18,8 @@ use crate::store::{IngestItem, IngestOutcome, StoreError};
 /// trips, each waiting for the server's backend to be scheduled on the busy
 /// machine, were most of an event's latency. The deliveries are inserted for
 /// the events the first part returned (`ON CONFLICT DO NOTHING` returns only
-/// new ids, so a duplicate gets none); the foreign key to `events` is checked
-/// at the end of the statement, when both are in place. A delivery to a
+/// new ids, so a duplicate gets none), so every delivery's event is written
+/// with it (migration 3 dropped the foreign key that checked it). A delivery to a
 /// webhook deleted since the routing table was read is dropped rather than
 /// failing the whole commit: there is nowhere to deliver it.
 const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH new_events AS (\

@@ -50,6 +50,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("../../../migrations/postgres/0002_due_by_webhook.sql"),
     ),
+    (
+        3,
+        include_str!("../../../migrations/postgres/0003_deliveries_without_event_key.sql"),
+    ),
 ];
 /// Key of the advisory lock held while migrating, so instances starting
 /// together do not apply the same migration twice.
