@@ -112,7 +112,8 @@ async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u
 /// unfinished deliveries for the user, wait (at most [`STRAGGLERS_WAIT`]),
 /// then match every receipt again: `lost` counts what is still missing when
 /// nothing is left to deliver, `late` what arrived after the measurement. The
-/// rates and latencies stay those of the measurement.
+/// rates and latencies stay those of the measurement. Last, the service's
+/// histogram of ingest commits goes into the report (`ingest_commit_ms`).
 #[allow(clippy::too_many_arguments)]
 async fn settle(
     r: &mut Report,

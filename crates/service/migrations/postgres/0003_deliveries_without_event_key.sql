@@ -4,8 +4,8 @@
 -- event, and the only statement that deletes events (pruning) deletes those
 -- no delivery refers to, so the key never caught anything. It cost, per
 -- delivery, a query of the referential-integrity trigger and a key-share
--- lock written on the event's row (a WAL record each) on the ingest writer's
--- serial path. The keys to webhooks and from attempts stay: those rows are
+-- lock on the event's row, on the ingest writer's serial path: 20.3 WAL
+-- records per delivery before, 19.3 after, in the `throughput` benchmark. The keys to webhooks and from attempts stay: those rows are
 -- deleted while others are written (a webhook deleted while its events are
 -- ingested or its attempts recorded), and their locks keep that race out.
 ALTER TABLE deliveries DROP CONSTRAINT IF EXISTS deliveries_event_id_fkey;
