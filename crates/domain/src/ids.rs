@@ -115,7 +115,11 @@ fn next_ulid(now_ms: i64) -> (i64, u128) {
 /// Prefix + ULID.
 fn generate_with_prefix(prefix: &str) -> String {
     let (ms, random) = next_ulid(crate::timefmt::now_ms());
-    let encoded = ulid(ms, random);
+    with_prefix(prefix, ulid(ms, random))
+}
+
+/// Prefix + an encoded ULID.
+fn with_prefix(prefix: &str, encoded: [u8; 26]) -> String {
     let mut out = String::with_capacity(prefix.len() + encoded.len());
     out.push_str(prefix);
     // Every byte comes from the ASCII Crockford alphabet.
@@ -203,6 +207,16 @@ macro_rules! generated_id {
             pub fn generate() -> Self {
                 $name(generate_with_prefix($prefix))
             }
+
+            #[doc = concat!("The least ", $kind, " generated at `ms` (unix milliseconds) or later: every one generated earlier sorts before it, so the rows made before a time are a range of their key.")]
+            pub fn first_at(ms: i64) -> Self {
+                $name(with_prefix($prefix, ulid(ms, 0)))
+            }
+
+            #[doc = concat!("A new ", $kind, " as if generated at `ms` (unix milliseconds), for rows that keep an earlier time (tests, imports). Unlike [`generate`](Self::generate), not ordered after the last one.")]
+            pub fn generate_at(ms: i64) -> Self {
+                $name(with_prefix($prefix, ulid(ms, fastrand::u128(..))))
+            }
         }
     };
 }
@@ -265,6 +279,22 @@ mod tests {
         assert!(WebhookId::generate().as_str().starts_with("wh_"));
         assert!(DeliveryId::generate().as_str().starts_with("dlv_"));
         assert_ne!(EventId::generate(), EventId::generate());
+    }
+
+    #[test]
+    fn ids_of_a_time_sort_between_that_times_bounds() {
+        let early = DeliveryId::generate_at(1_000);
+        let bound = DeliveryId::first_at(2_000);
+        let late = DeliveryId::generate_at(2_000);
+        assert!(early < bound, "{early:?} < {bound:?}");
+        assert!(bound <= late, "{bound:?} <= {late:?}");
+        assert!(DeliveryId::generate() > DeliveryId::first_at(1_700_000_000_000));
+        assert!(DeliveryId::generate() < DeliveryId::first_at(crate::timefmt::now_ms() + 60_000));
+        assert!(DeliveryId::parse(DeliveryId::first_at(0).as_str()).is_ok());
+        assert_eq!(
+            DeliveryId::first_at(0).as_str(),
+            "dlv_00000000000000000000000000"
+        );
     }
 
     #[test]

@@ -1524,12 +1524,33 @@ async fn contract_delivery_stats(store: &dyn Store) {
     );
 }
 
+/// Like [`ingest_one`], with a delivery id generated at `at` as well: a
+/// delivery's age, for pruning, is that of its id.
+async fn ingest_one_made_at(
+    store: &dyn Store,
+    at: i64,
+    webhook: &WebhookId,
+    claimed: bool,
+) -> DeliveryId {
+    let (mut item, _) = event(at, "user.created", &[(webhook, claimed)]);
+    let id = DeliveryId::generate_at(at);
+    item.deliveries[0].id = id.clone();
+    let outcomes = store
+        .ingest("me", Arc::new(vec![item]))
+        .await
+        .expect("ingest");
+    assert_eq!(outcomes, vec![IngestOutcome::Created]);
+    id
+}
+
 async fn contract_prune(store: &dyn Store) {
     let w = create(store, "alice", 1).await.id;
-    let old_done = ingest_one(store, "me", 100, &w, true).await;
-    let old_failed = ingest_one(store, "me", 110, &w, true).await;
-    let old_waiting = ingest_one(store, "me", 120, &w, false).await;
-    let new_done = ingest_one(store, "me", 5000, &w, true).await;
+    let old_done = ingest_one_made_at(store, 100, &w, true).await;
+    let old_failed = ingest_one_made_at(store, 110, &w, true).await;
+    let old_waiting = ingest_one_made_at(store, 120, &w, false).await;
+    let new_done = ingest_one_made_at(store, 5000, &w, true).await;
+    // Made now, so young however old its stored time says it is.
+    let recent_id = ingest_one(store, "me", 200, &w, true).await;
     let (orphan, _) = event(130, "user.created", &[]);
     store.ingest("me", Arc::new(vec![orphan])).await.unwrap();
     record(
@@ -1562,6 +1583,15 @@ async fn contract_prune(store: &dyn Store) {
                 5100,
                 None,
             ),
+            report(
+                &recent_id,
+                &w,
+                1,
+                DeliveryStatus::Delivered,
+                Some(200),
+                300,
+                None,
+            ),
         ],
         LENIENT,
         5200,
@@ -1591,13 +1621,17 @@ async fn contract_prune(store: &dyn Store) {
         store.get_delivery(&w, &new_done).await.unwrap().is_some(),
         "recent logs are kept"
     );
+    assert!(
+        store.get_delivery(&w, &recent_id).await.unwrap().is_some(),
+        "a delivery's age is its id's, not the time stored with its event"
+    );
     assert_eq!(
         store
             .list_deliveries(&w, DeliveryFilter::default(), 10, 0)
             .await
             .unwrap()
             .total,
-        2
+        3
     );
 }
 

@@ -453,6 +453,10 @@ pub trait Store: Send + Sync + 'static {
         since: i64,
     ) -> Result<DeliveryStats, StoreError>;
     /// Deletes a chunk of finished deliveries and unreferenced events older than `before` (unix ms); returns rows removed (0 when done).
+    ///
+    /// A delivery's age is that of its id (ids are generated in time order),
+    /// so the old ones are a range of the primary key: no index of their
+    /// creation time, and no scan of the whole table when none is old yet.
     async fn prune(&self, before: i64) -> Result<u64, StoreError>;
 
     /// Changes to webhooks made by any instance sharing this store: the

@@ -68,8 +68,9 @@ const STATS_DURATIONS: &str = concat!(
     stats_scope!(),
     " AND status = 'delivered' AND last_duration_ms IS NOT NULL ORDER BY created_at DESC LIMIT 100000"
 );
+// By id, a range of the primary key, as on the embedded store (see `Store::prune`).
 const PRUNE_DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-     WHERE created_at < $1 AND status IN ('delivered', 'failed') LIMIT $2)";
+     WHERE id < $1 AND status IN ('delivered', 'failed') LIMIT $2)";
 const PRUNE_EVENTS: &str = "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT $2)";
 
@@ -213,8 +214,9 @@ pub(super) async fn stats(
 
 /// Deletes a chunk of finished deliveries and unreferenced events created before `before`.
 pub(super) async fn prune(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
+    let first_kept = DeliveryId::first_at(before);
     let deliveries = c
-        .execute(PRUNE_DELIVERIES, &[&before, &PRUNE_CHUNK])
+        .execute(PRUNE_DELIVERIES, &[&first_kept.as_str(), &PRUNE_CHUNK])
         .await?;
     let events = c.execute(PRUNE_EVENTS, &[&before, &PRUNE_CHUNK]).await?;
     Ok(deliveries + events)

@@ -856,11 +856,16 @@ pub fn delivery_stats(
 }
 
 pub fn prune(c: &Connection, before: i64) -> Result<u64, StoreError> {
+    // By id, a range of the primary key: no index covers `created_at` alone,
+    // and this runs in the writer, so a filter on it read the whole table
+    // whenever nothing was old yet (every hour of a store's first retention
+    // period), holding every ingest commit back meanwhile.
+    let first_kept = DeliveryId::first_at(before);
     let finished: Vec<String> = c
         .prepare_cached(
-            "SELECT id FROM deliveries WHERE created_at < ?1 AND status IN ('delivered', 'failed') LIMIT ?2",
+            "SELECT id FROM deliveries WHERE id < ?1 AND status IN ('delivered', 'failed') LIMIT ?2",
         )?
-        .query_map(params![before, PRUNE_CHUNK], |r| r.get(0))?
+        .query_map(params![first_kept.as_str(), PRUNE_CHUNK], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     // No foreign keys on the hot tables (migration 0002): attempts go first, by hand.
     let mut delete_attempts = c.prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")?;
