@@ -68,9 +68,84 @@ fn parse(stat: &str) -> Option<CpuTimes> {
     })
 }
 
+/// Ticks of the kernel's process clock per second (`USER_HZ`, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time of one process from its `/proc/<pid>/stat`: its own (user +
+/// system) and that of the children it has reaped, in the kernel's ticks.
+pub fn process_ticks(stat: &str) -> Option<(u64, u64)> {
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let (_, rest) = stat.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime, stime, cutime, cstime are fields 14 to 17 of the file, 11 to 14 after the name.
+    let tick = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some((tick(11)? + tick(12)?, tick(13)? + tick(14)?))
+}
+
+/// Seconds of CPU that the process `pid` has used.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    process_ticks(&stat).map(|(own, _)| own as f64 / TICKS_PER_SECOND)
+}
+
+/// Seconds of CPU used by every process whose name is `name`, and by the
+/// children they reaped: for the PostgreSQL server (all its processes are
+/// named `postgres`), the backends of connections already closed count too,
+/// through the server process that reaped them. `None` where `/proc` is missing.
+pub fn cpu_seconds_of(name: &str) -> Option<f64> {
+    let mut ticks = 0;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let path = entry.path();
+        let is_pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if !is_pid {
+            continue;
+        }
+        // A process may end between listing and reading: skip it.
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let named = stat
+            .split_once('(')
+            .and_then(|(_, r)| r.rsplit_once(')'))
+            .is_some_and(|(comm, _)| comm == name);
+        if let (true, Some((own, children))) = (named, process_ticks(&stat)) {
+            ticks += own + children;
+        }
+    }
+    Some(ticks as f64 / TICKS_PER_SECOND)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_a_process_own_and_reaped_cpu_time() {
+        // The name may hold spaces and parentheses; fields count after the last ')'.
+        let stat = "2233 (postgres (x) y) S 1 2233 2233 0 -1 4194560 900 7000 0 0 \
+                    150 50 4000 1000 20 0 1 0 300 229711872 7000";
+        assert_eq!(process_ticks(stat), Some((200, 5000)));
+        assert_eq!(process_ticks("2233 (postgres) S 1"), None);
+    }
+
+    #[test]
+    fn counts_this_test_process_by_its_name() {
+        let Ok(comm) = std::fs::read_to_string("/proc/self/comm") else {
+            return; // no /proc here
+        };
+        // Spend some CPU so the count cannot be zero.
+        let mut x = 0_u64;
+        for i in 0..20_000_000_u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        let seconds = cpu_seconds_of(comm.trim()).unwrap_or(0.0);
+        assert!(seconds > 0.0, "{comm}: {seconds}");
+        assert!(process_cpu_seconds(std::process::id()).unwrap_or(0.0) > 0.0);
+    }
 
     #[test]
     fn parses_the_machine_line_and_computes_shares() {

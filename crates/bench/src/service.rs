@@ -49,6 +49,9 @@ pub struct Service {
     binary: PathBuf,
     env: Vec<(String, String)>,
     _data: Option<tempfile::TempDir>,
+    /// The PostgreSQL server's CPU seconds when the service had started
+    /// (with `--database-url` only).
+    postgres_cpu_at_start: Option<f64>,
 }
 
 impl Service {
@@ -117,6 +120,8 @@ impl Service {
             binary: binary.to_path_buf(),
             env,
             _data: Some(data),
+            postgres_cpu_at_start: database_url
+                .and_then(|_| crate::machine::cpu_seconds_of("postgres")),
         })
     }
 
@@ -139,21 +144,15 @@ impl Service {
 
     /// CPU time (user + system) the service has used so far, in seconds.
     pub fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
-        // Fields after the command name (which is in parentheses and may hold spaces).
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .map(|(_, r)| r.split_whitespace().collect())
-            .unwrap_or_default();
-        let ticks = |i: usize| {
-            fields
-                .get(i)
-                .and_then(|v| v.parse::<f64>().ok())
-                .unwrap_or(0.0)
-        };
-        // utime and stime are fields 14 and 15 of the file, 11 and 12 after the name.
-        (ticks(11) + ticks(12)) / 100.0
+        crate::machine::process_cpu_seconds(self.pid()).unwrap_or(0.0)
+    }
+
+    /// CPU time the PostgreSQL server (every `postgres` process of this
+    /// machine) has used since the service started, in seconds; `None` on
+    /// the embedded store.
+    pub fn postgres_cpu_seconds(&self) -> Option<f64> {
+        let start = self.postgres_cpu_at_start?;
+        Some(crate::machine::cpu_seconds_of("postgres")? - start)
     }
 
     /// Whether the process is still running.

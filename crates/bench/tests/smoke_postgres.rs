@@ -1,0 +1,51 @@
+//! The PostgreSQL store under the harness in smoke mode: the scenarios that
+//! compare the stores run without loss, and the report counts the database
+//! server's CPU. Skipped (one line) when PostgreSQL is not reachable, unless
+//! `WEBHOOK_REQUIRE_POSTGRES=1` (set by `.ci/run`).
+
+#[path = "../../service/tests/postgres_support/mod.rs"]
+mod postgres_support;
+
+use postgres_support::TestDatabase;
+use webhook_bench::{Settings, scenarios, service};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_and_batch_run_on_postgres_without_loss() {
+    let binary = service::locate_binary(None, false).expect("webhook-service binary");
+    for name in ["throughput", "batch"] {
+        // A database per scenario, as in the benchmark's own runs: the
+        // webhooks of one scenario would otherwise receive the next one's
+        // events too, at a receiver that is gone.
+        let Some(database) = TestDatabase::create().await else {
+            return;
+        };
+        let settings = Settings {
+            binary: binary.clone(),
+            database_url: Some(database.url.clone()),
+            smoke: true,
+            events: None,
+            concurrency: 16,
+            rate: None,
+        };
+        let report = scenarios::run(name, &settings)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        println!("{}", report.to_json());
+        assert_eq!(report.to_json()["store"], "postgres");
+        assert!(report.events > 0, "{name}: no event accepted");
+        assert_eq!(report.errors, 0, "{name}: {:?}", report.first_error);
+        assert_eq!(report.lost, 0, "{name}: lost deliveries");
+        assert_eq!(
+            report.extra.get("unfinished_at_end"),
+            Some(&serde_json::json!(0)),
+            "{name}: the service still holds deliveries after every one arrived"
+        );
+        if std::path::Path::new("/proc").exists() {
+            let pg = report.extra.get("postgres_cpu_ms_per_delivery");
+            assert!(
+                pg.and_then(|v| v.as_f64()).is_some_and(|ms| ms > 0.0),
+                "{name}: the database server's CPU was not counted: {pg:?}"
+            );
+        }
+    }
+}
