@@ -54,6 +54,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         3,
         include_str!("../../../migrations/postgres/0003_deliveries_without_event_key.sql"),
     ),
+    (
+        4,
+        include_str!("../../../migrations/postgres/0004_no_finished_index.sql"),
+    ),
 ];
 /// Key of the advisory lock held while migrating, so instances starting
 /// together do not apply the same migration twice.
