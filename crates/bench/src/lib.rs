@@ -122,6 +122,32 @@ impl Report {
     pub fn is_correct(&self) -> bool {
         self.lost == 0 && self.errors == 0 && self.events > 0
     }
+
+    /// What fails a smoke run, in words: no event accepted, failed
+    /// requests, lost deliveries, or deliveries the service still held once
+    /// every one had arrived. Empty when the run is sound.
+    pub fn smoke_failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.events == 0 {
+            failures.push("no event accepted".to_string());
+        }
+        if self.errors > 0 {
+            failures.push(format!(
+                "{} producer errors, the first: {:?}",
+                self.errors, self.first_error
+            ));
+        }
+        if self.lost > 0 {
+            failures.push(format!("{} deliveries lost", self.lost));
+        }
+        let unfinished = self.extra.get("unfinished_at_end");
+        if unfinished != Some(&json!(0)) {
+            failures.push(format!(
+                "the service still held deliveries after every one arrived: {unfinished:?}"
+            ));
+        }
+        failures
+    }
 }
 
 fn round(x: f64) -> f64 {
@@ -204,5 +230,53 @@ pub async fn wait_until(count: impl Fn() -> usize, target: usize, stall: Duratio
         } else if since.elapsed() > stall {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sound() -> Report {
+        let mut extra = serde_json::Map::new();
+        extra.insert("unfinished_at_end".into(), json!(0));
+        Report {
+            scenario: "throughput".into(),
+            store: "sqlite".into(),
+            events: 10,
+            ingest_per_sec: 1.0,
+            deliveries_per_sec: 1.0,
+            latency_ms: (1.0, 2.0, 3.0),
+            peak_rss_mb: 1.0,
+            ceiling_per_sec: 1.0,
+            lost: 0,
+            duplicates: 0,
+            errors: 0,
+            first_error: None,
+            extra,
+        }
+    }
+
+    #[test]
+    fn a_sound_smoke_run_has_no_failures() {
+        assert_eq!(sound().smoke_failures(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn each_way_a_smoke_run_fails_is_named() {
+        let mut r = sound();
+        r.events = 0;
+        r.errors = 2;
+        r.first_error = Some("connection refused".into());
+        r.lost = 3;
+        r.extra.insert("unfinished_at_end".into(), json!(7));
+        let failures = r.smoke_failures();
+        assert_eq!(failures.len(), 4, "{failures:?}");
+        assert!(failures[1].contains("connection refused"), "{failures:?}");
+        assert!(failures[2].contains("3 deliveries lost"), "{failures:?}");
+        // A report that never asked the service counts as unfinished too.
+        let mut r = sound();
+        r.extra.remove("unfinished_at_end");
+        assert_eq!(r.smoke_failures().len(), 1);
     }
 }
