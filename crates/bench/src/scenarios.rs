@@ -281,17 +281,16 @@ fn report(
         percentiles(sent.round_trips_ms.clone()),
     );
     let deliveries = m.received.max(1) as f64;
+    // CPU seconds as milliseconds per delivery, to the microsecond.
+    let per_delivery = |seconds: f64| json!((seconds * 1e6 / deliveries).round() / 1000.0);
     extra.insert(
         "service_cpu_ms_per_delivery".into(),
-        json!((svc.cpu_seconds() * 1000.0 / deliveries * 1000.0).round() / 1000.0),
+        per_delivery(svc.cpu_seconds()),
     );
     // The database's share: Svix and PostgreSQL spent about 1 ms each per
     // message on this machine, and the issue measures us against both.
     if let Some(seconds) = svc.postgres_cpu_seconds() {
-        extra.insert(
-            "postgres_cpu_ms_per_delivery".into(),
-            json!((seconds * 1000.0 / deliveries * 1000.0).round() / 1000.0),
-        );
+        extra.insert("postgres_cpu_ms_per_delivery".into(), per_delivery(seconds));
     }
     Report {
         scenario: name.into(),

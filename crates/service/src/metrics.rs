@@ -14,7 +14,7 @@ const BUCKETS: [f64; 14] = [
 
 /// A Prometheus histogram of durations over [`BUCKETS`].
 #[derive(Debug, Default)]
-pub struct Histogram {
+struct Histogram {
     buckets: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     micros_sum: AtomicU64,
@@ -22,7 +22,7 @@ pub struct Histogram {
 
 impl Histogram {
     /// Records one duration, in microseconds.
-    pub fn observe(&self, micros: u64) {
+    fn observe(&self, micros: u64) {
         let secs = micros as f64 / 1e6;
         if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
             self.buckets[i].fetch_add(1, Relaxed);
@@ -76,13 +76,19 @@ pub struct Metrics {
     attempt_duration: Histogram,
     /// From handing an ingest call's events to the store until they are
     /// committed: what every producer waits for before its `202`.
-    pub ingest_commit: Histogram,
+    ingest_commit: Histogram,
 }
 
 impl Metrics {
     /// Records an attempt's duration.
     pub fn observe_attempt(&self, micros: u64) {
         self.attempt_duration.observe(micros);
+    }
+
+    /// Records how long an ingest call's commit took.
+    pub fn observe_ingest_commit(&self, took: std::time::Duration) {
+        self.ingest_commit
+            .observe(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
 
     /// Records an HTTP response status.
@@ -190,7 +196,7 @@ mod tests {
         m.events_ingested.fetch_add(3, Relaxed);
         m.observe_attempt(1500);
         m.observe_attempt(20_000_000);
-        m.ingest_commit.observe(400);
+        m.observe_ingest_commit(std::time::Duration::from_micros(400));
         m.observe_response(202);
         let text = m.render(5, 10);
         assert!(text.contains("webhook_events_ingested_total 3"));

@@ -133,8 +133,7 @@ impl Inner {
             let started = std::time::Instant::now();
             let result = inner.store.ingest(&inner.owner, items.clone()).await;
             if result.is_ok() {
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                inner.metrics.ingest_commit.observe(micros);
+                inner.metrics.observe_ingest_commit(started.elapsed());
             }
             inner.after_ingest(&items, result)
         });
