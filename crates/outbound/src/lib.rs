@@ -23,6 +23,7 @@
 
 mod conn;
 mod error;
+mod headers;
 mod http1;
 mod resolver;
 mod response;
@@ -32,12 +33,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderValue;
 use tokio_rustls::TlsConnector;
 use url::{Host, Position, Url};
 use webhook_domain::address::AddressPolicy;
 
 pub use error::{ErrorKind, OutboundError, OutboundInitError};
+pub use headers::{InvalidHeader, RequestHeaders};
 
 use conn::{Destination, Pool};
 use error::Stage;
@@ -163,7 +165,13 @@ impl OutboundClient {
     /// POSTs `body` to `url` with `headers` (the caller's signature headers
     /// etc.); the client adds `Host`, `User-Agent`, `Content-Type:
     /// application/json` and `Content-Length`. Redirects are reported, not followed.
-    pub async fn post(&self, url: &Url, headers: HeaderMap, body: Bytes) -> Outcome {
+    pub async fn post(
+        &self,
+        url: &Url,
+        headers: impl Into<RequestHeaders>,
+        body: Bytes,
+    ) -> Outcome {
+        let headers = headers.into();
         let started = Instant::now();
         let mut outcome = Outcome::default();
         if let Err(error) = self
@@ -179,7 +187,7 @@ impl OutboundClient {
     async fn attempt(
         &self,
         url: &Url,
-        headers: &HeaderMap,
+        headers: &RequestHeaders,
         body: &[u8],
         started: Instant,
         outcome: &mut Outcome,

@@ -9,7 +9,7 @@ use webhook_domain::ids::{UserId, WebhookId};
 use super::pool::Conn;
 use super::rows::{corrupt, get, signed};
 use crate::store::health::{self, StoredHealth};
-use crate::store::{AttemptReport, DisabledWebhook, FailurePolicy, StoreError};
+use crate::store::{AttemptReport, DisabledWebhook, FailurePolicy, StoreError, headers_json};
 
 // An attempt of a delivery deleted meanwhile (its webhook was removed) is dropped.
 const UPSERT_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, \
@@ -45,10 +45,6 @@ const UPDATE_HEALTH: &str = "UPDATE webhooks w SET failing_since = u.failing_sin
      updated_at = CASE WHEN u.reason IS NULL THEN w.updated_at ELSE $5 END \
      FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::text[]) AS u (id, failing_since, exhausted, reason) \
      WHERE w.id = u.id";
-
-fn headers_json(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
-}
 
 /// Records `reports` in order (a later report of the same delivery wins);
 /// returns the webhooks it disabled.

@@ -13,7 +13,7 @@ use crate::store::health::{self, StoredHealth};
 use crate::store::{
     AttemptRecord, AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats,
     DisabledWebhook, DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Page,
-    StoreError, WebhookPatch, WebhookRecord,
+    StoreError, WebhookPatch, WebhookRecord, headers_json,
 };
 
 /// Rows deleted per prune call, so the writer is never blocked for long.
@@ -553,10 +553,6 @@ pub fn recover_claims(c: &Connection, live_owner: &str) -> Result<u64, StoreErro
         [live_owner],
     )?;
     Ok(n as u64)
-}
-
-fn headers_json(headers: &[(String, String)]) -> String {
-    serde_json::to_string(headers).unwrap_or_else(|_| "[]".into())
 }
 
 pub fn record_attempts(
