@@ -60,7 +60,12 @@ impl RequestHeaders {
         }
         // As `http::HeaderValue`: visible characters, space, tab and bytes
         // from 0x80 up; never CR, LF, NUL or another control character.
-        if value.iter().any(|&b| (b < b' ' && b != b'\t') || b == 0x7f) {
+        // A fold without branches, which the compiler vectorises: values
+        // are signatures of a hundred bytes, checked on every attempt.
+        let control = value.iter().fold(false, |bad, &b| {
+            bad | ((b < b' ') & (b != b'\t')) | (b == 0x7f)
+        });
+        if control {
             return Err(InvalidHeader::Value(name.to_string()));
         }
         if OWN_HEADERS.iter().any(|own| own.eq_ignore_ascii_case(name)) {

@@ -224,15 +224,18 @@ async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
             Verdict::Neutral
         }
         Some(route) => {
-            let attempt = attempt::attempt(
+            // Boxed: the attempt's state (the outbound exchange, its
+            // connect and TLS handshake) is kilobytes, and kept inline it
+            // made this task's future as large, copied whole on every
+            // spawn (about 1.3 % of the service's CPU in `batch`, perf).
+            let mut attempt = Box::pin(attempt::attempt(
                 &inner.client,
                 &inner.rules,
                 &inner.user_agent,
                 &route,
                 &job,
                 false,
-            );
-            tokio::pin!(attempt);
+            ));
             let report = tokio::select! {
                 biased;
                 report = &mut attempt => report,
