@@ -39,8 +39,8 @@ fn kind(kind: ErrorKind) -> AttemptErrorKind {
 pub struct SentHeaders {
     /// Every header the attempt adds (the client adds host, type, length and agent).
     pub headers: RequestHeaders,
-    /// The signatures and timestamp: what cannot be rebuilt from the delivery
-    /// later (`sent_headers` does the rest). Writing all eleven headers per
+    /// The signatures, timestamp and user agent: what cannot be rebuilt
+    /// from the delivery later (`sent_headers` does the rest). Writing all eleven headers per
     /// attempt was a third of the bytes the store wrote per delivery.
     pub logged: Vec<(String, String)>,
 }
