@@ -562,6 +562,27 @@ async fn backlog(s: &Settings) -> anyhow::Result<Report> {
         "delivered_before_up".into(),
         json!(receipts.len() - drained),
     );
+    // The endpoint's circuit is open when the receiver comes back (every
+    // attempt failed while it was down), so the first delivery waits for the
+    // next probe, up to the longest cool-down (10 s): `drain_per_sec`
+    // includes that wait, these two tell it apart from the sending rate.
+    let first_after_up = receipts
+        .iter()
+        .find(|(_, at)| *at >= up_at)
+        .map(|(_, at)| *at);
+    if let (Some(first), Some((_, last))) = (first_after_up, receipts.last()) {
+        r.extra.insert(
+            "first_delivery_after_up_ms".into(),
+            json!(first.duration_since(up_at).as_millis()),
+        );
+        let sending = last.duration_since(first).as_secs_f64();
+        if sending > 0.0 {
+            r.extra.insert(
+                "drain_from_first_delivery_per_sec".into(),
+                json!((drained as f64 / sending).round()),
+            );
+        }
+    }
     settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
     Ok(r)
 }
