@@ -207,19 +207,18 @@ const CEILING_ROUNDS: usize = 3;
 /// The best of [`CEILING_ROUNDS`] rounds: on this shared machine one round of
 /// a second or two varied from 24,000 to 74,000 requests/s between runs, and
 /// a ceiling is the fastest the machine was seen to go, not an average.
-async fn ceiling(http: &Http, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn ceiling(requests: usize, concurrency: usize) -> anyhow::Result<f64> {
     let mut best: f64 = 0.0;
     for _ in 0..CEILING_ROUNDS {
-        best = best.max(ceiling_round(http, requests, concurrency).await?);
+        best = best.max(ceiling_round(requests, concurrency).await?);
     }
     Ok(best)
 }
 
-async fn ceiling_round(http: &Http, requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn ceiling_round(requests: usize, concurrency: usize) -> anyhow::Result<f64> {
     let receiver = CountingReceiver::with_capacity(requests).await?;
     let envelope = bare_envelope();
     let sent = closed_loop(
-        http,
         &receiver.url("/ceiling"),
         None,
         requests,
@@ -368,7 +367,7 @@ async fn single_webhook_run(
     concurrency: usize,
 ) -> anyhow::Result<Report> {
     let http = Http::default();
-    let ceiling = ceiling(&http, events.min(100_000), s.concurrency).await?;
+    let ceiling = ceiling(events.min(100_000), s.concurrency).await?;
     let receiver = CountingReceiver::with_capacity(events).await?;
     let svc = start(s, &[])?;
     let token = svc.token("bench-user", false)?;
@@ -385,15 +384,7 @@ async fn single_webhook_run(
         )
     };
     let requests = events.div_ceil(batch_size);
-    let sent = closed_loop(
-        &http,
-        &uri,
-        Some(INTERNAL_SECRET),
-        requests,
-        concurrency,
-        body,
-    )
-    .await;
+    let sent = closed_loop(&uri, Some(INTERNAL_SECRET), requests, concurrency, body).await;
     wait_until(
         || receiver.count(),
         sent.accepted.len(),
@@ -418,7 +409,7 @@ async fn fanout(s: &Settings) -> anyhow::Result<Report> {
     const WEBHOOKS: usize = 100;
     let events = s.count(1_000, 20);
     let http = Http::default();
-    let ceiling = ceiling(&http, (events * WEBHOOKS).min(100_000), s.concurrency).await?;
+    let ceiling = ceiling((events * WEBHOOKS).min(100_000), s.concurrency).await?;
     let receiver = CountingReceiver::with_capacity(events * WEBHOOKS).await?;
     let svc = start(s, &[("WEBHOOK_MAX_PER_USER", "1000".into())])?;
     let token = svc.token("bench-user", false)?;
@@ -426,7 +417,6 @@ async fn fanout(s: &Settings) -> anyhow::Result<Report> {
         create_webhook(&http, &svc, &token, &receiver.url(&format!("/hook/{i}"))).await?;
     }
     let sent = closed_loop(
-        &http,
         &format!("{}/internal/webhooks/trigger", svc.base),
         Some(INTERNAL_SECRET),
         events,
@@ -495,7 +485,7 @@ async fn latency(s: &Settings) -> anyhow::Result<Report> {
         Duration::from_secs(30)
     };
     let http = Http::default();
-    let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
+    let ceiling = ceiling(s.count(100_000, 500), s.concurrency).await?;
     let floor = latency_floor(&http, rate, floor_duration(s)).await?;
     let mut r = steady_run("latency", s, &[], "bench-user", rate, duration, ceiling).await?;
     r.extra.insert("offered_per_sec".into(), json!(rate));
@@ -506,7 +496,7 @@ async fn latency(s: &Settings) -> anyhow::Result<Report> {
 async fn backlog(s: &Settings) -> anyhow::Result<Report> {
     let events = s.count(1_000_000, 2_000);
     let http = Http::default();
-    let ceiling = ceiling(&http, events.min(100_000), s.concurrency).await?;
+    let ceiling = ceiling(events.min(100_000), s.concurrency).await?;
     let receiver = CountingReceiver::with_capacity(events).await?;
     // Short waits so that the few deliveries used as circuit-breaker probes
     // during the outage are retried within the measurement.
@@ -522,7 +512,6 @@ async fn backlog(s: &Settings) -> anyhow::Result<Report> {
     receiver.set_down(true).await?;
     let batch_size = 100;
     let sent = closed_loop(
-        &http,
         &format!("{}/internal/events/batch", svc.base),
         Some(INTERNAL_SECRET),
         events.div_ceil(batch_size),
@@ -615,7 +604,7 @@ async fn isolation(s: &Settings) -> anyhow::Result<Report> {
     };
     let rounds = if s.smoke { 1 } else { ISOLATION_ROUNDS };
     let http = Http::default();
-    let ceiling = ceiling(&http, s.count(100_000, 500), s.concurrency).await?;
+    let ceiling = ceiling(s.count(100_000, 500), s.concurrency).await?;
     let floor = latency_floor(&http, rate, floor_duration(s)).await?;
 
     let mut solos = Vec::with_capacity(rounds);
