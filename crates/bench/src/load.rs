@@ -210,9 +210,16 @@ impl Lane {
     }
 
     /// POSTs `body`; returns status and body. A failed exchange drops the
-    /// connection; the next one opens a new one.
+    /// connection. A kept-alive connection that fails before any byte of
+    /// an answer (the server closed it while idle) is replaced and the
+    /// request sent once more, as hyper-util's client did.
     async fn post(&mut self, target: &Target, body: &[u8]) -> anyhow::Result<(u16, Bytes)> {
-        let result = self.exchange(target, body).await;
+        let reused = self.stream.is_some();
+        let mut result = self.exchange(target, body).await;
+        if result.is_err() && reused && self.buf.is_empty() {
+            self.stream = None;
+            result = self.exchange(target, body).await;
+        }
         if result.is_err() {
             self.stream = None;
             self.buf.clear();
@@ -421,6 +428,39 @@ mod tests {
             .map(|(id, _)| id)
             .collect();
         assert_eq!(ids.len(), 100, "every body arrived once");
+
+        // A server that closes each connection after one answer: the next
+        // request on it goes out again on a new connection.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut connections = 0;
+            while let Ok((mut stream, _)) = listener.accept().await {
+                connections += 1;
+                let mut request = vec![0u8; 4096];
+                let _ = stream.read(&mut request).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 2\r\n\r\n{}")
+                    .await;
+                // Dropped here: closed while the client thinks it is kept alive.
+                if connections == 3 {
+                    break;
+                }
+            }
+            connections
+        });
+        let sent = closed_loop(
+            &format!("http://{addr}/p"),
+            None,
+            3,
+            1,
+            Arc::new(|_| Bytes::from_static(b"{}")),
+        )
+        .await;
+        assert_eq!(sent.errors, 0, "{:?}", sent.first_error);
+        assert_eq!(sent.round_trips_ms.len(), 3);
+        assert_eq!(server.await.unwrap(), 3, "one connection per request");
 
         // A server that is not there: every request is an error, none hangs.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
