@@ -146,6 +146,41 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// The single number `sql` (a `SELECT COUNT(*) ...`) reads from the
+    /// backend's tables, beneath the store.
+    async fn count(&self, sql: &str) -> i64 {
+        match &self.backend {
+            Backend::Sqlite(dir) => {
+                let c = rusqlite::Connection::open(dir.path().join("webhooks.db"))
+                    .expect("open the store's database");
+                c.query_row(sql, [], |r| r.get(0)).expect(sql)
+            }
+            Backend::Postgres(db) => {
+                let client = postgres_support::connect(&db.url).await.expect("connect");
+                client.query_one(sql, &[]).await.expect(sql).get(0)
+            }
+        }
+    }
+
+    /// Attempts without their delivery and deliveries without their
+    /// webhook: rows no API reaches any more, which the store must never leave.
+    async fn orphans(&self) -> (i64, i64) {
+        (
+            self.count(
+                "SELECT COUNT(*) FROM attempts a \
+                 WHERE NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.id = a.delivery_id)",
+            )
+            .await,
+            self.count(
+                "SELECT COUNT(*) FROM deliveries d \
+                 WHERE NOT EXISTS (SELECT 1 FROM webhooks w WHERE w.id = d.webhook_id)",
+            )
+            .await,
+        )
+    }
+}
+
 // ---------------------------------------------------------------- builders
 
 fn user(name: &str) -> UserId {
@@ -1657,6 +1692,138 @@ async fn contract_delete_removes_deliveries(store: &dyn Store) {
     );
 }
 
+/// Pruning a delivery and deleting a webhook take the attempts (and the
+/// deliveries) with them: neither store has foreign keys that would cascade.
+async fn contract_children_go_with_their_parents(f: &Fixture) {
+    let store = f.store();
+    let kept_hook = create(store, "alice", 1).await.id;
+    let doomed_hook = create(store, "alice", 2).await.id;
+    let old = ingest_one_made_at(store, 100, &kept_hook, true).await;
+    let young = ingest_one_made_at(store, 5000, &kept_hook, true).await;
+    let other = ingest_one_made_at(store, 5000, &doomed_hook, true).await;
+    let mut reports = Vec::new();
+    for (delivery, hook) in [
+        (&old, &kept_hook),
+        (&young, &kept_hook),
+        (&other, &doomed_hook),
+    ] {
+        reports.push(report(
+            delivery,
+            hook,
+            1,
+            DeliveryStatus::Retrying,
+            Some(500),
+            5100,
+            Some(5200),
+        ));
+        reports.push(report(
+            delivery,
+            hook,
+            2,
+            DeliveryStatus::Delivered,
+            Some(200),
+            5200,
+            None,
+        ));
+    }
+    record(store, reports, LENIENT, 5300).await;
+    assert_eq!(f.count("SELECT COUNT(*) FROM attempts").await, 6);
+
+    while store.prune(1000).await.unwrap() > 0 {}
+    assert!(
+        store
+            .get_delivery(&kept_hook, &old)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM attempts").await,
+        4,
+        "the pruned delivery's two attempts went with it"
+    );
+
+    assert!(
+        store
+            .delete_webhook(&doomed_hook, Owner::Any)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        f.count("SELECT COUNT(*) FROM attempts").await,
+        2,
+        "the deleted webhook's attempts went with it"
+    );
+    assert_eq!(f.count("SELECT COUNT(*) FROM deliveries").await, 1);
+    assert_eq!(f.orphans().await, (0, 0));
+    assert_eq!(
+        store
+            .get_delivery(&kept_hook, &young)
+            .await
+            .unwrap()
+            .map(|d| d.attempts.len()),
+        Some(2)
+    );
+}
+
+/// A webhook deleted while its events are ingested and its attempts
+/// recorded leaves nothing behind: every write either lands before the
+/// deletion (and is deleted with the webhook) or finds the webhook gone.
+async fn contract_deleting_while_writing_leaves_no_orphans(f: &Fixture) {
+    let store = f.store();
+    for round in 0..4i64 {
+        let hook = create(store, "alice", round).await.id;
+        let mut first = Vec::new();
+        for i in 0..20 {
+            first.push(ingest_one(store, "me", 100 + i, &hook, true).await);
+        }
+        let ingesting = async {
+            for i in 0..10 {
+                let (item, _) = event(200 + i, "user.created", &[(&hook, true)]);
+                // A webhook gone before this commit gets no delivery; the event is kept.
+                store
+                    .ingest("me", Arc::new(vec![item]))
+                    .await
+                    .expect("ingest");
+                tokio::task::yield_now().await;
+            }
+        };
+        let recording = async {
+            for pair in first.chunks(2) {
+                let reports = pair
+                    .iter()
+                    .map(|d| report(d, &hook, 1, DeliveryStatus::Delivered, Some(200), 300, None))
+                    .collect();
+                store
+                    .record_attempts(Arc::new(reports), LENIENT, 400)
+                    .await
+                    .expect("record attempts");
+                tokio::task::yield_now().await;
+            }
+        };
+        let deleting = async {
+            for _ in 0..round * 2 {
+                tokio::task::yield_now().await;
+            }
+            assert!(store.delete_webhook(&hook, Owner::Any).await.unwrap());
+        };
+        tokio::join!(ingesting, recording, deleting);
+        assert_eq!(
+            f.orphans().await,
+            (0, 0),
+            "round {round}: orphan attempts, orphan deliveries"
+        );
+        assert_eq!(
+            store
+                .list_deliveries(&hook, DeliveryFilter::default(), 10, 0)
+                .await
+                .unwrap()
+                .total,
+            0
+        );
+    }
+}
+
 async fn contract_health(store: &dyn Store) {
     store.health().await.expect("a working store is healthy");
 }
@@ -1755,6 +1922,8 @@ contracts!(
         contract_delete_removes_deliveries;
     fixtures:
         contract_secret_not_in_plaintext,
+        contract_children_go_with_their_parents,
+        contract_deleting_while_writing_leaves_no_orphans,
 );
 
 // ------------------------------------------------- PostgreSQL: several instances

@@ -21,8 +21,13 @@ use crate::store::{IngestItem, IngestOutcome, StoreError};
 /// new ids, so a duplicate gets none), so every delivery's event is written
 /// with it (migration 3 dropped the foreign key that checked it). A delivery to a
 /// webhook deleted since the routing table was read is dropped rather than
-/// failing the whole commit: there is nowhere to deliver it.
-const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH new_events AS (\
+/// failing the whole commit: there is nowhere to deliver it. The webhooks
+/// written to are key-share locked (the lock their foreign key took, once per
+/// webhook instead of once per row since migration 5), so a webhook's
+/// deletion waits for this commit and then deletes what it wrote.
+const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH live_webhooks AS (\
+     SELECT id FROM webhooks WHERE id = ANY($8::text[]) ORDER BY id FOR KEY SHARE), \
+     new_events AS (\
      INSERT INTO events (id, event_type, user_id, payload, created_at) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id), \
@@ -34,7 +39,7 @@ const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH new_events AS (\
      FROM UNNEST($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
      JOIN new_events e ON e.id = u.event_id \
-     WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = u.webhook_id) \
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
      RETURNING 1) \
      SELECT id FROM new_events";
 
@@ -65,13 +70,15 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, user_id, payloa
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
 // As in the one-statement form, deliveries to a webhook deleted meanwhile are dropped.
-const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
+const INSERT_DELIVERIES: &str = "WITH live_webhooks AS (\
+     SELECT id FROM webhooks WHERE id = ANY($3::text[]) ORDER BY id FOR KEY SHARE) \
+     INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
      attempts, next_attempt_at, lease_owner, created_at, updated_at) \
      SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
      u.created_at, u.created_at \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
-     WHERE EXISTS (SELECT 1 FROM webhooks w WHERE w.id = u.webhook_id)";
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks)";
 
 const EXISTING_DELIVERIES: &str =
     "SELECT event_id, id FROM deliveries WHERE event_id = ANY($1::text[]) ORDER BY event_id, id";

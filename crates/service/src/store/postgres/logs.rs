@@ -70,7 +70,11 @@ const STATS_DURATIONS: &str = concat!(
 );
 // By id, a range of the primary key, as on the embedded store (see `Store::prune`).
 const PRUNE_DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-     WHERE id < $1 AND status IN ('delivered', 'failed') LIMIT $2)";
+     WHERE id < $1 AND status IN ('delivered', 'failed') LIMIT $2) RETURNING id";
+// Then their attempts (migration 5: no foreign key cascades to them), in a
+// later statement of the same transaction, so that it also sees an attempt
+// committed by a recording that held a pruned delivery's lock meanwhile.
+const PRUNE_ATTEMPTS: &str = "DELETE FROM attempts WHERE delivery_id = ANY($1::text[])";
 const PRUNE_EVENTS: &str = "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < $1 \
      AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT $2)";
 
@@ -216,7 +220,18 @@ pub(super) async fn stats(
 pub(super) async fn prune(c: &mut Conn, before: i64) -> Result<u64, StoreError> {
     let first_kept = DeliveryId::first_at(before);
     let deliveries = c
-        .execute(PRUNE_DELIVERIES, &[&first_kept.as_str(), &PRUNE_CHUNK])
+        .transaction(async |c| {
+            let ids: Vec<String> = c
+                .query(PRUNE_DELIVERIES, &[&first_kept.as_str(), &PRUNE_CHUNK])
+                .await?
+                .iter()
+                .map(|r| get(r, 0, "delivery id"))
+                .collect::<Result<_, _>>()?;
+            if !ids.is_empty() {
+                c.execute(PRUNE_ATTEMPTS, &[&ids]).await?;
+            }
+            Ok(ids.len() as u64)
+        })
         .await?;
     let events = c.execute(PRUNE_EVENTS, &[&before, &PRUNE_CHUNK]).await?;
     Ok(deliveries + events)

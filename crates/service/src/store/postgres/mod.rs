@@ -58,6 +58,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
         4,
         include_str!("../../../migrations/postgres/0004_no_finished_index.sql"),
     ),
+    (
+        5,
+        include_str!("../../../migrations/postgres/0005_parent_keys_by_hand.sql"),
+    ),
 ];
 /// Key of the advisory lock held while migrating, so instances starting
 /// together do not apply the same migration twice.

@@ -33,7 +33,7 @@ const UPDATE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, atte
      WHERE d.id = u.id";
 
 // FOR NO KEY UPDATE: does not conflict with the key-share locks that
-// concurrent ingests take on webhooks through the deliveries' foreign key.
+// concurrent ingests take on the webhooks they write deliveries for.
 const LOCK_WEBHOOKS: &str = "SELECT id, owner_id, url, is_active, failing_since, consecutive_exhausted \
      FROM webhooks WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE";
 
@@ -68,9 +68,18 @@ pub(super) async fn write(
         );
         deliveries.insert(report.delivery_id.as_str(), report);
     }
-    upsert_attempts(c, attempts.into_values().collect()).await?;
+    // Webhooks, then deliveries, then attempts: a webhook's deletion locks
+    // the webhook first and then deletes its deliveries and their attempts,
+    // so taking the locks in the same order cannot deadlock with it, and an
+    // attempt is only written for a delivery this transaction has locked by
+    // updating it (no foreign key checks it since migration 5).
+    let mut webhook_ids: Vec<&str> = reports.iter().map(|r| r.webhook_id.as_str()).collect();
+    webhook_ids.sort_unstable();
+    webhook_ids.dedup();
+    let webhooks = c.query(LOCK_WEBHOOKS, &[&webhook_ids]).await?;
     update_deliveries(c, deliveries.into_values().collect(), now).await?;
-    update_health(c, reports, policy, now).await
+    upsert_attempts(c, attempts.into_values().collect()).await?;
+    update_health(c, reports, &webhooks, policy, now).await
 }
 
 async fn upsert_attempts(c: &mut Conn, reports: Vec<&AttemptReport>) -> Result<(), StoreError> {
@@ -151,25 +160,26 @@ async fn update_deliveries(
     Ok(())
 }
 
+/// Applies the reports' health changes to `rows`, the locked webhooks (see [`LOCK_WEBHOOKS`]).
 async fn update_health(
     c: &mut Conn,
     reports: &[AttemptReport],
+    rows: &[tokio_postgres::Row],
     policy: FailurePolicy,
     now: i64,
 ) -> Result<Vec<DisabledWebhook>, StoreError> {
     let deltas = health::fold(reports);
-    let ids: Vec<&str> = deltas.keys().map(WebhookId::as_str).collect();
-    let rows = c.query(LOCK_WEBHOOKS, &[&ids]).await?;
 
     let mut u_ids = Vec::new();
     let mut u_since = Vec::new();
     let mut u_exhausted = Vec::new();
     let mut u_reasons = Vec::new();
     let mut disabled = Vec::new();
-    for row in &rows {
+    for row in rows {
         let id: String = get(row, 0, "webhook id")?;
         let webhook_id = WebhookId::parse(&id).map_err(|e| corrupt("webhook id", e))?;
-        // Webhooks deleted meanwhile have no row and are skipped.
+        // Webhooks deleted meanwhile have no row and are skipped; those of
+        // test sends only have no delta.
         let Some(delta) = deltas.get(&webhook_id) else {
             continue;
         };

@@ -57,7 +57,16 @@ const ROTATE: &str = concat!(
      WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
     webhook_columns!()
 );
-const DELETE: &str = "DELETE FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)";
+// Deleting a webhook (migration 5: no foreign keys cascade to its deliveries
+// and attempts). The first statement waits for every ingest and attempt
+// record holding the webhook's lock; each later one, a new statement, sees
+// what they committed, and no new ones can start until this commits.
+const LOCK_FOR_DELETE: &str =
+    "SELECT 1 FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) FOR UPDATE";
+const DELETE_ATTEMPTS: &str =
+    "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE webhook_id = $1)";
+const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE webhook_id = $1";
+const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
 
 fn seal(
     cipher: &SecretCipher,
@@ -207,5 +216,17 @@ pub(super) async fn delete(
     id: &WebhookId,
     owner: Option<&str>,
 ) -> Result<bool, StoreError> {
-    Ok(c.execute(DELETE, &[&id.as_str(), &owner]).await? > 0)
+    let id = id.as_str();
+    c.transaction(async |c| {
+        if c.query_opt(LOCK_FOR_DELETE, &[&id, &owner])
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        c.execute(DELETE_ATTEMPTS, &[&id]).await?;
+        c.execute(DELETE_DELIVERIES, &[&id]).await?;
+        Ok(c.execute(DELETE, &[&id]).await? > 0)
+    })
+    .await
 }
