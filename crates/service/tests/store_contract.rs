@@ -891,6 +891,37 @@ async fn contract_release(store: &dyn Store) {
     store.release("me", vec![]).await.unwrap();
 }
 
+/// A release of more claims than the store gives back in one go (a paused
+/// webhook's whole memory window) gives back every one of them.
+async fn contract_release_many(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let items: Vec<IngestItem> = (0..600)
+        .map(|i| event(100 + i, "user.created", &[(&w, true)]).0)
+        .collect();
+    let mut ids: Vec<DeliveryId> = items.iter().map(|i| i.deliveries[0].id.clone()).collect();
+    store.ingest("me", Arc::new(items)).await.unwrap();
+    store.heartbeat("me").await.unwrap();
+    store.heartbeat("other").await.unwrap();
+    assert!(
+        store
+            .claim_due("other", 10_000, 1000, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed at ingest"
+    );
+    store.release("me", ids.clone()).await.unwrap();
+    let mut claimed = ids_of(
+        &store
+            .claim_due("other", 10_000, 1000, vec![])
+            .await
+            .unwrap(),
+    );
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids);
+}
+
 async fn contract_recover_claims_of_dead_instances(store: &dyn Store) {
     let w = create(store, "alice", 1).await.id;
     store.heartbeat("me").await.unwrap();
@@ -1910,6 +1941,7 @@ contracts!(
         contract_ingest_large_call,
         contract_claim_due_order_limit_exclude_inactive,
         contract_release,
+        contract_release_many,
         contract_recover_claims_of_dead_instances,
         contract_two_owners_never_claim_the_same,
         contract_record_attempts_transitions,
