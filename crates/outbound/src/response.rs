@@ -41,8 +41,8 @@ pub(crate) fn finish(
     timeout: Duration,
 ) -> Result<(), OutboundError> {
     outcome.body_excerpt = match String::from_utf8(excerpt) {
-        Ok(text) => text,
-        Err(err) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        Ok(text) => without_nul(text),
+        Err(err) => without_nul(String::from_utf8_lossy(err.as_bytes()).into_owned()),
     };
     let Some(status) = outcome.status else {
         return Err(OutboundError::new(
@@ -75,5 +75,20 @@ pub(crate) fn finish(
 
 /// A header value as text, cut to at most `max` bytes.
 fn lossy(value: &[u8], max: usize) -> String {
-    String::from_utf8_lossy(&value[..value.len().min(max)]).into_owned()
+    without_nul(String::from_utf8_lossy(&value[..value.len().min(max)]).into_owned())
+}
+
+/// `text` with every NUL replaced by U+FFFD, as invalid UTF-8 already is.
+///
+/// A receiver may answer with any bytes (a binary or compressed body), and
+/// PostgreSQL's `text` cannot hold a NUL: one such excerpt made every
+/// attempt batch it was part of fail, so that no result was recorded at
+/// all. The excerpt is for reading; the replacement keeps it the same on
+/// every store.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
 }

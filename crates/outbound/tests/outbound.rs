@@ -247,6 +247,16 @@ async fn server_error_is_a_response_not_an_error() {
 }
 
 #[tokio::test]
+async fn binary_body_is_kept_as_text_without_nul() {
+    // PostgreSQL's text cannot hold NUL; invalid UTF-8 was already replaced.
+    let receiver = spawn_receiver(Behaviour::Respond(response("200 OK", &[], b"a\0b\xffc"))).await;
+    let outcome = post(&client(), &receiver.url("/")).await;
+    assert_eq!(outcome.status, Some(200));
+    assert!(outcome.error.is_none());
+    assert_eq!(outcome.body_excerpt, "a\u{FFFD}b\u{FFFD}c");
+}
+
+#[tokio::test]
 async fn redirect_is_reported_not_followed() {
     let receiver = spawn_receiver(Behaviour::Respond(response(
         "302 Found",

@@ -60,6 +60,13 @@ pub enum Behavior {
     /// Request n (counted from when this behavior was set) uses element n;
     /// the last element repeats. An empty sequence answers 200.
     Sequence(Vec<Behavior>),
+    /// Answer with `status` and exactly these body bytes (binary allowed).
+    Body {
+        /// Response status.
+        status: u16,
+        /// The body.
+        body: Vec<u8>,
+    },
     /// Answer with `status` and a body of `bytes` filler bytes.
     BigBody {
         /// Response status.
@@ -155,6 +162,12 @@ impl Behavior {
                 Some(item) => item.plan(index),
                 None => Plan::Reply(small(200, Vec::new())),
             },
+            Behavior::Body { status, body } => Plan::Reply(Reply {
+                delay: Duration::ZERO,
+                status: *status,
+                headers: Vec::new(),
+                body: BodyPlan::Small(Bytes::from(body.clone())),
+            }),
             Behavior::BigBody { status, bytes } => Plan::Reply(Reply {
                 delay: Duration::ZERO,
                 status: *status,
