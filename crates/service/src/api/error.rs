@@ -127,6 +127,15 @@ impl From<StoreError> for ApiError {
                     "The webhook store is unavailable; nothing was stored. Try again shortly.",
                 )
             }
+            StoreError::OutcomeUnknown(detail) => {
+                tracing::error!(error = %detail, "store connection lost during a commit");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_UNAVAILABLE",
+                    "The connection to the webhook store was lost while storing this request; \
+                     it may have been stored. Retry it (with the same event id to avoid a duplicate).",
+                )
+            }
             StoreError::Corrupt(detail) => {
                 tracing::error!(error = %detail, "stored data cannot be read");
                 ApiError::new(

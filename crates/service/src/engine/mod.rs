@@ -86,19 +86,52 @@ impl Inner {
         }
     }
 
-    /// Gives claimed work back to the store unattempted (shutdown, paused webhook).
-    async fn hand_back(&self, jobs: Vec<(WebhookId, DeliveryId)>) {
+    /// Gives claimed work back to the store unattempted (shutdown, paused
+    /// or unknown webhook).
+    async fn hand_back(self: &Arc<Self>, jobs: Vec<(WebhookId, DeliveryId)>) {
         if jobs.is_empty() {
             return;
         }
         let ids: Vec<DeliveryId> = jobs.iter().map(|(_, d)| d.clone()).collect();
-        if let Err(e) = self.store.release(&self.owner, ids).await {
-            // The claims stay; they are voided at the next start-up.
-            tracing::warn!(error = %e, "could not release claimed deliveries");
+        if let Err(e) = self.store.release(&self.owner, ids.clone()).await {
+            tracing::warn!(error = %e, deliveries = ids.len(), "could not release claimed deliveries; retrying");
+            self.release_later(ids);
         }
         for (webhook, _) in &jobs {
             self.free_slot(webhook);
         }
+    }
+
+    /// Keeps trying to release claims this process no longer acts on.
+    ///
+    /// A forgotten claim holds its delivery until the claim is voided, and
+    /// only the claims of a process that has stopped are (at the next
+    /// start-up, or by another instance once its heartbeat is gone): a
+    /// running instance would never send it. Releasing a row that does not
+    /// exist, or is no longer ours, changes nothing, so this is safe
+    /// whatever the store did. While stopping, the claims are left to that
+    /// voiding instead.
+    fn release_later(self: &Arc<Self>, ids: Vec<DeliveryId>) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let mut stopping = inner.stopping.subscribe();
+            let mut pause = RELOAD_RETRY;
+            loop {
+                if *stopping.borrow() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stopping.changed() => return,
+                }
+                if inner.store.release(&inner.owner, ids.clone()).await.is_ok() {
+                    // Due again: the scheduler finds them.
+                    inner.wake_scheduler.notify_one();
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 
     async fn ingest(self: &Arc<Self>, events: Vec<Event>) -> Result<Vec<Accepted>, StoreError> {
@@ -143,19 +176,31 @@ impl Inner {
     }
 
     fn after_ingest(
-        &self,
+        self: &Arc<Self>,
         items: &[IngestItem],
         result: Result<Vec<IngestOutcome>, StoreError>,
     ) -> Result<Vec<Accepted>, StoreError> {
         let outcomes = match result {
             Ok(outcomes) => outcomes,
             Err(e) => {
+                let uncertain = matches!(e, StoreError::OutcomeUnknown(_));
+                let mut claimed = Vec::new();
                 for d in items
                     .iter()
                     .flat_map(|i| &i.deliveries)
                     .filter(|d| d.claimed)
                 {
                     self.free_slot(&d.webhook_id);
+                    claimed.push(d.id.clone());
+                }
+                // A commit cut off mid-way (PostgreSQL's connection lost) may
+                // have stored the rows after all, claimed by this running
+                // process, which will not send them: a producer retrying with
+                // its event id gets "duplicate" and nothing would go out.
+                // Released, they are due work like any other. (Any other
+                // failure stored nothing: there is nothing to release.)
+                if uncertain && !claimed.is_empty() {
+                    self.release_later(claimed);
                 }
                 return Err(e);
             }
@@ -213,9 +258,12 @@ async fn run_attempt(inner: Arc<Inner>, job: DueDelivery) {
     let webhook = job.webhook_id.clone();
     let mut slow = false;
     let verdict = match inner.routes.get(&webhook) {
-        // Deleted: its rows went with it.
+        // Deleted (its rows went with it, and the release finds nothing), or
+        // not in this instance's table yet (created on another instance, not
+        // reloaded here) or any more (a stored row that no longer parses):
+        // the claim must not outlive this attempt unsent.
         None => {
-            inner.free_slot(&webhook);
+            inner.hand_back(vec![(webhook.clone(), job.id)]).await;
             Verdict::Neutral
         }
         // Paused or disabled: the delivery waits in the store until it is re-enabled.

@@ -51,6 +51,10 @@ pub enum StoreError {
         /// The cap.
         limit: u32,
     },
+    /// The connection to the backend broke while a commit was under way:
+    /// what was asked may or may not have been stored.
+    #[error("store outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// Stored data could not be decoded (for example a secret under another key).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

@@ -81,11 +81,17 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
                 }
             }
             Err(e) if c.is_broken() => {
-                // The outcome of a commit cut off mid-way is unknown: the
-                // callers are told it failed, and a producer retrying with
-                // its event id gets the first copy if it was stored after all.
+                // The outcome of a commit cut off mid-way is unknown, and the
+                // callers are told so: a producer retrying with its event id
+                // gets the first copy if it was stored after all, and the
+                // engine gives back the claims it may have taken.
                 conn = None;
-                fail_all(jobs_now, &e);
+                let reason = format!("the connection broke during a commit: {e}");
+                for job in jobs_now {
+                    let _ = job
+                        .reply
+                        .send(Err(StoreError::OutcomeUnknown(reason.clone())));
+                }
             }
             Err(_) => {
                 for job in jobs_now {
