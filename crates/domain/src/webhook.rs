@@ -225,24 +225,45 @@ impl Serialize for WebhookUrl {
 /// Longest accepted description, in characters.
 pub const MAX_DESCRIPTION_LEN: usize = 500;
 
-/// A description longer than allowed.
+/// Why a description was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("description is {len} characters long; at most 500 are allowed")]
-pub struct InvalidDescription {
-    /// Length given, in characters.
-    pub len: usize,
+pub enum InvalidDescription {
+    /// Longer than allowed.
+    #[error("description is {len} characters long; at most 500 are allowed")]
+    TooLong {
+        /// Length given, in characters.
+        len: usize,
+    },
+    /// A control character other than tab, line feed or carriage return.
+    #[error(
+        "description contains the control character U+{code:04X}; only tab and line breaks are allowed"
+    )]
+    ControlCharacter {
+        /// The character's code point.
+        code: u32,
+    },
 }
 
-/// A free-text note on a webhook, at most 500 characters.
+/// A free-text note on a webhook: at most 500 characters, no control
+/// characters but tab and line breaks.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Description(String);
 
 impl Description {
-    /// Accepts up to 500 characters (not bytes).
+    /// Accepts up to 500 characters (not bytes). Control characters other
+    /// than tab and line breaks are refused: they are never meant in a note,
+    /// and PostgreSQL cannot store a NUL in text at all (the same note must
+    /// be accepted or refused alike on every store).
     pub fn parse(s: &str) -> Result<Self, InvalidDescription> {
         let len = s.chars().count();
         if len > MAX_DESCRIPTION_LEN {
-            return Err(InvalidDescription { len });
+            return Err(InvalidDescription::TooLong { len });
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
+        {
+            return Err(InvalidDescription::ControlCharacter { code: u32::from(c) });
         }
         Ok(Description(s.to_owned()))
     }
@@ -428,6 +449,12 @@ mod tests {
             err.to_string(),
             "description is 501 characters long; at most 500 are allowed"
         );
+        let err = Description::parse("a\0b").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "description contains the control character U+0000; only tab and line breaks are allowed"
+        );
+        assert!(Description::parse("line one\r\nline\ttwo").is_ok());
         let d = Description::parse("Production hook").unwrap();
         assert_eq!(serde_json::to_string(&d).unwrap(), "\"Production hook\"");
         assert_eq!(d.as_str(), "Production hook");

@@ -147,6 +147,10 @@ async fn each_invalid_field_is_named_with_what_is_wrong() {
             vec![("description", "at most 500")],
         ),
         (
+            json!({"url": OK_URL, "eventTypes": ["*"], "description": "nul \u{0} inside"}),
+            vec![("description", "control character U+0000")],
+        ),
+        (
             json!({"url": OK_URL, "eventTypes": ["*"], "isActive": "yes"}),
             vec![("isActive", "true or false")],
         ),
@@ -363,6 +367,33 @@ async fn bodies_must_be_json_well_formed_and_reasonably_sized() {
     )
     .await;
     assert_eq!(not_object.status, 400, "{}", not_object.body);
+    // An array that would fit the fields by position is refused too, and nothing is stored.
+    let internal = format!("Bearer {INTERNAL_SECRET}");
+    for (path, body) in [
+        ("/api/v1/webhooks", r#"["http://127.0.0.1:9/arr", ["*"]]"#),
+        (
+            "/internal/webhooks/trigger",
+            r#"[null, "user.created", "body-user", {}, {}]"#,
+        ),
+    ] {
+        let headers = if path.starts_with("/internal") {
+            vec![
+                ("authorization", internal.as_str()),
+                ("content-type", "application/json"),
+            ]
+        } else {
+            json_headers.to_vec()
+        };
+        let array = raw(&app, Method::POST, path, &headers, body).await;
+        assert_eq!(array.status, 400, "{path}: {}", array.body);
+        assert_eq!(
+            array.message(),
+            "The request body must be a JSON object, not an array",
+            "{path}"
+        );
+    }
+    let (_, listed) = app.get("/api/v1/webhooks", &token).await;
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(0), "{listed}");
 
     // Not JSON: 415, with or without a content type.
     let valid = json!({"url": "http://127.0.0.1:9/x", "eventTypes": ["*"]}).to_string();
@@ -557,7 +588,11 @@ async fn a_test_send_names_its_bad_fields() {
             "data",
             "JSON object",
         ),
-        (json!({"payload": [1]}), "data", "JSON object"),
+        (
+            json!({"payload": [1]}),
+            "payload",
+            "payload must be a JSON object",
+        ),
     ] {
         let answer = post(&app, &path, &token, body.clone()).await;
         assert_eq!(answer.status, 400, "{body}: {}", answer.body);

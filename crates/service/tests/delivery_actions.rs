@@ -95,6 +95,20 @@ async fn a_replay_redelivers_the_failed_deliveries_by_default() {
         .post(&format!("/api/v1/webhooks/{id}/replay"), &token, json!({}))
         .await;
     assert_eq!(status, 400, "{body}");
+    // A bad status names every accepted value, `all` included.
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/replay"),
+            &token,
+            json!({"since": "2020-01-01T00:00:00Z", "status": "done"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.to_string()
+            .contains("status must be one of pending, retrying, delivered, failed, all"),
+        "{body}"
+    );
 
     receiver.set_behavior(Behavior::Status(200));
     let (status, body) = app
@@ -220,6 +234,18 @@ async fn statistics_count_deliveries_by_status() {
     assert_eq!(s["pendingDeliveries"], 0);
     let rate = s["window"]["successRate"].as_f64().unwrap();
     assert!((rate - 4.0 / 7.0).abs() < 1e-9, "{s}");
+    // A window longer than all of time counts everything (it used to wrap
+    // around to a start in the future and count nothing).
+    for path in [
+        format!("/api/v1/webhooks/{good_id}/stats?window=18446744073709551615ms"),
+        "/api/v1/webhooks/stats?window=18446744073709551615ms".to_string(),
+    ] {
+        let (status, body) = app.get(&path, &token).await;
+        assert_eq!(status, 200, "{body}");
+        let s = &body["data"];
+        let total = s["total"].as_u64().or(s["window"]["total"].as_u64());
+        assert!(matches!(total, Some(4 | 7)), "{path}: {s}");
+    }
 
     // An admin sees the platform's totals.
     let admin = app.token("ops", true);
@@ -358,6 +384,60 @@ async fn failing_test_sends_neither_disable_the_webhook_nor_count_toward_it() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (_, w) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
     assert_eq!(w["data"]["isActive"], true, "{w}");
+}
+
+#[tokio::test]
+async fn saving_an_active_webhook_keeps_its_failure_run() {
+    // Two exhausted deliveries in a row disable a webhook here.
+    let app = spawn_app_with(&[NO_RETRIES, ("WEBHOOK_DISABLE_AFTER_EXHAUSTED", "2")]).await;
+    let receiver = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let token = app.token("sven", false);
+    let hook = app
+        .create_webhook(&token, &receiver.url("/s"), &["user.created"], None)
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let patch = |body: serde_json::Value| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let (status, w, _) = app
+                .request(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/webhooks/{id}"),
+                    Some(token),
+                    Some(body),
+                )
+                .await;
+            assert_eq!(status, 200, "{w}");
+            w["data"].clone()
+        }
+    };
+
+    let (_, delivery) = trigger_one(&app, "user.created", "sven", json!({})).await;
+    wait_final(&app, &token, id, &delivery, Duration::from_secs(10)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The front end sends `isActive` with every edit.
+    let w = patch(json!({"description": "edited", "isActive": true})).await;
+    assert!(w["failingSince"].is_string(), "the edit ended the run: {w}");
+
+    // So the second exhausted delivery still disables it...
+    let (_, delivery) = trigger_one(&app, "user.created", "sven", json!({})).await;
+    wait_final(&app, &token, id, &delivery, Duration::from_secs(10)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, w) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+        if w["data"]["isActive"] == false {
+            assert!(w["data"]["disabledReason"].is_string(), "{w}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never disabled: {w}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // ...and enabling it again starts afresh.
+    let w = patch(json!({"isActive": true})).await;
+    assert_eq!(w["isActive"], true, "{w}");
+    assert!(w["failingSince"].is_null(), "{w}");
+    assert!(w["disabledReason"].is_null(), "{w}");
 }
 
 #[tokio::test]

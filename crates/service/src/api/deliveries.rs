@@ -249,7 +249,12 @@ pub async fn replay(
     let status = match body.status.as_deref() {
         None => Some(DeliveryStatus::Failed),
         Some("all") => None,
-        Some(s) => Some(parse_status("status", s)?),
+        Some(s) => Some(DeliveryStatus::parse(s).map_err(|_| {
+            ApiError::field(
+                "status",
+                "status must be one of pending, retrying, delivered, failed, all",
+            )
+        })?),
     };
     let filter = DeliveryFilter {
         status,
@@ -290,6 +295,13 @@ fn stats_json(mut s: DeliveryStats, window: Duration) -> Value {
     })
 }
 
+/// The start of a window ending now. A window longer than all of time
+/// (`window=18446744073709551615ms`) covers everything rather than wrapping
+/// around to a start in the future.
+fn window_start(window: Duration) -> i64 {
+    now_ms().saturating_sub(i64::try_from(window.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn window_from_query(q: &HashMap<String, String>) -> Result<Duration, ApiError> {
     match q.get("window").map(|s| s.trim()).filter(|s| !s.is_empty()) {
         None => Ok(Duration::from_secs(24 * 3600)),
@@ -310,7 +322,7 @@ pub async fn webhook_stats(
 ) -> Result<Response, ApiError> {
     let webhook = visible_webhook(&state, &p, &id).await?;
     let window = window_from_query(&query)?;
-    let since = now_ms() - window.as_millis() as i64;
+    let since = window_start(window);
     let owner = Owner::User(&webhook.owner_id);
     let stats = state
         .store
@@ -342,7 +354,7 @@ pub async fn overall_stats(
     let all_time = state.store.delivery_stats(owner, None, 0).await?;
     let recent = state
         .store
-        .delivery_stats(owner, None, now_ms() - window.as_millis() as i64)
+        .delivery_stats(owner, None, window_start(window))
         .await?;
     let body = json!({
         "totalWebhooks": webhooks.total,
@@ -397,10 +409,20 @@ pub async fn test_send(
         }
     }
     .map_err(|e| ApiError::field("eventType", e.to_string()))?;
-    let data = match body.data.or(body.payload) {
+    // Named as the caller sent it.
+    let (field, given) = match (body.data, body.payload) {
+        (Some(data), _) => ("data", Some(data)),
+        (None, payload) => ("payload", payload),
+    };
+    let data = match given {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(map)) => map,
-        Some(_) => return Err(ApiError::field("data", "data must be a JSON object")),
+        Some(_) => {
+            return Err(ApiError::field(
+                field,
+                format!("{field} must be a JSON object"),
+            ));
+        }
     };
     let event = Event::test_event(event_type, webhook.owner_id.clone(), &data, now_ms());
     let event_id = event.id.clone();

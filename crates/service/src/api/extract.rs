@@ -110,8 +110,17 @@ async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     })
 }
 
-/// Parses JSON, naming where it is malformed or what does not fit.
+/// Parses a JSON object body, naming where it is malformed or what does not fit.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Serde's derived structs also take an array, field by position: a
+    // `["https://...", ["*"]]` would have been stored as a webhook.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "VALIDATION_ERROR",
+            "The request body must be a JSON object, not an array",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         let (code, message) = match e.classify() {
@@ -238,8 +247,13 @@ mod tests {
     fn json_errors_say_where() {
         let err = parse_json::<Value>(b"{\"a\": }").unwrap_err();
         assert!(err.message.contains("line 1 column"), "{}", err.message);
-        let deep = "[".repeat(1000) + &"]".repeat(1000);
+        let deep = "{\"a\":".repeat(1000) + "1" + &"}".repeat(1000);
         let err = parse_json::<Value>(deep.as_bytes()).unwrap_err();
         assert!(err.message.contains("nested too deeply"), "{}", err.message);
+        let err = parse_json::<Value>(b" [\"https://example.com\"]").unwrap_err();
+        assert_eq!(
+            err.message,
+            "The request body must be a JSON object, not an array"
+        );
     }
 }

@@ -42,10 +42,10 @@ const UPDATE: &str = concat!(
      is_active = COALESCE($7::bool, is_active), secret_enc = COALESCE($8::text, secret_enc), \
      prev_secret_enc = CASE WHEN $8::text IS NULL THEN prev_secret_enc END, \
      prev_secret_until = CASE WHEN $8::text IS NULL THEN prev_secret_until END, \
-     disabled_reason = CASE WHEN $9::bool THEN NULL ELSE disabled_reason END, \
-     disabled_at = CASE WHEN $9::bool THEN NULL ELSE disabled_at END, \
-     failing_since = CASE WHEN $9::bool THEN NULL ELSE failing_since END, \
-     consecutive_exhausted = CASE WHEN $9::bool THEN 0 ELSE consecutive_exhausted END, \
+     disabled_reason = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE disabled_reason END, \
+     disabled_at = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE disabled_at END, \
+     failing_since = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE failing_since END, \
+     consecutive_exhausted = CASE WHEN $9::bool AND NOT is_active THEN 0 ELSE consecutive_exhausted END, \
      updated_at = $10::int8 \
      WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
     webhook_columns!()
@@ -172,6 +172,9 @@ pub(super) async fn update(
         Some(description) => (true, description),
         None => (false, None),
     };
+    // Only a switch from inactive resets the failure tracking (the SET
+    // clauses read the row's old `is_active`): the front end sends
+    // `isActive: true` with every edit of an active webhook.
     let reenabled = patch.is_active == Some(true);
     let row = c
         .query_opt(

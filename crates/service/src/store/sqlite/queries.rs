@@ -209,7 +209,10 @@ pub fn update_webhook(
         ),
         None => None,
     };
-    let reenabled = patch.is_active == Some(true);
+    // Only a switch from inactive resets the failure tracking: the front end
+    // sends `isActive: true` with every edit of an active webhook, which must
+    // not keep a dead endpoint from ever being disabled.
+    let reenabled = patch.is_active == Some(true) && !current.is_active;
     let is_active = patch.is_active.unwrap_or(current.is_active);
     c.prepare_cached(
         "UPDATE webhooks SET url = ?2, event_types = ?3, description = ?4, is_active = ?5, \
