@@ -304,7 +304,7 @@ async fn apply_patch(
         .update_webhook(id, owner(p), patch)
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
-    state.engine.webhook_changed(&record);
+    state.engine.webhook_changed(&record.id).await;
     Ok(record)
 }
 
@@ -372,7 +372,7 @@ pub async fn create(
         )
         .await?;
     // The change holds for the next event.
-    state.engine.webhook_changed(&record);
+    state.engine.webhook_changed(&record.id).await;
     Ok(ok(
         StatusCode::CREATED,
         WebhookView::new(&record, true),
@@ -478,7 +478,7 @@ pub async fn delete(
     if !state.store.delete_webhook(&id, owner(&p)).await? {
         return Err(ApiError::not_found("Webhook"));
     }
-    state.engine.webhook_deleted(&id);
+    state.engine.webhook_changed(&id).await;
     Ok(ok(
         StatusCode::OK,
         json!({"id": id}),
@@ -542,7 +542,7 @@ pub async fn rotate_secret(
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
     // The change holds for the next event.
-    state.engine.webhook_changed(&record);
+    state.engine.webhook_changed(&record.id).await;
     Ok(ok(
         StatusCode::OK,
         WebhookView::new(&record, true),

@@ -33,8 +33,8 @@ use webhook_outbound::OutboundClient;
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptReport, DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewDelivery, Store,
-    StoreError,
+    AttemptReport, DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewDelivery, Owner,
+    Store, StoreError,
 };
 use attempt::RetryRules;
 use dispatcher::{Command, Verdict};
@@ -75,6 +75,9 @@ pub(crate) struct Inner {
     recorder: mpsc::UnboundedSender<RecorderMsg>,
     wake_scheduler: Notify,
     stopping: watch::Sender<bool>,
+    /// Held while an API change is applied to the routing table (see
+    /// [`Engine::webhook_changed`]).
+    route_edits: tokio::sync::Mutex<()>,
 }
 
 impl Inner {
@@ -399,6 +402,7 @@ impl Engine {
             recorder: recorder_tx,
             wake_scheduler: Notify::new(),
             stopping: watch::channel(false).0,
+            route_edits: tokio::sync::Mutex::new(()),
         });
         let mut tasks = vec![
             tokio::spawn(dispatcher::run(inner.clone(), dispatch_rx)),
@@ -425,16 +429,35 @@ impl Engine {
         self.inner.wake_scheduler.notify_one();
     }
 
-    /// Routes the next events by a webhook's new state, then wakes the
-    /// scheduler (a re-enabled webhook may have deliveries waiting).
-    pub fn webhook_changed(&self, record: &crate::store::WebhookRecord) {
-        self.inner.routes.upsert(record.clone());
+    /// Routes the next events by a webhook's state as stored now (changed or
+    /// deleted through the API), then wakes the scheduler (a re-enabled
+    /// webhook may have deliveries waiting).
+    ///
+    /// Two changes of one webhook committed together (a `PATCH` and a
+    /// `DELETE`) reach here in either order: applying the record each request
+    /// got let the older one win, and a deleted webhook's route came back.
+    /// Read back one at a time under a lock, the last to apply has read the
+    /// last commit. If the store cannot be read, the whole table is reloaded
+    /// until it can.
+    pub async fn webhook_changed(&self, id: &WebhookId) {
+        {
+            let _one_at_a_time = self.inner.route_edits.lock().await;
+            match self.inner.store.get_webhook(id, Owner::Any).await {
+                Ok(Some(record)) => self.inner.routes.upsert(record),
+                Ok(None) => self.inner.routes.remove(id),
+                Err(e) => {
+                    tracing::warn!(error = %e, webhook_id = %id, "cannot read a changed webhook back; reloading all");
+                    let inner = self.inner.clone();
+                    tokio::spawn(async move {
+                        while inner.routes.reload(inner.store.as_ref()).await.is_err() {
+                            tokio::time::sleep(RELOAD_RETRY).await;
+                        }
+                        inner.wake_scheduler.notify_one();
+                    });
+                }
+            }
+        }
         self.wake();
-    }
-
-    /// Stops routing to a deleted webhook.
-    pub fn webhook_deleted(&self, id: &WebhookId) {
-        self.inner.routes.remove(id);
     }
 
     /// Slots used and capacity of the in-memory window.
