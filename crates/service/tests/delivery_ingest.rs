@@ -317,6 +317,38 @@ async fn invalid_events_are_refused_naming_the_problem() {
         );
     }
 
+    // A field of the wrong JSON type is named too.
+    for (body, field) in [
+        (
+            json!({"eventType": 123, "userId": "u", "data": {}}),
+            "eventType",
+        ),
+        (
+            json!({"id": 5, "eventType": "user.created", "userId": "u"}),
+            "id",
+        ),
+    ] {
+        let (status, answer) = post(body).await;
+        assert_eq!(status, 400, "{answer}");
+        assert_eq!(answer["error"]["details"][0]["field"], field, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{field}: invalid type")),
+            "{answer}"
+        );
+    }
+    let (status, answer) = post_as(
+        &app,
+        "/internal/events/batch",
+        INTERNAL_SECRET,
+        json!({"events": "x"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"]["details"][0]["field"], "events", "{answer}");
+
     // Several problems at once are all named.
     let (status, body) = post(json!({"eventType": "nope", "data": 1})).await;
     assert_eq!(status, 400);

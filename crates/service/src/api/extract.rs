@@ -140,10 +140,28 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     e.column()
                 ),
             ),
-            Category::Data => ("VALIDATION_ERROR", format!("Invalid request body: {e}")),
+            Category::Data => {
+                if let Some((field, problem)) = bad_field::<T>(bytes) {
+                    return ApiError::field(&field, format!("{field}: {problem}"));
+                }
+                ("VALIDATION_ERROR", format!("Invalid request body: {e}"))
+            }
         };
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
     })
+}
+
+/// The field a body of the wrong shape failed on (`eventType`,
+/// `events[3].id`) and serde's words for it.
+///
+/// Serde's message says what was expected and where, not which field;
+/// parsing again with the path tracked names it. Only on this error path,
+/// so the bodies that parse (every ingest) pay nothing for it.
+fn bad_field<T: DeserializeOwned>(bytes: &[u8]) -> Option<(String, String)> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let err = serde_path_to_error::deserialize::<_, T>(&mut de).err()?;
+    err.path().iter().next()?;
+    Some((err.path().to_string(), err.inner().to_string()))
 }
 
 /// A page request: `page`/`limit` or `limit`/`offset`.
@@ -250,6 +268,20 @@ mod tests {
         let deep = "{\"a\":".repeat(1000) + "1" + &"}".repeat(1000);
         let err = parse_json::<Value>(deep.as_bytes()).unwrap_err();
         assert!(err.message.contains("nested too deeply"), "{}", err.message);
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        #[allow(dead_code)]
+        struct Body {
+            event_type: Option<String>,
+        }
+        let err = parse_json::<Body>(b"{\"eventType\": 123}").unwrap_err();
+        assert_eq!(err.code, "VALIDATION_ERROR");
+        assert!(
+            err.message
+                .starts_with("eventType: invalid type: integer `123`, expected a string"),
+            "{}",
+            err.message
+        );
         let err = parse_json::<Value>(b" [\"https://example.com\"]").unwrap_err();
         assert_eq!(
             err.message,
