@@ -110,7 +110,7 @@ fn filter_from_query(q: &HashMap<String, String>) -> Result<DeliveryFilter, ApiE
 }
 
 /// `GET /api/v1/webhooks/{id}/logs` (alias `/deliveries`)
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}/logs", tag = "deliveries",
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/logs", tag = "deliveries", operation_id = "list_deliveries",
     params(("id" = String, Path), ("status" = Option<String>, Query), ("eventType" = Option<String>, Query),
            ("since" = Option<String>, Query), ("until" = Option<String>, Query),
            ("page" = Option<u32>, Query), ("limit" = Option<u32>, Query), ("offset" = Option<u64>, Query)),
@@ -139,7 +139,7 @@ pub async fn list(
 }
 
 /// `GET /api/v1/webhooks/{id}/deliveries/{deliveryId}`
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries/{deliveryId}", tag = "deliveries",
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries/{deliveryId}", tag = "deliveries", operation_id = "get_delivery",
     params(("id" = String, Path), ("deliveryId" = String, Path)),
     responses((status = 200, description = "The delivery, its event and every attempt"), (status = 404)),
     security(("bearer" = [])))]

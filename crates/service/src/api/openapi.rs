@@ -68,7 +68,68 @@ pub fn document() -> Value {
             complete_operation(operation);
         }
     }
+    add_aliases(paths);
+    unique_operation_ids(paths);
     doc
+}
+
+/// One handler serving two methods (`PUT` and `PATCH` of a webhook) has one
+/// operation id in its annotation; OpenAPI wants each operation's id unique
+/// (client generators name their functions by it), so a repeat gets its
+/// method appended.
+fn unique_operation_ids(paths: &mut Map<String, Value>) {
+    let mut seen = std::collections::HashSet::new();
+    for item in paths.values_mut().filter_map(Value::as_object_mut) {
+        for (method, operation) in item.iter_mut() {
+            let Some(Value::String(id)) = operation.get_mut("operationId") else {
+                continue;
+            };
+            if !seen.insert(id.clone()) {
+                id.push('_');
+                id.push_str(method);
+                seen.insert(id.clone());
+            }
+        }
+    }
+}
+
+/// Routes served under a second name, because the platform's front end
+/// calls them so (platform-compatibility.md), as `(alias, documented route)`.
+const ALIASES: &[(&str, &str)] = &[
+    (
+        "/api/v1/webhooks/{id}/regenerate-secret",
+        "/api/v1/webhooks/{id}/rotate-secret",
+    ),
+    (
+        "/api/v1/webhooks/{id}/deliveries",
+        "/api/v1/webhooks/{id}/logs",
+    ),
+    ("/api/v1/webhooks/event-types", "/api/v1/event-types"),
+];
+
+/// Documents each alias as a copy of its route, with an operation id of
+/// its own (they must be unique) and a line saying what it is an alias of.
+fn add_aliases(paths: &mut Map<String, Value>) {
+    for (alias, route) in ALIASES {
+        let Some(mut item) = paths.get(*route).cloned() else {
+            continue;
+        };
+        for operation in item
+            .as_object_mut()
+            .into_iter()
+            .flat_map(|methods| methods.values_mut())
+            .filter_map(Value::as_object_mut)
+        {
+            if let Some(Value::String(id)) = operation.get_mut("operationId") {
+                id.push_str("_alias");
+            }
+            operation.insert(
+                "description".into(),
+                Value::String(format!("Alias of `{route}`, the same operation.")),
+            );
+        }
+        paths.insert((*alias).to_string(), item);
+    }
 }
 
 /// Responses of the layers in front of every handler.

@@ -384,7 +384,7 @@ pub async fn create(
 }
 
 /// `GET /api/v1/webhooks`
-#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks",
+#[utoipa::path(get, path = "/api/v1/webhooks", tag = "webhooks", operation_id = "list_webhooks",
     params(("page" = Option<u32>, Query, description = "1-based page"), ("limit" = Option<u32>, Query, description = "1-100, default 20"),
            ("offset" = Option<u64>, Query, description = "Rows to skip (instead of page)")),
     responses((status = 200, description = "The caller's webhooks, newest first", body = [WebhookView])),
@@ -413,7 +413,7 @@ pub async fn list(
 }
 
 /// `GET /api/v1/webhooks/{id}`
-#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks", operation_id = "get_webhook", params(("id" = String, Path)),
     responses((status = 200, body = WebhookView), (status = 404, description = "Missing or not the caller's")),
     security(("bearer" = [])))]
 pub async fn get_one(
