@@ -1723,6 +1723,56 @@ async fn contract_delete_removes_deliveries(store: &dyn Store) {
     );
 }
 
+/// Events for a webhook deleted since the routing table was read are stored
+/// without its deliveries, and the outcome says which webhooks got none, so
+/// that the engine sends nothing there. Both a single event and a batch
+/// large enough for PostgreSQL's two-statement form.
+async fn contract_ingest_names_the_deleted_webhooks_it_skipped(store: &dyn Store) {
+    let kept = create(store, "alice", 1).await.id;
+    let gone = create(store, "alice", 2).await.id;
+    assert!(store.delete_webhook(&gone, Owner::Any).await.unwrap());
+
+    let (item, ids) = event(100, "user.created", &[(&kept, true), (&gone, true)]);
+    let outcomes = store
+        .ingest("me", Arc::new(vec![item]))
+        .await
+        .expect("ingest");
+    assert_eq!(
+        outcomes,
+        vec![IngestOutcome::CreatedWithout {
+            skipped: vec![gone.clone()]
+        }]
+    );
+    assert!(store.get_delivery(&kept, &ids[0]).await.unwrap().is_some());
+    assert!(store.get_delivery(&gone, &ids[1]).await.unwrap().is_none());
+
+    let batch: Vec<IngestItem> = (0..100)
+        .map(|i| event(200 + i, "user.created", &[(&gone, false), (&kept, false)]).0)
+        .collect();
+    let outcomes = store.ingest("me", Arc::new(batch)).await.expect("ingest");
+    assert_eq!(outcomes.len(), 100);
+    for outcome in outcomes {
+        assert_eq!(
+            outcome,
+            IngestOutcome::CreatedWithout {
+                skipped: vec![gone.clone()]
+            }
+        );
+    }
+    // A webhook that exists is not reported.
+    let (item, _) = event(400, "user.created", &[(&kept, false)]);
+    let outcomes = store.ingest("me", Arc::new(vec![item])).await.unwrap();
+    assert_eq!(outcomes, vec![IngestOutcome::Created]);
+    assert_eq!(
+        store
+            .list_deliveries(&kept, DeliveryFilter::default(), 1, 0)
+            .await
+            .unwrap()
+            .total,
+        102
+    );
+}
+
 /// Pruning a delivery and deleting a webhook take the attempts (and the
 /// deliveries) with them: neither store has foreign keys that would cascade.
 async fn contract_children_go_with_their_parents(f: &Fixture) {
@@ -1951,7 +2001,8 @@ contracts!(
         contract_requeue,
         contract_delivery_stats,
         contract_prune,
-        contract_delete_removes_deliveries;
+        contract_delete_removes_deliveries,
+        contract_ingest_names_the_deleted_webhooks_it_skipped;
     fixtures:
         contract_secret_not_in_plaintext,
         contract_children_go_with_their_parents,

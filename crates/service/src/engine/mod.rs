@@ -212,22 +212,37 @@ impl Inner {
         let mut fast_path = Vec::new();
         for (item, outcome) in items.iter().zip(outcomes) {
             match outcome {
-                IngestOutcome::Created => {
+                IngestOutcome::Created | IngestOutcome::CreatedWithout { .. } => {
+                    // A webhook deleted since the routing table was read got
+                    // no delivery row: nothing of it may be sent or counted.
+                    let skipped: &[WebhookId] = match &outcome {
+                        IngestOutcome::CreatedWithout { skipped } => skipped,
+                        _ => &[],
+                    };
+                    let mut ids = Vec::with_capacity(item.deliveries.len());
+                    for d in &item.deliveries {
+                        if skipped.contains(&d.webhook_id) {
+                            if d.claimed {
+                                self.free_slot(&d.webhook_id);
+                            }
+                            continue;
+                        }
+                        ids.push(d.id.clone());
+                        if d.claimed {
+                            fast_path.push(DueDelivery {
+                                id: d.id.clone(),
+                                event_id: item.event_id.clone(),
+                                event_type: item.event_type.clone(),
+                                webhook_id: d.webhook_id.clone(),
+                                attempts: 0,
+                                payload: item.payload.clone(),
+                            });
+                        }
+                    }
                     self.metrics.events_ingested.fetch_add(1, Relaxed);
                     self.metrics
                         .deliveries_created
-                        .fetch_add(item.deliveries.len() as u64, Relaxed);
-                    let ids = item.deliveries.iter().map(|d| d.id.clone()).collect();
-                    for d in item.deliveries.iter().filter(|d| d.claimed) {
-                        fast_path.push(DueDelivery {
-                            id: d.id.clone(),
-                            event_id: item.event_id.clone(),
-                            event_type: item.event_type.clone(),
-                            webhook_id: d.webhook_id.clone(),
-                            attempts: 0,
-                            payload: item.payload.clone(),
-                        });
-                    }
+                        .fetch_add(ids.len() as u64, Relaxed);
                     accepted.push(Accepted {
                         event_id: item.event_id.clone(),
                         deliveries: ids,

@@ -170,6 +170,12 @@ pub struct NewDelivery {
 pub enum IngestOutcome {
     /// Stored with its deliveries.
     Created,
+    /// Stored, without the deliveries to these webhooks: they were deleted
+    /// after the routing table was read, and there is nowhere to deliver.
+    CreatedWithout {
+        /// Webhooks that got no delivery.
+        skipped: Vec<WebhookId>,
+    },
     /// An event with this id existed: nothing was written; these are its deliveries.
     Duplicate {
         /// Deliveries of the first copy.

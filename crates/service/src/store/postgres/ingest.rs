@@ -41,7 +41,7 @@ const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH live_webhooks AS (\
      JOIN new_events e ON e.id = u.event_id \
      WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
      RETURNING 1) \
-     SELECT id FROM new_events";
+     SELECT id, false FROM new_events UNION ALL SELECT id, true FROM live_webhooks";
 
 /// Most (event, delivery) pairs for which [`INSERT_EVENTS_AND_DELIVERIES`]
 /// is used. Its join of the deliveries to the new events' ids is a nested
@@ -69,16 +69,20 @@ const INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, user_id, payloa
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) \
      ON CONFLICT (id) DO NOTHING RETURNING id";
 
-// As in the one-statement form, deliveries to a webhook deleted meanwhile are dropped.
+// As in the one-statement form, deliveries to a webhook deleted meanwhile
+// are dropped; the webhooks still there are returned, to tell which.
 const INSERT_DELIVERIES: &str = "WITH live_webhooks AS (\
-     SELECT id FROM webhooks WHERE id = ANY($3::text[]) ORDER BY id FOR KEY SHARE) \
+     SELECT id FROM webhooks WHERE id = ANY($3::text[]) ORDER BY id FOR KEY SHARE), \
+     new_deliveries AS (\
      INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
      attempts, next_attempt_at, lease_owner, created_at, updated_at) \
      SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
      u.created_at, u.created_at \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
-     WHERE u.webhook_id IN (SELECT id FROM live_webhooks)";
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
+     RETURNING 1) \
+     SELECT id FROM live_webhooks";
 
 const EXISTING_DELIVERIES: &str =
     "SELECT event_id, id FROM deliveries WHERE event_id = ANY($1::text[]) ORDER BY event_id, id";
@@ -117,21 +121,32 @@ pub(super) async fn write(
     let created: Vec<i64> = items.iter().map(|i| i.created_at).collect();
 
     let single = one_statement(jobs);
-    let inserted: HashSet<String> = if single {
+    // New events' ids, and the webhooks written to that still exist.
+    let mut inserted: HashSet<String> = HashSet::new();
+    let mut live: HashSet<String> = HashSet::new();
+    if single {
         // The deliveries of every candidate; those of an event that turns
         // out to be stored already find no new event to join and are not written.
         let d = Deliveries::of(jobs, candidates.iter().copied());
         let events: [&(dyn ToSql + Sync); 5] = [&ids, &types, &users, &payloads, &created];
         let params: Vec<&(dyn ToSql + Sync)> = events.into_iter().chain(d.columns()).collect();
-        c.query(INSERT_EVENTS_AND_DELIVERIES, &params).await?
+        for row in c.query(INSERT_EVENTS_AND_DELIVERIES, &params).await? {
+            let id: String = row.try_get(0).map_err(|e| corrupt("event id", e))?;
+            let is_webhook: bool = row.try_get(1).map_err(|e| corrupt("row kind", e))?;
+            if is_webhook {
+                live.insert(id);
+            } else {
+                inserted.insert(id);
+            }
+        }
     } else {
-        c.query(INSERT_EVENTS, &[&ids, &types, &users, &payloads, &created])
+        for row in c
+            .query(INSERT_EVENTS, &[&ids, &types, &users, &payloads, &created])
             .await?
+        {
+            inserted.insert(row.try_get(0).map_err(|e| corrupt("event id", e))?);
+        }
     }
-    .iter()
-    .map(|r| r.try_get::<_, String>(0))
-    .collect::<Result<_, _>>()
-    .map_err(|e| corrupt("event id", e))?;
     let created_now: HashSet<(usize, usize)> = candidates
         .iter()
         .copied()
@@ -146,7 +161,9 @@ pub(super) async fn write(
                 .filter(|p| created_now.contains(p)),
         );
         if !d.ids.is_empty() {
-            c.execute(INSERT_DELIVERIES, &d.columns()).await?;
+            for row in c.query(INSERT_DELIVERIES, &d.columns()).await? {
+                live.insert(row.try_get(0).map_err(|e| corrupt("webhook id", e))?);
+            }
         }
     }
 
@@ -180,7 +197,17 @@ pub(super) async fn write(
                 .enumerate()
                 .map(|(i, item)| {
                     if created_now.contains(&(j, i)) {
-                        IngestOutcome::Created
+                        let skipped: Vec<_> = item
+                            .deliveries
+                            .iter()
+                            .filter(|d| !live.contains(d.webhook_id.as_str()))
+                            .map(|d| d.webhook_id.clone())
+                            .collect();
+                        if skipped.is_empty() {
+                            IngestOutcome::Created
+                        } else {
+                            IngestOutcome::CreatedWithout { skipped }
+                        }
                     } else {
                         IngestOutcome::Duplicate {
                             deliveries: existing

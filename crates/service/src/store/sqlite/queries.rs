@@ -346,6 +346,7 @@ impl<'c> Ingester<'c> {
                 outcomes.push(IngestOutcome::Duplicate { deliveries });
                 continue;
             }
+            let mut skipped = Vec::new();
             for delivery in &item.deliveries {
                 let webhook = delivery.webhook_id.as_str();
                 let exists = match self.known.get(webhook) {
@@ -357,6 +358,7 @@ impl<'c> Ingester<'c> {
                     }
                 };
                 if !exists {
+                    skipped.push(delivery.webhook_id.clone());
                     continue;
                 }
                 let claimed_by = delivery.claimed.then_some(owner);
@@ -370,7 +372,11 @@ impl<'c> Ingester<'c> {
                     claimed_by,
                 ])?;
             }
-            outcomes.push(IngestOutcome::Created);
+            outcomes.push(if skipped.is_empty() {
+                IngestOutcome::Created
+            } else {
+                IngestOutcome::CreatedWithout { skipped }
+            });
         }
         Ok(outcomes)
     }
