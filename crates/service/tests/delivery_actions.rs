@@ -387,6 +387,49 @@ async fn failing_test_sends_neither_disable_the_webhook_nor_count_toward_it() {
 }
 
 #[tokio::test]
+async fn a_replay_to_a_disabled_webhook_says_it_waits_and_goes_out_once_enabled() {
+    let app = spawn_app_with(&[NO_RETRIES]).await;
+    let receiver = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let token = app.token("rhea", false);
+    let hook = app
+        .create_webhook(&token, &receiver.url("/r"), &["user.created"], None)
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let (event_id, delivery) = trigger_one(&app, "user.created", "rhea", json!({})).await;
+    let d = wait_final(&app, &token, id, &delivery, Duration::from_secs(10)).await;
+    assert_eq!(d["status"], "failed", "{d}");
+
+    let (status, body) = app
+        .post(&format!("/api/v1/webhooks/{id}/toggle"), &token, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["isActive"], false, "{body}");
+    receiver.set_behavior(Behavior::Status(200));
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/replay"),
+            &token,
+            json!({"since": "2020-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["data"]["replayed"], 1, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("disabled"),
+        "{body}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 1, "nothing goes to a disabled webhook");
+
+    let (status, body) = app
+        .post(&format!("/api/v1/webhooks/{id}/toggle"), &token, json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let got = receiver.wait_for(2, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(got[1].event_id().as_deref(), Some(event_id.as_str()));
+}
+
+#[tokio::test]
 async fn saving_an_active_webhook_keeps_its_failure_run() {
     // Two exhausted deliveries in a row disable a webhook here.
     let app = spawn_app_with(&[NO_RETRIES, ("WEBHOOK_DISABLE_AFTER_EXHAUSTED", "2")]).await;

@@ -201,12 +201,28 @@ pub async fn retry(
         };
     }
     state.engine.wake();
+    let message = if webhook.is_active {
+        "Delivery queued for an immediate attempt"
+    } else {
+        "Delivery queued; the webhook is disabled, so it is sent once the webhook is enabled again"
+    };
     Ok(ok(
         StatusCode::ACCEPTED,
         json!({"deliveryId": delivery_id, "queued": true}),
-        Some("Delivery queued for an immediate attempt"),
+        Some(message),
         None,
     ))
+}
+
+/// What a replay answers: how many were queued, and when they go out.
+fn replay_message(n: u64, webhook_active: bool) -> String {
+    if webhook_active {
+        format!("{n} deliveries queued for redelivery")
+    } else {
+        format!(
+            "{n} deliveries queued for redelivery; the webhook is disabled, so they are sent once it is enabled again"
+        )
+    }
 }
 
 /// Body of a replay request.
@@ -270,7 +286,7 @@ pub async fn replay(
     Ok(ok(
         StatusCode::ACCEPTED,
         json!({"replayed": n}),
-        Some(&format!("{n} deliveries queued for redelivery")),
+        Some(&replay_message(n, webhook.is_active)),
         None,
     ))
 }
