@@ -242,3 +242,75 @@ async fn a_binary_answer_is_logged_and_later_results_are_still_recorded() {
     })
     .await;
 }
+
+/// Queued work of a paused webhook is given back to the store when its turn
+/// comes. If the database is away at that moment, the release is retried
+/// until it succeeds: a claim kept by this running instance would never be
+/// voided (only a dead instance's are) and the deliveries would never go out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_work_of_a_paused_webhook_is_released_even_across_an_outage() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = CuttableProxy::start().await;
+    let app = spawn_app_with(&[
+        ("DATABASE_URL", proxy.url_for(&db).as_str()),
+        ("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", "1"),
+    ])
+    .await;
+    let receiver = Receiver::start(Behavior::Delay(Duration::from_millis(1500), 200))
+        .await
+        .unwrap();
+    let token = app.token("user-a", false);
+    let hook = app
+        .create_webhook(&token, &receiver.url("/hook"), &["user.*"], Some(SECRET))
+        .await;
+    let id = hook["id"].as_str().unwrap();
+    let patch = |active: bool| {
+        let app = &app;
+        let token = &token;
+        async move {
+            let (status, body, _) = app
+                .request(
+                    reqwest::Method::PATCH,
+                    &format!("/api/v1/webhooks/{id}"),
+                    Some(token),
+                    Some(json!({"isActive": active})),
+                )
+                .await;
+            (status, body)
+        }
+    };
+    let mut acknowledged = HashSet::new();
+    for i in 0..5 {
+        let (status, body) = app.trigger("user.created", "user-a", json!({"n": i})).await;
+        assert_eq!(status, 202, "{body}");
+        acknowledged.insert(body["data"]["eventId"].as_str().unwrap().to_string());
+    }
+    // One attempt in flight (the receiver takes 1.5 s), four queued in memory.
+    receiver.wait_for(1, Duration::from_secs(5)).await.unwrap();
+    let (status, body) = patch(false).await;
+    assert_eq!(status, 200, "{body}");
+    // The queued four reach their turn while the database is away.
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.restore();
+    receiver.set_behavior(Behavior::Status(200));
+    assert_eq!(receiver.count(), 1, "nothing went to the paused webhook");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, body) = patch(true).await;
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "re-enabling failed: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    receiver
+        .wait_for(5, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("the released deliveries went out after re-enabling: {e:?}"));
+    let delivered: HashSet<String> = event_ids(&receiver).into_iter().collect();
+    assert_eq!(delivered, acknowledged);
+}
