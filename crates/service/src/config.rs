@@ -268,10 +268,43 @@ impl Settings {
         }
     }
 
+    /// A duration within `min..=max`. Every duration is bounded: zero
+    /// where it makes no sense (a request timeout of 0 answered every
+    /// request 408 while its ingest went on), and a maximum far beyond any
+    /// real use, so that it cannot overflow the millisecond arithmetic it
+    /// feeds (a huge `WEBHOOK_DISABLE_AFTER` wrapped negative and disabled
+    /// every failing webhook at once).
+    fn duration_between(
+        &self,
+        var: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let value = self.duration_or(var, default)?;
+        let shown = |d: Duration| format!("{} s", d.as_secs_f64());
+        if value < min {
+            return Err(config_error(
+                var,
+                format!("{} is too short: at least {}", shown(value), shown(min)),
+            ));
+        }
+        if value > max {
+            return Err(config_error(
+                var,
+                format!("{} is too long: at most {}", shown(value), shown(max)),
+            ));
+        }
+        Ok(value)
+    }
+
     fn secret(&self, var: &str) -> Option<SecretString> {
         self.get(var).map(|s| SecretString(s.to_string()))
     }
 }
+
+/// The longest duration any setting takes.
+const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
 
 impl Config {
     /// Builds and validates the configuration. `dev` relaxes what `--dev` relaxes;
@@ -319,7 +352,12 @@ impl Config {
         let jwt = JwtConfig {
             secret: settings.secret("JWT_SECRET"),
             public_key_pem,
-            leeway: settings.duration_or("JWT_LEEWAY", Duration::from_secs(30))?,
+            leeway: settings.duration_between(
+                "JWT_LEEWAY",
+                Duration::from_secs(30),
+                Duration::ZERO,
+                Duration::from_secs(86_400),
+            )?,
         };
         if let Some(secret) = &jwt.secret
             && secret.expose().len() < 16
@@ -436,8 +474,12 @@ impl Config {
                 100,
                 "a whole number",
             )?,
-            secret_grace: settings
-                .duration_or("WEBHOOK_SECRET_GRACE", Duration::from_secs(24 * 3600))?,
+            secret_grace: settings.duration_between(
+                "WEBHOOK_SECRET_GRACE",
+                Duration::from_secs(24 * 3600),
+                Duration::ZERO,
+                TEN_YEARS,
+            )?,
             log_retention: Duration::from_secs(u64::from(retention_days) * 86_400),
             log_level: settings.get("LOG_LEVEL").unwrap_or("info").to_string(),
             log_format,
@@ -451,8 +493,12 @@ impl Config {
                         .collect()
                 })
                 .unwrap_or_default(),
-            request_timeout: settings
-                .duration_or("HTTP_REQUEST_TIMEOUT", Duration::from_secs(30))?,
+            request_timeout: settings.duration_between(
+                "HTTP_REQUEST_TIMEOUT",
+                Duration::from_secs(30),
+                Duration::from_secs(1),
+                Duration::from_secs(3600),
+            )?,
         })
     }
 
@@ -567,14 +613,22 @@ fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
     Ok(DeliveryConfig {
         timeout,
         schedule,
-        max_retry_after: settings
-            .duration_or("WEBHOOK_MAX_RETRY_AFTER", Duration::from_secs(3600))?,
+        max_retry_after: settings.duration_between(
+            "WEBHOOK_MAX_RETRY_AFTER",
+            Duration::from_secs(3600),
+            Duration::ZERO,
+            TEN_YEARS,
+        )?,
         max_in_flight,
         max_in_flight_per_webhook,
         window,
         window_per_webhook,
-        disable_after_failing_for: settings
-            .duration_or("WEBHOOK_DISABLE_AFTER", Duration::from_secs(5 * 86_400))?,
+        disable_after_failing_for: settings.duration_between(
+            "WEBHOOK_DISABLE_AFTER",
+            Duration::from_secs(5 * 86_400),
+            Duration::from_secs(1),
+            TEN_YEARS,
+        )?,
         disable_after_exhausted: settings.parse_or(
             "WEBHOOK_DISABLE_AFTER_EXHAUSTED",
             50,
@@ -663,6 +717,10 @@ mod tests {
             ("WEBHOOK_ALLOWED_CIDRS", "10.0.0.0/99"),
             ("LOG_FORMAT", "xml"),
             ("WEBHOOK_ENCRYPTION_KEY", "short"),
+            ("HTTP_REQUEST_TIMEOUT", "0"),
+            ("WEBHOOK_DISABLE_AFTER", "0s"),
+            ("WEBHOOK_DISABLE_AFTER", "18446744073709551615ms"),
+            ("WEBHOOK_SECRET_GRACE", "100000d"),
         ] {
             let mut pairs = prod();
             pairs.retain(|(k, _)| *k != var);
@@ -670,6 +728,30 @@ mod tests {
             let err = Config::from_settings(&Settings::from_pairs(pairs), false).unwrap_err();
             assert_eq!(err.var, var, "{err}");
         }
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let with = |var: &'static str, value: &'static str| {
+            let mut pairs = prod();
+            pairs.push((var, value));
+            Config::from_settings(&Settings::from_pairs(pairs), false)
+        };
+        let err = with("WEBHOOK_DISABLE_AFTER", "0s").unwrap_err();
+        assert!(
+            err.to_string().contains("0 s is too short: at least 1 s"),
+            "{err}"
+        );
+        let err = with("HTTP_REQUEST_TIMEOUT", "2h").unwrap_err();
+        assert!(
+            err.to_string().contains("too long: at most 3600 s"),
+            "{err}"
+        );
+        assert!(
+            with("WEBHOOK_SECRET_GRACE", "0s").is_ok(),
+            "no grace is allowed"
+        );
+        assert!(with("WEBHOOK_DISABLE_AFTER", "3650d").is_ok());
     }
 
     #[test]

@@ -69,8 +69,13 @@ const STATS_DURATIONS: &str = concat!(
     " AND status = 'delivered' AND last_duration_ms IS NOT NULL ORDER BY created_at DESC LIMIT 100000"
 );
 // By id, a range of the primary key, as on the embedded store (see `Store::prune`).
+// The status is checked again on the row being deleted: a replay that
+// requeued it after the subquery read it commits first, and PostgreSQL then
+// re-evaluates only the outer conditions on the new row version, not the
+// subquery's; without them the requeued delivery was deleted unsent.
 const PRUNE_DELIVERIES: &str = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries \
-     WHERE id < $1 AND status IN ('delivered', 'failed') LIMIT $2) RETURNING id";
+     WHERE id < $1 AND status IN ('delivered', 'failed') LIMIT $2) \
+     AND status IN ('delivered', 'failed') RETURNING id";
 // Then their attempts (migration 5: no foreign key cascades to them), in a
 // later statement of the same transaction, so that it also sees an attempt
 // committed by a recording that held a pruned delivery's lock meanwhile.
