@@ -423,6 +423,7 @@ impl Engine {
             tokio::spawn(dispatcher::run(inner.clone(), dispatch_rx)),
             tokio::spawn(recorder::run(inner.clone(), recorder_rx)),
             tokio::spawn(scheduler::run(inner.clone())),
+            tokio::spawn(scheduler::beat(inner.clone())),
             tokio::spawn(scheduler::prune(inner.clone(), log_retention)),
         ];
         if let Some(changes) = inner.store.webhook_changes() {

@@ -16,25 +16,41 @@ const PAGE: usize = 1000;
 /// How often this instance proves it is alive and voids dead instances' claims.
 const HEARTBEAT: Duration = Duration::from_secs(2);
 
-/// Claims due deliveries until shutdown.
-pub async fn run(inner: Arc<Inner>) {
-    let mut stopping = inner.stopping.subscribe();
-    let mut last_heartbeat = tokio::time::Instant::now();
+/// Proves this instance alive and voids the claims of instances that are
+/// gone, every [`HEARTBEAT`], until the engine has stopped completely.
+///
+/// A task of its own: inside the claim loop, a slow or stuck claim query
+/// delayed it past the claims' time to live, and other instances voided
+/// this live instance's claims and sent its work a second time. It also
+/// keeps beating through shutdown, while in-flight attempts finish and
+/// their results are recorded (the engine aborts it last).
+pub async fn beat(inner: Arc<Inner>) {
     loop {
-        if last_heartbeat.elapsed() >= HEARTBEAT {
-            last_heartbeat = tokio::time::Instant::now();
-            if let Err(e) = inner.store.heartbeat(&inner.owner).await {
-                tracing::warn!(error = %e, "cannot record the heartbeat");
-            }
-            match inner.store.recover_claims(&inner.owner).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(
+        // The engine beat once as it started.
+        tokio::time::sleep(HEARTBEAT).await;
+        match tokio::time::timeout(HEARTBEAT, inner.store.heartbeat(&inner.owner)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot record the heartbeat"),
+            Err(_) => tracing::warn!("the heartbeat took longer than {HEARTBEAT:?}; trying again"),
+        }
+        if !*inner.stopping.borrow() {
+            match tokio::time::timeout(HEARTBEAT, inner.store.recover_claims(&inner.owner)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => tracing::info!(
                     recovered = n,
                     "claims of instances that are gone are due again"
                 ),
-                Err(e) => tracing::warn!(error = %e, "cannot recover claims"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot recover claims"),
+                Err(_) => tracing::warn!("recovering claims took longer than {HEARTBEAT:?}"),
             }
         }
+    }
+}
+
+/// Claims due deliveries until shutdown.
+pub async fn run(inner: Arc<Inner>) {
+    let mut stopping = inner.stopping.subscribe();
+    loop {
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = inner.wake_scheduler.notified() => {}

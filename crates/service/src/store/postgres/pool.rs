@@ -164,6 +164,8 @@ pub(super) struct Conn {
     statements: HashMap<&'static str, Statement>,
     broken: bool,
     in_transaction: bool,
+    /// A round trip was started and has not been seen to end.
+    busy: bool,
 }
 
 impl Conn {
@@ -173,12 +175,31 @@ impl Conn {
             statements: HashMap::new(),
             broken: false,
             in_transaction: false,
+            busy: false,
         }
     }
 
     /// Whether the connection should be thrown away.
+    ///
+    /// Also when its caller went away in the middle of a round trip (an API
+    /// request past its timeout drops its future): the statement may still
+    /// be running on the server, and the next borrower's statements would
+    /// queue behind it for as long as it takes. Such a borrower was the
+    /// scheduler, whose heartbeat then lapsed and let other instances void
+    /// this live instance's claims.
     pub(super) fn is_broken(&self) -> bool {
-        self.broken || self.in_transaction || self.client.is_closed()
+        self.broken || self.in_transaction || self.busy || self.client.is_closed()
+    }
+
+    /// Runs one round trip, marking the connection busy until it ends.
+    async fn round_trip<T>(
+        &mut self,
+        work: impl AsyncFnOnce(&Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        self.busy = true;
+        let result = work(&self.client).await;
+        self.busy = false;
+        result.map_err(|e| self.fail(e))
     }
 
     fn fail(&mut self, e: tokio_postgres::Error) -> StoreError {
@@ -192,8 +213,7 @@ impl Conn {
         if let Some(statement) = self.statements.get(sql) {
             return Ok(statement.clone());
         }
-        let prepared = self.client.prepare(sql).await;
-        let statement = prepared.map_err(|e| self.fail(e))?;
+        let statement = self.round_trip(async |c| c.prepare(sql).await).await?;
         self.statements.insert(sql, statement.clone());
         Ok(statement)
     }
@@ -205,8 +225,8 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
         let statement = self.statement(sql).await?;
-        let result = self.client.query(&statement, params).await;
-        result.map_err(|e| self.fail(e))
+        self.round_trip(async |c| c.query(&statement, params).await)
+            .await
     }
 
     /// Runs a (cached) statement expected to return at most one row.
@@ -216,8 +236,8 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
         let statement = self.statement(sql).await?;
-        let result = self.client.query_opt(&statement, params).await;
-        result.map_err(|e| self.fail(e))
+        self.round_trip(async |c| c.query_opt(&statement, params).await)
+            .await
     }
 
     /// Runs a (cached) statement that returns exactly one row.
@@ -227,8 +247,8 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, StoreError> {
         let statement = self.statement(sql).await?;
-        let result = self.client.query_one(&statement, params).await;
-        result.map_err(|e| self.fail(e))
+        self.round_trip(async |c| c.query_one(&statement, params).await)
+            .await
     }
 
     /// Runs a (cached) statement and returns the rows it changed.
@@ -238,14 +258,13 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
         let statement = self.statement(sql).await?;
-        let result = self.client.execute(&statement, params).await;
-        result.map_err(|e| self.fail(e))
+        self.round_trip(async |c| c.execute(&statement, params).await)
+            .await
     }
 
     /// Runs statements without parameters (migrations, transaction control).
     pub(super) async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
-        let result = self.client.batch_execute(sql).await;
-        result.map_err(|e| self.fail(e))
+        self.round_trip(async |c| c.batch_execute(sql).await).await
     }
 
     /// Starts a transaction. If the caller goes away before
