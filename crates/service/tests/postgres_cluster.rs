@@ -3,7 +3,8 @@
 //! acknowledged event and its leases are taken over; a webhook changed on
 //! one instance is honoured by another within 1 s; and ingest under load
 //! answers 503 while the database is cut off, never 202 for what was not
-//! stored, and recovers without a restart.
+//! stored, and recovers without a restart; and an API request stuck on a
+//! lock does not stop an instance's heartbeat (no work sent twice).
 //!
 //! Skipped (with a line saying so) when no PostgreSQL server is reachable,
 //! unless `WEBHOOK_REQUIRE_POSTGRES=1`.
@@ -509,4 +510,86 @@ async fn ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_ac
     drop(app);
     drop(proxy);
     drop(db);
+}
+
+/// An API request that outlives `HTTP_REQUEST_TIMEOUT` while its statement
+/// waits for a lock leaves that statement running on the server. Its
+/// connection used to go back to the pool and be lent to the scheduler,
+/// whose heartbeat then waited behind the lock past the claims' time to
+/// live: another instance voided this live instance's claims and sent its
+/// work a second time. Now such a connection is discarded and the heartbeat
+/// has a task of its own: every event arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_stuck_on_a_lock_does_not_stop_the_heartbeat() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let a = instance(
+        &db.url,
+        &[
+            ("HTTP_REQUEST_TIMEOUT", "2s"),
+            ("DATABASE_POOL_SIZE", "1"),
+            ("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", "1"),
+        ],
+    )
+    .await;
+    let _b = instance(&db.url, &[]).await;
+    let receiver = Receiver::start(Behavior::Delay(Duration::from_millis(800), 200))
+        .await
+        .unwrap();
+    let token = a.token("user-a", false);
+    a.create_webhook(&token, &receiver.url("/w"), &["user.created"], None)
+        .await;
+    let locked = a
+        .create_webhook(&token, &receiver.url("/x"), &["credit.low"], None)
+        .await;
+    let locked_id = locked["id"].as_str().unwrap().to_string();
+
+    // Another client holds the second webhook's row.
+    let holder = postgres_support::connect(&db.url).await.expect("connect");
+    holder.batch_execute("BEGIN").await.unwrap();
+    holder
+        .execute(
+            "SELECT 1 FROM webhooks WHERE id = $1 FOR UPDATE",
+            &[&locked_id],
+        )
+        .await
+        .unwrap();
+    let (status, body, _) = a
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/webhooks/{locked_id}"),
+            Some(&token),
+            Some(json!({"description": "waits for the lock"})),
+        )
+        .await;
+    assert_eq!(status, 408, "{body}");
+
+    let client = reqwest::Client::new();
+    let mut acked = HashSet::new();
+    for n in 0..16 {
+        let (status, body) = post_event(&client, &a.base, n)
+            .await
+            .expect("instance A answers");
+        assert_eq!(status, 202, "{body}");
+        acked.insert(event_id(&body));
+    }
+    // Past the claims' time to live (10 s) before the lock goes.
+    tokio::time::sleep(Duration::from_secs(13)).await;
+    holder.batch_execute("ROLLBACK").await.unwrap();
+
+    receiver
+        .wait_for(16, Duration::from_secs(30))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for request in receiver.received() {
+        if let Some(id) = request.event_id() {
+            *seen.entry(id).or_insert(0) += 1;
+        }
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), acked);
 }
