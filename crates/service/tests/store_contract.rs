@@ -305,7 +305,7 @@ async fn record(
     now: i64,
 ) -> Vec<WebhookId> {
     store
-        .record_attempts(Arc::new(reports), policy, now)
+        .record_attempts("me", Arc::new(reports), policy, now)
         .await
         .expect("record attempts")
         .into_iter()
@@ -1231,7 +1231,7 @@ async fn contract_disable_on_gone(store: &dyn Store) {
     let mut gone = report(&d1, &w, 1, DeliveryStatus::Failed, Some(410), 1000, None);
     gone.disable_webhook = Some("the receiver answered 410 Gone".into());
     let disabled = store
-        .record_attempts(Arc::new(vec![gone]), LENIENT, 1001)
+        .record_attempts("me", Arc::new(vec![gone]), LENIENT, 1001)
         .await
         .unwrap();
     assert_eq!(disabled.len(), 1);
@@ -1255,13 +1255,98 @@ async fn contract_disable_on_gone(store: &dyn Store) {
     again.disable_webhook = Some("the receiver answered 410 Gone".into());
     assert!(
         store
-            .record_attempts(Arc::new(vec![again]), LENIENT, 2001)
+            .record_attempts("me", Arc::new(vec![again]), LENIENT, 2001)
             .await
             .unwrap()
             .is_empty()
     );
     let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
     assert_eq!(hook.disabled_at, Some(1001));
+}
+
+/// A report counts only for a delivery its instance still claims, or one
+/// nobody claims that is unfinished: an instance whose claims were voided
+/// and taken over must not clear the new owner's claim, overwrite its
+/// result or attempt, or count towards disabling the webhook.
+async fn contract_reports_count_only_for_their_claims(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let taken_over = ingest_one(store, "i-b", 100, &w, true).await;
+    // One exhausted delivery in a row would disable the webhook.
+    let strict = FailurePolicy {
+        failing_for_ms: i64::MAX / 4,
+        exhausted_in_a_row: 1,
+    };
+    let late = report(
+        &taken_over,
+        &w,
+        1,
+        DeliveryStatus::Failed,
+        Some(500),
+        300,
+        None,
+    );
+    let disabled = store
+        .record_attempts("i-a", Arc::new(vec![late.clone()]), strict, 301)
+        .await
+        .unwrap();
+    assert!(disabled.is_empty(), "another's claim does not count");
+    let detail = store.get_delivery(&w, &taken_over).await.unwrap().unwrap();
+    assert_eq!(detail.delivery.status, DeliveryStatus::Pending);
+    assert!(detail.attempts.is_empty(), "{:?}", detail.attempts);
+    assert!(
+        store
+            .claim_due("i-c", 10_000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "i-b's claim is kept"
+    );
+
+    // The owner's report counts; a late one after it does not undo it.
+    let done = report(
+        &taken_over,
+        &w,
+        1,
+        DeliveryStatus::Delivered,
+        Some(200),
+        400,
+        None,
+    );
+    store
+        .record_attempts("i-b", Arc::new(vec![done]), strict, 401)
+        .await
+        .unwrap();
+    let disabled = store
+        .record_attempts("i-a", Arc::new(vec![late]), strict, 501)
+        .await
+        .unwrap();
+    assert!(disabled.is_empty());
+    let detail = store.get_delivery(&w, &taken_over).await.unwrap().unwrap();
+    assert_eq!(detail.delivery.status, DeliveryStatus::Delivered);
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(detail.attempts[0].status_code, Some(200));
+    let hook = store.get_webhook(&w, Owner::Any).await.unwrap().unwrap();
+    assert!(hook.is_active);
+    assert_eq!(hook.failing_since, None);
+
+    // Unclaimed and unfinished (a claim voided and not yet taken again):
+    // the result is kept rather than sent a second time.
+    let loose = ingest_one(store, "i-b", 600, &w, false).await;
+    let result = report(
+        &loose,
+        &w,
+        1,
+        DeliveryStatus::Delivered,
+        Some(200),
+        700,
+        None,
+    );
+    store
+        .record_attempts("i-a", Arc::new(vec![result]), strict, 701)
+        .await
+        .unwrap();
+    let detail = store.get_delivery(&w, &loose).await.unwrap().unwrap();
+    assert_eq!(detail.delivery.status, DeliveryStatus::Delivered);
 }
 
 async fn contract_list_and_get_deliveries(store: &dyn Store) {
@@ -1876,7 +1961,7 @@ async fn contract_deleting_while_writing_leaves_no_orphans(f: &Fixture) {
                     .map(|d| report(d, &hook, 1, DeliveryStatus::Delivered, Some(200), 300, None))
                     .collect();
                 store
-                    .record_attempts(Arc::new(reports), LENIENT, 400)
+                    .record_attempts("me", Arc::new(reports), LENIENT, 400)
                     .await
                     .expect("record attempts");
                 tokio::task::yield_now().await;
@@ -2002,7 +2087,8 @@ contracts!(
         contract_delivery_stats,
         contract_prune,
         contract_delete_removes_deliveries,
-        contract_ingest_names_the_deleted_webhooks_it_skipped;
+        contract_ingest_names_the_deleted_webhooks_it_skipped,
+        contract_reports_count_only_for_their_claims;
     fixtures:
         contract_secret_not_in_plaintext,
         contract_children_go_with_their_parents,

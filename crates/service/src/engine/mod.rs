@@ -532,7 +532,12 @@ impl Engine {
             let reports = Arc::new(vec![report]);
             inner
                 .store
-                .record_attempts(reports.clone(), inner.failure_policy, now_ms())
+                .record_attempts(
+                    &inner.owner,
+                    reports.clone(),
+                    inner.failure_policy,
+                    now_ms(),
+                )
                 .await?;
             Ok(Arc::unwrap_or_clone(reports).remove(0))
         });

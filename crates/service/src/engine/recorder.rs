@@ -93,7 +93,7 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
     let disabled = loop {
         match inner
             .store
-            .record_attempts(batch.clone(), inner.failure_policy, now_ms())
+            .record_attempts(&inner.owner, batch.clone(), inner.failure_policy, now_ms())
             .await
         {
             Ok(disabled) => break disabled,

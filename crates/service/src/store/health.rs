@@ -53,9 +53,11 @@ pub struct HealthUpdate {
 /// Folds a batch of attempt reports per webhook, in report order; sorted by
 /// webhook id so backends that lock rows take the locks in one order. Test
 /// sends are left out: an owner probing a broken endpoint must not disable it.
-pub fn fold(reports: &[AttemptReport]) -> BTreeMap<WebhookId, HealthDelta> {
+pub fn fold<'a>(
+    reports: impl IntoIterator<Item = &'a AttemptReport>,
+) -> BTreeMap<WebhookId, HealthDelta> {
     let mut health: BTreeMap<WebhookId, HealthDelta> = BTreeMap::new();
-    for report in reports.iter().filter(|r| !r.test_send) {
+    for report in reports.into_iter().filter(|r| !r.test_send) {
         let h = health.entry(report.webhook_id.clone()).or_default();
         match report.status {
             DeliveryStatus::Delivered => {

@@ -426,8 +426,15 @@ pub trait Store: Send + Sync + 'static {
     /// a dead instance becomes due again. `live_owner` (the caller) is always live.
     async fn recover_claims(&self, live_owner: &str) -> Result<u64, StoreError>;
     /// Records attempts and the deliveries' new states; disables webhooks per `policy`.
+    ///
+    /// A report counts only for a delivery that `owner` still claims, or
+    /// that nobody claims and is unfinished: an instance whose claims were
+    /// voided (its heartbeat lapsed) and taken over must not clear the new
+    /// owner's claim, overwrite its result or its attempt row, or count
+    /// towards disabling the webhook. Other reports are dropped.
     async fn record_attempts(
         &self,
+        owner: &str,
         reports: std::sync::Arc<Vec<AttemptReport>>,
         policy: FailurePolicy,
         now: i64,

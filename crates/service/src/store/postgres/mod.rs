@@ -361,6 +361,7 @@ impl Store for PostgresStore {
 
     async fn record_attempts(
         &self,
+        owner: &str,
         reports: Arc<Vec<AttemptReport>>,
         policy: FailurePolicy,
         now: i64,
@@ -370,6 +371,7 @@ impl Store for PostgresStore {
         }
         match self
             .write(Work::Record {
+                owner: owner.to_string(),
                 reports,
                 policy,
                 now,

@@ -1,7 +1,7 @@
 //! Recording attempts: the attempt log, the deliveries' new states, and the
 //! webhooks' failure tracking (the shared rules of [`crate::store::health`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use webhook_domain::delivery::AttemptErrorKind;
 use webhook_domain::ids::{UserId, WebhookId};
@@ -30,7 +30,9 @@ const UPDATE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, atte
      updated_at = $9, delivered_at = CASE WHEN u.status = 'delivered' THEN $9 ELSE d.delivered_at END \
      FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::text[], $8::int4[]) \
      AS u (id, status, attempts, next_attempt_at, status_code, error_kind, error_message, duration_ms) \
-     WHERE d.id = u.id";
+     WHERE d.id = u.id \
+     AND (d.lease_owner = $10 OR (d.lease_owner IS NULL AND d.status IN ('pending', 'retrying'))) \
+     RETURNING d.id";
 
 // FOR NO KEY UPDATE: does not conflict with the key-share locks that
 // concurrent ingests take on the webhooks they write deliveries for.
@@ -50,6 +52,7 @@ const UPDATE_HEALTH: &str = "UPDATE webhooks w SET failing_since = u.failing_sin
 /// returns the webhooks it disabled.
 pub(super) async fn write(
     c: &mut Conn,
+    owner: &str,
     reports: &[AttemptReport],
     policy: FailurePolicy,
     now: i64,
@@ -77,9 +80,13 @@ pub(super) async fn write(
     webhook_ids.sort_unstable();
     webhook_ids.dedup();
     let webhooks = c.query(LOCK_WEBHOOKS, &[&webhook_ids]).await?;
-    update_deliveries(c, deliveries.into_values().collect(), now).await?;
-    upsert_attempts(c, attempts.into_values().collect()).await?;
-    update_health(c, reports, &webhooks, policy, now).await
+    // Only the deliveries still this instance's (or unclaimed and
+    // unfinished) take the reports; see `Store::record_attempts`.
+    let updated = update_deliveries(c, owner, deliveries.into_values().collect(), now).await?;
+    let counted = |r: &&AttemptReport| updated.contains(r.delivery_id.as_str());
+    upsert_attempts(c, attempts.into_values().filter(counted).collect()).await?;
+    let counted: Vec<&AttemptReport> = reports.iter().filter(counted).collect();
+    update_health(c, counted, &webhooks, policy, now).await
 }
 
 async fn upsert_attempts(c: &mut Conn, reports: Vec<&AttemptReport>) -> Result<(), StoreError> {
@@ -125,11 +132,13 @@ async fn upsert_attempts(c: &mut Conn, reports: Vec<&AttemptReport>) -> Result<(
     Ok(())
 }
 
+/// Updates the deliveries `owner` may report for; returns their ids.
 async fn update_deliveries(
     c: &mut Conn,
+    owner: &str,
     reports: Vec<&AttemptReport>,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     let ids: Vec<&str> = reports.iter().map(|r| r.delivery_id.as_str()).collect();
     let statuses: Vec<&str> = reports.iter().map(|r| r.status.as_str()).collect();
     let attempts: Vec<i32> = reports.iter().map(|r| signed(r.attempt.attempt)).collect();
@@ -150,20 +159,22 @@ async fn update_deliveries(
         .iter()
         .map(|r| signed(r.attempt.duration_ms))
         .collect();
-    c.execute(
+    c.query(
         UPDATE_DELIVERIES,
         &[
-            &ids, &statuses, &attempts, &next, &codes, &kinds, &messages, &durations, &now,
+            &ids, &statuses, &attempts, &next, &codes, &kinds, &messages, &durations, &now, &owner,
         ],
     )
-    .await?;
-    Ok(())
+    .await?
+    .iter()
+    .map(|row| get(row, 0, "delivery id"))
+    .collect()
 }
 
 /// Applies the reports' health changes to `rows`, the locked webhooks (see [`LOCK_WEBHOOKS`]).
 async fn update_health(
     c: &mut Conn,
-    reports: &[AttemptReport],
+    reports: Vec<&AttemptReport>,
     rows: &[tokio_postgres::Row],
     policy: FailurePolicy,
     now: i64,

@@ -34,6 +34,8 @@ pub(super) enum Work {
     },
     /// Record attempts and the deliveries' new states.
     Record {
+        /// The instance whose claims the reports are for.
+        owner: String,
         reports: Arc<Vec<AttemptReport>>,
         policy: FailurePolicy,
         now: i64,
@@ -179,10 +181,11 @@ async fn run_works(c: &mut Conn, works: &[&Work]) -> Result<Vec<Done>, StoreErro
         results.push(match work {
             Work::Ingest { .. } => Done::Ingest(ingested.next().unwrap_or_default()),
             Work::Record {
+                owner,
                 reports,
                 policy,
                 now,
-            } => Done::Record(record::write(c, reports, *policy, *now).await?),
+            } => Done::Record(record::write(c, owner, reports, *policy, *now).await?),
             Work::Ping => Done::Ping,
         });
     }

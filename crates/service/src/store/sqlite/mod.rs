@@ -645,11 +645,13 @@ impl Store for SqliteStore {
 
     async fn record_attempts(
         &self,
+        owner: &str,
         reports: Arc<Vec<AttemptReport>>,
         policy: FailurePolicy,
         now: i64,
     ) -> Result<Vec<DisabledWebhook>, StoreError> {
-        self.write(move |c| queries::record_attempts(c, &reports, policy, now))
+        let owner = owner.to_string();
+        self.write(move |c| queries::record_attempts(c, &owner, &reports, policy, now))
             .await
     }
 

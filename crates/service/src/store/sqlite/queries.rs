@@ -566,6 +566,7 @@ pub fn recover_claims(c: &Connection, live_owner: &str) -> Result<u64, StoreErro
 
 pub fn record_attempts(
     c: &Connection,
+    owner: &str,
     reports: &[AttemptReport],
     policy: FailurePolicy,
     now: i64,
@@ -584,8 +585,10 @@ pub fn record_attempts(
     let mut update_delivery = c.prepare_cached(
         "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
          last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
-         delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1",
+         delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1 \
+         AND (lease_owner = ?10 OR (lease_owner IS NULL AND status IN ('pending', 'retrying')))",
     )?;
+    let mut counted = Vec::with_capacity(reports.len());
     for report in reports {
         let a = &report.attempt;
         let updated = update_delivery.execute(params![
@@ -598,10 +601,14 @@ pub fn record_attempts(
             a.error_message,
             a.duration_ms,
             now,
+            owner,
         ])?;
         if updated == 0 {
-            continue; // its webhook was deleted while the attempt ran
+            // Its webhook was deleted while the attempt ran, or the claim
+            // is another's now (see `Store::record_attempts`).
+            continue;
         }
+        counted.push(report);
         insert_attempt.execute(params![
             report.delivery_id.as_str(),
             a.attempt,
@@ -616,7 +623,7 @@ pub fn record_attempts(
         ])?;
     }
     let mut disabled = Vec::new();
-    for (webhook_id, delta) in health::fold(reports) {
+    for (webhook_id, delta) in health::fold(counted) {
         let row = c
             .prepare_cached(
                 "SELECT owner_id, url, is_active, failing_since, consecutive_exhausted FROM webhooks WHERE id = ?1",
