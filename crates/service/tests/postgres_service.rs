@@ -314,3 +314,66 @@ async fn queued_work_of_a_paused_webhook_is_released_even_across_an_outage() {
     let delivered: HashSet<String> = event_ids(&receiver).into_iter().collect();
     assert_eq!(delivered, acknowledged);
 }
+
+/// A test send whose result cannot be recorded (the database went away
+/// while the receiver answered) still answers with the receiver's outcome,
+/// and the result is recorded once the database is back, instead of the
+/// test delivery staying pending and claimed, to be sent again as real
+/// traffic after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_send_is_recorded_after_an_outage() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let proxy = CuttableProxy::start().await;
+    let app = app_on(&proxy.url_for(&db)).await;
+    let receiver = Receiver::start(Behavior::Delay(Duration::from_millis(1500), 200))
+        .await
+        .unwrap();
+    let token = app.token("user-a", false);
+    let hook = app
+        .create_webhook(&token, &receiver.url("/hook"), &["user.*"], Some(SECRET))
+        .await;
+    let id = hook["id"].as_str().unwrap().to_string();
+
+    let sending = {
+        let app = &app;
+        let token = &token;
+        let id = &id;
+        async move {
+            app.post(&format!("/api/v1/webhooks/{id}/test"), token, json!({}))
+                .await
+        }
+    };
+    let cutting = async {
+        receiver.wait_for(1, Duration::from_secs(5)).await.unwrap();
+        proxy.cut();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        proxy.restore();
+    };
+    let ((status, body), ()) = tokio::join!(sending, cutting);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["statusCode"], 200, "{body}");
+    let delivery = body["data"]["deliveryId"].as_str().unwrap().to_string();
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, detail) = app
+            .get(
+                &format!("/api/v1/webhooks/{id}/deliveries/{delivery}"),
+                &token,
+            )
+            .await;
+        if status == 200 && detail["data"]["status"] == "delivered" {
+            assert_eq!(detail["data"]["attempts"], 1, "{detail}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the test send was never recorded: {status} {detail}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.count(), 1, "sent once");
+}

@@ -137,6 +137,35 @@ impl Inner {
         });
     }
 
+    /// Keeps trying to record attempt reports that hold no window slot (a
+    /// test send's), until the store takes them or the engine stops.
+    fn record_later(self: &Arc<Self>, reports: Arc<Vec<AttemptReport>>) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let mut stopping = inner.stopping.subscribe();
+            let mut pause = RELOAD_RETRY;
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stopping.changed() => return,
+                }
+                let recorded = inner
+                    .store
+                    .record_attempts(
+                        &inner.owner,
+                        reports.clone(),
+                        inner.failure_policy,
+                        now_ms(),
+                    )
+                    .await;
+                if recorded.is_ok() {
+                    return;
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
     async fn ingest(self: &Arc<Self>, events: Vec<Event>) -> Result<Vec<Accepted>, StoreError> {
         let mut items = Vec::with_capacity(events.len());
         for event in events {
@@ -516,10 +545,15 @@ impl Engine {
             }],
         };
         let task = tokio::spawn(async move {
-            inner
-                .store
-                .ingest(&inner.owner, Arc::new(vec![item]))
-                .await?;
+            if let Err(e) = inner.store.ingest(&inner.owner, Arc::new(vec![item])).await {
+                // Perhaps stored after all, claimed by this process: given
+                // back, it goes out once like any due delivery (its event
+                // says `test: true`) instead of staying pending and claimed.
+                if matches!(e, StoreError::OutcomeUnknown(_)) {
+                    inner.release_later(vec![job.id.clone()]);
+                }
+                return Err(e);
+            }
             let report = attempt::attempt(
                 &inner.client,
                 &inner.rules,
@@ -530,7 +564,7 @@ impl Engine {
             )
             .await;
             let reports = Arc::new(vec![report]);
-            inner
+            if let Err(e) = inner
                 .store
                 .record_attempts(
                     &inner.owner,
@@ -538,7 +572,15 @@ impl Engine {
                     inner.failure_policy,
                     now_ms(),
                 )
-                .await?;
+                .await
+            {
+                // The request was sent and its answer is the caller's; the
+                // log gets it once the store is back. Left unrecorded, the
+                // claimed, pending test delivery would be sent again as
+                // real traffic after a restart.
+                tracing::warn!(error = %e, "cannot record a test send yet; retrying");
+                inner.record_later(reports.clone());
+            }
             Ok(Arc::unwrap_or_clone(reports).remove(0))
         });
         task.await
