@@ -586,7 +586,7 @@ pub fn record_attempts(
         "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
          last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
          delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1 \
-         AND (lease_owner = ?10 OR (lease_owner IS NULL AND status IN ('pending', 'retrying')))",
+         AND COALESCE(lease_owner = ?10, status IN ('pending', 'retrying'))",
     )?;
     let mut counted = Vec::with_capacity(reports.len());
     for report in reports {
