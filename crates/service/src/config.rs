@@ -281,21 +281,18 @@ impl Settings {
         min: Duration,
         max: Duration,
     ) -> Result<Duration, ConfigError> {
-        let value = self.duration_or(var, default)?;
-        let shown = |d: Duration| format!("{} s", d.as_secs_f64());
-        if value < min {
-            return Err(config_error(
-                var,
-                format!("{} is too short: at least {}", shown(value), shown(min)),
-            ));
-        }
-        if value > max {
-            return Err(config_error(
-                var,
-                format!("{} is too long: at most {}", shown(value), shown(max)),
-            ));
-        }
-        Ok(value)
+        within(var, self.duration_or(var, default)?, min, max)
+    }
+
+    /// A whole number of milliseconds within `min..=max` (see [`Settings::duration_between`]).
+    fn millis_between(
+        &self,
+        var: &str,
+        default: Duration,
+        min: Duration,
+        max: Duration,
+    ) -> Result<Duration, ConfigError> {
+        within(var, self.millis_or(var, default)?, min, max)
     }
 
     fn secret(&self, var: &str) -> Option<SecretString> {
@@ -305,6 +302,32 @@ impl Settings {
 
 /// The longest duration any setting takes.
 const TEN_YEARS: Duration = Duration::from_secs(3650 * 86_400);
+/// The longest wait between two attempts, and the longest rate-limit window.
+const THIRTY_DAYS: Duration = Duration::from_secs(30 * 86_400);
+const ONE_MS: Duration = Duration::from_millis(1);
+
+/// `value` of `var` if it lies within `min..=max`.
+fn within(
+    var: &str,
+    value: Duration,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let shown = |d: Duration| format!("{} s", d.as_secs_f64());
+    if value < min {
+        return Err(config_error(
+            var,
+            format!("{} is too short: at least {}", shown(value), shown(min)),
+        ));
+    }
+    if value > max {
+        return Err(config_error(
+            var,
+            format!("{} is too long: at most {}", shown(value), shown(max)),
+        ));
+    }
+    Ok(value)
+}
 
 impl Config {
     /// Builds and validates the configuration. `dev` relaxes what `--dev` relaxes;
@@ -411,7 +434,12 @@ impl Config {
 
         let api_rate_limit = RateLimit {
             max_requests: settings.parse_or("RATE_LIMIT_MAX_REQUESTS", 1000, "a whole number")?,
-            window: settings.millis_or("RATE_LIMIT_WINDOW_MS", Duration::from_secs(3600))?,
+            window: settings.millis_between(
+                "RATE_LIMIT_WINDOW_MS",
+                Duration::from_secs(3600),
+                ONE_MS,
+                THIRTY_DAYS,
+            )?,
         };
         let internal_rate_limit = RateLimit {
             max_requests: settings.parse_or(
@@ -419,16 +447,13 @@ impl Config {
                 1000,
                 "a whole number",
             )?,
-            window: settings.millis_or("INTERNAL_RATE_LIMIT_WINDOW_MS", Duration::from_secs(60))?,
+            window: settings.millis_between(
+                "INTERNAL_RATE_LIMIT_WINDOW_MS",
+                Duration::from_secs(60),
+                ONE_MS,
+                THIRTY_DAYS,
+            )?,
         };
-        for (var, limit) in [
-            ("RATE_LIMIT_WINDOW_MS", api_rate_limit),
-            ("INTERNAL_RATE_LIMIT_WINDOW_MS", internal_rate_limit),
-        ] {
-            if limit.window.is_zero() {
-                return Err(config_error(var, "must be greater than 0"));
-            }
-        }
 
         let log_format = match settings
             .get("LOG_FORMAT")
@@ -550,10 +575,12 @@ impl Config {
 }
 
 fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
-    let timeout = settings.millis_or("WEBHOOK_TIMEOUT", Duration::from_secs(10))?;
-    if timeout.is_zero() {
-        return Err(config_error("WEBHOOK_TIMEOUT", "must be greater than 0"));
-    }
+    let timeout = settings.millis_between(
+        "WEBHOOK_TIMEOUT",
+        Duration::from_secs(10),
+        ONE_MS,
+        Duration::from_secs(3600),
+    )?;
     let mut schedule = match settings.get("WEBHOOK_RETRY_SCHEDULE") {
         Some(text) => RetrySchedule::parse(text)
             .map_err(|e| config_error("WEBHOOK_RETRY_SCHEDULE", e.to_string()))?,
@@ -561,7 +588,12 @@ fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
             // The earlier service's single retry delay becomes the first wait of
             // the default schedule; the later, longer waits stay.
             Some(_) => {
-                let first = settings.millis_or("WEBHOOK_RETRY_DELAY", Duration::from_secs(5))?;
+                let first = settings.millis_between(
+                    "WEBHOOK_RETRY_DELAY",
+                    Duration::from_secs(5),
+                    Duration::ZERO,
+                    THIRTY_DAYS,
+                )?;
                 let mut delays = RetrySchedule::default().delays().to_vec();
                 if let Some(d) = delays.first_mut() {
                     *d = first;
@@ -577,6 +609,9 @@ fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
             None => RetrySchedule::default(),
         },
     };
+    if let Some(long) = schedule.delays().iter().find(|d| **d > THIRTY_DAYS) {
+        within("WEBHOOK_RETRY_SCHEDULE", *long, Duration::ZERO, THIRTY_DAYS)?;
+    }
     if let Some(text) = settings.get("WEBHOOK_RETRY_JITTER") {
         let jitter: f64 = text
             .parse()
@@ -721,6 +756,9 @@ mod tests {
             ("WEBHOOK_DISABLE_AFTER", "0s"),
             ("WEBHOOK_DISABLE_AFTER", "18446744073709551615ms"),
             ("WEBHOOK_SECRET_GRACE", "100000d"),
+            ("WEBHOOK_TIMEOUT", "0"),
+            ("RATE_LIMIT_WINDOW_MS", "18446744073709551615"),
+            ("WEBHOOK_RETRY_SCHEDULE", "5s,400d"),
         ] {
             let mut pairs = prod();
             pairs.retain(|(k, _)| *k != var);
