@@ -115,6 +115,43 @@ impl Inner {
     /// whatever the store did. While stopping, the claims are left to that
     /// voiding instead.
     fn release_later(self: &Arc<Self>, ids: Vec<DeliveryId>) {
+        self.keep_trying(move |inner| {
+            let ids = ids.clone();
+            async move {
+                let released = inner.store.release(&inner.owner, ids).await.is_ok();
+                if released {
+                    // Due again: the scheduler finds them.
+                    inner.wake_scheduler.notify_one();
+                }
+                released
+            }
+        });
+    }
+
+    /// Keeps trying to record attempt reports that hold no window slot (a
+    /// test send's), until the store takes them or the engine stops.
+    fn record_later(self: &Arc<Self>, reports: Arc<Vec<AttemptReport>>) {
+        self.keep_trying(move |inner| {
+            let reports = reports.clone();
+            async move {
+                let policy = inner.failure_policy;
+                inner
+                    .store
+                    .record_attempts(&inner.owner, reports, policy, now_ms())
+                    .await
+                    .is_ok()
+            }
+        });
+    }
+
+    /// Runs `attempt` in the background after a pause that doubles (up to
+    /// 5 s) each time it answers `false`, until it answers `true` or the
+    /// engine starts stopping.
+    fn keep_trying<F, Fut>(self: &Arc<Self>, mut attempt: F)
+    where
+        F: FnMut(Arc<Inner>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
         let inner = self.clone();
         tokio::spawn(async move {
             let mut stopping = inner.stopping.subscribe();
@@ -127,38 +164,7 @@ impl Inner {
                     () = tokio::time::sleep(pause) => {}
                     _ = stopping.changed() => return,
                 }
-                if inner.store.release(&inner.owner, ids.clone()).await.is_ok() {
-                    // Due again: the scheduler finds them.
-                    inner.wake_scheduler.notify_one();
-                    return;
-                }
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        });
-    }
-
-    /// Keeps trying to record attempt reports that hold no window slot (a
-    /// test send's), until the store takes them or the engine stops.
-    fn record_later(self: &Arc<Self>, reports: Arc<Vec<AttemptReport>>) {
-        let inner = self.clone();
-        tokio::spawn(async move {
-            let mut stopping = inner.stopping.subscribe();
-            let mut pause = RELOAD_RETRY;
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(pause) => {}
-                    _ = stopping.changed() => return,
-                }
-                let recorded = inner
-                    .store
-                    .record_attempts(
-                        &inner.owner,
-                        reports.clone(),
-                        inner.failure_policy,
-                        now_ms(),
-                    )
-                    .await;
-                if recorded.is_ok() {
+                if attempt(inner.clone()).await {
                     return;
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
