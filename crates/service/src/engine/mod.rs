@@ -380,18 +380,23 @@ const RELOAD_RETRY: Duration = Duration::from_millis(250);
 /// is briefly unreachable (after reconnecting the store announces one too).
 async fn follow_webhook_changes(inner: Arc<Inner>, mut changes: watch::Receiver<u64>) {
     while changes.changed().await.is_ok() {
-        let mut failed = false;
-        while let Err(e) = inner.routes.reload(inner.store.as_ref()).await {
-            // Once per outage: the store logs the rest.
-            if !failed {
-                tracing::warn!(error = %e, "cannot reload webhooks after a change; retrying");
-                failed = true;
-            }
-            tokio::time::sleep(RELOAD_RETRY).await;
-        }
-        // A re-enabled webhook may have deliveries waiting in the store.
-        inner.wake_scheduler.notify_one();
+        reload_until_done(&inner).await;
     }
+}
+
+/// Reloads the whole routing table, retrying until the store answers, then
+/// wakes the scheduler (a re-enabled webhook may have deliveries waiting).
+async fn reload_until_done(inner: &Inner) {
+    let mut failed = false;
+    while let Err(e) = inner.routes.reload(inner.store.as_ref()).await {
+        // Once per outage: the store logs the rest.
+        if !failed {
+            tracing::warn!(error = %e, "cannot reload webhooks after a change; retrying");
+            failed = true;
+        }
+        tokio::time::sleep(RELOAD_RETRY).await;
+    }
+    inner.wake_scheduler.notify_one();
 }
 
 /// Handle to the running engine.
@@ -499,12 +504,7 @@ impl Engine {
                 Err(e) => {
                     tracing::warn!(error = %e, webhook_id = %id, "cannot read a changed webhook back; reloading all");
                     let inner = self.inner.clone();
-                    tokio::spawn(async move {
-                        while inner.routes.reload(inner.store.as_ref()).await.is_err() {
-                            tokio::time::sleep(RELOAD_RETRY).await;
-                        }
-                        inner.wake_scheduler.notify_one();
-                    });
+                    tokio::spawn(async move { reload_until_done(&inner).await });
                 }
             }
         }
