@@ -85,17 +85,20 @@ async fn a_500_is_retried_by_the_schedule_then_fails_with_the_same_event_id() {
         r.verify_signatures(SECRET).unwrap();
     }
 
-    // The waits between attempts follow 200 ms, 400 ms, 800 ms: never early,
-    // and late by no more than the scheduler's polling and bookkeeping.
+    // The waits between attempts follow 200 ms, 400 ms, 800 ms: never early
+    // (they count from the answer, which the receiver sends after it logged
+    // the request). How late they come depends on the scheduler's 250 ms
+    // polling and on how busy the machine is, so the upper bound only tells
+    // a schedule that is followed from one that is not.
     let gaps = gaps_ms(&got);
     eprintln!("gaps between attempts (ms): {gaps:?}");
-    for (gap, want) in gaps.iter().zip([200u128, 400, 800]) {
+    for (gap, want) in gaps.iter().zip([200i64, 400, 800]) {
         assert!(
-            *gap + 20 >= want,
+            *gap >= want,
             "retry came early: {gap} ms < {want} ms ({gaps:?})"
         );
         assert!(
-            *gap <= want + 700,
+            *gap <= want + 3000,
             "retry came late: {gap} ms for {want} ms ({gaps:?})"
         );
     }
@@ -196,7 +199,7 @@ async fn a_429_with_retry_after_delays_the_next_attempt() {
     let gap = gaps_ms(&got)[0];
     eprintln!("gap after 429 Retry-After: 1 → {gap} ms");
     assert!(gap >= 1000, "waited {gap} ms, less than Retry-After: 1");
-    assert!(gap < 2500, "waited {gap} ms, far more than asked");
+    assert!(gap < 4000, "waited {gap} ms, far more than asked");
 }
 
 #[tokio::test]

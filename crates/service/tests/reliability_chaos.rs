@@ -8,7 +8,6 @@
 //! longer.
 
 mod common;
-mod reliability_support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -16,7 +15,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use common::{INTERNAL_SECRET, spawn_app_with};
-use reliability_support::long_tests;
 use serde_json::json;
 use webhook_testkit::CountingReceiver;
 
@@ -207,9 +205,7 @@ async fn acknowledged_events_survive_repeated_sigkills_under_load() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(not(long_tests), ignore = "long: set WEBHOOK_LONG_TESTS=1")]
 async fn long_chaos_acknowledged_events_survive_forty_sigkills() {
-    if !long_tests("long_chaos_acknowledged_events_survive_forty_sigkills") {
-        return;
-    }
     chaos(Duration::from_secs(300), 40).await;
 }

@@ -106,8 +106,16 @@ pub async fn attempt(
     let SentHeaders { headers, logged } =
         request_headers(route, job, number, started_at, user_agent);
     let outcome = client.post(&route.url, headers, job.payload.clone()).await;
+    let answered_at = now_ms();
     judge(
-        rules, route, job, number, started_at, logged, outcome, test_send,
+        rules,
+        route,
+        job,
+        number,
+        (started_at, answered_at),
+        logged,
+        outcome,
+        test_send,
     )
 }
 
@@ -155,7 +163,7 @@ fn judge(
     route: &Route,
     job: &DueDelivery,
     number: u32,
-    started_at: i64,
+    (started_at, answered_at): (i64, i64),
     request_headers: Vec<(String, String)>,
     outcome: Outcome,
     test_send: bool,
@@ -183,7 +191,7 @@ fn judge(
                 min_wait = outcome
                     .retry_after
                     .as_deref()
-                    .and_then(|v| parse_retry_after(v, started_at / 1000))
+                    .and_then(|v| parse_retry_after(v, answered_at.div_euclid(1000)))
                     .map(|d| d.min(rules.max_retry_after));
             }
             ResponseClass::Redirect => {
@@ -199,7 +207,12 @@ fn judge(
             }
         }
     }
-    let now = started_at + outcome.duration.as_millis() as i64;
+    // Waits count from the moment the answer was read, never from when the
+    // attempt started: a receiver that says `Retry-After: 1` must not see the
+    // next attempt sooner than a second after it answered. The clock reads
+    // whole milliseconds and the scheduler sends once `next_attempt_at <=
+    // now`, so one millisecond more makes the wait at least the one asked for.
+    let not_before = answered_at.saturating_add(1);
     let (status, next_attempt_at) = if delivered {
         (DeliveryStatus::Delivered, None)
     } else if test_send || disable_webhook.is_some() {
@@ -211,7 +224,7 @@ fn judge(
                 let wait = min_wait.map_or(delay, |m| m.max(delay));
                 (
                     DeliveryStatus::Retrying,
-                    Some(now + wait.as_millis() as i64),
+                    Some(not_before.saturating_add(wait.as_millis() as i64)),
                 )
             }
         }
@@ -234,5 +247,92 @@ fn judge(
         next_attempt_at,
         disable_webhook,
         test_send,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use webhook_domain::event_type::Subscription;
+    use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
+    use webhook_domain::webhook::WebhookSecret;
+
+    fn route() -> Route {
+        Route {
+            id: WebhookId::generate(),
+            owner_id: UserId::parse("u1").unwrap(),
+            url: url::Url::parse("https://example.com/hook").unwrap(),
+            subscription: Subscription::parse(&["*"]).unwrap(),
+            is_active: true,
+            scope_all: false,
+            secret: WebhookSecret::parse("a-secret-of-sixteen+").unwrap(),
+            previous_secret: None,
+        }
+    }
+
+    fn job() -> DueDelivery {
+        DueDelivery {
+            id: DeliveryId::generate(),
+            event_id: EventId::generate(),
+            event_type: "user.created".into(),
+            webhook_id: WebhookId::generate(),
+            attempts: 0,
+            payload: Bytes::from_static(b"{}"),
+        }
+    }
+
+    fn throttled(retry_after: &str, duration: Duration) -> Outcome {
+        Outcome {
+            status: Some(429),
+            retry_after: Some(retry_after.into()),
+            duration,
+            ..Outcome::default()
+        }
+    }
+
+    fn rules() -> RetryRules {
+        RetryRules {
+            schedule: RetrySchedule::parse("10ms").unwrap(),
+            max_retry_after: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn retry_after_counts_from_the_answer_not_from_the_start() {
+        // Sent at 10_000.9 (read as 10_000), answered 5.9 ms later (a
+        // duration of 5 whole ms) at 10_006.8 (read as 10_006): the next
+        // attempt may not go out before 11_006.8, so it is due at 11_007.
+        let report = judge(
+            &rules(),
+            &route(),
+            &job(),
+            1,
+            (10_000, 10_006),
+            Vec::new(),
+            throttled("1", Duration::from_micros(5_900)),
+            false,
+        );
+        assert_eq!(report.status, DeliveryStatus::Retrying);
+        assert_eq!(report.next_attempt_at, Some(11_007));
+    }
+
+    #[test]
+    fn a_retry_after_date_is_never_reached_early() {
+        // Answered at 1_700_000_000_400 ms, asked to wait until the start of
+        // second 1_700_000_002: due no sooner than that second began.
+        let date = "Tue, 14 Nov 2023 22:13:22 GMT"; // 1_700_000_002
+        let report = judge(
+            &rules(),
+            &route(),
+            &job(),
+            1,
+            (1_700_000_000_000, 1_700_000_000_400),
+            Vec::new(),
+            throttled(date, Duration::from_millis(400)),
+            false,
+        );
+        let due = report.next_attempt_at.unwrap();
+        assert!(due >= 1_700_000_002_000, "due at {due}");
     }
 }

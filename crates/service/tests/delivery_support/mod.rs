@@ -109,14 +109,15 @@ pub fn header<'a>(r: &'a ReceivedRequest, name: &str) -> &'a str {
     r.header(name).unwrap_or("")
 }
 
-/// Milliseconds between consecutive requests.
-pub fn gaps_ms(received: &[ReceivedRequest]) -> Vec<u128> {
+/// Milliseconds between consecutive requests, on the wall clock.
+///
+/// The service schedules retries on the wall clock (its due times are stored
+/// and shared between instances), so waits are measured on the same clock:
+/// the monotonic clock can disagree with it by several milliseconds over a
+/// second while the system clock is being disciplined.
+pub fn gaps_ms(received: &[ReceivedRequest]) -> Vec<i64> {
     received
         .windows(2)
-        .map(|w| {
-            w[1].received_at
-                .duration_since(w[0].received_at)
-                .as_millis()
-        })
+        .map(|w| w[1].received_unix_ms - w[0].received_unix_ms)
         .collect()
 }
