@@ -2,8 +2,9 @@
 //! our deliveries; and a Standard Webhooks verifier from a package registry
 //! (the Python `standardwebhooks` package) accepts our `webhook-*` headers.
 //!
-//! These tests need `node`/`npm` and `python3` (with `venv`); each says so on
-//! stderr and returns early when its tool is missing. Packages (`express`,
+//! These tests need `node`/`npm` and `python3` (with `venv`); a test whose
+//! tool is missing is listed as ignored, with the reason (and fails under
+//! `CI=true`). Packages (`express`,
 //! `body-parser`, `flask`, `standardwebhooks`) are installed once into
 //! `target/tmp/guide-receivers/` and reused by later runs.
 //!
@@ -15,6 +16,7 @@
 
 mod common;
 mod delivery_support;
+mod harness;
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -25,6 +27,7 @@ use std::time::Duration;
 
 use common::{TestApp, spawn_app_with};
 use delivery_support::{delivery_detail, eventually, trigger_one, wait_final};
+use harness::{DONE, Ran, skip};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, ReceivedRequest, Receiver};
 
@@ -419,10 +422,6 @@ impl Drop for GuideReceiver {
     }
 }
 
-fn skip(test: &str, why: &str) {
-    eprintln!("SKIPPED {test}: {why}");
-}
-
 /// Deliveries of `user.created` and `credit.low` to the guide's receiver,
 /// registered with `secret`: both are accepted (200, their signature checked
 /// by the guide's code), and a redelivery is recognised as a duplicate by id.
@@ -525,11 +524,10 @@ fn no_retry_app_env() -> [(&'static str, &'static str); 1] {
     [("WEBHOOK_MAX_RETRIES", "0")]
 }
 
-#[tokio::test]
-async fn the_guides_express_receiver_accepts_our_deliveries() {
+async fn the_guides_express_receiver_accepts_our_deliveries() -> Ran {
     let dir = match tokio::task::spawn_blocking(node_project).await.unwrap() {
         Ok(dir) => dir,
-        Err(why) => return skip("the_guides_express_receiver_accepts_our_deliveries", &why),
+        Err(why) => return skip(why),
     };
     let port = free_port();
     let script = dir.join("guide-express.js");
@@ -563,18 +561,13 @@ async fn the_guides_express_receiver_accepts_our_deliveries() {
             "{want} not in {lines:?}"
         );
     }
+    DONE
 }
 
-#[tokio::test]
-async fn the_guides_quick_start_receiver_accepts_our_deliveries() {
+async fn the_guides_quick_start_receiver_accepts_our_deliveries() -> Ran {
     let dir = match tokio::task::spawn_blocking(node_project).await.unwrap() {
         Ok(dir) => dir,
-        Err(why) => {
-            return skip(
-                "the_guides_quick_start_receiver_accepts_our_deliveries",
-                &why,
-            );
-        }
+        Err(why) => return skip(why),
     };
     let port = free_port();
     let script = dir.join("guide-quick-start.js");
@@ -604,13 +597,13 @@ async fn the_guides_quick_start_receiver_accepts_our_deliveries() {
             "{want} not in {lines:?}"
         );
     }
+    DONE
 }
 
-#[tokio::test]
-async fn the_guides_flask_receiver_accepts_our_deliveries() {
+async fn the_guides_flask_receiver_accepts_our_deliveries() -> Ran {
     let python = match tokio::task::spawn_blocking(python_venv).await.unwrap() {
         Ok(p) => p,
-        Err(why) => return skip("the_guides_flask_receiver_accepts_our_deliveries", &why),
+        Err(why) => return skip(why),
     };
     eprintln!(
         "note: the guide's Flask sample calls os.environ without `import os`; the test adds that import"
@@ -666,6 +659,7 @@ async fn the_guides_flask_receiver_accepts_our_deliveries() {
             .any(|l| l.contains("Processing event: user.created")),
         "{lines:?}"
     );
+    DONE
 }
 
 /// Verifies captured deliveries with the `standardwebhooks` package: each
@@ -711,11 +705,10 @@ fn case(request: &ReceivedRequest, secrets: &[&str]) -> Value {
     })
 }
 
-#[tokio::test]
-async fn the_standardwebhooks_package_verifies_our_deliveries() {
+async fn the_standardwebhooks_package_verifies_our_deliveries() -> Ran {
     let python = match tokio::task::spawn_blocking(python_venv).await.unwrap() {
         Ok(p) => p,
-        Err(why) => return skip("the_standardwebhooks_package_verifies_our_deliveries", &why),
+        Err(why) => return skip(why),
     };
     let app = spawn_app_with(&[]).await;
     let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
@@ -794,4 +787,14 @@ async fn the_standardwebhooks_package_verifies_our_deliveries() {
         "standardwebhooks refused our delivery:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("ALL VERIFIED 3"), "{stdout}");
+    DONE
+}
+
+fn main() {
+    harness::run(tests![
+        the_guides_express_receiver_accepts_our_deliveries,
+        the_guides_quick_start_receiver_accepts_our_deliveries,
+        the_guides_flask_receiver_accepts_our_deliveries,
+        the_standardwebhooks_package_verifies_our_deliveries,
+    ]);
 }

@@ -3,7 +3,8 @@
 //! the server-side timeout while others are served; one user can own up to
 //! the cap of webhooks (thousands) and no more, even when racing; a flood over
 //! the rate limit is answered 429 with its headers while another user's
-//! requests still succeed quickly.
+//! requests still succeed quickly; clients that read large log pages slowly
+//! hold back neither ingest nor delivery.
 
 mod api_support;
 mod common;
@@ -169,8 +170,7 @@ async fn a_client_that_stalls_mid_request_is_dropped_and_others_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hundreds_of_webhooks_for_one_user_stop_at_the_cap_even_when_racing() {
-    // Each create reloads the whole routing table, so creating n webhooks
-    // costs O(n²): the suite uses 300, the long version 2000.
+    // The suite uses 300 webhooks; the long version 2000.
     webhooks_stop_at_the_cap_even_when_racing(300).await;
 }
 
@@ -355,4 +355,126 @@ async fn a_flood_over_the_rate_limit_is_refused_while_others_are_served_quickly(
         "the bystander got requests in during the flood"
     );
     assert!(max < 1000, "the bystander is served quickly (max {max} ms)");
+}
+
+/// A client that asks for a log page and then reads its answer at about
+/// 5 KB/s, through a 4 KiB receive buffer.
+async fn slow_page_reader(addr: std::net::SocketAddr, path: String, token: String) -> Vec<u8> {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_readers_of_large_log_pages_do_not_hold_back_ingest_or_delivery() {
+    const READERS: usize = 32;
+    const LOGGED: usize = 300;
+    const DURING: usize = 100;
+    let app = spawn_app_with(&[("RATE_LIMIT_MAX_REQUESTS", "1000000")]).await;
+    let receiver = webhook_testkit::CountingReceiver::start().await.unwrap();
+    let token = app.token("slow-reader", false);
+    let hook = app
+        .create_webhook(&token, &receiver.url("/hook"), &["user.created"], None)
+        .await;
+    let id = hook["id"].as_str().unwrap().to_string();
+    // Deliveries with long error-free rows: every page of 100 is tens of KiB.
+    let pad = "p".repeat(2000);
+    for n in 0..LOGGED {
+        let (status, body) = app
+            .trigger(
+                "user.created",
+                "slow-reader",
+                serde_json::json!({"n": n, "pad": pad}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.count() < LOGGED {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {LOGGED} delivered",
+            receiver.count()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let addr: std::net::SocketAddr = app
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("service address");
+    let readers: Vec<_> = (0..READERS)
+        .map(|i| {
+            let path = format!("/api/v1/webhooks/{id}/logs?limit=100&page={}", 1 + i % 3);
+            tokio::spawn(slow_page_reader(addr, path, token.clone()))
+        })
+        .collect();
+    // Let every reader's answer be written until its buffers are full.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Meanwhile producers are answered and deliveries go out as usual.
+    let mut slowest = Duration::ZERO;
+    for n in 0..DURING {
+        let start = Instant::now();
+        let (status, body) = app
+            .trigger(
+                "user.created",
+                "slow-reader",
+                serde_json::json!({"during": n}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+        slowest = slowest.max(start.elapsed());
+    }
+    let still_reading = readers.iter().filter(|r| !r.is_finished()).count();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while receiver.count() < LOGGED + DURING {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} delivered while readers were slow",
+            receiver.count(),
+            LOGGED + DURING
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "slowest ingest answer while {still_reading} of {READERS} readers were still reading: {slowest:?}"
+    );
+    assert!(
+        still_reading > 0,
+        "the readers finished before ingest was tried: the test proves nothing"
+    );
+    assert!(
+        slowest < Duration::from_secs(5),
+        "an ingest answer took {slowest:?} while slow readers held log pages"
+    );
+
+    // And every slow reader still gets its whole page.
+    for reader in readers {
+        let got = reader.await.unwrap();
+        let text = String::from_utf8(got).expect("utf-8 answer");
+        assert!(
+            text.starts_with("HTTP/1.1 200"),
+            "{}",
+            &text[..text.len().min(200)]
+        );
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        assert!(body.len() > 10_000, "a large page: {} bytes", body.len());
+    }
 }
