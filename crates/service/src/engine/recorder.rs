@@ -25,9 +25,8 @@ const MAX_BATCH: usize = 4096;
 ///
 /// No caller waits for these commits (the receiver already has the delivery;
 /// only the log and the window slot do), but each costs the writer a
-/// transaction whose pages go to the WAL whole. At 1,000 events/s every
-/// result used to get its own commit, and the service wrote 47 KB to disk
-/// per event; gathering cut its CPU per delivery there by 11–17 %.
+/// transaction whose pages go to the WAL whole: at low rates one commit per
+/// result would write those pages again for every delivery.
 const GATHER: Duration = Duration::from_millis(5);
 
 /// Messages to the recorder.

@@ -46,11 +46,10 @@ const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH live_webhooks AS (\
 /// Most (event, delivery) pairs for which [`INSERT_EVENTS_AND_DELIVERIES`]
 /// is used. Its join of the deliveries to the new events' ids is a nested
 /// loop (the writer's connections have hash and merge joins off), cheap for
-/// the group commits of single events that make up a closed-loop load (64
-/// producers: about 25 events, 625 pairs) and quadratic for large batches:
-/// `batch` fell from 17,300 to 14,200 deliveries/s with it. Larger group
-/// commits keep the two statements in a transaction; their round trips are
-/// shared by many events anyway.
+/// the small group commits of single events that many producers make and
+/// quadratic for large batches. Larger group commits keep the two
+/// statements in a transaction; their round trips are shared by many events
+/// anyway.
 const ONE_STATEMENT_PAIRS: usize = 4096;
 
 /// Whether [`write`] stores `jobs` in one statement, which needs no

@@ -47,11 +47,9 @@ const MAX_JOBS_PER_COMMIT: usize = 2048;
 ///
 /// Each commit has a fixed cost (an fsync, the right edges of six B-trees
 /// written again to the WAL, wake-ups), so fewer, larger commits cost less
-/// CPU per event; with 64 producers each commit held about 14 events. A
-/// transaction keeps taking jobs for up to 300 µs while it has fewer than
-/// [`GATHER_UNTIL`]: in six paired `throughput` runs, median 17,931 against
-/// 16,869 deliveries/s and 0.056 against 0.059 ms of service CPU per
-/// delivery; `latency` unchanged. (600 µs and 1 ms were no better than 300.)
+/// CPU per event. A transaction keeps taking jobs for this long while it
+/// has fewer than [`GATHER_UNTIL`]; longer waits gained nothing more (see
+/// docs/performance-log.md).
 const GATHER_FOR: Duration = Duration::from_micros(300);
 /// Jobs after which a transaction stops waiting for more.
 const GATHER_UNTIL: usize = 32;
@@ -242,10 +240,9 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// Most claims one writer job gives back.
 ///
 /// A webhook whose circuit opens hands its whole memory window back at once
-/// (thousands of ids). As one job that held every ingest commit behind it
-/// for 38–56 ms (the `isolation` benchmark on a slow day: the healthy
-/// endpoint's p99 beside the hanging one was 5–18× its p99 alone); in
-/// chunks of 128 the longest release job traced took 5.6 ms.
+/// (thousands of ids). As one job it would hold every ingest commit behind
+/// it, and so the latency of every other endpoint; in small chunks the
+/// commits queued meanwhile go between them.
 const RELEASE_CHUNK: usize = 128;
 
 /// How often the writer starts the WAL over from its beginning.
@@ -253,16 +250,14 @@ const WAL_RESTART_EVERY: Duration = Duration::from_secs(1);
 /// How often the background checkpointer copies the WAL into the database.
 ///
 /// Often, so that the writer's once-a-second rewind finds few frames left to
-/// copy: that rewind holds every commit back while it copies and syncs. At
-/// 8,000 events/s it took 10.7 ms (median) with a 250 ms period, 3.0 ms with
-/// 50 ms.
+/// copy: that rewind holds every commit back while it copies and syncs.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// The WAL file is cut back to this size when it starts over.
 ///
-/// Larger than one second of WAL at high load (about 80 MB at 8,000 events/s):
-/// with 64 MiB, every rewind cut the file and the next commit grew it again,
-/// allocating blocks, and took 15–20 ms once a second, while ingest waited.
-/// A file that keeps its size is rewritten in place.
+/// Larger than one second of WAL at high load: a smaller limit cuts the
+/// file at every rewind, and the next commit grows it again, allocating
+/// blocks while ingest waits. A file that keeps its size is rewritten in
+/// place.
 const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
 /// Makes the next transaction write the WAL from its start again.
