@@ -1,23 +1,26 @@
 //! The PostgreSQL store under the harness in smoke mode: the scenarios that
 //! compare the stores run without loss, and the report counts the database
-//! server's CPU. Skipped (one line) when PostgreSQL is not reachable, unless
-//! `WEBHOOK_REQUIRE_POSTGRES=1` (set by `.ci/run`).
+//! server's CPU. Listed as ignored when PostgreSQL is not reachable, unless
+//! `WEBHOOK_REQUIRE_POSTGRES=1` (set by `.ci/run`), where it fails.
 
+#[path = "../../service/tests/harness/mod.rs"]
+mod harness;
 #[path = "../../service/tests/postgres_support/mod.rs"]
 mod postgres_support;
 
+use harness::{DONE, Ran, Test, skip};
 use postgres_support::TestDatabase;
 use webhook_bench::{Settings, scenarios, service};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn throughput_and_batch_run_on_postgres_without_loss() {
+async fn throughput_and_batch_run_on_postgres_without_loss() -> Ran {
     let binary = service::locate_binary(None, false).expect("webhook-service binary");
     for name in ["throughput", "batch"] {
         // A database per scenario, as in the benchmark's own runs: the
         // webhooks of one scenario would otherwise receive the next one's
         // events too, at a receiver that is gone.
-        let Some(database) = TestDatabase::create().await else {
-            return;
+        let database = match TestDatabase::fresh().await {
+            Ok(db) => db,
+            Err(why) => return skip(why),
         };
         let settings = Settings {
             binary: binary.clone(),
@@ -42,4 +45,15 @@ async fn throughput_and_batch_run_on_postgres_without_loss() {
             );
         }
     }
+    DONE
+}
+
+fn main() {
+    harness::run(vec![
+        Test::new(
+            "throughput_and_batch_run_on_postgres_without_loss",
+            || Box::pin(throughput_and_batch_run_on_postgres_without_loss()),
+        )
+        .multi_thread(2),
+    ]);
 }

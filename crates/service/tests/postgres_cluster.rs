@@ -10,6 +10,7 @@
 //! unless `WEBHOOK_REQUIRE_POSTGRES=1`.
 
 mod common;
+mod harness;
 mod postgres_support;
 
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{INTERNAL_SECRET, TestApp, spawn_app_with};
+use harness::{DONE, Ran, Test, skip};
 use postgres_support::{CuttableProxy, TestDatabase};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, CountingReceiver, Receiver};
@@ -127,10 +129,10 @@ const PRODUCERS: usize = 48;
 const KILLED_MAX_IN_FLIGHT: usize = 64;
 const KILLED_WINDOW: usize = 512;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let receiver = CountingReceiver::with_capacity(EVENTS + 1000)
         .await
@@ -315,6 +317,7 @@ async fn three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_take
     );
     drop(survivors);
     drop(db);
+    DONE
 }
 
 /// Triggers an event on `app` every 50 ms until `done` holds for the answer;
@@ -335,10 +338,10 @@ async fn until_honoured(app: &TestApp, done: impl Fn(&Value) -> bool) -> Duratio
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     // Both run before the webhook exists: B learns of it only by notification.
     let a = instance(&db.url, &[]).await;
@@ -397,12 +400,14 @@ async fn a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_secon
     );
     drop((a, b));
     drop(db);
+    DONE
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged() -> Ran
+{
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let proxy = CuttableProxy::start().await;
     let proxied = proxy.url_for(&db);
@@ -510,6 +515,7 @@ async fn ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_ac
     drop(app);
     drop(proxy);
     drop(db);
+    DONE
 }
 
 /// An API request that outlives `HTTP_REQUEST_TIMEOUT` while its statement
@@ -519,10 +525,10 @@ async fn ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_ac
 /// live: another instance voided this live instance's claims and sent its
 /// work a second time. Now such a connection is discarded and the heartbeat
 /// has a task of its own: every event arrives exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_stuck_on_a_lock_does_not_stop_the_heartbeat() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn a_request_stuck_on_a_lock_does_not_stop_the_heartbeat() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let a = instance(
         &db.url,
@@ -592,4 +598,14 @@ async fn a_request_stuck_on_a_lock_does_not_stop_the_heartbeat() {
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "sent more than once: {twice:?}");
     assert_eq!(seen.keys().cloned().collect::<HashSet<_>>(), acked);
+    DONE
+}
+
+fn main() {
+    harness::run(vec![
+        Test::new(stringify!(three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over), || Box::pin(three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over())).multi_thread(2),
+        Test::new(stringify!(a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second), || Box::pin(a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second())).multi_thread(2),
+        Test::new(stringify!(ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged), || Box::pin(ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged())).multi_thread(2),
+        Test::new(stringify!(a_request_stuck_on_a_lock_does_not_stop_the_heartbeat), || Box::pin(a_request_stuck_on_a_lock_does_not_stop_the_heartbeat())).multi_thread(2),
+    ]);
 }

@@ -7,12 +7,14 @@
 //! unless `WEBHOOK_REQUIRE_POSTGRES=1`.
 
 mod common;
+mod harness;
 mod postgres_support;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use common::{TestApp, spawn_app_with};
+use harness::{DONE, Ran, Test, skip};
 use postgres_support::{CuttableProxy, TestDatabase};
 use serde_json::json;
 use webhook_testkit::{Behavior, Receiver};
@@ -43,10 +45,10 @@ async fn count_delivered(db: &TestDatabase) -> i64 {
         .get(0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_are_delivered_from_a_postgres_backed_service() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn events_are_delivered_from_a_postgres_backed_service() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let app = app_on(&db.url).await;
     let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
@@ -81,12 +83,13 @@ async fn events_are_delivered_from_a_postgres_backed_service() {
         50,
         "the rows live in PostgreSQL"
     );
+    DONE
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_share_one_database() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn two_instances_share_one_database() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let first = app_on(&db.url).await;
     let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
@@ -118,12 +121,13 @@ async fn two_instances_share_one_database() {
     assert_eq!(distinct.len(), 100, "every event delivered");
     assert_eq!(ids.len(), 100, "no instance delivered another's event");
     assert_eq!(count_delivered(&db).await, 100);
+    DONE
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_answers_503_while_the_database_is_unreachable_and_recovers() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn ingest_answers_503_while_the_database_is_unreachable_and_recovers() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let proxy = CuttableProxy::start().await;
     let app = app_on(&proxy.url_for(&db)).await;
@@ -178,15 +182,16 @@ async fn ingest_answers_503_while_the_database_is_unreachable_and_recovers() {
         acknowledged.is_subset(&delivered),
         "every acknowledged event is delivered after the outage"
     );
+    DONE
 }
 
 /// A receiver may answer with any bytes. PostgreSQL's `text` holds no NUL:
 /// an excerpt with one used to fail its whole batch of attempt results again
 /// and again, so that no later result of any webhook was recorded either.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_binary_answer_is_logged_and_later_results_are_still_recorded() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn a_binary_answer_is_logged_and_later_results_are_still_recorded() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let app = app_on(&db.url).await;
     let binary = Receiver::start(Behavior::Body {
@@ -241,16 +246,17 @@ async fn a_binary_answer_is_logged_and_later_results_are_still_recorded() {
         items.len() == 20 && items.iter().all(|d| d["status"] == "delivered")
     })
     .await;
+    DONE
 }
 
 /// Queued work of a paused webhook is given back to the store when its turn
 /// comes. If the database is away at that moment, the release is retried
 /// until it succeeds: a claim kept by this running instance would never be
 /// voided (only a dead instance's are) and the deliveries would never go out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn queued_work_of_a_paused_webhook_is_released_even_across_an_outage() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn queued_work_of_a_paused_webhook_is_released_even_across_an_outage() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let proxy = CuttableProxy::start().await;
     let app = spawn_app_with(&[
@@ -313,6 +319,7 @@ async fn queued_work_of_a_paused_webhook_is_released_even_across_an_outage() {
         .unwrap_or_else(|e| panic!("the released deliveries went out after re-enabling: {e:?}"));
     let delivered: HashSet<String> = event_ids(&receiver).into_iter().collect();
     assert_eq!(delivered, acknowledged);
+    DONE
 }
 
 /// A test send whose result cannot be recorded (the database went away
@@ -320,10 +327,10 @@ async fn queued_work_of_a_paused_webhook_is_released_even_across_an_outage() {
 /// and the result is recorded once the database is back, instead of the
 /// test delivery staying pending and claimed, to be sent again as real
 /// traffic after a restart.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_test_send_is_recorded_after_an_outage() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn a_test_send_is_recorded_after_an_outage() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let proxy = CuttableProxy::start().await;
     let app = app_on(&proxy.url_for(&db)).await;
@@ -376,4 +383,38 @@ async fn a_test_send_is_recorded_after_an_outage() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(receiver.count(), 1, "sent once");
+    DONE
+}
+
+fn main() {
+    harness::run(vec![
+        Test::new(
+            stringify!(events_are_delivered_from_a_postgres_backed_service),
+            || Box::pin(events_are_delivered_from_a_postgres_backed_service()),
+        )
+        .multi_thread(2),
+        Test::new(stringify!(two_instances_share_one_database), || {
+            Box::pin(two_instances_share_one_database())
+        })
+        .multi_thread(2),
+        Test::new(
+            stringify!(ingest_answers_503_while_the_database_is_unreachable_and_recovers),
+            || Box::pin(ingest_answers_503_while_the_database_is_unreachable_and_recovers()),
+        )
+        .multi_thread(2),
+        Test::new(
+            stringify!(a_binary_answer_is_logged_and_later_results_are_still_recorded),
+            || Box::pin(a_binary_answer_is_logged_and_later_results_are_still_recorded()),
+        )
+        .multi_thread(2),
+        Test::new(
+            stringify!(queued_work_of_a_paused_webhook_is_released_even_across_an_outage),
+            || Box::pin(queued_work_of_a_paused_webhook_is_released_even_across_an_outage()),
+        )
+        .multi_thread(2),
+        Test::new(stringify!(a_test_send_is_recorded_after_an_outage), || {
+            Box::pin(a_test_send_is_recorded_after_an_outage())
+        })
+        .multi_thread(2),
+    ]);
 }

@@ -4,6 +4,7 @@
 //! before is lost, and the store reconnects by itself when the database is
 //! back. The outage is made by cutting a proxy in front of the shared server.
 
+mod harness;
 mod postgres_support;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use webhook_service::store::{
     DeliveryFilter, IngestItem, IngestOutcome, NewDelivery, NewWebhook, Owner, Store, StoreError,
 };
 
+use harness::{DONE, Ran, Test, skip};
 use postgres_support::{CuttableProxy, TestDatabase};
 
 fn item(webhook: &WebhookId) -> IngestItem {
@@ -46,10 +48,10 @@ fn assert_unavailable<T: std::fmt::Debug>(what: &str, result: Result<T, StoreErr
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() {
-    let Some(db) = TestDatabase::create().await else {
-        return;
+async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let proxy = CuttableProxy::start().await;
     let store: Arc<dyn Store> = Arc::new(
@@ -144,10 +146,10 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() {
     assert_eq!(logged.total, 21);
     drop(store);
     drop(db);
+    DONE
 }
 
-#[tokio::test]
-async fn connecting_to_an_unreachable_server_fails_with_a_clear_error() {
+async fn connecting_to_an_unreachable_server_fails_with_a_clear_error() -> Ran {
     let started = Instant::now();
     let result = PostgresStore::connect(
         "postgres://postgres@127.0.0.1:1/nowhere",
@@ -162,4 +164,19 @@ async fn connecting_to_an_unreachable_server_fails_with_a_clear_error() {
         other => panic!("expected Unavailable, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(5));
+    DONE
+}
+
+fn main() {
+    harness::run(vec![
+        Test::new(
+            stringify!(calls_fail_fast_while_unreachable_and_recover_by_themselves),
+            || Box::pin(calls_fail_fast_while_unreachable_and_recover_by_themselves()),
+        )
+        .multi_thread(2),
+        Test::new(
+            stringify!(connecting_to_an_unreachable_server_fails_with_a_clear_error),
+            || Box::pin(connecting_to_an_unreachable_server_fails_with_a_clear_error()),
+        ),
+    ]);
 }

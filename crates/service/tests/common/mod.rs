@@ -121,6 +121,11 @@ impl TestApp {
         self.child = Some(child);
     }
 
+    /// The running service's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends SIGKILL and waits for the process to die.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -2,8 +2,9 @@
 //!
 //! The server is the one at `WEBHOOK_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, trust authentication). When
-//! it cannot be reached, tests print one "skipped" line and pass, unless
-//! `WEBHOOK_REQUIRE_POSTGRES=1` (set by `.ci/run`), where they fail.
+//! it cannot be reached, tests are skipped (listed as ignored with the
+//! reason by the binaries on `harness`), unless `WEBHOOK_REQUIRE_POSTGRES=1`
+//! (set by `.ci/run`), where they fail.
 #![allow(dead_code)]
 
 use std::io::Write as _;
@@ -78,6 +79,18 @@ impl TestDatabase {
     /// Creates a fresh database, or returns `None` (after saying so once)
     /// when PostgreSQL is not reachable and not required.
     pub async fn create() -> Option<TestDatabase> {
+        match Self::fresh().await {
+            Ok(db) => Some(db),
+            Err(_) => {
+                skipped(&host_port(&base_url()));
+                None
+            }
+        }
+    }
+
+    /// Creates a fresh database, or says why there is none (PostgreSQL not
+    /// reachable, and not required).
+    pub async fn fresh() -> Result<TestDatabase, String> {
         let admin_url = base_url();
         let admin = match connect(&admin_url).await {
             Ok(client) => client,
@@ -88,8 +101,7 @@ impl TestDatabase {
                         "PostgreSQL not reachable on {place} ({e}) and WEBHOOK_REQUIRE_POSTGRES=1"
                     );
                 }
-                skipped(&place);
-                return None;
+                return Err(format!("PostgreSQL not reachable on {place}"));
             }
         };
         let name = format!(
@@ -101,7 +113,7 @@ impl TestDatabase {
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
             .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        Some(TestDatabase {
+        Ok(TestDatabase {
             url: with_database(&admin_url, &name),
             name,
             admin_url,
