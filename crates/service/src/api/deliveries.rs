@@ -1,7 +1,6 @@
 //! Delivery logs, redelivery, statistics and test sends of a webhook.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Extension, Path, Query, State};
@@ -21,7 +20,7 @@ use super::error::{ApiError, ok};
 use super::extract::{ApiJson, OptionalJson, Pagination};
 use super::webhooks::visible_webhook;
 use crate::auth::Principal;
-use crate::engine::routing::Route;
+use crate::engine::TestSendError;
 use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, Owner};
 
 fn iso(ms: Option<i64>) -> Value {
@@ -59,7 +58,7 @@ fn headers_object(headers: &[(String, String)]) -> Value {
 }
 
 fn attempt_json(a: &AttemptRecord, d: &DeliveryRecord) -> Value {
-    let sent = crate::engine::attempt::sent_headers(
+    let sent = crate::engine::sent_headers(
         &a.request_headers,
         d.event_id.as_str(),
         &d.event_type,
@@ -442,26 +441,19 @@ pub async fn test_send(
     };
     let event = Event::test_event(event_type, webhook.owner_id.clone(), &data, now_ms());
     let event_id = event.id.clone();
-    let internal = || {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "Internal server error",
-        )
-    };
-    let route = Route {
-        id: webhook.id.clone(),
-        owner_id: webhook.owner_id.clone(),
-        url: url::Url::parse(&webhook.url).map_err(|_| internal())?,
-        subscription: webhook_domain::event_type::Subscription::parse(&["*"])
-            .map_err(|_| internal())?,
-        is_active: true,
-        scope_all: webhook.scope_all,
-        secret: webhook.secret.clone(),
-        previous_secret: webhook.previous_secret.clone(),
-    };
     // Stored and claimed like any delivery, but attempted once, right now.
-    let report = state.engine.test_send(event, Arc::new(route)).await?;
+    let report = match state.engine.test_send(event, webhook).await {
+        Ok(report) => report,
+        Err(TestSendError::Store(e)) => return Err(e.into()),
+        Err(e @ TestSendError::Unroutable(_)) => {
+            tracing::error!(error = %e, "cannot make a test send");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error",
+            ));
+        }
+    };
     let result = json!({
         "success": report.status == DeliveryStatus::Delivered,
         "statusCode": report.attempt.status_code,
