@@ -392,7 +392,7 @@ mod tests {
         assert!(started.take().is_empty());
         d.done(a.clone(), Verdict::Healthy, false, now);
         d.start_what_fits(now);
-        assert_eq!(webhooks_of(&started.take()), [a.clone()]);
+        assert_eq!(webhooks_of(&started.take()), vec![a.clone()]);
         // Per-webhook cap: with room globally, `b` still holds only two.
         d.done(a.clone(), Verdict::Healthy, false, now);
         d.done(a.clone(), Verdict::Healthy, false, now);
