@@ -66,6 +66,30 @@ pub enum AuthError {
     UserTokenOnInternal,
 }
 
+impl AuthError {
+    /// Whether the failure may be someone guessing a credential, and so
+    /// counts toward the caller's limit of failed authentications. A token
+    /// whose signature verified (expired, not yet valid, without a usable
+    /// user id) was issued by the platform: a client holding an expired
+    /// token must not lock its whole network out. A request without
+    /// credentials guesses nothing.
+    pub fn may_be_a_guess(&self) -> bool {
+        match self {
+            AuthError::Malformed(_)
+            | AuthError::Algorithm(_)
+            | AuthError::BadSignature
+            | AuthError::BadInternalSecret
+            | AuthError::UserTokenOnInternal => true,
+            AuthError::Missing
+            | AuthError::NotBearer
+            | AuthError::Expired
+            | AuthError::NotYetValid
+            | AuthError::NoUserId
+            | AuthError::UnusableUserId(_) => false,
+        }
+    }
+}
+
 /// Verifies users' tokens and the internal secret.
 pub struct Authenticator {
     hmac: Option<DecodingKey>,

@@ -1,12 +1,13 @@
 //! How a user token's claims are read: which claim names the user, how a
-//! numeric id is taken, what makes an admin.
+//! numeric id is taken, what makes an admin; and how often an address may
+//! fail to authenticate.
 
 mod api_support;
 mod common;
 
-use api_support::{Answer, call, get, now_secs, post, service_token, webhook_body};
+use api_support::{Answer, call, get, now_secs, platform_token, post, service_token, webhook_body};
 use base64::Engine as _;
-use common::{JWT_SECRET, spawn_app};
+use common::{INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::Method;
 use serde_json::json;
@@ -119,4 +120,93 @@ async fn only_admin_in_the_roles_array_may_publish() {
     assert_eq!(refused.status, 403, "{}", refused.body);
     let accepted = publish(json!(["user", "admin"])).await;
     assert_eq!(accepted.status, 202, "{}", accepted.body);
+}
+
+/// Failure windows are a minute, aligned to the epoch: start a counted
+/// sequence well inside one.
+async fn away_from_a_minute_edge() {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let left = 60_000 - now_ms % 60_000;
+    if left < 10_000 {
+        tokio::time::sleep(std::time::Duration::from_millis(left + 50)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_to_authenticate_is_refused_even_a_right_guess() {
+    let app = spawn_app_with(&[("AUTH_FAILURES_PER_MINUTE", "5")]).await;
+    away_from_a_minute_edge().await;
+    let event = json!({"eventType": "user.created", "userId": "u-1", "data": {}});
+    for i in 0..5 {
+        let guess = call(
+            &app,
+            Method::POST,
+            "/internal/webhooks/trigger",
+            Some(&format!("wrong-secret-{i}")),
+            Some(event.clone()),
+        )
+        .await;
+        assert_eq!(guess.status, 401, "{}", guess.body);
+    }
+    // The right secret now: refused like any other guess, until the window ends.
+    let right = call(
+        &app,
+        Method::POST,
+        "/internal/webhooks/trigger",
+        Some(INTERNAL_SECRET),
+        Some(event.clone()),
+    )
+    .await;
+    assert_eq!(right.status, 429, "{}", right.body);
+    assert_eq!(right.error_code(), "TOO_MANY_AUTH_FAILURES");
+    let retry_after: u64 = right
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Every route that checks credentials, for a valid token too.
+    let user = get(&app, "/api/v1/webhooks", &platform_token("u-1", false)).await;
+    assert_eq!(user.status, 429, "{}", user.body);
+    let producer = call(
+        &app,
+        Method::POST,
+        "/api/v1/events",
+        Some(&platform_token("admin-1", true)),
+        Some(event),
+    )
+    .await;
+    assert_eq!(producer.status, 429, "{}", producer.body);
+    // Routes without credentials are not affected.
+    let health = app.client.get(app.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn tokens_the_platform_issued_do_not_count_as_guesses() {
+    let app = spawn_app_with(&[("AUTH_FAILURES_PER_MINUTE", "2")]).await;
+    away_from_a_minute_edge().await;
+    // An expired token (its signature verifies) and no credentials at all,
+    // many times: a client that needs to log in again, not a guess.
+    let expired = service_token(&json!({"userId": "u-1", "exp": now_secs() - 3600}));
+    for _ in 0..5 {
+        assert_eq!(get(&app, "/api/v1/webhooks", &expired).await.status, 401);
+        let none = call(&app, Method::GET, "/api/v1/webhooks", None, None).await;
+        assert_eq!(none.status, 401);
+    }
+    let fine = get(&app, "/api/v1/webhooks", &platform_token("u-1", false)).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
+    // A forged one counts.
+    let forged = api_support::hs256(
+        &json!({"userId": "u-1", "exp": now_secs() + 600}),
+        b"not-the-platforms-key-0123456789",
+    );
+    for _ in 0..2 {
+        assert_eq!(get(&app, "/api/v1/webhooks", &forged).await.status, 401);
+    }
+    let refused = get(&app, "/api/v1/webhooks", &platform_token("u-1", false)).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
 }
