@@ -18,7 +18,7 @@ use crate::config::{JwtConfig, SecretString};
 /// An authenticated user of the public API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The user id (`sub`, else `userId`, else `id`).
+    /// The user id (`userId`, else `sub`, else `id`).
     pub user_id: UserId,
     /// Email claim, when present.
     pub email: Option<String>,
@@ -51,14 +51,43 @@ pub enum AuthError {
     #[error("Invalid token signature")]
     BadSignature,
     /// A valid token without a usable user id.
-    #[error("Token has no user id (expected a 'sub', 'userId' or 'id' claim)")]
+    #[error("Token has no user id (expected a 'userId', 'sub' or 'id' claim)")]
     NoUserId,
+    /// The claim naming the user is not a usable id.
+    #[error(
+        "Token's '{0}' claim is not a usable user id: it must be a non-empty string or an integer"
+    )]
+    UnusableUserId(&'static str),
     /// The internal secret did not match.
     #[error("Invalid internal service credentials")]
     BadInternalSecret,
     /// A user token presented on an internal route.
     #[error("Internal routes require the internal service secret, not a user token")]
     UserTokenOnInternal,
+}
+
+impl AuthError {
+    /// Whether the failure may be someone guessing a credential, and so
+    /// counts toward the caller's limit of failed authentications. A token
+    /// whose signature verified (expired, not yet valid, without a usable
+    /// user id) was issued by the platform: a client holding an expired
+    /// token must not lock its whole network out. A request without
+    /// credentials guesses nothing.
+    pub fn may_be_a_guess(&self) -> bool {
+        match self {
+            AuthError::Malformed(_)
+            | AuthError::Algorithm(_)
+            | AuthError::BadSignature
+            | AuthError::BadInternalSecret
+            | AuthError::UserTokenOnInternal => true,
+            AuthError::Missing
+            | AuthError::NotBearer
+            | AuthError::Expired
+            | AuthError::NotYetValid
+            | AuthError::NoUserId
+            | AuthError::UnusableUserId(_) => false,
+        }
+    }
 }
 
 /// Verifies users' tokens and the internal secret.
@@ -246,21 +275,22 @@ fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
     Ok(token)
 }
 
+/// The claims that may name the user, in order of precedence: the
+/// platform's tokens carry `userId` (and no `sub`); other issuers put the
+/// user in `sub`; `id` is the last resort. The first one present decides:
+/// an unusable `userId` is refused, never passed over for a `sub` that a
+/// different issuer may have meant for a different user.
+const USER_ID_CLAIMS: [&str; 3] = ["userId", "sub", "id"];
+
 fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthError> {
-    let id = ["sub", "userId", "id"]
-        .iter()
-        .find_map(|k| match claims.get(*k) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        })
-        .ok_or(AuthError::NoUserId)?;
-    let user_id = UserId::parse(&id).map_err(|_| AuthError::NoUserId)?;
+    let user_id = user_id_from(claims)?;
+    // Only the platform's shape: `"roles": [..., "admin"]`. A `roles`
+    // string or a `role` claim is some other issuer's convention, and
+    // guessing at it could make an admin of a token that never meant to.
     let is_admin = match claims.get("roles") {
         Some(Value::Array(roles)) => roles.iter().any(|r| r.as_str() == Some("admin")),
-        Some(Value::String(role)) => role.split(',').any(|r| r.trim() == "admin"),
         _ => false,
-    } || claims.get("role").and_then(Value::as_str) == Some("admin");
+    };
     Ok(Principal {
         user_id,
         email: claims
@@ -269,6 +299,28 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
             .map(String::from),
         is_admin,
     })
+}
+
+/// The user id of a token: a string, or an integer written out exactly.
+///
+/// A number that is not an integer JSON can hold exactly (larger than 64
+/// bits, or with a fraction or exponent) is refused: read as a float it
+/// would round, and two users' ids would become one owner.
+fn user_id_from(claims: &Map<String, Value>) -> Result<UserId, AuthError> {
+    let (claim, value) = USER_ID_CLAIMS
+        .iter()
+        .find_map(|k| claims.get(*k).filter(|v| !v.is_null()).map(|v| (*k, v)))
+        .ok_or(AuthError::NoUserId)?;
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => u.to_string(),
+            (None, Some(i)) => i.to_string(),
+            (None, None) => return Err(AuthError::UnusableUserId(claim)),
+        },
+        _ => return Err(AuthError::UnusableUserId(claim)),
+    };
+    UserId::parse(&text).map_err(|_| AuthError::UnusableUserId(claim))
 }
 
 /// The `alg` of a token whose header names an algorithm the library does not know (such as `none`).
@@ -333,14 +385,17 @@ mod tests {
         let p = a.user(Some(&format!("Bearer {token}"))).unwrap();
         assert_eq!(p.user_id.as_str(), "u-1");
         assert!(p.is_admin);
+        // The platform's claim wins over another issuer's.
         let t = sign(serde_json::json!({"sub": "s", "userId": "u", "exp": now() + 60}));
         assert_eq!(
             a.user(Some(&format!("Bearer {t}")))
                 .unwrap()
                 .user_id
                 .as_str(),
-            "s"
+            "u"
         );
+        let t = sign(serde_json::json!({"sub": "s", "exp": now() + 60}));
+        assert_eq!(a_user(&t).unwrap().user_id.as_str(), "s");
         let t = sign(serde_json::json!({"id": 42, "exp": now() + 60}));
         assert_eq!(
             a.user(Some(&format!("Bearer {t}")))
@@ -354,6 +409,71 @@ mod tests {
             a.user(Some(&format!("Bearer {t}"))),
             Err(AuthError::NoUserId)
         );
+    }
+
+    #[test]
+    fn numeric_user_ids_are_exact_integers_or_refused() {
+        // Through f64 both became "1.2345678901234568e+29": one owner.
+        for huge in [
+            "123456789012345678901234567890",
+            "123456789012345678901234567891",
+        ] {
+            let claims = format!(r#"{{"userId": {huge}, "exp": {}}}"#, now() + 60);
+            let claims: serde_json::Value = serde_json::from_str(&claims).unwrap();
+            assert_eq!(
+                a_user(&sign(claims)),
+                Err(AuthError::UnusableUserId("userId"))
+            );
+        }
+        for fraction in [serde_json::json!(1.5), serde_json::json!(1e3)] {
+            let t = sign(serde_json::json!({"userId": fraction, "exp": now() + 60}));
+            assert_eq!(a_user(&t), Err(AuthError::UnusableUserId("userId")));
+        }
+        let t = sign(serde_json::json!({"userId": 18446744073709551615_u64, "exp": now() + 60}));
+        assert_eq!(a_user(&t).unwrap().user_id.as_str(), "18446744073709551615");
+        // Present but unusable: refused, not passed over for `sub`.
+        for bad in [
+            serde_json::json!(""),
+            serde_json::json!(true),
+            serde_json::json!(["u"]),
+        ] {
+            let t = sign(serde_json::json!({"userId": bad, "sub": "s", "exp": now() + 60}));
+            assert_eq!(a_user(&t), Err(AuthError::UnusableUserId("userId")));
+        }
+    }
+
+    #[test]
+    fn only_an_admin_entry_in_the_roles_array_makes_an_admin() {
+        let admin = |claims: serde_json::Value| a_user(&sign(claims)).unwrap().is_admin;
+        let exp = now() + 60;
+        assert!(admin(
+            serde_json::json!({"userId": "u", "roles": ["user", "admin"], "exp": exp})
+        ));
+        assert!(!admin(
+            serde_json::json!({"userId": "u", "roles": ["user"], "exp": exp})
+        ));
+        assert!(!admin(
+            serde_json::json!({"userId": "u", "roles": "admin", "exp": exp})
+        ));
+        assert!(!admin(
+            serde_json::json!({"userId": "u", "roles": "user,admin", "exp": exp})
+        ));
+        assert!(!admin(
+            serde_json::json!({"userId": "u", "role": "admin", "exp": exp})
+        ));
+    }
+
+    #[test]
+    fn the_clock_leeway_is_the_configured_one() {
+        // The test authenticator allows 5 s either way.
+        let t = sign(serde_json::json!({"userId": "u", "exp": now() - 2}));
+        assert!(a_user(&t).is_ok(), "expired within the leeway");
+        let t = sign(serde_json::json!({"userId": "u", "exp": now() - 30}));
+        assert_eq!(a_user(&t), Err(AuthError::Expired));
+        let t = sign(serde_json::json!({"userId": "u", "exp": now() + 60, "nbf": now() + 2}));
+        assert!(a_user(&t).is_ok(), "not yet valid within the leeway");
+        let t = sign(serde_json::json!({"userId": "u", "exp": now() + 60, "nbf": now() + 30}));
+        assert_eq!(a_user(&t), Err(AuthError::NotYetValid));
     }
 
     #[test]

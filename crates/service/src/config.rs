@@ -140,6 +140,9 @@ pub struct Config {
     pub api_rate_limit: RateLimit,
     /// Per-caller limit on `/internal` (`INTERNAL_RATE_LIMIT_MAX_REQUESTS` per `INTERNAL_RATE_LIMIT_WINDOW_MS`).
     pub internal_rate_limit: RateLimit,
+    /// Failed authentications allowed per calling address and minute
+    /// (`AUTH_FAILURES_PER_MINUTE`, default 30; 0 disables the limit).
+    pub auth_failure_limit: RateLimit,
     /// Webhooks one user may own (`WEBHOOK_MAX_PER_USER`).
     pub max_webhooks_per_user: u32,
     /// How long a rotated-out secret keeps signing (`WEBHOOK_SECRET_GRACE`).
@@ -494,6 +497,14 @@ impl Config {
             delivery,
             api_rate_limit,
             internal_rate_limit,
+            auth_failure_limit: RateLimit {
+                max_requests: settings.parse_or(
+                    "AUTH_FAILURES_PER_MINUTE",
+                    30,
+                    "a whole number",
+                )?,
+                window: Duration::from_secs(60),
+            },
             max_webhooks_per_user: settings.parse_or(
                 "WEBHOOK_MAX_PER_USER",
                 100,
@@ -564,6 +575,7 @@ impl Config {
             },
             "apiRateLimit": {"maxRequests": self.api_rate_limit.max_requests, "windowMs": self.api_rate_limit.window.as_millis() as u64},
             "internalRateLimit": {"maxRequests": self.internal_rate_limit.max_requests, "windowMs": self.internal_rate_limit.window.as_millis() as u64},
+            "authFailuresPerMinute": self.auth_failure_limit.max_requests,
             "maxWebhooksPerUser": self.max_webhooks_per_user,
             "secretGraceSecs": self.secret_grace.as_secs(),
             "logRetentionDays": self.log_retention.as_secs() / 86_400,

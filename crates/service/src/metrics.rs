@@ -69,6 +69,10 @@ pub struct Metrics {
     pub deliveries_failed: AtomicU64,
     /// Webhooks disabled by the service.
     pub webhooks_disabled: AtomicU64,
+    /// Test sends (`POST /api/v1/webhooks/{id}/test`) answered 2xx.
+    pub test_sends_succeeded: AtomicU64,
+    /// Test sends that failed.
+    pub test_sends_failed: AtomicU64,
     /// Attempts in flight now.
     pub in_flight: AtomicU64,
     /// HTTP responses by class (index 1..=5 for 1xx..5xx).
@@ -151,6 +155,15 @@ impl Metrics {
             "Webhooks disabled by the service.",
             self.webhooks_disabled.load(Relaxed),
         );
+        // Apart from the delivery counters: a test send is one attempt asked
+        // for by a user, never retried, and says nothing of real traffic.
+        let _ = writeln!(
+            out,
+            "# HELP webhook_test_sends_total Test sends by outcome.\n# TYPE webhook_test_sends_total counter\n\
+             webhook_test_sends_total{{outcome=\"delivered\"}} {}\nwebhook_test_sends_total{{outcome=\"failed\"}} {}",
+            self.test_sends_succeeded.load(Relaxed),
+            self.test_sends_failed.load(Relaxed)
+        );
         let _ = writeln!(
             out,
             "# HELP webhook_attempts_in_flight Delivery attempts in flight.\n# TYPE webhook_attempts_in_flight gauge\nwebhook_attempts_in_flight {}",
@@ -198,7 +211,10 @@ mod tests {
         m.observe_attempt(20_000_000);
         m.observe_ingest_commit(std::time::Duration::from_micros(400));
         m.observe_response(202);
+        m.test_sends_failed.fetch_add(2, Relaxed);
         let text = m.render(5, 10);
+        assert!(text.contains("webhook_test_sends_total{outcome=\"delivered\"} 0"));
+        assert!(text.contains("webhook_test_sends_total{outcome=\"failed\"} 2"));
         assert!(text.contains("webhook_events_ingested_total 3"));
         assert!(text.contains("webhook_attempt_duration_seconds_bucket{le=\"0.0025\"} 1"));
         assert!(text.contains("webhook_attempt_duration_seconds_bucket{le=\"+Inf\"} 2"));

@@ -16,7 +16,7 @@ use crate::engine::routing::RoutingTable;
 use crate::engine::{self, Engine};
 use crate::http::HttpLimits;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{FailureLimiter, RateLimiter};
 use crate::store::Store;
 use crate::store::postgres::{PostgresOptions, PostgresStore};
 use crate::store::sqlite::SqliteStore;
@@ -91,6 +91,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy,
         api_limiter: Arc::new(RateLimiter::new(config.api_rate_limit)),
         internal_limiter: Arc::new(RateLimiter::new(config.internal_rate_limit)),
+        auth_failures: Arc::new(FailureLimiter::new(config.auth_failure_limit)),
     });
     let app = api::App::new(state, config.request_timeout);
 

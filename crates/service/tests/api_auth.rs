@@ -106,7 +106,7 @@ async fn bad_credentials_get_distinct_401s() {
     // No user id in any of the accepted claims.
     let anonymous = service_token(&json!({"email": "x@example.com", "exp": now + 600}));
     let answer = list_with(&app, Some(&format!("Bearer {anonymous}"))).await;
-    unauthorized(&answer, "AUTH_MALFORMED", "'sub', 'userId' or 'id'");
+    unauthorized(&answer, "AUTH_MALFORMED", "'userId', 'sub' or 'id'");
 
     // A few seconds of clock skew are tolerated; minutes are not.
     let skewed = service_token(&claims(now - 5));
@@ -127,17 +127,17 @@ async fn bad_credentials_get_distinct_401s() {
 }
 
 #[tokio::test]
-async fn the_user_id_comes_from_sub_then_user_id_then_id() {
+async fn the_user_id_comes_from_user_id_then_sub_then_id() {
     let app = spawn_app().await;
     let exp = now_secs() + 600;
     let cases = [
         (
-            json!({"sub": "from-sub", "userId": "not-this", "id": "nor-this", "exp": exp}),
-            "from-sub",
+            json!({"sub": "not-this", "userId": "from-user-id", "id": "nor-this", "exp": exp}),
+            "from-user-id",
         ),
         (
-            json!({"userId": "from-user-id", "id": "not-this", "exp": exp}),
-            "from-user-id",
+            json!({"sub": "from-sub", "id": "not-this", "exp": exp}),
+            "from-sub",
         ),
         (json!({"id": "from-id", "exp": exp}), "from-id"),
         (json!({"id": 4242, "exp": exp}), "4242"),

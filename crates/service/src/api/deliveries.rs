@@ -1,7 +1,6 @@
 //! Delivery logs, redelivery, statistics and test sends of a webhook.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Extension, Path, Query, State};
@@ -12,7 +11,7 @@ use serde_json::{Map, Value, json};
 use webhook_domain::delivery::DeliveryStatus;
 use webhook_domain::envelope::Event;
 use webhook_domain::event_type::EventType;
-use webhook_domain::ids::DeliveryId;
+use webhook_domain::ids::{DeliveryId, WebhookId};
 use webhook_domain::retry::parse_duration;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms, parse_timestamp};
 
@@ -21,7 +20,8 @@ use super::error::{ApiError, ok};
 use super::extract::{ApiJson, OptionalJson, Pagination};
 use super::webhooks::visible_webhook;
 use crate::auth::Principal;
-use crate::engine::routing::Route;
+use crate::engine::TestSendError;
+use crate::engine::circuit::CircuitView;
 use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, Owner};
 
 fn iso(ms: Option<i64>) -> Value {
@@ -29,7 +29,29 @@ fn iso(ms: Option<i64>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-fn delivery_json(d: &DeliveryRecord) -> Value {
+/// Whether this instance's circuit breaker holds `d` (it would be due
+/// before the probe), and when it is attempted then.
+///
+/// While the circuit is open, a delivery due before the next probe waits
+/// for it: its stored `nextAttemptAt` (in the past) is not when it goes.
+/// While the probe is out, everything due waits for its answer.
+fn held_by(circuit: &CircuitView, d: &DeliveryRecord, now: i64) -> Option<Option<i64>> {
+    if !circuit.holds_deliveries()
+        || !matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Retrying)
+    {
+        return None;
+    }
+    let due = d.next_attempt_at.unwrap_or(d.created_at);
+    match circuit.next_probe_at {
+        Some(probe) if due <= probe => Some(Some(probe)),
+        None if due <= now => Some(d.next_attempt_at),
+        _ => None,
+    }
+}
+
+fn delivery_json(d: &DeliveryRecord, circuit: &CircuitView, now: i64) -> Value {
+    let held = held_by(circuit, d, now);
+    let next_attempt_at = held.unwrap_or(d.next_attempt_at);
     json!({
         "id": d.id,
         "eventId": d.event_id,
@@ -38,7 +60,8 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
         "userId": d.user_id,
         "status": d.status,
         "attempts": d.attempts,
-        "nextAttemptAt": iso(d.next_attempt_at),
+        "nextAttemptAt": iso(next_attempt_at),
+        "heldByCircuit": held.is_some(),
         "lastStatusCode": d.last_status_code,
         "lastErrorKind": d.last_error_kind,
         "lastError": d.last_error,
@@ -47,6 +70,16 @@ fn delivery_json(d: &DeliveryRecord) -> Value {
         "updatedAt": iso(Some(d.updated_at)),
         "deliveredAt": iso(d.delivered_at),
     })
+}
+
+/// This instance's circuit breaker of `webhook`.
+async fn webhook_circuit(state: &AppState, webhook: &WebhookId) -> CircuitView {
+    state
+        .engine
+        .circuits(vec![webhook.clone()])
+        .await
+        .pop()
+        .unwrap_or(CircuitView::CLOSED)
 }
 
 fn headers_object(headers: &[(String, String)]) -> Value {
@@ -59,7 +92,7 @@ fn headers_object(headers: &[(String, String)]) -> Value {
 }
 
 fn attempt_json(a: &AttemptRecord, d: &DeliveryRecord) -> Value {
-    let sent = crate::engine::attempt::sent_headers(
+    let sent = crate::engine::sent_headers(
         &a.request_headers,
         d.event_id.as_str(),
         &d.event_type,
@@ -129,7 +162,13 @@ pub async fn list(
         .store
         .list_deliveries(&webhook.id, filter, page.limit, page.offset)
         .await?;
-    let items: Vec<Value> = result.items.iter().map(delivery_json).collect();
+    let circuit = webhook_circuit(&state, &webhook.id).await;
+    let now = now_ms();
+    let items: Vec<Value> = result
+        .items
+        .iter()
+        .map(|d| delivery_json(d, &circuit, now))
+        .collect();
     Ok(ok(
         StatusCode::OK,
         items,
@@ -156,7 +195,8 @@ pub async fn get_one(
         .get_delivery(&webhook.id, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Delivery"))?;
-    let mut body = delivery_json(&detail.delivery);
+    let circuit = webhook_circuit(&state, &webhook.id).await;
+    let mut body = delivery_json(&detail.delivery, &circuit, now_ms());
     body["event"] = serde_json::from_slice(&detail.payload).unwrap_or(Value::Null);
     body["attemptLog"] = Value::Array(
         detail
@@ -442,26 +482,19 @@ pub async fn test_send(
     };
     let event = Event::test_event(event_type, webhook.owner_id.clone(), &data, now_ms());
     let event_id = event.id.clone();
-    let internal = || {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            "Internal server error",
-        )
-    };
-    let route = Route {
-        id: webhook.id.clone(),
-        owner_id: webhook.owner_id.clone(),
-        url: url::Url::parse(&webhook.url).map_err(|_| internal())?,
-        subscription: webhook_domain::event_type::Subscription::parse(&["*"])
-            .map_err(|_| internal())?,
-        is_active: true,
-        scope_all: webhook.scope_all,
-        secret: webhook.secret.clone(),
-        previous_secret: webhook.previous_secret.clone(),
-    };
     // Stored and claimed like any delivery, but attempted once, right now.
-    let report = state.engine.test_send(event, Arc::new(route)).await?;
+    let report = match state.engine.test_send(event, webhook).await {
+        Ok(report) => report,
+        Err(TestSendError::Store(e)) => return Err(e.into()),
+        Err(e @ TestSendError::Unroutable(_)) => {
+            tracing::error!(error = %e, "cannot make a test send");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error",
+            ));
+        }
+    };
     let result = json!({
         "success": report.status == DeliveryStatus::Delivered,
         "statusCode": report.attempt.status_code,

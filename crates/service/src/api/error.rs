@@ -92,9 +92,10 @@ impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         let code = match e {
             AuthError::Missing | AuthError::NotBearer => "AUTH_MISSING",
-            AuthError::Malformed(_) | AuthError::Algorithm(_) | AuthError::NoUserId => {
-                "AUTH_MALFORMED"
-            }
+            AuthError::Malformed(_)
+            | AuthError::Algorithm(_)
+            | AuthError::NoUserId
+            | AuthError::UnusableUserId(_) => "AUTH_MALFORMED",
             AuthError::Expired => "AUTH_EXPIRED",
             AuthError::NotYetValid => "AUTH_NOT_YET_VALID",
             AuthError::BadSignature => "AUTH_INVALID_SIGNATURE",

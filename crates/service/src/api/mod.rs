@@ -33,11 +33,11 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use webhook_domain::address::AddressPolicy;
 
-use crate::auth::{Authenticator, Principal};
+use crate::auth::{AuthError, Authenticator, Principal};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
-use crate::ratelimit::RateLimiter;
+use crate::ratelimit::{FailureLimiter, RateLimiter, address_key};
 use crate::store::Store;
 use error::ApiError;
 
@@ -79,6 +79,8 @@ pub struct AppContext {
     pub api_limiter: Arc<RateLimiter>,
     /// Per-caller limiter of `/internal`.
     pub internal_limiter: Arc<RateLimiter>,
+    /// Failed authentications per calling address.
+    pub auth_failures: Arc<FailureLimiter>,
 }
 
 /// The caller of `POST /api/v1/events`: an admin user or a platform service.
@@ -376,11 +378,39 @@ fn rate_limited(decision: crate::ratelimit::Decision) -> Response {
     err.into_response()
 }
 
+/// The refusal of a caller whose address has used up its failed
+/// authentications, before any credential of it is checked.
+fn refused_address(state: &AppState, req: &Request) -> Option<Response> {
+    let decision = state.auth_failures.refused(|| caller_key(req))?;
+    let mut err = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "TOO_MANY_AUTH_FAILURES",
+        format!(
+            "Too many failed authentications from this address; retry in {} s",
+            decision.reset_after
+        ),
+    );
+    err.headers = vec![("retry-after", decision.reset_after.to_string())];
+    Some(err.into_response())
+}
+
+/// The answer to a failed authentication, counted against the caller's
+/// address when the credential may have been a guess.
+fn auth_failed(state: &AppState, req: &Request, e: AuthError) -> Response {
+    if e.may_be_a_guess() {
+        state.auth_failures.failed(&caller_key(req));
+    }
+    ApiError::from(e).into_response()
+}
+
 /// Authenticates a user and applies the per-user limit.
 async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(refused) = refused_address(&state, &req) {
+        return refused;
+    }
     let principal = match state.auth.user(authorization(&req)) {
         Ok(p) => p,
-        Err(e) => return ApiError::from(e).into_response(),
+        Err(e) => return auth_failed(&state, &req, e),
     };
     let decision = state.api_limiter.check(principal.user_id.as_str());
     if let Some(d) = decision.filter(|d| !d.allowed) {
@@ -397,7 +427,7 @@ async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) 
 fn caller_key(req: &Request) -> String {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .map(|ConnectInfo(addr)| address_key(addr.ip()))
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -412,8 +442,11 @@ where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
 {
+    if let Some(refused) = refused_address(state, &req) {
+        return refused;
+    }
     if let Err(e) = state.auth.internal(authorization(&req)) {
-        return ApiError::from(e).into_response();
+        return auth_failed(state, &req, e);
     }
     let key = caller_key(&req);
     limited(&state.internal_limiter, key, req, inner).await
@@ -437,6 +470,9 @@ where
 
 /// `POST /api/v1/events`: an admin token or the internal secret.
 async fn producer_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    if let Some(refused) = refused_address(&state, &req) {
+        return refused;
+    }
     if state.auth.internal(authorization(&req)).is_ok() {
         req.extensions_mut().insert(Producer::Internal);
         let key = caller_key(&req);
@@ -452,6 +488,6 @@ async fn producer_auth(State(state): State<AppState>, mut req: Request, next: Ne
             "Publishing events requires an admin token or the internal service secret",
         )
         .into_response(),
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => auth_failed(&state, &req, e),
     }
 }

@@ -20,7 +20,7 @@ use super::{deliveries, events, webhooks};
         deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send,
         events::trigger, events::create_event, events::batch,
     ),
-    components(schemas(webhooks::WebhookView, webhooks::WebhookBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
+    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, webhooks::WebhookBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;

@@ -17,6 +17,7 @@ use super::AppState;
 use super::error::{ApiError, FieldProblem, ok};
 use super::extract::{ApiJson, Pagination};
 use crate::auth::Principal;
+use crate::engine::circuit::CircuitView;
 use crate::store::{NewWebhook, Owner, WebhookPatch, WebhookRecord};
 
 /// A webhook as the API shows it. `secret` is the full secret only on
@@ -54,6 +55,35 @@ pub struct WebhookView {
     pub created_at: String,
     /// Last changed.
     pub updated_at: String,
+    /// This instance's circuit breaker of the webhook's endpoint.
+    pub circuit: CircuitBody,
+}
+
+/// A webhook's circuit breaker, as this instance sees it. Each instance
+/// keeps its own (on PostgreSQL, every instance judges the endpoint by its
+/// own attempts), so another instance may answer differently.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CircuitBody {
+    /// `closed` (deliveries flow), `open` (held until `nextProbeAt`) or
+    /// `probing` (one delivery is testing the endpoint; the rest wait for it).
+    pub state: &'static str,
+    /// When an open circuit sends its probe: the next delivery due goes
+    /// then, and the others follow if it succeeds.
+    pub next_probe_at: Option<String>,
+    /// Failed attempts (timeouts, connection failures, 5xx, 429) since the
+    /// last success; five in a row open the circuit.
+    pub failures_in_a_row: u32,
+}
+
+impl From<CircuitView> for CircuitBody {
+    fn from(c: CircuitView) -> Self {
+        CircuitBody {
+            state: c.state.as_str(),
+            next_probe_at: c.next_probe_at.map(format_rfc3339_millis),
+            failures_in_a_row: c.failures_in_a_row,
+        }
+    }
 }
 
 impl WebhookView {
@@ -84,7 +114,17 @@ impl WebhookView {
             failing_since: r.failing_since.map(format_rfc3339_millis),
             created_at: format_rfc3339_millis(r.created_at),
             updated_at: format_rfc3339_millis(r.updated_at),
+            circuit: CircuitView::CLOSED.into(),
         }
+    }
+
+    /// Shapes a record with this instance's circuit breaker of it.
+    pub async fn with_circuit(state: &AppState, r: &WebhookRecord, reveal: bool) -> Self {
+        let mut view = WebhookView::new(r, reveal);
+        if let Some(circuit) = state.engine.circuits(vec![r.id.clone()]).await.pop() {
+            view.circuit = circuit.into();
+        }
+        view
     }
 }
 
@@ -399,10 +439,19 @@ pub async fn list(
         .store
         .list_webhooks(owner(&p), page.limit, page.offset)
         .await?;
+    let circuits = state
+        .engine
+        .circuits(result.items.iter().map(|r| r.id.clone()).collect())
+        .await;
     let views: Vec<_> = result
         .items
         .iter()
-        .map(|r| WebhookView::new(r, false))
+        .zip(circuits)
+        .map(|(r, circuit)| {
+            let mut view = WebhookView::new(r, false);
+            view.circuit = circuit.into();
+            view
+        })
         .collect();
     Ok(ok(
         StatusCode::OK,
@@ -424,7 +473,7 @@ pub async fn get_one(
     let record = visible_webhook(&state, &p, &id).await?;
     Ok(ok(
         StatusCode::OK,
-        WebhookView::new(&record, false),
+        WebhookView::with_circuit(&state, &record, false).await,
         None,
         None,
     ))
@@ -459,7 +508,7 @@ pub async fn update(
     let record = apply_patch(&state, &p, &current.id, patch).await?;
     Ok(ok(
         StatusCode::OK,
-        WebhookView::new(&record, false),
+        WebhookView::with_circuit(&state, &record, false).await,
         Some("Webhook updated"),
         None,
     ))
@@ -510,7 +559,7 @@ pub async fn toggle(
     };
     Ok(ok(
         StatusCode::OK,
-        WebhookView::new(&record, false),
+        WebhookView::with_circuit(&state, &record, false).await,
         Some(message),
         None,
     ))
@@ -545,7 +594,7 @@ pub async fn rotate_secret(
     state.engine.webhook_changed(&record.id).await;
     Ok(ok(
         StatusCode::OK,
-        WebhookView::new(&record, true),
+        WebhookView::with_circuit(&state, &record, true).await,
         Some("Secret rotated; the previous secret keeps signing until previousSecretExpiresAt"),
         None,
     ))

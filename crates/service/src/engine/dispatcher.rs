@@ -12,13 +12,13 @@
 //! cannot take every global slot for a whole timeout. They stay bounded by
 //! their own per-webhook caps, and all of them together by the slow budget.
 //!
-//! Each webhook also has a circuit breaker. After [`TRIP_AFTER`] failed
-//! attempts in a row (timeouts, refused connections, 5xx, 429) its queued
-//! deliveries are held instead of being sent into a dead endpoint, which
-//! would only burn their retry schedules; one probe goes out after a cool-down
-//! (1 s, doubling up to [`MAX_COOLDOWN`]) and the first success reopens the
-//! flow at full speed. Held deliveries keep their claims; the ones behind
-//! them wait in the store.
+//! Each webhook also has a [`Circuit`] breaker: while it is open, the
+//! webhook's queued deliveries are held (they keep their claims; the ones
+//! behind them wait in the store) and only its probe goes out.
+//!
+//! The dispatcher decides; a [`Launch`] starts what it decided (in the
+//! service, the attempt's own task: [`super::runner`]), so the decisions
+//! are tested without a network or a store.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -26,12 +26,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use webhook_domain::ids::{DeliveryId, WebhookId};
+use webhook_domain::timefmt::now_ms;
 
-use super::Inner;
+use super::circuit::{Circuit, CircuitView, Verdict};
+use super::claims::Claims;
+use crate::metrics::Metrics;
 use crate::store::DueDelivery;
 
 /// Messages to the dispatcher task.
@@ -42,20 +44,20 @@ pub enum Command {
     Slow(WebhookId),
     /// An attempt to this webhook finished; `true` if it had been reported slow.
     Done(WebhookId, Verdict, bool),
+    /// Answer with the circuits of these webhooks (closed for any the
+    /// dispatcher holds nothing of).
+    Circuits(Vec<WebhookId>, oneshot::Sender<Vec<CircuitView>>),
     /// Stop starting attempts; answer with the queued work that never started
     /// once in-flight attempts finished or the grace period ran out.
     Shutdown(Duration, oneshot::Sender<Vec<(WebhookId, DeliveryId)>>),
 }
 
-/// What an attempt says about the endpoint's health.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    /// It answered 2xx.
-    Healthy,
-    /// Timeout, connection failure, 5xx or 429.
-    Failing,
-    /// Nothing learned (a 4xx, or the attempt was not made).
-    Neutral,
+/// Starts the attempts the dispatcher decided on.
+pub trait Launch {
+    /// Starts one attempt of `job` in the background. Its end must come back
+    /// to the dispatcher as [`Command::Done`] (and [`Command::Slow`] first if
+    /// it runs for [`SLOW_AFTER`]).
+    fn launch(&self, job: DueDelivery);
 }
 
 /// How long an attempt runs before it counts as slow and leaves the global cap.
@@ -64,12 +66,14 @@ pub const SLOW_AFTER: Duration = Duration::from_millis(500);
 /// Slow attempts allowed in all, as a multiple of the global cap.
 const SLOW_BUDGET_FACTOR: usize = 4;
 
-/// Failed attempts in a row that open a webhook's circuit.
-pub const TRIP_AFTER: u32 = 5;
-/// First cool-down of an open circuit.
-const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
-/// Longest cool-down between probes.
-pub const MAX_COOLDOWN: Duration = Duration::from_secs(10);
+/// The in-flight caps.
+#[derive(Debug, Clone, Copy)]
+pub struct Caps {
+    /// Attempts in flight in all (slow ones apart).
+    pub max_in_flight: usize,
+    /// Attempts in flight to one webhook.
+    pub per_webhook: usize,
+}
 
 #[derive(Default)]
 struct EndpointQueue {
@@ -78,47 +82,14 @@ struct EndpointQueue {
     /// Of `in_flight`, the attempts moved to the slow budget.
     slow: usize,
     ready: bool,
-    failures_in_a_row: u32,
-    /// While set and in the future, only a probe may go out after it.
-    open_until: Option<Instant>,
-    cooldown: Duration,
-    probing: bool,
+    circuit: Circuit,
 }
 
-impl EndpointQueue {
-    /// Whether an attempt may start now (circuit closed, or due for a probe).
-    fn may_start(&self, now: Instant) -> bool {
-        match self.open_until {
-            None => true,
-            Some(until) => !self.probing && self.in_flight == 0 && now >= until,
-        }
-    }
-
-    fn observe(&mut self, verdict: Verdict, now: Instant) {
-        match verdict {
-            Verdict::Healthy => {
-                self.failures_in_a_row = 0;
-                self.open_until = None;
-                self.cooldown = Duration::ZERO;
-            }
-            Verdict::Failing => {
-                self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-                if self.probing || self.open_until.is_some() {
-                    self.cooldown = (self.cooldown * 2).clamp(FIRST_COOLDOWN, MAX_COOLDOWN);
-                    self.open_until = Some(now + self.cooldown);
-                } else if self.failures_in_a_row >= TRIP_AFTER {
-                    self.cooldown = FIRST_COOLDOWN;
-                    self.open_until = Some(now + self.cooldown);
-                }
-            }
-            Verdict::Neutral => {}
-        }
-        self.probing = false;
-    }
-}
-
-struct Dispatcher {
-    inner: Arc<Inner>,
+/// The dispatcher's state: queues, counts and circuits.
+pub struct Dispatcher<L> {
+    launcher: L,
+    caps: Caps,
+    metrics: Arc<Metrics>,
     queues: crate::FastMap<WebhookId, EndpointQueue>,
     ready: VecDeque<WebhookId>,
     /// Webhooks held by an open circuit, by the end of their cool-down
@@ -131,7 +102,22 @@ struct Dispatcher {
     stopping: bool,
 }
 
-impl Dispatcher {
+impl<L: Launch> Dispatcher<L> {
+    /// A dispatcher with nothing queued.
+    pub fn new(launcher: L, caps: Caps, metrics: Arc<Metrics>) -> Self {
+        Dispatcher {
+            launcher,
+            caps,
+            metrics,
+            queues: crate::FastMap::default(),
+            ready: VecDeque::new(),
+            cooling: BinaryHeap::new(),
+            in_flight: 0,
+            slow: 0,
+            stopping: false,
+        }
+    }
+
     fn submit(&mut self, jobs: Vec<DueDelivery>) {
         for job in jobs {
             let id = job.webhook_id.clone();
@@ -146,7 +132,7 @@ impl Dispatcher {
 
     /// Moves one attempt of `webhook` from the global cap to the slow budget, if it has room.
     fn slow(&mut self, webhook: WebhookId) {
-        if self.slow >= self.inner.config.max_in_flight * SLOW_BUDGET_FACTOR {
+        if self.slow >= self.caps.max_in_flight * SLOW_BUDGET_FACTOR {
             return;
         }
         if let Some(q) = self.queues.get_mut(&webhook) {
@@ -156,7 +142,7 @@ impl Dispatcher {
         }
     }
 
-    fn done(&mut self, webhook: WebhookId, verdict: Verdict, was_slow: bool) {
+    fn done(&mut self, webhook: WebhookId, verdict: Verdict, was_slow: bool, now: Instant) {
         // The attempts of one webhook that were reported slow are alike: any
         // of them may give back a slot of the slow budget.
         let moved = was_slow
@@ -170,16 +156,12 @@ impl Dispatcher {
         } else {
             self.in_flight = self.in_flight.saturating_sub(1);
         }
-        self.inner.metrics.in_flight.fetch_sub(1, Relaxed);
+        self.metrics.in_flight.fetch_sub(1, Relaxed);
         if let Some(q) = self.queues.get_mut(&webhook) {
             q.in_flight = q.in_flight.saturating_sub(1);
-            q.observe(verdict, Instant::now());
+            q.circuit.observe(verdict, now);
             // A healthy, empty queue is forgotten; a failing one keeps its breaker state.
-            if q.queue.is_empty()
-                && q.in_flight == 0
-                && q.open_until.is_none()
-                && q.failures_in_a_row == 0
-            {
+            if q.queue.is_empty() && q.in_flight == 0 && q.circuit.is_clean() {
                 self.queues.remove(&webhook);
             } else if !q.ready && !q.queue.is_empty() {
                 q.ready = true;
@@ -188,42 +170,39 @@ impl Dispatcher {
         }
     }
 
-    fn start_what_fits(&mut self) {
-        let per_webhook = self.inner.config.max_in_flight_per_webhook;
-        let now = Instant::now();
-        while !self.stopping && self.in_flight < self.inner.config.max_in_flight {
+    fn start_what_fits(&mut self, now: Instant) {
+        let per_webhook = self.caps.per_webhook;
+        while !self.stopping && self.in_flight < self.caps.max_in_flight {
             let Some(id) = self.ready.pop_front() else {
                 break;
             };
             let Some(q) = self.queues.get_mut(&id) else {
                 continue;
             };
-            if q.in_flight >= per_webhook || !q.may_start(now) {
+            if q.in_flight >= per_webhook || !q.circuit.may_start(now, q.in_flight) {
                 // Full, or its circuit is open: it becomes ready again when one
                 // of its attempts finishes or its cool-down ends (`wake_cooled`).
                 q.ready = false;
-                if let (Some(until), false) = (q.open_until, q.probing) {
+                if let Some(until) = q.circuit.probe_due_at() {
                     self.cooling.push(Reverse((until, id)));
                 }
                 continue;
-            }
-            if q.open_until.is_some() {
-                // Cool-down over: this one attempt is the probe.
-                q.probing = true;
             }
             let Some(job) = q.queue.pop_front() else {
                 q.ready = false;
                 continue;
             };
+            // On an open circuit, this one attempt is the probe.
+            q.circuit.started();
             q.in_flight += 1;
-            if !q.queue.is_empty() && q.in_flight < per_webhook && q.open_until.is_none() {
+            if !q.queue.is_empty() && q.in_flight < per_webhook && q.circuit.is_closed() {
                 self.ready.push_back(id);
             } else {
                 q.ready = false;
             }
             self.in_flight += 1;
-            self.inner.metrics.in_flight.fetch_add(1, Relaxed);
-            tokio::spawn(super::run_attempt(self.inner.clone(), job));
+            self.metrics.in_flight.fetch_add(1, Relaxed);
+            self.launcher.launch(job);
         }
     }
 
@@ -233,8 +212,7 @@ impl Dispatcher {
     }
 
     /// Makes webhooks whose cool-down ended ready for their probe.
-    fn wake_cooled(&mut self) {
-        let now = Instant::now();
+    fn wake_cooled(&mut self, now: Instant) {
         while let Some(Reverse((at, _))) = self.cooling.peek() {
             if *at > now {
                 break;
@@ -245,12 +223,23 @@ impl Dispatcher {
             if let Some(q) = self.queues.get_mut(&id)
                 && !q.ready
                 && !q.queue.is_empty()
-                && q.may_start(now)
+                && q.circuit.may_start(now, q.in_flight)
             {
                 q.ready = true;
                 self.ready.push_back(id);
             }
         }
+    }
+
+    fn circuits(&self, ids: &[WebhookId]) -> Vec<CircuitView> {
+        let (now, now_ms) = (Instant::now(), now_ms());
+        ids.iter()
+            .map(|id| {
+                self.queues
+                    .get(id)
+                    .map_or(CircuitView::CLOSED, |q| q.circuit.view(now, now_ms))
+            })
+            .collect()
     }
 
     fn drain_queued(&mut self) -> Vec<(WebhookId, DeliveryId)> {
@@ -264,25 +253,22 @@ impl Dispatcher {
     }
 }
 
-/// Runs the dispatcher until shutdown.
-pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Command>) {
-    let mut d = Dispatcher {
-        inner,
-        queues: crate::FastMap::default(),
-        ready: VecDeque::new(),
-        cooling: BinaryHeap::new(),
-        in_flight: 0,
-        slow: 0,
-        stopping: false,
-    };
+/// Runs the dispatcher until shutdown; work it will not start goes back
+/// to the store through `claims`.
+pub async fn run<L: Launch>(
+    mut d: Dispatcher<L>,
+    claims: Arc<Claims>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
     loop {
         let command = match d.next_probe() {
             None => commands.recv().await,
             Some(at) => match tokio::time::timeout_at(at, commands.recv()).await {
                 Ok(command) => command,
                 Err(_) => {
-                    d.wake_cooled();
-                    d.start_what_fits();
+                    let now = Instant::now();
+                    d.wake_cooled(now);
+                    d.start_what_fits(now);
                     continue;
                 }
             },
@@ -292,24 +278,31 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
             Command::Submit(jobs) if d.stopping => {
                 // Arrived after shutdown began: hand it straight back.
                 let back = jobs.into_iter().map(|j| (j.webhook_id, j.id)).collect();
-                d.inner.hand_back(back).await;
+                claims.hand_back(back).await;
             }
             Command::Submit(jobs) => d.submit(jobs),
             Command::Slow(webhook) => d.slow(webhook),
-            Command::Done(webhook, verdict, slow) => d.done(webhook, verdict, slow),
+            Command::Done(webhook, verdict, slow) => d.done(webhook, verdict, slow, Instant::now()),
+            Command::Circuits(ids, reply) => {
+                let _ = reply.send(d.circuits(&ids));
+                continue;
+            }
             Command::Shutdown(grace, reply) => {
                 d.stopping = true;
                 let queued = d.drain_queued();
-                let deadline = tokio::time::Instant::now() + grace;
+                let deadline = Instant::now() + grace;
                 while d.in_flight + d.slow > 0 {
                     match tokio::time::timeout_at(deadline, commands.recv()).await {
                         Ok(Some(Command::Slow(webhook))) => d.slow(webhook),
                         Ok(Some(Command::Done(webhook, verdict, slow))) => {
-                            d.done(webhook, verdict, slow)
+                            d.done(webhook, verdict, slow, Instant::now())
                         }
                         Ok(Some(Command::Submit(jobs))) => {
                             let back = jobs.into_iter().map(|j| (j.webhook_id, j.id)).collect();
-                            d.inner.hand_back(back).await;
+                            claims.hand_back(back).await;
+                        }
+                        Ok(Some(Command::Circuits(ids, reply))) => {
+                            let _ = reply.send(d.circuits(&ids));
                         }
                         Ok(Some(Command::Shutdown(..))) => {}
                         // Grace period over: what is still in flight stays claimed and
@@ -321,6 +314,217 @@ pub async fn run(inner: Arc<Inner>, mut commands: mpsc::UnboundedReceiver<Comman
                 return;
             }
         }
-        d.start_what_fits();
+        d.start_what_fits(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::engine::circuit::{CircuitState, TRIP_AFTER};
+    use webhook_domain::ids::EventId;
+
+    /// Records what the dispatcher started instead of sending it.
+    #[derive(Clone, Default)]
+    struct Started(Rc<RefCell<Vec<DueDelivery>>>);
+
+    impl Launch for Started {
+        fn launch(&self, job: DueDelivery) {
+            self.0.borrow_mut().push(job);
+        }
+    }
+
+    impl Started {
+        fn take(&self) -> Vec<DueDelivery> {
+            std::mem::take(&mut *self.0.borrow_mut())
+        }
+    }
+
+    fn dispatcher(max_in_flight: usize, per_webhook: usize) -> (Dispatcher<Started>, Started) {
+        let started = Started::default();
+        let caps = Caps {
+            max_in_flight,
+            per_webhook,
+        };
+        (
+            Dispatcher::new(started.clone(), caps, Arc::new(Metrics::default())),
+            started,
+        )
+    }
+
+    fn jobs(webhook: &WebhookId, n: usize) -> Vec<DueDelivery> {
+        (0..n)
+            .map(|_| DueDelivery {
+                id: DeliveryId::generate(),
+                event_id: EventId::generate(),
+                event_type: "user.created".into(),
+                webhook_id: webhook.clone(),
+                attempts: 0,
+                payload: bytes::Bytes::from_static(b"{}"),
+            })
+            .collect()
+    }
+
+    fn webhooks_of(started: &[DueDelivery]) -> Vec<WebhookId> {
+        started.iter().map(|j| j.webhook_id.clone()).collect()
+    }
+
+    #[test]
+    fn starts_round_robin_within_the_global_and_per_webhook_caps() {
+        let (mut d, started) = dispatcher(4, 2);
+        let (a, b) = (WebhookId::generate(), WebhookId::generate());
+        d.submit(jobs(&a, 5));
+        d.submit(jobs(&b, 5));
+        let now = Instant::now();
+        d.start_what_fits(now);
+        let first = started.take();
+        assert_eq!(
+            webhooks_of(&first),
+            [a.clone(), b.clone(), a.clone(), b.clone()],
+            "alternating, two each"
+        );
+        assert_eq!(d.metrics.in_flight.load(Relaxed), 4);
+        // At the global cap: nothing more until one ends.
+        d.start_what_fits(now);
+        assert!(started.take().is_empty());
+        d.done(a.clone(), Verdict::Healthy, false, now);
+        d.start_what_fits(now);
+        assert_eq!(webhooks_of(&started.take()), vec![a.clone()]);
+        // Per-webhook cap: with room globally, `b` still holds only two.
+        d.done(a.clone(), Verdict::Healthy, false, now);
+        d.done(a.clone(), Verdict::Healthy, false, now);
+        d.start_what_fits(now);
+        assert_eq!(webhooks_of(&started.take()), [a.clone(), a.clone()]);
+        assert_eq!(d.in_flight, 4);
+    }
+
+    #[test]
+    fn slow_attempts_leave_the_global_cap_within_their_budget() {
+        let (mut d, started) = dispatcher(1, 10);
+        let (hanging, healthy) = (WebhookId::generate(), WebhookId::generate());
+        d.submit(jobs(&hanging, 10));
+        let now = Instant::now();
+        d.start_what_fits(now);
+        assert_eq!(started.take().len(), 1);
+        // Reported slow, it no longer counts against the global cap.
+        d.slow(hanging.clone());
+        d.submit(jobs(&healthy, 1));
+        d.start_what_fits(now);
+        assert_eq!(started.take().len(), 1);
+        // The budget is SLOW_BUDGET_FACTOR times the global cap.
+        for _ in 0..SLOW_BUDGET_FACTOR + 2 {
+            d.slow(hanging.clone());
+        }
+        assert_eq!(d.slow, SLOW_BUDGET_FACTOR);
+        // A slow attempt that ends gives its slot back to the budget.
+        d.done(hanging.clone(), Verdict::Failing, true, now);
+        assert_eq!(d.slow, SLOW_BUDGET_FACTOR - 1);
+    }
+
+    #[test]
+    fn an_open_circuit_holds_the_queue_until_its_probe_succeeds() {
+        let (mut d, started) = dispatcher(100, 100);
+        let webhook = WebhookId::generate();
+        let now = Instant::now();
+        d.submit(jobs(&webhook, TRIP_AFTER as usize));
+        d.start_what_fits(now);
+        assert_eq!(started.take().len(), TRIP_AFTER as usize);
+        d.submit(jobs(&webhook, 3));
+        for _ in 0..TRIP_AFTER {
+            d.done(webhook.clone(), Verdict::Failing, false, now);
+        }
+        d.start_what_fits(now);
+        assert!(started.take().is_empty(), "held while open");
+        let view = d.circuits(std::slice::from_ref(&webhook))[0];
+        assert_eq!(view.state, CircuitState::Open);
+        assert_eq!(view.failures_in_a_row, TRIP_AFTER);
+        assert!(view.next_probe_at.is_some());
+
+        // The cool-down ends: one probe, and only one.
+        let probe_at = d.next_probe().expect("a probe is scheduled");
+        d.wake_cooled(probe_at);
+        d.start_what_fits(probe_at);
+        assert_eq!(started.take().len(), 1, "the probe");
+        d.start_what_fits(probe_at);
+        assert!(started.take().is_empty(), "one probe at a time");
+        assert_eq!(
+            d.circuits(std::slice::from_ref(&webhook))[0].state,
+            CircuitState::Probing
+        );
+
+        // It succeeds: the rest flows at once.
+        d.done(webhook.clone(), Verdict::Healthy, false, probe_at);
+        d.start_what_fits(probe_at);
+        assert_eq!(started.take().len(), 2);
+        assert_eq!(
+            d.circuits(std::slice::from_ref(&webhook))[0],
+            CircuitView::CLOSED
+        );
+    }
+
+    #[test]
+    fn a_failed_probe_waits_for_a_longer_cool_down() {
+        let (mut d, started) = dispatcher(100, 100);
+        let webhook = WebhookId::generate();
+        let now = Instant::now();
+        d.submit(jobs(&webhook, TRIP_AFTER as usize + 2));
+        d.start_what_fits(now);
+        let first = started.take().len();
+        assert_eq!(first, TRIP_AFTER as usize + 2);
+        for _ in 0..first {
+            d.done(webhook.clone(), Verdict::Failing, false, now);
+        }
+        d.submit(jobs(&webhook, 2));
+        d.start_what_fits(now);
+        let probe_at = d.next_probe().expect("scheduled");
+        d.wake_cooled(probe_at);
+        d.start_what_fits(probe_at);
+        assert_eq!(started.take().len(), 1);
+        d.done(webhook.clone(), Verdict::Failing, false, probe_at);
+        d.start_what_fits(probe_at);
+        let next = d.next_probe().expect("scheduled again");
+        assert!(next > probe_at, "a new cool-down");
+        d.wake_cooled(probe_at);
+        d.start_what_fits(probe_at);
+        assert!(started.take().is_empty(), "not before it ends");
+        d.wake_cooled(next);
+        d.start_what_fits(next);
+        assert_eq!(started.take().len(), 1);
+    }
+
+    #[test]
+    fn healthy_idle_webhooks_are_forgotten_and_failing_ones_remembered() {
+        let (mut d, started) = dispatcher(10, 10);
+        let (healthy, failing) = (WebhookId::generate(), WebhookId::generate());
+        let now = Instant::now();
+        d.submit(jobs(&healthy, 1));
+        d.submit(jobs(&failing, 1));
+        d.start_what_fits(now);
+        assert_eq!(started.take().len(), 2);
+        d.done(healthy.clone(), Verdict::Healthy, false, now);
+        d.done(failing.clone(), Verdict::Failing, false, now);
+        assert!(!d.queues.contains_key(&healthy));
+        let views = d.circuits(&[healthy, failing]);
+        assert_eq!(views[0], CircuitView::CLOSED);
+        assert_eq!(views[1].state, CircuitState::Closed);
+        assert_eq!(views[1].failures_in_a_row, 1);
+    }
+
+    #[test]
+    fn shutdown_drains_the_queues_and_starts_nothing_more() {
+        let (mut d, started) = dispatcher(1, 1);
+        let webhook = WebhookId::generate();
+        d.submit(jobs(&webhook, 3));
+        d.start_what_fits(Instant::now());
+        assert_eq!(started.take().len(), 1);
+        d.stopping = true;
+        let queued = d.drain_queued();
+        assert_eq!(queued.len(), 2);
+        d.done(webhook, Verdict::Healthy, false, Instant::now());
+        d.start_what_fits(Instant::now());
+        assert!(started.take().is_empty());
     }
 }

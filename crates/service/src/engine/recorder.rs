@@ -16,7 +16,10 @@ use webhook_domain::delivery::DeliveryStatus;
 use webhook_domain::envelope::EventInput;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 
-use super::Inner;
+use super::claims::Claims;
+use super::ingest::Ingest;
+use super::routing::RoutingTable;
+use crate::metrics::Metrics;
 use crate::store::{AttemptReport, DisabledWebhook};
 
 const MAX_BATCH: usize = 4096;
@@ -37,8 +40,18 @@ pub enum RecorderMsg {
     Flush(oneshot::Sender<()>),
 }
 
+/// What the recorder needs: the store and slots (through `claims`), and
+/// for webhooks the store disabled, the routing table to reload and ingest
+/// to announce them with.
+pub(crate) struct Recorder {
+    pub(super) claims: Arc<Claims>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) routes: Arc<RoutingTable>,
+    pub(super) ingest: Arc<Ingest>,
+}
+
 /// Runs the recorder until its channel closes.
-pub async fn run(inner: Arc<Inner>, mut messages: mpsc::UnboundedReceiver<RecorderMsg>) {
+pub async fn run(inner: Recorder, mut messages: mpsc::UnboundedReceiver<RecorderMsg>) {
     let mut flushes = Vec::new();
     while let Some(first) = messages.recv().await {
         let mut batch: Vec<AttemptReport> = Vec::new();
@@ -70,7 +83,7 @@ pub async fn run(inner: Arc<Inner>, mut messages: mpsc::UnboundedReceiver<Record
     }
 }
 
-async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
+async fn commit(inner: &Recorder, batch: Vec<AttemptReport>) {
     for report in &batch {
         let m = &inner.metrics;
         match report.status {
@@ -91,8 +104,14 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
     let mut backoff = Duration::from_millis(100);
     let disabled = loop {
         match inner
+            .claims
             .store
-            .record_attempts(&inner.owner, batch.clone(), inner.failure_policy, now_ms())
+            .record_attempts(
+                &inner.claims.owner,
+                batch.clone(),
+                inner.claims.failure_policy,
+                now_ms(),
+            )
             .await
         {
             Ok(disabled) => break disabled,
@@ -106,7 +125,7 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
         }
     };
     for report in batch.iter() {
-        inner.free_slot(&report.webhook_id);
+        inner.claims.free_slot(&report.webhook_id);
     }
     if !disabled.is_empty() {
         announce_disabled(inner, disabled).await;
@@ -114,12 +133,12 @@ async fn commit(inner: &Arc<Inner>, batch: Vec<AttemptReport>) {
 }
 
 /// Reloads routes and emits `webhook.disabled` to the owners' other webhooks.
-async fn announce_disabled(inner: &Arc<Inner>, disabled: Vec<DisabledWebhook>) {
+async fn announce_disabled(inner: &Recorder, disabled: Vec<DisabledWebhook>) {
     inner
         .metrics
         .webhooks_disabled
         .fetch_add(disabled.len() as u64, Relaxed);
-    if let Err(e) = inner.routes.reload(inner.store.as_ref()).await {
+    if let Err(e) = inner.routes.reload(inner.claims.store.as_ref()).await {
         tracing::error!(error = %e, "cannot reload webhooks after disabling some");
     }
     let now = now_ms();
@@ -148,7 +167,7 @@ async fn announce_disabled(inner: &Arc<Inner>, disabled: Vec<DisabledWebhook>) {
             Err(e) => tracing::error!(error = %e, "cannot build the webhook.disabled event"),
         }
     }
-    if let Err(e) = inner.ingest(events).await {
+    if let Err(e) = inner.ingest.ingest(events).await {
         tracing::error!(error = %e, "cannot store webhook.disabled events");
     }
 }

@@ -54,6 +54,14 @@ impl Route {
         })
     }
 
+    /// The route a test send goes by: the webhook as stored, active even
+    /// when it is paused (the user asked for this one delivery).
+    pub(crate) fn for_test_send(record: WebhookRecord) -> Option<Route> {
+        let mut route = Route::from_record(record)?;
+        route.is_active = true;
+        Some(route)
+    }
+
     /// Secrets that sign a delivery made at `now_ms`: the current one, then the previous one during its grace period.
     pub fn previous_secret_at(&self, now_ms: i64) -> Option<&WebhookSecret> {
         self.previous_secret

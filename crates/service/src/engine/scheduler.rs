@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use webhook_domain::timefmt::now_ms;
 
-use super::Inner;
+use tokio::sync::mpsc;
+
+use super::claims::Claims;
 use super::dispatcher::Command;
 
 /// How often the store is checked for due work when nothing wakes the scheduler.
@@ -24,7 +26,7 @@ const HEARTBEAT: Duration = Duration::from_secs(2);
 /// this live instance's claims and sent its work a second time. It also
 /// keeps beating through shutdown, while in-flight attempts finish and
 /// their results are recorded (the engine aborts it last).
-pub async fn beat(inner: Arc<Inner>) {
+pub async fn beat(inner: Arc<Claims>) {
     loop {
         // The engine beat once as it started.
         tokio::time::sleep(HEARTBEAT).await;
@@ -48,7 +50,7 @@ pub async fn beat(inner: Arc<Inner>) {
 }
 
 /// Claims due deliveries until shutdown.
-pub async fn run(inner: Arc<Inner>) {
+pub async fn run(inner: Arc<Claims>, dispatch: mpsc::UnboundedSender<Command>) {
     let mut stopping = inner.stopping.subscribe();
     loop {
         tokio::select! {
@@ -80,7 +82,7 @@ pub async fn run(inner: Arc<Inner>) {
             for job in &due {
                 inner.window.force_reserve(&job.webhook_id);
             }
-            if !due.is_empty() && inner.dispatch.send(Command::Submit(due)).is_err() {
+            if !due.is_empty() && dispatch.send(Command::Submit(due)).is_err() {
                 return;
             }
             if claimed < room {
@@ -91,7 +93,7 @@ pub async fn run(inner: Arc<Inner>) {
 }
 
 /// Deletes finished deliveries past the retention period, in small chunks.
-pub async fn prune(inner: Arc<Inner>, retention: Duration) {
+pub async fn prune(inner: Arc<Claims>, retention: Duration) {
     let mut stopping = inner.stopping.subscribe();
     loop {
         let before = now_ms() - retention.as_millis() as i64;

@@ -1,0 +1,150 @@
+//! What users and operators can see of the engine: a webhook's circuit
+//! breaker and the deliveries it holds, and test sends in `/metrics`.
+
+mod common;
+mod delivery_support;
+
+use std::time::Duration;
+
+use common::{TestApp, spawn_app, spawn_app_with};
+use delivery_support::{eventually, logs, webhook};
+use serde_json::{Value, json};
+use webhook_domain::timefmt::parse_timestamp;
+use webhook_testkit::{Behavior, Receiver};
+
+fn millis(value: &Value) -> i64 {
+    parse_timestamp(value.as_str().expect("a timestamp")).expect("RFC 3339")
+}
+
+#[tokio::test]
+async fn an_open_circuit_and_the_deliveries_it_holds_are_shown() {
+    // One request at a time and a long retry wait: the five first attempts
+    // fail and open the circuit; the other deliveries are held, unattempted.
+    let app = spawn_app_with(&[
+        ("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", "1"),
+        ("WEBHOOK_RETRY_SCHEDULE", "1h"),
+    ])
+    .await;
+    let receiver = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let token = app.token("circuit-user", false);
+    let created = app
+        .create_webhook(&token, &receiver.url("/hook"), &["*"], None)
+        .await;
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        created["circuit"],
+        json!({"state": "closed", "nextProbeAt": null, "failuresInARow": 0})
+    );
+    for i in 0..10 {
+        let (status, body) = app
+            .trigger("credit.low", "circuit-user", json!({"seq": i}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+
+    // The webhook, the list and the held deliveries tell one story (read
+    // again if a probe went out between the reads).
+    eventually(
+        "an open circuit shown on the webhook and its held deliveries",
+        Duration::from_secs(20),
+        || {
+            let (app, token, id) = (&app, &token, &id);
+            async move {
+                let one = webhook(app, token, id).await;
+                let circuit = &one["circuit"];
+                if circuit["state"] != "open" {
+                    return None;
+                }
+                assert!(circuit["failuresInARow"].as_u64().unwrap() >= 5, "{one}");
+                let probe = millis(&circuit["nextProbeAt"]);
+                let (_, list) = app.get("/api/v1/webhooks", token).await;
+                let listed = &list["data"][0]["circuit"];
+                let items = logs(app, token, id).await;
+                let pending: Vec<&Value> =
+                    items.iter().filter(|d| d["status"] == "pending").collect();
+                let retrying: Vec<&Value> =
+                    items.iter().filter(|d| d["status"] == "retrying").collect();
+                // Five were attempted; of the other five, each failed probe
+                // (1 s, 2 s, 4 s... apart) takes one: some are still held.
+                let consistent = listed == circuit
+                    && !pending.is_empty()
+                    && pending.iter().all(|d| {
+                        d["heldByCircuit"] == true && millis(&d["nextAttemptAt"]) == probe
+                    });
+                // The failed ones wait for their own retry, an hour away: not held.
+                assert!(
+                    retrying.iter().all(|d| d["heldByCircuit"] == false),
+                    "{items:?}"
+                );
+                consistent.then_some(())
+            }
+        },
+    )
+    .await;
+
+    // The endpoint recovers: the probe succeeds, the held deliveries go,
+    // and the circuit is closed again. (The failed probes wait for their
+    // own retry, an hour away.)
+    receiver.set_behavior(Behavior::Status(200));
+    eventually("the circuit closed again", Duration::from_secs(20), || {
+        let (app, token, id) = (&app, &token, &id);
+        async move {
+            let one = webhook(app, token, id).await;
+            let items = logs(app, token, id).await;
+            let delivered = items.iter().filter(|d| d["status"] == "delivered").count();
+            let waiting = items.iter().any(|d| d["status"] == "pending");
+            (one["circuit"]["state"] == "closed" && delivered > 0 && !waiting).then_some(())
+        }
+    })
+    .await;
+    let items = logs(&app, &token, &id).await;
+    assert!(
+        items.iter().all(|d| d["heldByCircuit"] == false),
+        "{items:?}"
+    );
+}
+
+async fn metric(app: &TestApp, line_start: &str) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{line_start} not in metrics:\n{text}"))
+}
+
+#[tokio::test]
+async fn test_sends_are_counted_in_metrics_under_their_own_name() {
+    let app = spawn_app().await;
+    let good = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let bad = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let token = app.token("metrics-user", false);
+    for receiver in [&good, &bad, &bad] {
+        let hook = app
+            .create_webhook(&token, &receiver.url("/hook"), &["*"], None)
+            .await;
+        let id = hook["id"].as_str().unwrap();
+        let (status, body) = app
+            .post(&format!("/api/v1/webhooks/{id}/test"), &token, json!({}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(
+        metric(&app, "webhook_test_sends_total{outcome=\"delivered\"}").await,
+        1
+    );
+    assert_eq!(
+        metric(&app, "webhook_test_sends_total{outcome=\"failed\"}").await,
+        2
+    );
+    // Real traffic's counters are not touched.
+    assert_eq!(metric(&app, "webhook_attempts_succeeded_total ").await, 0);
+    assert_eq!(metric(&app, "webhook_attempts_failed_total ").await, 0);
+}
