@@ -4,6 +4,10 @@ use serde_json::{Map, Value, json};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
+use webhook_domain::event_type::{MAX_SUBSCRIPTION_PATTERNS, catalogue};
+use webhook_domain::webhook::{MAX_DESCRIPTION_LEN, MAX_SECRET_LEN, MAX_URL_LEN, MIN_SECRET_LEN};
+
+use super::extract::{MAX_LIMIT, MAX_PAGE};
 use super::{deliveries, events, webhooks};
 
 /// The API description served at `/api/v1/openapi.json`.
@@ -20,7 +24,7 @@ use super::{deliveries, events, webhooks};
         deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send,
         events::trigger, events::create_event, events::batch,
     ),
-    components(schemas(webhooks::WebhookView, webhooks::WebhookBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
+    components(schemas(webhooks::WebhookView, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
@@ -60,17 +64,198 @@ pub fn document() -> Value {
         schemas.insert("ErrorBody".into(), error_body_schema());
         schemas.insert("PageMeta".into(), page_meta_schema());
     }
+    if let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    {
+        constrain_bodies(schemas);
+    }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
         return doc;
     };
     for item in paths.values_mut().filter_map(Value::as_object_mut) {
         for operation in item.values_mut().filter_map(Value::as_object_mut) {
             complete_operation(operation);
+            constrain_parameters(operation);
         }
+    }
+    if let Some(body) = paths
+        .get_mut("/api/v1/webhooks")
+        .and_then(|item| item.get_mut("post"))
+        .and_then(|op| op.pointer_mut("/requestBody/content/application~1json"))
+    {
+        body["schema"] = json!({"$ref": "#/components/schemas/WebhookCreateBody"});
     }
     add_aliases(paths);
     unique_operation_ids(paths);
+    link_created_webhook(paths);
     doc
+}
+
+/// What the server checks of the query parameters, by name (the same names
+/// mean the same thing on every route), so that a client generated from the
+/// document, or a tester, does not send what is refused.
+fn constrain_parameters(operation: &mut Map<String, Value>) {
+    let Some(parameters) = operation
+        .get_mut("parameters")
+        .and_then(Value::as_array_mut)
+    else {
+        return;
+    };
+    for parameter in parameters.iter_mut().filter(|p| p["in"] == "query") {
+        let schema = match parameter["name"].as_str() {
+            Some("limit") => json!({"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+            Some("page") => json!({"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+            Some("offset") => json!({"type": "integer", "minimum": 0, "maximum": u64::MAX / 2}),
+            Some("window") => json!({
+                "type": "string",
+                // parse_duration: digits, then ms (the default), s, m, h or d.
+                // At most 11 digits, so that even days fit in milliseconds.
+                "pattern": "^[0-9]{1,11} ?(ms|s|m|h|d)?$",
+                "example": "24h",
+            }),
+            Some("status") => {
+                json!({"type": "string", "enum": ["pending", "retrying", "delivered", "failed"]})
+            }
+            Some("since" | "until") => timestamp_schema(),
+            _ => continue,
+        };
+        parameter["schema"] = schema;
+    }
+}
+
+/// What `parse_timestamp` reads: RFC 3339, or unix seconds (up to 10
+/// digits) or milliseconds.
+fn timestamp_schema() -> Value {
+    json!({"anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[0-9]{1,15}$"},
+    ]})
+}
+
+/// Every entry a subscription may hold: the types, the `category.*`
+/// patterns and `*`.
+fn subscription_entries() -> Vec<String> {
+    let mut categories: Vec<&str> = catalogue().iter().map(|t| t.category).collect();
+    categories.dedup();
+    catalogue()
+        .iter()
+        .map(|t| t.name.to_string())
+        .chain(categories.iter().map(|c| format!("{c}.*")))
+        .chain(std::iter::once("*".to_string()))
+        .collect()
+}
+
+/// The URLs `WebhookUrl` reads as written: a host name of DNS labels, an
+/// optional port, then a path or query without white space, control
+/// characters, backslashes or a fragment. (IP literals and other spellings
+/// the server also takes are left out; the server checks more than this.)
+const URL_PATTERN: &str = r"^https?://[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\.?(:[1-9][0-9]{0,3})?([/?][^\s\x00-\x1f\x7f-\x9f#\\]*)?$";
+
+/// The bodies' constraints that the derived schemas leave out: lengths and
+/// closed sets of values, unknown fields refused (`additionalProperties`),
+/// and a create body of its own, which requires `url` and the event types
+/// under either of their names.
+fn constrain_bodies(schemas: &mut Map<String, Value>) {
+    let types = json!({
+        "type": ["array", "null"],
+        "minItems": 1,
+        "maxItems": MAX_SUBSCRIPTION_PATTERNS,
+        "items": {"type": "string", "enum": subscription_entries()},
+    });
+    let names: Vec<&str> = catalogue().iter().map(|t| t.name).collect();
+    let mut set = |schema: &str, field: &str, value: Value| {
+        if let Some(property) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.get_mut("properties"))
+            .and_then(|p| p.get_mut(field))
+            .and_then(Value::as_object_mut)
+        {
+            for (key, value) in value.as_object().into_iter().flatten() {
+                property.insert(key.clone(), value.clone());
+            }
+        }
+    };
+    set(
+        "WebhookBody",
+        "url",
+        json!({"maxLength": MAX_URL_LEN, "pattern": URL_PATTERN}),
+    );
+    set("WebhookBody", "eventTypes", types.clone());
+    set("WebhookBody", "events", types);
+    set(
+        "WebhookBody",
+        "secret",
+        json!({"minLength": MIN_SECRET_LEN, "maxLength": MAX_SECRET_LEN, "pattern": "^[!-~]*$"}),
+    );
+    set(
+        "WebhookBody",
+        "description",
+        json!({"maxLength": MAX_DESCRIPTION_LEN}),
+    );
+    set(
+        "WebhookBody",
+        "scope",
+        json!({"enum": ["user", "all", null]}),
+    );
+    set("TestBody", "eventType", json!({"enum": names}));
+    set("ReplayBody", "since", timestamp_schema());
+    set("ReplayBody", "until", timestamp_schema());
+    set(
+        "ReplayBody",
+        "status",
+        json!({"enum": ["pending", "retrying", "delivered", "failed", "all", null]}),
+    );
+    for name in ["WebhookBody", "TestBody", "ReplayBody", "ToggleBody"] {
+        if let Some(schema) = schemas.get_mut(name).and_then(Value::as_object_mut) {
+            schema.insert("additionalProperties".into(), Value::Bool(false));
+        }
+    }
+    if let Some(schema) = schemas.get_mut("ReplayBody").and_then(Value::as_object_mut) {
+        schema.insert("required".into(), json!(["since"]));
+    }
+    if let Some(mut create) = schemas.get("WebhookBody").cloned() {
+        create["description"] =
+            json!("A new webhook: `url` and `eventTypes` (or its alias `events`) are required.");
+        create["required"] = json!(["url"]);
+        create["anyOf"] = json!([{"required": ["eventTypes"]}, {"required": ["events"]}]);
+        schemas.insert("WebhookCreateBody".into(), create);
+    }
+}
+
+/// OpenAPI links from the `id` of a created webhook to every operation on
+/// `/api/v1/webhooks/{id}...` that needs no other path parameter, so that
+/// clients and stateful testers can follow a webhook from its creation.
+fn link_created_webhook(paths: &mut Map<String, Value>) {
+    let mut links = Map::new();
+    for (path, item) in paths.iter() {
+        if !path.starts_with("/api/v1/webhooks/{id}") || path.matches('{').count() != 1 {
+            continue;
+        }
+        for operation in item.as_object().into_iter().flat_map(|m| m.values()) {
+            let Some(id) = operation["operationId"].as_str() else {
+                continue;
+            };
+            if id.ends_with("_alias") {
+                continue;
+            }
+            links.insert(
+                id.to_string(),
+                json!({
+                    "operationId": id,
+                    "parameters": {"id": "$response.body#/data/id"},
+                    "description": format!("The created webhook's `id` as `{{id}}` of {path}"),
+                }),
+            );
+        }
+    }
+    if let Some(created) = paths
+        .get_mut("/api/v1/webhooks")
+        .and_then(|item| item.pointer_mut("/post/responses/201"))
+        .and_then(Value::as_object_mut)
+    {
+        created.insert("links".into(), Value::Object(links));
+    }
 }
 
 /// One handler serving two methods (`PUT` and `PATCH` of a webhook) has one
@@ -179,6 +364,8 @@ fn complete_operation(operation: &mut Map<String, Value>) {
             response.insert("content".into(), error_content());
         }
     }
+    // 400 covers a refused request of every kind: the document says what
+    // the server checks, but not every check (a URL's destination, say).
     let extra = COMMON_ERRORS
         .iter()
         .chain(if takes_body { BODY_ERRORS } else { &[] });
