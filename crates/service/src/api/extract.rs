@@ -63,8 +63,8 @@ where
 }
 
 /// Like [`StrictJson`], for routes whose fields are all optional: an empty
-/// body, with or without a content type, reads as `T::default()`; so does
-/// `{}`, which is what a front end sends for "no fields". Bodies over
+/// body, with or without a content type, reads as `T::default()`; so do
+/// `{}`, which is what a front end sends for "no fields", and `null`. Bodies over
 /// `LIMIT` bytes are refused (413).
 pub struct OptionalJson<T, const LIMIT: usize = MAX_BODY>(pub T);
 
@@ -81,7 +81,12 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
+        // `null` says "nothing" as well (some clients send it for no body),
+        // but only as JSON: it too needs the content type.
         require_json(&parts.headers)?;
+        if bytes.trim_ascii() == b"null" {
+            return Ok(OptionalJson(T::default()));
+        }
         parse_known(&bytes).map(OptionalJson)
     }
 }

@@ -86,10 +86,67 @@ pub fn document() -> Value {
     {
         body["schema"] = json!({"$ref": "#/components/schemas/WebhookCreateBody"});
     }
+    // Actions whose body is optional (`OptionalJson`).
+    for path in [
+        "/api/v1/webhooks/{id}/toggle",
+        "/api/v1/webhooks/{id}/rotate-secret",
+        "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+        "/api/v1/webhooks/{id}/test",
+    ] {
+        if let Some(body) = paths
+            .get_mut(path)
+            .and_then(|item| item.pointer_mut("/post/requestBody"))
+            .and_then(Value::as_object_mut)
+        {
+            body.insert("required".into(), Value::Bool(false));
+        }
+    }
+    for (path, method) in [
+        ("/api/v1/webhooks/{id}/rotate-secret", "post"),
+        (
+            "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry",
+            "post",
+        ),
+    ] {
+        if let Some(body) = paths
+            .get_mut(path)
+            .and_then(|item| item.get_mut(method))
+            .and_then(|op| op.pointer_mut("/requestBody/content/application~1json"))
+        {
+            body["schema"] = json!({"$ref": "#/components/schemas/NoFields"});
+        }
+    }
     add_aliases(paths);
     unique_operation_ids(paths);
     link_created_webhook(paths);
+    link_test_delivery(paths);
     doc
+}
+
+/// OpenAPI links from a test send's `deliveryId` to the operations on that
+/// delivery: a test send is the one way a client makes a delivery exist.
+fn link_test_delivery(paths: &mut Map<String, Value>) {
+    // The operation ids of `deliveries::get_one` and `deliveries::retry`.
+    let links: Map<String, Value> = ["get_delivery", "retry"]
+        .into_iter()
+        .map(|id| {
+            let link = json!({
+                "operationId": id,
+                "parameters": {
+                    "id": "$request.path.id",
+                    "deliveryId": "$response.body#/data/deliveryId",
+                },
+            });
+            (id.to_string(), link)
+        })
+        .collect();
+    if let Some(sent) = paths
+        .get_mut("/api/v1/webhooks/{id}/test")
+        .and_then(|item| item.pointer_mut("/post/responses/200"))
+        .and_then(Value::as_object_mut)
+    {
+        sent.insert("links".into(), Value::Object(links));
+    }
 }
 
 /// What the server checks of the query parameters, by name (the same names
@@ -111,13 +168,18 @@ fn constrain_parameters(operation: &mut Map<String, Value>) {
                 "type": "string",
                 // parse_duration: digits, then ms (the default), s, m, h or d.
                 // At most 11 digits, so that even days fit in milliseconds.
-                "pattern": "^[0-9]{1,11} ?(ms|s|m|h|d)?$",
+                // Empty: the default.
+                "pattern": "^([0-9]{1,11} ?(ms|s|m|h|d)?)?$",
                 "example": "24h",
             }),
             Some("status") => {
                 json!({"type": "string", "enum": ["pending", "retrying", "delivered", "failed"]})
             }
-            Some("since" | "until") => timestamp_schema(),
+            // Empty: no bound.
+            Some("since" | "until") => json!({"anyOf": [
+                timestamp_schema(),
+                {"type": "string", "maxLength": 0},
+            ]}),
             _ => continue,
         };
         parameter["schema"] = schema;
@@ -146,11 +208,13 @@ fn subscription_entries() -> Vec<String> {
         .collect()
 }
 
-/// The URLs `WebhookUrl` reads as written: a host name of DNS labels, an
-/// optional port, then a path or query without white space, control
-/// characters, backslashes or a fragment. (IP literals and other spellings
-/// the server also takes are left out; the server checks more than this.)
-const URL_PATTERN: &str = r"^https?://[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\.?(:[1-9][0-9]{0,3})?([/?][^\s\x00-\x1f\x7f-\x9f#\\]*)?$";
+/// The URLs `WebhookUrl` takes as written: a host name of DNS labels whose
+/// last starts with a letter (numeric hosts are IP literals, checked
+/// against the address policy), an optional port, then a path or query of
+/// the characters RFC 3986 allows, which the URL parser keeps as they are
+/// (so that the 2048 characters hold after its normalisation too). The
+/// server takes more than this, and checks more (every resolved address).
+const URL_PATTERN: &str = r"^https?://([A-Za-z0-9-]{1,63}\.)*[A-Za-z][A-Za-z0-9-]{0,62}\.?(:[1-9][0-9]{0,3})?([/?][A-Za-z0-9\-._~:/?\[\]@!$&()*+,;=%]*)?$";
 
 /// The bodies' constraints that the derived schemas leave out: lengths and
 /// closed sets of values, unknown fields refused (`additionalProperties`),
@@ -179,7 +243,8 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
     set(
         "WebhookBody",
         "url",
-        json!({"maxLength": MAX_URL_LEN, "pattern": URL_PATTERN}),
+        // One less than the limit: the parser adds the `/` of an empty path.
+        json!({"maxLength": MAX_URL_LEN - 1, "pattern": URL_PATTERN}),
     );
     set("WebhookBody", "eventTypes", types.clone());
     set("WebhookBody", "events", types);
@@ -191,7 +256,8 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
     set(
         "WebhookBody",
         "description",
-        json!({"maxLength": MAX_DESCRIPTION_LEN}),
+        // Control characters but tab and line breaks are refused.
+        json!({"maxLength": MAX_DESCRIPTION_LEN, "pattern": "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f]*$"}),
     );
     set(
         "WebhookBody",
@@ -200,7 +266,11 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
     );
     set("TestBody", "eventType", json!({"enum": names}));
     set("ReplayBody", "since", timestamp_schema());
-    set("ReplayBody", "until", timestamp_schema());
+    set(
+        "ReplayBody",
+        "until",
+        json!({"anyOf": [timestamp_schema(), {"type": "null"}]}),
+    );
     set(
         "ReplayBody",
         "status",
@@ -214,13 +284,46 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
     if let Some(schema) = schemas.get_mut("ReplayBody").and_then(Value::as_object_mut) {
         schema.insert("required".into(), json!(["since"]));
     }
+    // Read by `OptionalJson`: `null` reads as no fields. (The toggle's body
+    // is documented as an optional `ToggleBody`, which allows null already.)
+    if let Some(schema) = schemas.get_mut("TestBody").and_then(Value::as_object_mut) {
+        schema.insert("type".into(), json!(["object", "null"]));
+    }
+    // `events` is another name for `eventTypes`: two different lists are
+    // refused (the same list under both names is tolerated).
+    if let Some(schema) = schemas
+        .get_mut("WebhookBody")
+        .and_then(Value::as_object_mut)
+    {
+        schema.insert(
+            "not".into(),
+            json!({
+                "required": ["eventTypes", "events"],
+                "properties": {"eventTypes": {"type": "array"}, "events": {"type": "array"}},
+            }),
+        );
+    }
     if let Some(mut create) = schemas.get("WebhookBody").cloned() {
         create["description"] =
             json!("A new webhook: `url` and `eventTypes` (or its alias `events`) are required.");
         create["required"] = json!(["url"]);
-        create["anyOf"] = json!([{"required": ["eventTypes"]}, {"required": ["events"]}]);
+        if let Some(url) = create.pointer_mut("/properties/url") {
+            url["type"] = json!("string");
+        }
+        create["anyOf"] = json!([
+            {"required": ["eventTypes"], "properties": {"eventTypes": {"type": "array"}}},
+            {"required": ["events"], "properties": {"events": {"type": "array"}}},
+        ]);
         schemas.insert("WebhookCreateBody".into(), create);
     }
+    schemas.insert(
+        "NoFields".into(),
+        json!({
+            "type": ["object", "null"],
+            "description": "No fields: send no body, `{}` or `null`.",
+            "additionalProperties": false,
+        }),
+    );
 }
 
 /// OpenAPI links from the `id` of a created webhook to every operation on

@@ -121,7 +121,8 @@ pub struct WebhookBody {
     #[schema(value_type = Option<bool>)]
     #[serde(deserialize_with = "present")]
     pub is_active: Option<Value>,
-    /// `user` (default) or `all` (admin only: every user's events).
+    /// `user` (default) or `all` (admin only: every user's events); an
+    /// update may repeat the webhook's scope but not change it.
     #[schema(value_type = Option<String>)]
     #[serde(deserialize_with = "present")]
     pub scope: Option<Value>,
@@ -243,6 +244,15 @@ async fn parse_body(
     }
     let present = |v: Option<Value>| v.filter(|v| !v.is_null());
     let (field, types) = match (present(body.event_types), present(body.events)) {
+        // The same list under both names is one list; two different ones
+        // cannot both be honoured, and dropping one would be silent.
+        (Some(types), Some(events)) if types != events => {
+            problems.push(problem(
+                "events",
+                "events is another name for eventTypes; send one of them, or the same list in both",
+            ));
+            ("eventTypes", Some(types))
+        }
         (Some(v), _) => ("eventTypes", Some(v)),
         (None, Some(v)) => ("events", Some(v)),
         (None, None) => ("eventTypes", None),
@@ -353,6 +363,7 @@ pub async fn visible_webhook(
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookBody,
     responses((status = 201, description = "Created; `secret` is shown in full once here", body = WebhookView),
               (status = 400, description = "Validation error naming each bad field"),
+              (status = 403, description = "`scope: all` needs an admin token"),
               (status = 409, description = "Per-user webhook limit reached")),
     security(("bearer" = [])))]
 pub async fn create(
