@@ -566,6 +566,14 @@ async fn the_openapi_document_states_the_enforced_constraints_and_links() {
     assert!(schema["anyOf"].is_array(), "{schema}");
     assert_eq!(schema["additionalProperties"], false, "{schema}");
 
+    // An event's required fields, on the producers' route too.
+    let trigger = op("/internal/webhooks/trigger", "post");
+    let reference = trigger["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        .as_str()
+        .expect("the trigger body is a named schema");
+    let event = spec.pointer(reference.trim_start_matches('#')).unwrap();
+    assert_eq!(event["required"], json!(["eventType", "userId", "data"]));
+
     // The create answer links its id to the operations on `{id}`.
     let links = create["responses"]["201"]["links"]
         .as_object()

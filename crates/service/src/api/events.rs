@@ -26,6 +26,9 @@ pub const MAX_BATCH_EVENTS: usize = 1000;
 /// stores an event another would refuse.
 pub const MAX_EVENT: usize = MAX_BODY;
 
+/// The field of a problem with a batch's event as a whole (its size, its shape).
+const WHOLE_EVENT: &str = "event";
+
 /// The problems of one event, each naming its field.
 fn problems(errors: ValidationErrors) -> Vec<FieldProblem> {
     errors
@@ -47,7 +50,7 @@ fn batch_event(raw: &RawValue, now: i64) -> Result<Event, Vec<FieldProblem>> {
     let len = raw.get().len();
     if len > MAX_EVENT {
         return Err(vec![FieldProblem::new(
-            "event",
+            WHOLE_EVENT,
             format!(
                 "event is {len} bytes of JSON; at most {MAX_EVENT} bytes ({} KiB) are accepted per event, as on /internal/webhooks/trigger",
                 MAX_EVENT / 1024
@@ -58,7 +61,7 @@ fn batch_event(raw: &RawValue, now: i64) -> Result<Event, Vec<FieldProblem>> {
         vec![match bad_field::<EventInput>(raw.get().as_bytes()) {
             Some((field, problem)) => FieldProblem::new(&field, format!("{field}: {problem}")),
             None => FieldProblem::new(
-                "event",
+                WHOLE_EVENT,
                 format!("event is not an object of the expected shape: {e}"),
             ),
         }]
@@ -271,7 +274,7 @@ pub async fn batch(
             })
             .flat_map(|(index, errors)| {
                 errors.into_iter().map(move |p| {
-                    let field = if p.field == "event" {
+                    let field = if p.field == WHOLE_EVENT {
                         format!("events[{index}]")
                     } else {
                         format!("events[{index}].{}", p.field)

@@ -5,8 +5,10 @@ use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 use webhook_domain::event_type::{MAX_SUBSCRIPTION_PATTERNS, catalogue};
+use webhook_domain::ids::MAX_ID_LEN;
 use webhook_domain::webhook::{MAX_DESCRIPTION_LEN, MAX_SECRET_LEN, MAX_URL_LEN, MIN_SECRET_LEN};
 
+use super::events::MAX_BATCH_EVENTS;
 use super::extract::{MAX_LIMIT, MAX_PAGE};
 use super::{deliveries, events, webhooks};
 
@@ -79,12 +81,19 @@ pub fn document() -> Value {
             constrain_parameters(operation);
         }
     }
-    if let Some(body) = paths
-        .get_mut("/api/v1/webhooks")
-        .and_then(|item| item.get_mut("post"))
-        .and_then(|op| op.pointer_mut("/requestBody/content/application~1json"))
-    {
-        body["schema"] = json!({"$ref": "#/components/schemas/WebhookCreateBody"});
+    for (path, schema) in [
+        ("/api/v1/webhooks", "WebhookCreateBody"),
+        ("/internal/webhooks/trigger", "EventBody"),
+        ("/api/v1/events", "EventBody"),
+        ("/internal/events/batch", "BatchBody"),
+    ] {
+        if let Some(body) = paths
+            .get_mut(path)
+            .and_then(|item| item.get_mut("post"))
+            .and_then(|op| op.pointer_mut("/requestBody/content/application~1json"))
+        {
+            body["schema"] = json!({ "$ref": format!("#/components/schemas/{schema}") });
+        }
     }
     // Actions whose body is optional (`OptionalJson`).
     for path in [
@@ -208,13 +217,14 @@ fn subscription_entries() -> Vec<String> {
         .collect()
 }
 
-/// The URLs `WebhookUrl` takes as written: a host name of DNS labels whose
+/// The URLs `WebhookUrl` takes as written, in every mode: https (plain http
+/// only in `--dev` or for allow-listed destinations), a host name of DNS labels whose
 /// last starts with a letter (numeric hosts are IP literals, checked
 /// against the address policy), an optional port, then a path or query of
 /// the characters RFC 3986 allows, which the URL parser keeps as they are
 /// (so that the 2048 characters hold after its normalisation too). The
 /// server takes more than this, and checks more (every resolved address).
-const URL_PATTERN: &str = r"^https?://([A-Za-z0-9-]{1,63}\.)*[A-Za-z][A-Za-z0-9-]{0,62}\.?(:[1-9][0-9]{0,3})?([/?][A-Za-z0-9\-._~:/?\[\]@!$&()*+,;=%]*)?$";
+const URL_PATTERN: &str = r"^https://([A-Za-z0-9-]{1,63}\.)*[A-Za-z][A-Za-z0-9-]{0,62}\.?(:[1-9][0-9]{0,3})?([/?][A-Za-z0-9\-._~:/?\[\]@!$&()*+,;=%]*)?$";
 
 /// The bodies' constraints that the derived schemas leave out: lengths and
 /// closed sets of values, unknown fields refused (`additionalProperties`),
@@ -316,6 +326,21 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
         ]);
         schemas.insert("WebhookCreateBody".into(), create);
     }
+    schemas.insert("EventBody".into(), event_body_schema(&names));
+    schemas.insert(
+        "BatchBody".into(),
+        json!({
+            "type": "object",
+            "required": ["events"],
+            "properties": {"events": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": MAX_BATCH_EVENTS,
+                "items": {"$ref": "#/components/schemas/EventBody"},
+                "description": "Each event is checked on its own and answered at its index.",
+            }},
+        }),
+    );
     schemas.insert(
         "NoFields".into(),
         json!({
@@ -324,6 +349,31 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
             "additionalProperties": false,
         }),
     );
+}
+
+/// An event as the producers post it. Unknown top-level fields are ignored
+/// on the ingest routes (so `additionalProperties` is left open).
+fn event_body_schema(names: &[&str]) -> Value {
+    json!({
+        "type": "object",
+        "required": ["eventType", "userId", "data"],
+        "properties": {
+            "id": {
+                "type": "string",
+                "pattern": format!("^[A-Za-z0-9_.:-]{{1,{MAX_ID_LEN}}}$"),
+                "description": "Your own event id (idempotent on POST /api/v1/events); generated when absent.",
+            },
+            "eventType": {"type": "string", "enum": names},
+            "userId": {
+                "type": "string",
+                "maxLength": MAX_ID_LEN,
+                // Not blank, no control characters.
+                "pattern": "^[^\\x00-\\x1f\\x7f-\\x9f]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f]*$",
+            },
+            "data": {"type": "object", "description": "The payload, sent to receivers as written (at most 128 levels deep)."},
+            "metadata": {"type": ["object", "null"], "description": "`service` and `timestamp` are filled in when absent."},
+        },
+    })
 }
 
 /// OpenAPI links from the `id` of a created webhook to every operation on
