@@ -274,7 +274,12 @@ fn constrain_bodies(schemas: &mut Map<String, Value>) {
         "scope",
         json!({"enum": ["user", "all", null]}),
     );
-    set("TestBody", "eventType", json!({"enum": names}));
+    // Absent or null: `user.created`.
+    let mut test_types = json!(names);
+    if let Some(list) = test_types.as_array_mut() {
+        list.push(Value::Null);
+    }
+    set("TestBody", "eventType", json!({ "enum": test_types }));
     set("ReplayBody", "since", timestamp_schema());
     set(
         "ReplayBody",
