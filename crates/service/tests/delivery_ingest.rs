@@ -213,7 +213,8 @@ async fn a_batch_accepts_the_valid_events_and_answers_for_each() {
         assert!(accepted_ids.contains(&json!(r.event_id().unwrap())));
     }
 
-    // No valid event at all: 400, still with a result per event.
+    // No valid event at all: 400, naming every problem of every event by
+    // its place in the batch.
     let (status, body) = post_as(
         &app,
         "/internal/events/batch",
@@ -222,9 +223,17 @@ async fn a_batch_accepts_the_valid_events_and_answers_for_each() {
     )
     .await;
     assert_eq!(status, 400, "{body}");
-    let results = body["error"]["details"]["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2);
-    assert!(results.iter().all(|r| r["success"] == false));
+    let fields: Vec<&str> = body["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["field"].as_str())
+        .collect();
+    assert_eq!(
+        fields,
+        ["events[0].userId", "events[0].data", "events[1].eventType"],
+        "{body}"
+    );
 
     // More than 1000 events: refused whole, naming the limit.
     let many: Vec<Value> = (0..1001)
