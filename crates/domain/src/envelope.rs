@@ -32,8 +32,26 @@ pub struct EventInput {
     /// checked to be an object and copied into the envelope, so building a
     /// map of it (and serializing that again) was wasted work on every event.
     pub data: Option<Box<RawValue>>,
-    /// Extra context; must be a JSON object when present.
+    /// Extra context; must be a JSON object when present. An unpaired
+    /// surrogate escape in it is refused while reading, naming `metadata`
+    /// (serde_json's own refusal names no field).
+    #[serde(default, deserialize_with = "metadata_value")]
     pub metadata: Option<Value>,
+}
+
+/// Reads `metadata` as written, refuses an unpaired surrogate escape in it
+/// (naming the field, through the deserializer's error path), then builds the
+/// value.
+fn metadata_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    use serde::de::Error as _;
+    let Some(raw) = Option::<Box<RawValue>>::deserialize(d)? else {
+        return Ok(None);
+    };
+    check_surrogates(raw.get())
+        .map_err(|problem| D::Error::custom(format!("metadata {problem}")))?;
+    serde_json::from_str(raw.get())
+        .map(Some)
+        .map_err(D::Error::custom)
 }
 
 /// One problem with one field of a submitted event.
@@ -298,6 +316,9 @@ impl JsonObject {
                 "is nested too deeply (more than {MAX_DATA_DEPTH} levels)"
             ));
         }
+        if let Some(unit) = shape.lone_surrogate {
+            return Err(lone_surrogate_message(unit));
+        }
         if !shape.has_space {
             return Ok(JsonObject(raw));
         }
@@ -325,6 +346,8 @@ struct Shape {
     has_space: bool,
     /// Deepest nesting of arrays and objects.
     depth: usize,
+    /// The first `\u` escape of a UTF-16 surrogate without its partner.
+    lone_surrogate: Option<u16>,
 }
 
 fn is_space(b: u8) -> bool {
@@ -352,10 +375,84 @@ fn outside_strings(text: &str) -> impl Iterator<Item = (u8, bool)> + '_ {
     })
 }
 
+/// The value of the four hex digits of a `\u` escape (valid JSON has them).
+fn hex4(digits: &[u8]) -> u16 {
+    digits.iter().fold(0u16, |value, &d| {
+        let nibble = match d {
+            b'0'..=b'9' => d - b'0',
+            b'a'..=b'f' => d - b'a' + 10,
+            b'A'..=b'F' => d - b'A' + 10,
+            _ => 0,
+        };
+        (value << 4) | u16::from(nibble)
+    })
+}
+
+/// Follows the `\u` escapes of JSON strings: a high surrogate must be
+/// followed at once by an escaped low one, and a low one must follow a high
+/// one. serde_json skips over a raw value without decoding its escapes, so
+/// `"\ud800"` would reach receivers whose strict parsers refuse it.
+#[derive(Default)]
+struct Surrogates {
+    /// A high surrogate waiting for its low half.
+    pending_high: Option<u16>,
+    /// The first unpaired one found.
+    lone: Option<u16>,
+}
+
+impl Surrogates {
+    /// Anything but a `\u` escape inside or at the end of a string.
+    fn other(&mut self) {
+        if let Some(high) = self.pending_high.take() {
+            self.lone.get_or_insert(high);
+        }
+    }
+
+    /// An escaped UTF-16 code unit.
+    fn unit(&mut self, unit: u16) {
+        match unit {
+            0xD800..=0xDBFF => {
+                self.other();
+                self.pending_high = Some(unit);
+            }
+            0xDC00..=0xDFFF => {
+                if self.pending_high.take().is_none() {
+                    self.lone.get_or_insert(unit);
+                }
+            }
+            _ => self.other(),
+        }
+    }
+}
+
 fn scan(text: &str) -> Shape {
+    let bytes = text.as_bytes();
     let (mut depth, mut deepest, mut has_space) = (0usize, 0usize, false);
-    for (b, _) in outside_strings(text).filter(|&(_, outside)| outside) {
+    let mut surrogates = Surrogates::default();
+    let (mut i, mut in_string) = (0, false);
+    while let Some(&b) = bytes.get(i) {
+        i += 1;
+        if in_string {
+            match b {
+                b'\\' if bytes.get(i) == Some(&b'u') => {
+                    let digits = bytes.get(i + 1..i + 5).unwrap_or_default();
+                    surrogates.unit(hex4(digits));
+                    i += 5;
+                }
+                b'\\' => {
+                    surrogates.other();
+                    i += 1;
+                }
+                b'"' => {
+                    surrogates.other();
+                    in_string = false;
+                }
+                _ => surrogates.other(),
+            }
+            continue;
+        }
         match b {
+            b'"' => in_string = true,
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -368,7 +465,24 @@ fn scan(text: &str) -> Shape {
     Shape {
         has_space,
         depth: deepest,
+        lone_surrogate: surrogates.lone,
     }
+}
+
+/// Says where valid JSON `text` holds an unpaired surrogate escape, as the
+/// end of a sentence starting with the field's name.
+pub fn check_surrogates(text: &str) -> Result<(), String> {
+    match scan(text).lone_surrogate {
+        None => Ok(()),
+        Some(unit) => Err(lone_surrogate_message(unit)),
+    }
+}
+
+fn lone_surrogate_message(unit: u16) -> String {
+    format!(
+        "contains the escape \\u{unit:04x}, half of a UTF-16 surrogate pair without its other half; \
+         it is not valid Unicode and strict JSON parsers refuse it"
+    )
 }
 
 /// Valid JSON `text` without whitespace outside strings.
@@ -648,6 +762,62 @@ mod tests {
             err.errors()[0].message,
             "data is nested too deeply (more than 128 levels)"
         );
+    }
+
+    #[test]
+    fn unpaired_surrogate_escapes_are_refused_in_data() {
+        let with_data = |data: &str| {
+            let text = format!(r#"{{"eventType":"user.created","userId":"u1","data":{data}}}"#);
+            serde_json::from_str::<EventInput>(&text)
+                .unwrap()
+                .validate(NOW)
+        };
+        for (data, unit) in [
+            (r#"{"a":"\ud800"}"#, "d800"),
+            (r#"{"a":"x\uDBFFy"}"#, "dbff"),
+            (r#"{"a":"\udc00"}"#, "dc00"),
+            (r#"{"a":"\ud800\ud800\udc00"}"#, "d800"),
+            (r#"{"a":"\ud800\n"}"#, "d800"),
+            (r#"{"\ud800":1}"#, "d800"),
+            (r#"{"a":["ok","\ud83d"]}"#, "d83d"),
+        ] {
+            let err = with_data(data).unwrap_err();
+            assert_eq!(err.errors()[0].field, "data", "{data}");
+            assert!(
+                err.errors()[0].message.starts_with(&format!(
+                    "data contains the escape \\u{unit}, half of a UTF-16 surrogate pair"
+                )),
+                "{data}: {}",
+                err.errors()[0].message
+            );
+        }
+        // Pairs, escaped backslashes before a 'u' and ordinary escapes pass.
+        for data in [
+            r#"{"a":"\ud83d\ude00"}"#,
+            r#"{"a":"\\ud800"}"#,
+            r#"{"a":"\u00e9\n\"\\"}"#,
+            r#"{"a":"😀"}"#,
+        ] {
+            assert!(with_data(data).is_ok(), "{data}");
+        }
+    }
+
+    #[test]
+    fn unpaired_surrogate_escapes_are_refused_in_metadata_naming_it() {
+        let text = r#"{"eventType":"user.created","userId":"u1","data":{},"metadata":{"source":"\udfff"}}"#;
+        let err = serde_json::from_str::<EventInput>(text).unwrap_err();
+        assert!(err.is_data(), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("metadata contains the escape \\udfff"),
+            "{err}"
+        );
+        let ok = r#"{"eventType":"user.created","userId":"u1","data":{},"metadata":{"s":"\ud83d\ude00"}}"#;
+        let event = serde_json::from_str::<EventInput>(ok)
+            .unwrap()
+            .validate(NOW)
+            .unwrap();
+        assert_eq!(event.metadata["s"], "\u{1F600}");
     }
 
     #[test]

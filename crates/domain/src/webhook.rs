@@ -22,6 +22,10 @@ pub use secret::{
 
 /// Longest accepted webhook URL, in characters.
 pub const MAX_URL_LEN: usize = 2048;
+/// Longest label of a host name (RFC 1035).
+pub const MAX_LABEL_LEN: usize = 63;
+/// Longest host name, without a trailing dot (RFC 1035).
+pub const MAX_HOST_LEN: usize = 253;
 
 /// Why a webhook URL is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,6 +64,58 @@ pub enum InvalidUrl {
     /// No host (or an empty one).
     #[error("url must name a host")]
     MissingHost,
+    /// A control character (line breaks included) anywhere in the URL: the
+    /// URL parser would drop or escape it and store a different URL.
+    #[error("url contains the control character U+{code:04X} at character {position}")]
+    ControlCharacter {
+        /// The character's code point.
+        code: u32,
+        /// Its position in the URL, counting from 1.
+        position: usize,
+    },
+    /// A space (or other white space) inside the URL; it must be percent-encoded.
+    #[error(
+        "url contains white space at character {position}; encode spaces in a path or query as %20"
+    )]
+    Whitespace {
+        /// Its position in the URL, counting from 1.
+        position: usize,
+    },
+    /// A backslash, which the URL parser reads as a slash.
+    #[error("url contains a backslash at character {position}; use '/' to separate path segments")]
+    Backslash {
+        /// Its position in the URL, counting from 1.
+        position: usize,
+    },
+    /// The scheme is not followed by `//`, as in `https:example.com`.
+    #[error("url must have '//' after '{scheme}:', as in {scheme}://example.com/webhooks")]
+    MissingAuthority {
+        /// The scheme given.
+        scheme: String,
+    },
+    /// Nothing between `//` and the path, as in `https:///x`.
+    #[error("url has an empty host between '//' and the path")]
+    EmptyAuthority,
+    /// A host name with an empty label, as in `a..example.com`.
+    #[error("url host '{host}' has an empty label (two dots in a row, or a leading dot)")]
+    EmptyLabel {
+        /// The host name.
+        host: String,
+    },
+    /// A host name label longer than DNS allows.
+    #[error(
+        "url host has a label of {len} characters; DNS allows at most {MAX_LABEL_LEN} per label"
+    )]
+    LabelTooLong {
+        /// Length of the longest label.
+        len: usize,
+    },
+    /// A host name longer than DNS allows.
+    #[error("url host is {len} characters long; DNS allows at most {MAX_HOST_LEN}")]
+    HostTooLong {
+        /// Length of the host name.
+        len: usize,
+    },
     /// Port 0 cannot be connected to.
     #[error("url port 0 is not a valid destination port")]
     InvalidPort,
@@ -128,6 +184,8 @@ impl WebhookUrl {
                 });
             }
         };
+        // The parser accepted it, but perhaps only by repairing it.
+        check_raw(s)?;
         // Normalisation (punycode, percent-encoding) can lengthen the URL.
         let len = url.as_str().chars().count();
         if len > MAX_URL_LEN {
@@ -145,7 +203,10 @@ impl WebhookUrl {
         let host = match url.host() {
             Some(Host::Ipv4(v4)) => HostKind::Ip(IpAddr::V4(v4)),
             Some(Host::Ipv6(v6)) => HostKind::Ip(IpAddr::V6(v6)),
-            Some(Host::Domain(name)) if !name.is_empty() => HostKind::Domain(name.to_owned()),
+            Some(Host::Domain(name)) if !name.is_empty() => {
+                check_domain(name)?;
+                HostKind::Domain(name.to_owned())
+            }
             _ => return Err(InvalidUrl::MissingHost),
         };
         let requires_allow_listed_resolution = match &host {
@@ -202,6 +263,77 @@ impl WebhookUrl {
     pub fn requires_allow_listed_resolution(&self) -> bool {
         self.requires_allow_listed_resolution
     }
+}
+
+/// Checks the URL as written, not as the URL parser normalised it: the
+/// parser silently drops tabs and line breaks, percent-encodes spaces, reads
+/// `\` as `/` and repairs a missing or empty authority (`https:example.com`,
+/// `https:///x`), so what it stores would not be what the user typed.
+fn check_raw(s: &str) -> Result<(), InvalidUrl> {
+    for (index, c) in s.chars().enumerate() {
+        let position = index + 1;
+        if c.is_control() {
+            return Err(InvalidUrl::ControlCharacter {
+                code: u32::from(c),
+                position,
+            });
+        }
+        if c.is_whitespace() {
+            return Err(InvalidUrl::Whitespace { position });
+        }
+        if c == '\\' {
+            return Err(InvalidUrl::Backslash { position });
+        }
+    }
+    // A scheme is ASCII letters, digits, '+', '-' and '.'; anything else
+    // before the first ':' means there is no scheme, which the parser reports.
+    let Some((scheme, rest)) = s.split_once(':') else {
+        return Ok(());
+    };
+    if scheme.is_empty()
+        || !scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    {
+        return Ok(());
+    }
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        // Refused as an unsupported scheme, with that message.
+        return Ok(());
+    }
+    let Some(after) = rest.strip_prefix("//") else {
+        return Err(InvalidUrl::MissingAuthority { scheme });
+    };
+    let authority = after.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.is_empty() {
+        return Err(InvalidUrl::EmptyAuthority);
+    }
+    Ok(())
+}
+
+/// A domain name DNS can hold: labels of 1 to 63 characters, at most 253 in
+/// all (after IDNA encoding, which is what is looked up).
+fn check_domain(name: &str) -> Result<(), InvalidUrl> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if let Some(len) = name
+        .split('.')
+        .map(str::len)
+        .filter(|&len| len > MAX_LABEL_LEN)
+        .max()
+    {
+        return Err(InvalidUrl::LabelTooLong { len });
+    }
+    let len = name.len();
+    if len > MAX_HOST_LEN {
+        return Err(InvalidUrl::HostTooLong { len });
+    }
+    if name.split('.').any(str::is_empty) {
+        return Err(InvalidUrl::EmptyLabel {
+            host: name.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// `localhost`, `*.localhost` (RFC 6761), with or without a trailing dot.
@@ -368,6 +500,95 @@ mod tests {
         assert!(matches!(parse(&long), Err(InvalidUrl::TooLong { .. })));
         let ok = format!("https://example.com/{}", "a".repeat(2048 - 20));
         assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn refuses_what_the_parser_would_normalise() {
+        assert_eq!(
+            parse("https://example.com/\r\nX-Injected: 1"),
+            Err(InvalidUrl::ControlCharacter {
+                code: 0x0D,
+                position: 21
+            })
+        );
+        assert_eq!(
+            parse("https://example.com/a\tb"),
+            Err(InvalidUrl::ControlCharacter {
+                code: 0x09,
+                position: 22
+            })
+        );
+        assert_eq!(
+            parse("https://example.com/a b"),
+            Err(InvalidUrl::Whitespace { position: 22 })
+        );
+        assert_eq!(
+            parse("https://example.com/a\u{a0}b"),
+            Err(InvalidUrl::Whitespace { position: 22 })
+        );
+        assert_eq!(
+            parse("https://example.com\\hook"),
+            Err(InvalidUrl::Backslash { position: 20 })
+        );
+        assert_eq!(parse("https:///x"), Err(InvalidUrl::EmptyAuthority));
+        assert_eq!(
+            parse("https:example.com"),
+            Err(InvalidUrl::MissingAuthority {
+                scheme: "https".into()
+            })
+        );
+        assert_eq!(
+            parse("HTTPS:/example.com/"),
+            Err(InvalidUrl::MissingAuthority {
+                scheme: "https".into()
+            })
+        );
+        let err = parse("https:example.com").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "url must have '//' after 'https:', as in https://example.com/webhooks"
+        );
+        // Surrounding white space is trimmed, as before.
+        assert!(parse("  https://example.com/hook \n").is_ok());
+        // What the parser cannot read at all is reported as such.
+        assert!(matches!(
+            parse("not a url"),
+            Err(InvalidUrl::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse("ftp://example.com/a b"),
+            Err(InvalidUrl::UnsupportedScheme { .. })
+        ));
+    }
+
+    #[test]
+    fn host_names_must_fit_dns() {
+        let label = "a".repeat(300);
+        assert_eq!(
+            parse(&format!("https://{label}.example.com/")),
+            Err(InvalidUrl::LabelTooLong { len: 300 })
+        );
+        assert_eq!(
+            InvalidUrl::LabelTooLong { len: 300 }.to_string(),
+            "url host has a label of 300 characters; DNS allows at most 63 per label"
+        );
+        let ok = "a".repeat(63);
+        assert!(parse(&format!("https://{ok}.example.com/")).is_ok());
+        assert_eq!(
+            parse(&format!("https://{}a.example.com/", ok)),
+            Err(InvalidUrl::LabelTooLong { len: 64 })
+        );
+        let long = vec!["a".repeat(60); 5].join(".");
+        assert_eq!(
+            parse(&format!("https://{long}/")),
+            Err(InvalidUrl::HostTooLong { len: 304 })
+        );
+        assert!(matches!(
+            parse("https://a..example.com/"),
+            Err(InvalidUrl::EmptyLabel { .. })
+        ));
+        // A fully qualified name keeps its trailing dot.
+        assert!(parse("https://example.com./hook").is_ok());
     }
 
     #[test]

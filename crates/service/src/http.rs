@@ -4,13 +4,24 @@
 //! holding a connection forever) and a cap on the head's size (a huge header
 //! is answered `431`). Graceful shutdown: stop accepting, let the open
 //! connections finish their requests, bounded by a deadline.
+//!
+//! An answer given before the request's body was read to its end (a `401`
+//! of the authentication layer, a `404`, a `413`) says `Connection: close`:
+//! hyper closes such a connection after the answer, because the unread rest
+//! of the body stands between it and the next request, and a client that
+//! was not told so would send its next request into a closed socket.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
+use axum::http::{HeaderValue, Version, header};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -40,7 +51,7 @@ pub async fn serve<S>(
     shutdown: impl Future<Output = ()>,
 ) where
     S: tower::Service<
-            hyper::Request<Incoming>,
+            hyper::Request<RequestBody>,
             Response = axum::response::Response,
             Error = std::convert::Infallible,
         > + Clone
@@ -81,7 +92,20 @@ pub async fn serve<S>(
             request
                 .extensions_mut()
                 .insert(ConnectInfo::<SocketAddr>(remote));
-            app.clone().oneshot(request)
+            // HTTP/2 streams end on their own; only HTTP/1 connections carry
+            // the unread rest of a body into the next request.
+            let http1 = request.version() != Version::HTTP_2;
+            let (request, finished) = RequestBody::track(request);
+            let answered = app.clone().oneshot(request);
+            async move {
+                let mut response = answered.await?;
+                if http1 && finished.is_some_and(|f| !f.load(Ordering::Acquire)) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }
         });
         let connection = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)
@@ -103,6 +127,61 @@ pub async fn serve<S>(
             grace = ?limits.shutdown_grace,
             "connections still open after the shutdown grace period; closing them"
         );
+    }
+}
+
+/// A request body that records whether it was read to its end.
+pub struct RequestBody {
+    inner: Incoming,
+    /// Set once the end is read; `None` for a body that was empty from the
+    /// start (most `GET`s), which needs no watching.
+    finished: Option<Arc<AtomicBool>>,
+}
+
+impl RequestBody {
+    /// Wraps the body of `request`; the flag, if any, is set once its end is read.
+    fn track(
+        request: hyper::Request<Incoming>,
+    ) -> (hyper::Request<RequestBody>, Option<Arc<AtomicBool>>) {
+        let finished = (!request.body().is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let watched = finished.clone();
+        let request = request.map(|inner| RequestBody {
+            inner,
+            finished: watched,
+        });
+        (request, finished)
+    }
+
+    fn mark_finished(&self) {
+        if let Some(finished) = &self.finished {
+            finished.store(true, Ordering::Release);
+        }
+    }
+}
+
+impl Body for RequestBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.mark_finished(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.mark_finished(),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

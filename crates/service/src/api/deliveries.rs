@@ -17,7 +17,9 @@ use webhook_domain::timefmt::{format_rfc3339_millis, now_ms, parse_timestamp};
 
 use super::AppState;
 use super::error::{ApiError, ok};
-use super::extract::{ApiJson, OptionalJson, Pagination};
+use super::extract::{
+    KnownFields, MAX_ACTION_BODY, NoFields, OptionalJson, Pagination, StrictJson,
+};
 use super::webhooks::visible_webhook;
 use crate::auth::Principal;
 use crate::engine::TestSendError;
@@ -211,12 +213,14 @@ pub async fn get_one(
 /// `POST /api/v1/webhooks/{id}/deliveries/{deliveryId}/retry`: redeliver now with the same event id.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/deliveries/{deliveryId}/retry", tag = "deliveries",
     params(("id" = String, Path), ("deliveryId" = String, Path)),
+    request_body(content = Option<Object>, description = "None, or `{}`"),
     responses((status = 202, description = "Queued for an immediate attempt"), (status = 404), (status = 409, description = "Being attempted right now")),
     security(("bearer" = [])))]
 pub async fn retry(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path((id, delivery_id)): Path<(String, String)>,
+    _: OptionalJson<NoFields, MAX_ACTION_BODY>,
 ) -> Result<Response, ApiError> {
     let webhook = visible_webhook(&state, &p, &id).await?;
     let delivery_id =
@@ -276,6 +280,10 @@ pub struct ReplayBody {
     status: Option<String>,
 }
 
+impl KnownFields for ReplayBody {
+    const FIELDS: &'static [&'static str] = &["since", "until", "status"];
+}
+
 /// `POST /api/v1/webhooks/{id}/replay`: redeliver in bulk.
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/replay", tag = "deliveries", params(("id" = String, Path)),
     request_body = ReplayBody,
@@ -285,7 +293,7 @@ pub async fn replay(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<ReplayBody>,
+    StrictJson(body): StrictJson<ReplayBody>,
 ) -> Result<Response, ApiError> {
     let webhook = visible_webhook(&state, &p, &id).await?;
     let since = match body.since.as_deref() {
@@ -437,6 +445,10 @@ pub struct TestBody {
     /// Alias of `data`.
     #[schema(value_type = Option<Object>)]
     payload: Option<Value>,
+}
+
+impl KnownFields for TestBody {
+    const FIELDS: &'static [&'static str] = &["eventType", "data", "payload"];
 }
 
 /// `POST /api/v1/webhooks/{id}/test`: one synchronous, signed, logged delivery of a test event

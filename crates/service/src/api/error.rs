@@ -10,13 +10,24 @@ use serde_json::{Value, json};
 use crate::auth::AuthError;
 use crate::store::StoreError;
 
-/// One invalid field.
+/// One invalid field: the only shape of `error.details`, on every route.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FieldProblem {
-    /// The field (dotted path for nested ones).
+    /// The field: a dotted path for nested ones, with the index of an
+    /// array's entry (`events[3].eventType` in a batch).
     pub field: String,
     /// What is wrong with it.
     pub message: String,
+}
+
+impl FieldProblem {
+    /// A problem with `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldProblem {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// An error answer: status, machine-readable code, message, optional details.
@@ -28,8 +39,9 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message.
     pub message: String,
-    /// Extra structured information (field problems, known event types).
-    pub details: Option<Box<Value>>,
+    /// The fields at fault, if the error is about fields (`error.details`,
+    /// left out when empty).
+    pub details: Vec<FieldProblem>,
     /// Extra response headers (rate limiting).
     pub headers: Vec<(&'static str, String)>,
 }
@@ -41,7 +53,7 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            details: None,
+            details: Vec::new(),
             headers: Vec::new(),
         }
     }
@@ -50,21 +62,15 @@ impl ApiError {
     pub fn validation(problems: Vec<FieldProblem>) -> Self {
         let message = problems
             .iter()
-            .map(|p| p.message.clone())
+            .map(|p| p.message.as_str())
             .collect::<Vec<_>>()
             .join("; ");
-        ApiError {
-            details: Some(Box::new(json!(problems))),
-            ..ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message).with_details(problems)
     }
 
     /// 400 for one bad field.
     pub fn field(field: &str, message: impl Into<String>) -> Self {
-        ApiError::validation(vec![FieldProblem {
-            field: field.into(),
-            message: message.into(),
-        }])
+        ApiError::validation(vec![FieldProblem::new(field, message)])
     }
 
     /// 404 for a resource that is missing or not the caller's (the same answer for both).
@@ -81,9 +87,9 @@ impl ApiError {
         ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
     }
 
-    /// Attaches details.
-    pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(Box::new(details));
+    /// Names the fields at fault.
+    pub fn with_details(mut self, details: Vec<FieldProblem>) -> Self {
+        self.details = details;
         self
     }
 }
@@ -152,8 +158,8 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut error = json!({"code": self.code, "message": self.message});
-        if let Some(details) = self.details {
-            error["details"] = *details;
+        if !self.details.is_empty() {
+            error["details"] = json!(self.details);
         }
         let body = json!({"success": false, "error": error, "message": self.message});
         let mut response = (self.status, Json(body)).into_response();

@@ -9,42 +9,64 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use webhook_domain::envelope::{Event, EventInput, ValidationErrors};
-use webhook_domain::event_type::catalogue;
 use webhook_domain::ids::{DeliveryId, EventId};
 use webhook_domain::timefmt::now_ms;
 
 use super::AppState;
 use super::error::{ApiError, FieldProblem, ok};
-use super::extract::{ApiJson, MAX_BATCH_BODY};
+use super::extract::{ApiJson, MAX_BATCH_BODY, MAX_BODY, bad_field};
 use crate::engine::Accepted;
 
 /// Events per batch request at most.
 pub const MAX_BATCH_EVENTS: usize = 1000;
 
+/// Largest event accepted, in bytes of its JSON text: the trigger route's
+/// body limit, applied to each event of a batch as well, so that no route
+/// stores an event another would refuse.
+pub const MAX_EVENT: usize = MAX_BODY;
+
+/// The field of a problem with a batch's event as a whole (its size, its shape).
+const WHOLE_EVENT: &str = "event";
+
+/// The problems of one event, each naming its field.
+fn problems(errors: ValidationErrors) -> Vec<FieldProblem> {
+    errors
+        .0
+        .into_iter()
+        .map(|e| FieldProblem::new(e.field, e.message))
+        .collect()
+}
+
 fn invalid(errors: ValidationErrors) -> ApiError {
-    let unknown_type = errors
-        .errors()
-        .iter()
-        .any(|e| e.field == "eventType" && e.message.contains("known"));
-    let problems = errors
-        .errors()
-        .iter()
-        .map(|e| FieldProblem {
-            field: e.field.clone(),
-            message: e.message.clone(),
-        })
-        .collect();
-    let err = ApiError::validation(problems);
-    if unknown_type {
-        let known: Vec<&str> = catalogue().iter().map(|t| t.name).collect();
-        let fields = err.details.as_deref().cloned().unwrap_or(Value::Null);
-        let details = json!({"fields": fields, "knownEventTypes": known});
-        err.with_details(details)
-    } else {
-        err
+    // An unknown type's message lists the known ones; `GET /api/v1/event-types`
+    // has them with descriptions. The producers log errors and drop them.
+    ApiError::validation(problems(errors))
+}
+
+/// Reads and checks one event of a batch, or says what is wrong with it,
+/// as a single event on the trigger route would be told (413 aside).
+fn batch_event(raw: &RawValue, now: i64) -> Result<Event, Vec<FieldProblem>> {
+    let len = raw.get().len();
+    if len > MAX_EVENT {
+        return Err(vec![FieldProblem::new(
+            WHOLE_EVENT,
+            format!(
+                "event is {len} bytes of JSON; at most {MAX_EVENT} bytes ({} KiB) are accepted per event, as on /internal/webhooks/trigger",
+                MAX_EVENT / 1024
+            ),
+        )]);
     }
+    let input = serde_json::from_str::<EventInput>(raw.get()).map_err(|e| {
+        vec![match bad_field::<EventInput>(raw.get().as_bytes()) {
+            Some((field, problem)) => FieldProblem::new(&field, format!("{field}: {problem}")),
+            None => FieldProblem::new(
+                WHOLE_EVENT,
+                format!("event is not an object of the expected shape: {e}"),
+            ),
+        }]
+    })?;
+    input.validate(now).map_err(problems)
 }
 
 /// What one stored event answers: `{eventId, deliveries, deliveryIds, duplicate}`,
@@ -83,7 +105,7 @@ enum BatchResult<'a> {
     Rejected {
         index: usize,
         success: bool,
-        errors: Value,
+        errors: Vec<FieldProblem>,
     },
 }
 
@@ -195,17 +217,10 @@ pub async fn batch(
     }
     let now = now_ms();
     // Rejections in request order; the accepted slots are filled after the commit.
-    let mut rejections: Vec<Option<Value>> = Vec::with_capacity(events_len);
+    let mut rejections: Vec<Option<Vec<FieldProblem>>> = Vec::with_capacity(events_len);
     let mut valid: Vec<Event> = Vec::with_capacity(events_len);
     for raw in events {
-        let parsed = serde_json::from_str::<EventInput>(raw.get())
-            .map_err(|e| json!([{"field": "event", "message": format!("event is not an object of the expected shape: {e}")}]))
-            .and_then(|input| {
-                input.validate(now).map_err(|e| {
-                    json!(e.errors().iter().map(|f| json!({"field": f.field, "message": f.message})).collect::<Vec<_>>())
-                })
-            });
-        match parsed {
+        match batch_event(&raw, now) {
             Ok(event) => {
                 valid.push(event);
                 rejections.push(None);
@@ -248,11 +263,30 @@ pub async fn batch(
         results,
     };
     if accepted_count == 0 {
-        let details = serde_json::to_value(&summary).unwrap_or(Value::Null);
+        // The same `details` as every other error: each problem, its field
+        // prefixed with the event's place in the batch.
+        let details = summary
+            .results
+            .into_iter()
+            .filter_map(|result| match result {
+                BatchResult::Rejected { index, errors, .. } => Some((index, errors)),
+                BatchResult::Accepted(_) => None,
+            })
+            .flat_map(|(index, errors)| {
+                errors.into_iter().map(move |p| {
+                    let field = if p.field == WHOLE_EVENT {
+                        format!("events[{index}]")
+                    } else {
+                        format!("events[{index}].{}", p.field)
+                    };
+                    FieldProblem::new(field, p.message)
+                })
+            })
+            .collect();
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "VALIDATION_ERROR",
-            "No event in the batch is valid",
+            format!("No event in the batch is valid ({rejected} rejected); see error.details"),
         )
         .with_details(details));
     }

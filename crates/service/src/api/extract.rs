@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldProblem};
 
 /// Largest body accepted on API and single-event routes (the platform's 1 MB).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -33,26 +33,124 @@ where
     }
 }
 
-/// Like [`ApiJson`], for routes whose fields are all optional: an empty body,
-/// with or without a content type, reads as `T::default()`.
-pub struct OptionalJson<T>(pub T);
+/// Largest body accepted on actions that take no fields or one or two small
+/// ones (toggle, rotate, retry): room for `{}` and a flag, not for a payload.
+pub const MAX_ACTION_BODY: usize = 1024;
 
-impl<S, T> FromRequest<S> for OptionalJson<T>
+/// A request body whose fields are all known: any other field is refused,
+/// naming it, instead of being ignored (a misspelt `evnetTypes` next to
+/// `eventTypes` would otherwise be dropped silently).
+pub trait KnownFields {
+    /// Every top-level field the body may carry, aliases included.
+    const FIELDS: &'static [&'static str];
+}
+
+/// Like [`ApiJson`], refusing fields that `T` does not know.
+pub struct StrictJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for StrictJson<T>
 where
     S: Send + Sync,
-    T: DeserializeOwned + Default,
+    T: DeserializeOwned + KnownFields,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        require_json(req.headers())?;
+        let bytes = read_body(req.into_body(), MAX_BODY).await?;
+        parse_known(&bytes).map(StrictJson)
+    }
+}
+
+/// Like [`StrictJson`], for routes whose fields are all optional: an empty
+/// body, with or without a content type, reads as `T::default()`; so do
+/// `{}`, which is what a front end sends for "no fields", and `null`. Bodies over
+/// `LIMIT` bytes are refused (413).
+pub struct OptionalJson<T, const LIMIT: usize = MAX_BODY>(pub T);
+
+impl<S, T, const LIMIT: usize> FromRequest<S> for OptionalJson<T, LIMIT>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Default + KnownFields,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let (parts, body) = req.into_parts();
-        let bytes = read_body(body, MAX_BODY).await?;
+        let bytes = read_body(body, LIMIT).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalJson(T::default()));
         }
+        // `null` says "nothing" as well (some clients send it for no body),
+        // but only as JSON: it too needs the content type.
         require_json(&parts.headers)?;
-        parse_json(&bytes).map(OptionalJson)
+        if bytes.trim_ascii() == b"null" {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_known(&bytes).map(OptionalJson)
     }
+}
+
+/// The body of an action that takes no fields: nothing, or `{}`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct NoFields {}
+
+impl KnownFields for NoFields {
+    const FIELDS: &'static [&'static str] = &[];
+}
+
+/// Parses a JSON object body into `T`, first refusing every field `T` does
+/// not know (all named at once).
+fn parse_known<T: DeserializeOwned + KnownFields>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Only the keys are kept; a body that is not an object, or not JSON at
+    // all, is reported by `parse_json` below with its own words.
+    if let Ok(fields) = serde_json::from_slice::<serde_json::Map<String, Value>>(bytes) {
+        let problems: Vec<FieldProblem> = fields
+            .keys()
+            .filter(|k| !T::FIELDS.contains(&k.as_str()))
+            .map(|k| FieldProblem::new(k.as_str(), unknown_field_message::<T>(k)))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::validation(problems));
+        }
+    }
+    parse_json(bytes)
+}
+
+fn unknown_field_message<T: KnownFields>(field: &str) -> String {
+    let name: String = field.chars().take(64).collect();
+    if T::FIELDS.is_empty() {
+        return format!("{name} is not a field of this request, which takes no body (or {{}})");
+    }
+    let hint = T::FIELDS
+        .iter()
+        .map(|known| (edit_distance(field, known), known))
+        .filter(|(distance, known)| *distance <= known.len() / 3)
+        .min()
+        .map(|(_, known)| format!(" (did you mean {known}?)"))
+        .unwrap_or_default();
+    format!(
+        "{name} is not a field of this request{hint}; the fields are: {}",
+        T::FIELDS.join(", ")
+    )
+}
+
+/// Levenshtein distance, for a "did you mean" on a misspelt field name.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1)
+                .min(row[j] + 1)
+                .min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 /// 415 unless the content type is JSON (`application/json` or `*/*+json`).
@@ -157,12 +255,17 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Serde's message says what was expected and where, not which field;
 /// parsing again with the path tracked names it. Only on this error path,
 /// so the bodies that parse (every ingest) pay nothing for it.
-fn bad_field<T: DeserializeOwned>(bytes: &[u8]) -> Option<(String, String)> {
+pub fn bad_field<T: DeserializeOwned>(bytes: &[u8]) -> Option<(String, String)> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let err = serde_path_to_error::deserialize::<_, T>(&mut de).err()?;
     err.path().iter().next()?;
     Some((err.path().to_string(), err.inner().to_string()))
 }
+
+/// Most rows a page holds (`limit`).
+pub const MAX_LIMIT: u64 = 100;
+/// Highest `page` number accepted.
+pub const MAX_PAGE: u64 = 1_000_000;
 
 /// A page request: `page`/`limit` or `limit`/`offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,10 +295,10 @@ impl Pagination {
                     }),
             }
         };
-        let limit = number("limit", 1, 100)?.unwrap_or(20) as u32;
+        let limit = number("limit", 1, MAX_LIMIT)?.unwrap_or(20) as u32;
         let offset = match (
             number("offset", 0, u64::MAX / 2)?,
-            number("page", 1, 1_000_000)?,
+            number("page", 1, MAX_PAGE)?,
         ) {
             (Some(offset), _) => offset,
             (None, Some(page)) => (page - 1) * u64::from(limit),
@@ -259,6 +362,46 @@ mod tests {
         .meta(31);
         assert_eq!(meta["page"], 3);
         assert_eq!(meta["hasMore"], true);
+    }
+
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Known {
+        event_types: Option<Value>,
+        events: Option<Value>,
+        url: Option<String>,
+    }
+
+    impl KnownFields for Known {
+        const FIELDS: &'static [&'static str] = &["url", "eventTypes", "events"];
+    }
+
+    #[test]
+    fn unknown_fields_are_named_with_a_suggestion() {
+        let err =
+            parse_known::<Known>(br#"{"url": "x", "evnetTypes": [], "colour": 1}"#).unwrap_err();
+        assert_eq!(err.code, "VALIDATION_ERROR");
+        let fields: Vec<&str> = err.details.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["evnetTypes", "colour"]);
+        assert_eq!(
+            err.details[0].message,
+            "evnetTypes is not a field of this request (did you mean eventTypes?); the fields are: url, eventTypes, events"
+        );
+        assert!(!err.details[1].message.contains("did you mean"));
+        assert!(parse_known::<Known>(br#"{"url": "x", "events": []}"#).is_ok());
+        let err = parse_known::<NoFields>(b"{\"a\": 1}").unwrap_err();
+        assert_eq!(
+            err.details[0].message,
+            "a is not a field of this request, which takes no body (or {})"
+        );
+        assert!(parse_known::<NoFields>(b" { } ").is_ok());
+        assert_eq!(
+            parse_known::<NoFields>(b"aaaa").unwrap_err().code,
+            "INVALID_JSON"
+        );
+        assert_eq!(edit_distance("evnetTypes", "eventTypes"), 2);
+        assert_eq!(edit_distance("", "abc"), 3);
     }
 
     #[test]

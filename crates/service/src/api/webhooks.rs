@@ -15,7 +15,9 @@ use webhook_domain::webhook::{Description, HostKind, WebhookSecret, WebhookUrl};
 
 use super::AppState;
 use super::error::{ApiError, FieldProblem, ok};
-use super::extract::{ApiJson, Pagination};
+use super::extract::{
+    KnownFields, MAX_ACTION_BODY, NoFields, OptionalJson, Pagination, StrictJson,
+};
 use crate::auth::Principal;
 use crate::engine::circuit::CircuitView;
 use crate::store::{NewWebhook, Owner, WebhookPatch, WebhookRecord};
@@ -159,10 +161,36 @@ pub struct WebhookBody {
     #[schema(value_type = Option<bool>)]
     #[serde(deserialize_with = "present")]
     pub is_active: Option<Value>,
-    /// `user` (default) or `all` (admin only: every user's events).
+    /// `user` (default) or `all` (admin only: every user's events); an
+    /// update may repeat the webhook's scope but not change it.
     #[schema(value_type = Option<String>)]
     #[serde(deserialize_with = "present")]
     pub scope: Option<Value>,
+}
+
+impl KnownFields for WebhookBody {
+    const FIELDS: &'static [&'static str] = &[
+        "url",
+        "eventTypes",
+        "events",
+        "secret",
+        "description",
+        "isActive",
+        "scope",
+    ];
+}
+
+/// Body of a toggle: none (or `{}`) flips `isActive`; `isActive` sets it,
+/// so that a repeated request cannot flip it back.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ToggleBody {
+    /// The state wanted; absent: the opposite of the current one.
+    is_active: Option<bool>,
+}
+
+impl KnownFields for ToggleBody {
+    const FIELDS: &'static [&'static str] = &["isActive"];
 }
 
 /// Reads a field that is in the body, `null` included, as `Some`.
@@ -256,6 +284,15 @@ async fn parse_body(
     }
     let present = |v: Option<Value>| v.filter(|v| !v.is_null());
     let (field, types) = match (present(body.event_types), present(body.events)) {
+        // The same list under both names is one list; two different ones
+        // cannot both be honoured, and dropping one would be silent.
+        (Some(types), Some(events)) if types != events => {
+            problems.push(problem(
+                "events",
+                "events is another name for eventTypes; send one of them, or the same list in both",
+            ));
+            ("eventTypes", Some(types))
+        }
         (Some(v), _) => ("eventTypes", Some(v)),
         (None, Some(v)) => ("events", Some(v)),
         (None, None) => ("eventTypes", None),
@@ -366,12 +403,13 @@ pub async fn visible_webhook(
 #[utoipa::path(post, path = "/api/v1/webhooks", tag = "webhooks", request_body = WebhookBody,
     responses((status = 201, description = "Created; `secret` is shown in full once here", body = WebhookView),
               (status = 400, description = "Validation error naming each bad field"),
+              (status = 403, description = "`scope: all` needs an admin token"),
               (status = 409, description = "Per-user webhook limit reached")),
     security(("bearer" = [])))]
 pub async fn create(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(body): ApiJson<WebhookBody>,
+    StrictJson(body): StrictJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
     let parsed = parse_body(&state, body, true).await?;
     let scope_all = parsed.scope_all.unwrap_or(false);
@@ -487,7 +525,7 @@ pub async fn update(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
-    ApiJson(body): ApiJson<WebhookBody>,
+    StrictJson(body): StrictJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
     let current = visible_webhook(&state, &p, &id).await?;
     let parsed = parse_body(&state, body, false).await?;
@@ -536,18 +574,21 @@ pub async fn delete(
     ))
 }
 
-/// `POST /api/v1/webhooks/{id}/toggle`: flips `isActive` (enabling clears a disable reason).
+/// `POST /api/v1/webhooks/{id}/toggle`: flips `isActive`, or sets it to the
+/// body's `isActive` (enabling clears a disable reason).
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/toggle", tag = "webhooks", params(("id" = String, Path)),
+    request_body(content = Option<ToggleBody>, description = "Optional: none or `{}` flips the state; `{\"isActive\": b}` sets it"),
     responses((status = 200, body = WebhookView), (status = 404)),
     security(("bearer" = [])))]
 pub async fn toggle(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<ToggleBody, MAX_ACTION_BODY>,
 ) -> Result<Response, ApiError> {
     let current = visible_webhook(&state, &p, &id).await?;
     let patch = WebhookPatch {
-        is_active: Some(!current.is_active),
+        is_active: Some(body.is_active.unwrap_or(!current.is_active)),
         now: now_ms(),
         ..WebhookPatch::default()
     };
@@ -567,12 +608,14 @@ pub async fn toggle(
 
 /// `POST /api/v1/webhooks/{id}/rotate-secret` (alias `regenerate-secret`).
 #[utoipa::path(post, path = "/api/v1/webhooks/{id}/rotate-secret", tag = "webhooks", params(("id" = String, Path)),
+    request_body(content = Option<Object>, description = "None, or `{}`"),
     responses((status = 200, description = "The new secret in full; the previous one keeps signing during the grace period", body = WebhookView), (status = 404)),
     security(("bearer" = [])))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
     Path(id): Path<String>,
+    _: OptionalJson<NoFields, MAX_ACTION_BODY>,
 ) -> Result<Response, ApiError> {
     let current = visible_webhook(&state, &p, &id).await?;
     let secret = WebhookSecret::generate().map_err(|e| {
