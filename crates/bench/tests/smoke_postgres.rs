@@ -50,10 +50,9 @@ async fn throughput_and_batch_run_on_postgres_without_loss() -> Ran {
 
 fn main() {
     harness::run(vec![
-        Test::new(
-            "throughput_and_batch_run_on_postgres_without_loss",
-            || Box::pin(throughput_and_batch_run_on_postgres_without_loss()),
-        )
+        Test::new("throughput_and_batch_run_on_postgres_without_loss", || {
+            Box::pin(throughput_and_batch_run_on_postgres_without_loss())
+        })
         .multi_thread(2),
     ]);
 }

@@ -182,7 +182,11 @@ async fn an_hour_at_a_thousand_events_a_second_stays_flat_and_finishes_every_del
         tokio::time::sleep(Duration::from_secs(10)).await;
         let s = sample(&app, started);
         eprintln!(
-            "{s:?} acknowledged={}",
+            "{:>5} s: RSS {} KiB, {} fds, WAL {} bytes, {} acknowledged",
+            s.at_secs,
+            s.rss_kib,
+            s.fds,
+            s.wal_bytes,
             acknowledged.load(Ordering::Relaxed)
         );
         samples.push(s);
