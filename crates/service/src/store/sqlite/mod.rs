@@ -9,20 +9,32 @@
 //! the previous one instead of paid by each. Reads use a small pool of
 //! separate connections, which WAL lets run alongside the writer.
 
-mod queries;
+mod checkpointer;
+mod claims;
+mod connection;
+mod ingest;
+mod logs;
+mod migrations;
+mod record;
+mod rows;
+mod webhooks;
+mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, mpsc};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 use webhook_domain::ids::{DeliveryId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
+use self::checkpointer::checkpointer;
+use self::connection::{Readers, open_connection};
+use self::migrations::migrate;
+use self::writer::{IngestJob, Job, WriteJob, writer_loop};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
     DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, Store,
@@ -30,291 +42,11 @@ use super::{
 };
 use crate::crypto::SecretCipher;
 
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
-    (
-        2,
-        include_str!("../../../migrations/sqlite/0002_compact_hot_tables.sql"),
-    ),
-    (
-        3,
-        include_str!("../../../migrations/sqlite/0003_due_by_webhook.sql"),
-    ),
-];
-/// Jobs committed together at most; bounds the latency a single commit adds.
-const MAX_JOBS_PER_COMMIT: usize = 2048;
-/// Under load, how long a transaction waits for more jobs before committing.
-///
-/// Each commit has a fixed cost (an fsync, the right edges of six B-trees
-/// written again to the WAL, wake-ups), so fewer, larger commits cost less
-/// CPU per event; with 64 producers each commit held about 14 events. A
-/// transaction keeps taking jobs for up to 300 µs while it has fewer than
-/// [`GATHER_UNTIL`]: in six paired `throughput` runs, median 17,931 against
-/// 16,869 deliveries/s and 0.056 against 0.059 ms of service CPU per
-/// delivery; `latency` unchanged. (600 µs and 1 ms were no better than 300.)
-const GATHER_FOR: Duration = Duration::from_micros(300);
-/// Jobs after which a transaction stops waiting for more.
-const GATHER_UNTIL: usize = 32;
-/// The previous transaction must have had at least this many jobs for the
-/// next one to wait: a lone caller (light load) is never held back.
-const GATHER_AFTER: usize = 4;
-const MAX_IDLE_READERS: usize = 4;
-/// How long a connection waits for a lock held by another before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// A unit of work for the writer thread.
-///
-/// Jobs share one transaction, so a job must not leave partial writes
-/// behind when it fails for a reason of its own (a cap reached, a row
-/// missing): such checks come before its first write. A failure of SQLite
-/// itself (I/O error, full disk) aborts the whole transaction instead, and
-/// every job in it is answered with that error; nothing of it was committed.
-/// This is what lets jobs run without a savepoint each, which on this hot
-/// path cost more than the work (every page touched was copied to a
-/// statement journal).
-trait WriteJob: Send {
-    /// Runs inside the open transaction. Returns the closure that answers
-    /// the caller after the commit, and whether SQLite failed (abort the batch).
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool);
-    /// Answers the caller when the transaction could not even start.
-    fn fail(self: Box<Self>, error: String);
-}
-
-/// What the writer keeps across the jobs of one transaction.
-#[derive(Default)]
-struct TxState<'c> {
-    /// The ingest statements, kept while ingest jobs follow each other and
-    /// dropped by any other job (its lookups would no longer be valid).
-    ingester: Option<queries::Ingester<'c>>,
-}
-
-/// Answers `reply` with `result` once the transaction's outcome is known;
-/// says whether `result` is a failure of SQLite itself (abort the batch).
-fn answer_after_commit<T: Send + 'static>(
-    result: Result<T, StoreError>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-) -> (Completion, bool) {
-    let sqlite_failed = matches!(result, Err(StoreError::Unavailable(_)));
-    let completion: Completion = Box::new(move |committed| {
-        let answer = match (committed, result) {
-            (Ok(()), result) => result,
-            // Its own error says more than "the batch was aborted".
-            (Err(_), Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(StoreError::Unavailable(format!("transaction aborted: {e}"))),
-        };
-        // The caller may have gone away (request cancelled); nothing to do then.
-        let _ = reply.send(answer);
-    });
-    (completion, sqlite_failed)
-}
-
-/// Stores one ingest call's events, with the statements the transaction's
-/// previous ingest job left prepared.
-struct IngestJob {
-    owner: String,
-    items: Arc<Vec<IngestItem>>,
-    reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
-}
-
-impl WriteJob for IngestJob {
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
-        let IngestJob {
-            owner,
-            items,
-            reply,
-        } = *self;
-        let ingester = match tx.ingester.take() {
-            Some(ingester) => Ok(ingester),
-            None => queries::Ingester::new(conn),
-        };
-        let result = ingester.and_then(|mut ingester| {
-            let result = ingester.ingest(conn, &owner, &items);
-            tx.ingester = Some(ingester);
-            result
-        });
-        answer_after_commit(result, reply)
-    }
-
-    fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
-    }
-}
-
-struct Job<F, T> {
-    work: F,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<F, T> WriteJob for Job<F, T>
-where
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
-        // Any other job may change what the ingester has looked up.
-        tx.ingester = None;
-        let Job { work, reply } = *self;
-        answer_after_commit(work(conn), reply)
-    }
-
-    fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
-    }
-}
-
-fn writer_loop(
-    conn: Connection,
-    jobs: mpsc::Receiver<Box<dyn WriteJob>>,
-    rewind_due: Arc<AtomicBool>,
-) {
-    let mut last_restart = Instant::now();
-    let mut last_jobs = 0;
-    while let Ok(first) = jobs.recv() {
-        let began = Instant::now();
-        let gather = last_jobs >= GATHER_AFTER;
-        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
-            first.fail(e.to_string());
-            continue;
-        }
-        let mut completions = Vec::with_capacity(64);
-        let mut aborted = None;
-        let mut next = Some(first);
-        let mut tx = TxState::default();
-        // Everything that queued up while the last commit was being fsynced joins this one.
-        while let Some(job) = next.take() {
-            let (completion, sqlite_failed) = job.run(&conn, &mut tx);
-            completions.push(completion);
-            if sqlite_failed {
-                aborted = Some("a statement failed".to_string());
-                break;
-            }
-            if completions.len() < MAX_JOBS_PER_COMMIT {
-                next = jobs.try_recv().ok();
-                if next.is_none() && gather && completions.len() < GATHER_UNTIL {
-                    let left = GATHER_FOR.saturating_sub(began.elapsed());
-                    if !left.is_zero() {
-                        next = jobs.recv_timeout(left).ok();
-                    }
-                }
-            }
-        }
-        last_jobs = completions.len();
-        drop(tx);
-        let outcome = match aborted {
-            Some(reason) => Err(reason),
-            None => run_cached(&conn, "COMMIT").map_err(|e| e.to_string()),
-        };
-        if outcome.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for completion in completions {
-            completion(outcome.clone());
-        }
-        // Right after a background checkpoint, when few frames are left to
-        // copy; the fallback only if that thread has stopped signalling.
-        if outcome.is_ok()
-            && (rewind_due.swap(false, Ordering::AcqRel)
-                || last_restart.elapsed() >= 4 * WAL_RESTART_EVERY)
-        {
-            restart_wal(&conn);
-            last_restart = Instant::now();
-        }
-    }
-}
-
-/// Runs a statement without parameters from the statement cache.
-///
-/// `execute_batch` parses and compiles its SQL on every call: for the
-/// writer's `BEGIN IMMEDIATE` and `COMMIT` (some 700 times a second each
-/// under load) that was 28 % of their instructions, 0.7 % of a delivery's.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-/// Most claims one writer job gives back.
-///
-/// A webhook whose circuit opens hands its whole memory window back at once
-/// (thousands of ids). As one job that held every ingest commit behind it
-/// for 38–56 ms (the `isolation` benchmark on a slow day: the healthy
-/// endpoint's p99 beside the hanging one was 5–18× its p99 alone); in
-/// chunks of 128 the longest release job traced took 5.6 ms.
-const RELEASE_CHUNK: usize = 128;
-
-/// How often the writer starts the WAL over from its beginning.
-const WAL_RESTART_EVERY: Duration = Duration::from_secs(1);
-/// How often the background checkpointer copies the WAL into the database.
-///
-/// Often, so that the writer's once-a-second rewind finds few frames left to
-/// copy: that rewind holds every commit back while it copies and syncs. At
-/// 8,000 events/s it took 10.7 ms (median) with a 250 ms period, 3.0 ms with
-/// 50 ms.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
-/// The WAL file is cut back to this size when it starts over.
-///
-/// Larger than one second of WAL at high load (about 80 MB at 8,000 events/s):
-/// with 64 MiB, every rewind cut the file and the next commit grew it again,
-/// allocating blocks, and took 15–20 ms once a second, while ingest waited.
-/// A file that keeps its size is rewritten in place.
-const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
-
-/// Makes the next transaction write the WAL from its start again.
-///
-/// The background checkpointer copies frames into the database, but under a
-/// steady stream of commits it never has copied them all at the instant a
-/// transaction begins, which is the only moment SQLite rewinds the log: the
-/// WAL then grew without bound (330 MB after 10 s of the throughput
-/// benchmark, gigabytes through a backlog), and the WAL index in shared
-/// memory with it. A RESTART checkpoint between two transactions copies the
-/// few frames the background one has not yet, so the next transaction
-/// rewinds; `journal_size_limit` then trims the file. It never waits: a
-/// reader still on an old snapshot makes it give up until the next time.
-fn restart_wal(conn: &Connection) {
-    let _ = conn.busy_timeout(Duration::ZERO);
-    let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
-    let _ = conn.busy_timeout(BUSY_TIMEOUT);
-}
-
-/// Copies the WAL back into the database file off the writer's path.
-///
-/// SQLite's automatic checkpoint would run inside the writer's commit and
-/// stall every waiting caller; a passive checkpoint from another connection
-/// never blocks the writer.
-///
-/// Once a second it tells the writer to rewind the WAL ([`restart_wal`]) at
-/// its next commit: right after a pass only the frames committed during it
-/// are left to copy, so the rewind, which every ingest commit waits behind,
-/// is shorter than at an arbitrary moment, when up to a whole period's
-/// frames were left: median 2.8, 2.1 and 1.5 ms against 4.3, 4.0 and 2.1 in
-/// three alternating benchmark runs (the worst ones, up to 24 ms, are slow
-/// fsyncs either way).
-fn checkpointer(path: PathBuf, stop: std::sync::Weak<()>, rewind_due: Arc<AtomicBool>) {
-    let Ok(conn) = open_connection(&path, 1024) else {
-        return;
-    };
-    let mut last_rewind = Instant::now();
-    while stop.upgrade().is_some() {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if last_rewind.elapsed() >= WAL_RESTART_EVERY {
-            rewind_due.store(true, Ordering::Release);
-            last_rewind = Instant::now();
-        }
-    }
-}
-
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Box<dyn WriteJob>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Readers,
     cipher: SecretCipher,
     // Held for the life of the store: a second process on the same data directory would corrupt claims.
     _lock: File,
@@ -330,53 +62,6 @@ impl std::fmt::Debug for SqliteStore {
             .field("path", &self.path)
             .finish()
     }
-}
-
-fn open_connection(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -{cache_kib};
-         PRAGMA temp_store = MEMORY;"
-    ))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// Applies the migrations not yet recorded in `schema_migrations`; returns how many ran.
-fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )?;
-    let mut applied = 0;
-    for (version, sql) in MIGRATIONS {
-        let done: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |r| r.get(0),
-        )?;
-        if done {
-            continue;
-        }
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            rusqlite::params![version, webhook_domain::timefmt::now_ms()],
-        )?;
-        tx.commit()?;
-        applied += 1;
-    }
-    Ok(applied)
 }
 
 impl SqliteStore {
@@ -420,9 +105,9 @@ impl SqliteStore {
             .spawn(move || writer_loop(conn, jobs, rewind_due))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
+            readers: Readers::new(path.clone()),
             path,
             writer,
-            readers: Arc::new(Mutex::new(Vec::new())),
             cipher,
             _lock: lock,
             _alive: alive,
@@ -463,27 +148,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let readers = self.readers.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers
-                .lock()
-                .map_err(|_| StoreError::Unavailable("reader pool poisoned".into()))?
-                .pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&path, 8 * 1024)?,
-            };
-            let result = work(&conn);
-            if let Ok(mut pool) = readers.lock()
-                && pool.len() < MAX_IDLE_READERS
-            {
-                pool.push(conn);
-            }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("reader task failed: {e}")))?
+        self.readers.run(work).await
     }
 }
 
@@ -506,7 +171,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<WebhookRecord, StoreError> {
         let cipher = self.cipher.clone();
-        self.write(move |c| queries::create_webhook(c, &cipher, new, limit))
+        self.write(move |c| webhooks::create_webhook(c, &cipher, new, limit))
             .await
     }
 
@@ -516,7 +181,7 @@ impl Store for SqliteStore {
         owner: Owner<'_>,
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let (cipher, id, owner) = (self.cipher.clone(), id.clone(), owner_string(owner));
-        self.read(move |c| queries::get_webhook(c, &cipher, &id, owner.as_deref()))
+        self.read(move |c| webhooks::get_webhook(c, &cipher, &id, owner.as_deref()))
             .await
     }
 
@@ -527,13 +192,13 @@ impl Store for SqliteStore {
         offset: u64,
     ) -> Result<Page<WebhookRecord>, StoreError> {
         let (cipher, owner) = (self.cipher.clone(), owner_string(owner));
-        self.read(move |c| queries::list_webhooks(c, &cipher, owner.as_deref(), limit, offset))
+        self.read(move |c| webhooks::list_webhooks(c, &cipher, owner.as_deref(), limit, offset))
             .await
     }
 
     async fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
         let cipher = self.cipher.clone();
-        self.read(move |c| Ok(queries::list_webhooks(c, &cipher, None, u32::MAX, 0)?.items))
+        self.read(move |c| Ok(webhooks::list_webhooks(c, &cipher, None, u32::MAX, 0)?.items))
             .await
     }
 
@@ -544,7 +209,7 @@ impl Store for SqliteStore {
         patch: WebhookPatch,
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let (cipher, id, owner) = (self.cipher.clone(), id.clone(), owner_string(owner));
-        self.write(move |c| queries::update_webhook(c, &cipher, &id, owner.as_deref(), patch))
+        self.write(move |c| webhooks::update_webhook(c, &cipher, &id, owner.as_deref(), patch))
             .await
     }
 
@@ -558,14 +223,14 @@ impl Store for SqliteStore {
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let (cipher, id, owner) = (self.cipher.clone(), id.clone(), owner_string(owner));
         self.write(move |c| {
-            queries::rotate_secret(c, &cipher, &id, owner.as_deref(), secret, grace_until, now)
+            webhooks::rotate_secret(c, &cipher, &id, owner.as_deref(), secret, grace_until, now)
         })
         .await
     }
 
     async fn delete_webhook(&self, id: &WebhookId, owner: Owner<'_>) -> Result<bool, StoreError> {
         let (id, owner) = (id.clone(), owner_string(owner));
-        self.write(move |c| queries::delete_webhook(c, &id, owner.as_deref()))
+        self.write(move |c| webhooks::delete_webhook(c, &id, owner.as_deref()))
             .await
     }
 
@@ -604,23 +269,23 @@ impl Store for SqliteStore {
         // webhooks with waiting work, and in the writer it would hold every
         // ingest commit back. The writer claims only what is still waiting.
         let ids = self
-            .read(move |c| queries::due_ids(c, now, limit, &exclude))
+            .read(move |c| claims::due_ids(c, now, limit, &exclude))
             .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let owner = owner.to_string();
-        self.write(move |c| queries::claim_ids(c, &owner, &ids))
+        self.write(move |c| claims::claim_ids(c, &owner, &ids))
             .await
     }
 
     async fn release(&self, owner: &str, deliveries: Vec<DeliveryId>) -> Result<(), StoreError> {
         // A chunk per writer job: the ingest commits queued meanwhile go
         // between them instead of waiting for the whole release.
-        for chunk in deliveries.chunks(RELEASE_CHUNK) {
+        for chunk in deliveries.chunks(claims::RELEASE_CHUNK) {
             let owner = owner.to_string();
             let chunk = chunk.to_vec();
-            self.write(move |c| queries::release(c, &owner, &chunk))
+            self.write(move |c| claims::release(c, &owner, &chunk))
                 .await?;
         }
         Ok(())
@@ -637,7 +302,7 @@ impl Store for SqliteStore {
         }
         let owner = live_owner.to_string();
         let recovered = self
-            .write(move |c| queries::recover_claims(c, &owner))
+            .write(move |c| claims::recover_claims(c, &owner))
             .await?;
         self.claims_recovered.store(true, Ordering::Release);
         Ok(recovered)
@@ -651,7 +316,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Vec<DisabledWebhook>, StoreError> {
         let owner = owner.to_string();
-        self.write(move |c| queries::record_attempts(c, &owner, &reports, policy, now))
+        self.write(move |c| record::record_attempts(c, &owner, &reports, policy, now))
             .await
     }
 
@@ -663,7 +328,7 @@ impl Store for SqliteStore {
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
         let webhook = webhook.clone();
-        self.read(move |c| queries::list_deliveries(c, &webhook, &filter, limit, offset))
+        self.read(move |c| logs::list_deliveries(c, &webhook, &filter, limit, offset))
             .await
     }
 
@@ -673,7 +338,7 @@ impl Store for SqliteStore {
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {
         let (webhook, delivery) = (webhook.clone(), delivery.clone());
-        self.read(move |c| queries::get_delivery(c, &webhook, &delivery))
+        self.read(move |c| logs::get_delivery(c, &webhook, &delivery))
             .await
     }
 
@@ -685,7 +350,7 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<u64, StoreError> {
         let webhook = webhook.clone();
-        self.write(move |c| queries::requeue(c, &webhook, &filter, only.as_ref(), now))
+        self.write(move |c| logs::requeue(c, &webhook, &filter, only.as_ref(), now))
             .await
     }
 
@@ -696,17 +361,19 @@ impl Store for SqliteStore {
         since: i64,
     ) -> Result<DeliveryStats, StoreError> {
         let (owner, webhook) = (owner_string(owner), webhook.cloned());
-        self.read(move |c| queries::delivery_stats(c, owner.as_deref(), webhook.as_ref(), since))
+        self.read(move |c| logs::delivery_stats(c, owner.as_deref(), webhook.as_ref(), since))
             .await
     }
 
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        self.write(move |c| queries::prune(c, before)).await
+        self.write(move |c| logs::prune(c, before)).await
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::migrations::MIGRATIONS;
+    use super::writer::TxState;
     use super::*;
     use crate::crypto::EncryptionKey;
     use crate::store::{DeliveryFilter, NewDelivery};
@@ -782,8 +449,8 @@ mod tests {
                 backlog,
             );
             let excluded = [WebhookId::parse(hanging).unwrap()];
-            let due = queries::claim_due(&conn, "me", backlog + 1, 10, &excluded).unwrap();
-            let steps = queries::CLAIM_SEARCHES
+            let due = claims::claim_due(&conn, "me", backlog + 1, 10, &excluded).unwrap();
+            let steps = claims::CLAIM_SEARCHES
                 .iter()
                 .map(|sql| {
                     conn.prepare_cached(sql)
@@ -819,12 +486,12 @@ mod tests {
             1,
         );
         add_pending(&conn, "dlv_01JD0000000000000000000002", EVENT, webhook, 2);
-        let due = queries::claim_due(&conn, "me", 10, 10, &[]).unwrap();
+        let due = claims::claim_due(&conn, "me", 10, 10, &[]).unwrap();
         let ids: Vec<String> = due.iter().map(|d| d.id.to_string()).collect();
         assert_eq!(ids, vec!["dlv_01JD0000000000000000000002"]);
         // The search may have read an older snapshot: a row claimed since is
         // not claimed again.
-        let again = queries::claim_ids(&conn, "other", &ids).unwrap();
+        let again = claims::claim_ids(&conn, "other", &ids).unwrap();
         assert!(again.is_empty(), "claimed twice: {:?}", again.len());
     }
 
