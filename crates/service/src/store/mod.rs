@@ -10,8 +10,12 @@
 //! [`Owner`] and a row of another user is indistinguishable from a missing one.
 
 pub mod health;
+pub(crate) mod migrations;
 pub mod postgres;
 pub mod sqlite;
+mod visible;
+
+pub use self::visible::{StatsScope, VisibleWebhook};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,7 +44,7 @@ impl Owner<'_> {
 }
 
 /// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached or failed; the message is for logs only.
     #[error("store unavailable: {0}")]
@@ -55,7 +59,14 @@ pub enum StoreError {
     /// what was asked may or may not have been stored.
     #[error("store outcome unknown: {0}")]
     OutcomeUnknown(String),
-    /// Stored data could not be decoded (for example a secret under another key).
+    /// The disk holding the store is full: nothing of the failed call was
+    /// stored, and writing resumes by itself once there is space again.
+    #[error("the disk holding the store is full: {0}")]
+    DiskFull(String),
+    /// The database cannot be read as this service's: the file is corrupt,
+    /// is not a database, belongs to another application or was written by
+    /// a newer release; or stored data could not be decoded (for example a
+    /// secret sealed under another key).
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
 }
@@ -355,6 +366,22 @@ pub struct DeliveryStats {
     pub success_durations_ms: Vec<u32>,
 }
 
+impl DeliveryStats {
+    /// Adds `n` deliveries of the stored status `status` (one row of a
+    /// `GROUP BY status` count); a status this release does not know is
+    /// left out of every count rather than failing the whole statistic.
+    pub(crate) fn add_count(&mut self, status: &str, n: u64) {
+        let slot = match DeliveryStatus::parse(status) {
+            Ok(DeliveryStatus::Pending) => &mut self.pending,
+            Ok(DeliveryStatus::Retrying) => &mut self.retrying,
+            Ok(DeliveryStatus::Delivered) => &mut self.delivered,
+            Ok(DeliveryStatus::Failed) => &mut self.failed,
+            Err(_) => return,
+        };
+        *slot += n;
+    }
+}
+
 /// The storage contract. Every method is atomic; `ingest` answers only after
 /// its rows are durably committed.
 #[async_trait]
@@ -440,33 +467,48 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Vec<DisabledWebhook>, StoreError>;
 
+    /// One webhook as the proof that `owner` may see it, which the queries
+    /// of its deliveries take; `None` if `owner` may not see it.
+    ///
+    /// The only way to a [`VisibleWebhook`]: a handler that skips this
+    /// check has nothing to pass to those queries.
+    async fn visible_webhook(
+        &self,
+        id: &WebhookId,
+        owner: Owner<'_>,
+    ) -> Result<Option<VisibleWebhook>, StoreError> {
+        Ok(self
+            .get_webhook(id, owner)
+            .await?
+            .map(VisibleWebhook::checked))
+    }
     /// The delivery log of a webhook, newest first.
     async fn list_deliveries(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         limit: u32,
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError>;
-    /// One delivery with its attempts.
+    /// One delivery of a webhook with its attempts.
     async fn get_delivery(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError>;
-    /// Makes deliveries due now again (manual retry / replay); returns how many.
+    /// Makes deliveries of a webhook due now again (manual retry / replay); returns how many.
     async fn requeue(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError>;
-    /// Status counts and successful-attempt durations of deliveries created since `since`, for `webhooks` (all of `owner`'s when empty).
+    /// Status counts and successful-attempt durations of the deliveries in
+    /// `scope` created since `since`.
     async fn delivery_stats(
         &self,
-        owner: Owner<'_>,
-        webhook: Option<&WebhookId>,
+        scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError>;
     /// Deletes a chunk of finished deliveries and unreferenced events older than `before` (unix ms); returns rows removed (0 when done).

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
-use webhook_domain::ids::{DeliveryId, WebhookId};
+use webhook_domain::ids::{DeliveryId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use self::migrations::migrate;
@@ -38,8 +38,8 @@ use self::pool::{Connector, Pool};
 use self::writer::{Done, Job, Work};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
-    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, Store,
-    StoreError, WebhookPatch, WebhookRecord,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, StatsScope,
+    Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -323,43 +323,43 @@ impl Store for PostgresStore {
 
     async fn list_deliveries(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         limit: u32,
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::list(&mut c, webhook, &filter, limit, offset).await
+        logs::list(&mut c, &webhook.id, &filter, limit, offset).await
     }
 
     async fn get_delivery(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::get_one(&mut c, webhook, delivery).await
+        logs::get_one(&mut c, &webhook.id, delivery).await
     }
 
     async fn requeue(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::requeue(&mut c, webhook, &filter, only.as_ref(), now).await
+        logs::requeue(&mut c, &webhook.id, &filter, only.as_ref(), now).await
     }
 
     async fn delivery_stats(
         &self,
-        owner: Owner<'_>,
-        webhook: Option<&WebhookId>,
+        scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError> {
+        let (webhook, owner) = scope.filters();
         let mut c = self.pool.get().await?;
-        logs::stats(&mut c, owner_str(&owner), webhook, since).await
+        logs::stats(&mut c, owner.map(UserId::as_str), webhook, since).await
     }
 
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {

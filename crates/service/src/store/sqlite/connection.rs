@@ -20,9 +20,27 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A file that keeps its size is rewritten in place.
 pub(super) const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
 
+/// SQLite's errors by their code: a full disk and a damaged or foreign file
+/// say so; everything else (I/O errors, locks, a closed connection) is
+/// `Unavailable`.
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
+        use rusqlite::ErrorCode;
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+                ErrorCode::DiskFull => StoreError::DiskFull(e.to_string()),
+                ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                    StoreError::Corrupt(e.to_string())
+                }
+                _ => StoreError::Unavailable(e.to_string()),
+            },
+            // A stored value of the wrong type or out of range: the row, not the store, is bad.
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(..) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Unavailable(e.to_string()),
+        }
     }
 }
 

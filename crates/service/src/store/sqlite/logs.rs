@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
-use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
+use webhook_domain::delivery::AttemptErrorKind;
 use webhook_domain::ids::{DeliveryId, WebhookId};
 
 use super::rows::{DELIVERY_COLUMNS, delivery_row};
@@ -159,14 +159,8 @@ pub fn delivery_stats(
     })?;
     for row in rows {
         let (status, n) = row?;
-        let n = n as u64;
-        match DeliveryStatus::parse(&status) {
-            Ok(DeliveryStatus::Pending) => stats.pending = n,
-            Ok(DeliveryStatus::Retrying) => stats.retrying = n,
-            Ok(DeliveryStatus::Delivered) => stats.delivered = n,
-            Ok(DeliveryStatus::Failed) => stats.failed = n,
-            Err(_) => {}
-        }
+        let n = u64::try_from(n).unwrap_or(0);
+        stats.add_count(&status, n);
     }
     // Latency of the attempts that delivered (bounded sample, newest first).
     let mut stmt = c.prepare_cached(&format!(

@@ -33,12 +33,12 @@ use webhook_domain::webhook::WebhookSecret;
 
 use self::checkpointer::checkpointer;
 use self::connection::{Readers, open_connection};
-use self::migrations::migrate;
+use self::migrations::{check_existing, migrate};
 use self::writer::{IngestJob, Job, WriteJob, writer_loop};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
-    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, Store,
-    StoreError, WebhookPatch, WebhookRecord,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, StatsScope,
+    Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -85,8 +85,9 @@ impl SqliteStore {
         // and one claim's rows. A 32 MiB cache added 25 MB of RSS, and a
         // per-commit walk of the cache (2.4 % of the service's CPU), for no
         // measurable gain once claims stopped reading skipped backlogs.
-        let mut conn = open_connection(&path, 8 * 1024)?;
-        migrate(&mut conn)?;
+        check_existing(&path).map_err(naming(&path))?;
+        let mut conn = open_connection(&path, 8 * 1024).map_err(naming(&path))?;
+        migrate(&mut conn, &path).map_err(naming(&path))?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let alive = Arc::new(());
         let weak = Arc::downgrade(&alive);
@@ -120,8 +121,10 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
-        let mut conn = open_connection(&data_dir.join("webhooks.db"), 2048)?;
-        migrate(&mut conn)
+        let path = data_dir.join("webhooks.db");
+        check_existing(&path).map_err(naming(&path))?;
+        let mut conn = open_connection(&path, 2048).map_err(naming(&path))?;
+        migrate(&mut conn, &path).map_err(naming(&path))
     }
 
     /// The database file.
@@ -149,6 +152,31 @@ impl SqliteStore {
         T: Send + 'static,
     {
         self.readers.run(work).await
+    }
+}
+
+/// Makes an error met while opening the store name the database file, and
+/// say that the file was left alone.
+fn naming(path: &Path) -> impl Fn(StoreError) -> StoreError + '_ {
+    move |e| {
+        let file = path.display().to_string();
+        let named = |detail: String| {
+            if detail.contains(&file) {
+                detail
+            } else {
+                format!("{file}: {detail}")
+            }
+        };
+        match e {
+            StoreError::Corrupt(detail) => StoreError::Corrupt(format!(
+                "{}; the file was left untouched (restore it from a backup, or move it away \
+                 or set WEBHOOK_DATA_DIR elsewhere to start an empty store)",
+                named(detail)
+            )),
+            StoreError::DiskFull(detail) => StoreError::DiskFull(named(detail)),
+            StoreError::Unavailable(detail) => StoreError::Unavailable(named(detail)),
+            other => other,
+        }
     }
 }
 
@@ -322,45 +350,45 @@ impl Store for SqliteStore {
 
     async fn list_deliveries(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         limit: u32,
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
-        let webhook = webhook.clone();
+        let webhook = webhook.id.clone();
         self.read(move |c| logs::list_deliveries(c, &webhook, &filter, limit, offset))
             .await
     }
 
     async fn get_delivery(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {
-        let (webhook, delivery) = (webhook.clone(), delivery.clone());
+        let (webhook, delivery) = (webhook.id.clone(), delivery.clone());
         self.read(move |c| logs::get_delivery(c, &webhook, &delivery))
             .await
     }
 
     async fn requeue(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let webhook = webhook.clone();
+        let webhook = webhook.id.clone();
         self.write(move |c| logs::requeue(c, &webhook, &filter, only.as_ref(), now))
             .await
     }
 
     async fn delivery_stats(
         &self,
-        owner: Owner<'_>,
-        webhook: Option<&WebhookId>,
+        scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError> {
-        let (owner, webhook) = (owner_string(owner), webhook.cloned());
+        let (webhook, owner) = scope.filters();
+        let (webhook, owner) = (webhook.cloned(), owner.map(|u| u.as_str().to_string()));
         self.read(move |c| logs::delivery_stats(c, owner.as_deref(), webhook.as_ref(), since))
             .await
     }
@@ -372,10 +400,10 @@ impl Store for SqliteStore {
 
 #[cfg(test)]
 mod tests {
-    use super::migrations::MIGRATIONS;
     use super::writer::TxState;
     use super::*;
     use crate::crypto::EncryptionKey;
+    use crate::store::migrations::SQLITE;
     use crate::store::{DeliveryFilter, NewDelivery};
     use bytes::Bytes;
     use rusqlite::params;
@@ -389,7 +417,7 @@ mod tests {
     fn claim_fixture(webhooks: &[&str]) -> (tempfile::TempDir, Connection) {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
-        migrate(&mut conn).unwrap();
+        migrate(&mut conn, dir.path()).unwrap();
         for id in webhooks {
             conn.execute(
                 "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
@@ -513,7 +541,7 @@ mod tests {
                  INSERT INTO schema_migrations VALUES (1, 0);",
             )
             .unwrap();
-            conn.execute_batch(MIGRATIONS[0].1).unwrap();
+            conn.execute_batch(SQLITE[0].sql).unwrap();
             let sealed = cipher
                 .seal("whsec_migration_test_secret_0123", webhook)
                 .unwrap();
@@ -544,8 +572,13 @@ mod tests {
         let store = SqliteStore::open(dir.path(), cipher).unwrap();
         let webhook = WebhookId::parse(webhook).unwrap();
         let delivery = DeliveryId::parse(delivery).unwrap();
+        let proof = store
+            .visible_webhook(&webhook, Owner::Any)
+            .await
+            .unwrap()
+            .expect("webhook kept");
         let detail = store
-            .get_delivery(&webhook, &delivery)
+            .get_delivery(&proof, &delivery)
             .await
             .unwrap()
             .expect("delivery kept");
@@ -554,7 +587,7 @@ mod tests {
         assert_eq!(detail.attempts.len(), 1);
         assert_eq!(detail.attempts[0].status_code, Some(200));
         let page = store
-            .list_deliveries(&webhook, DeliveryFilter::default(), 10, 0)
+            .list_deliveries(&proof, DeliveryFilter::default(), 10, 0)
             .await
             .unwrap();
         assert_eq!(page.total, 1);
@@ -596,7 +629,7 @@ mod tests {
         answer: oneshot::Receiver<Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
         let (completion, failed) = job.run(conn, tx);
-        assert!(!failed);
+        assert!(failed.is_none());
         completion(Ok(()));
         answer.blocking_recv().unwrap()
     }

@@ -35,7 +35,8 @@ pub(super) const GATHER_UNTIL: usize = 32;
 /// next one to wait: a lone caller (light load) is never held back.
 pub(super) const GATHER_AFTER: usize = 4;
 
-pub(super) type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
+/// Answers one caller, given the transaction's outcome.
+pub(super) type Completion = Box<dyn FnOnce(Result<(), &StoreError>) + Send>;
 
 /// A unit of work for the writer thread.
 ///
@@ -49,10 +50,14 @@ pub(super) type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
 /// statement journal).
 pub(super) trait WriteJob: Send {
     /// Runs inside the open transaction. Returns the closure that answers
-    /// the caller after the commit, and whether SQLite failed (abort the batch).
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool);
+    /// the caller after the commit, and the failure that aborts the batch, if any.
+    fn run<'c>(
+        self: Box<Self>,
+        conn: &'c Connection,
+        tx: &mut TxState<'c>,
+    ) -> (Completion, Option<StoreError>);
     /// Answers the caller when the transaction could not even start.
-    fn fail(self: Box<Self>, error: String);
+    fn fail(self: Box<Self>, error: StoreError);
 }
 
 /// What the writer keeps across the jobs of one transaction.
@@ -63,24 +68,47 @@ pub(super) struct TxState<'c> {
     pub(super) ingester: Option<ingest::Ingester<'c>>,
 }
 
+/// Whether a job's error aborts the whole batch: a failure of SQLite itself
+/// (the statement may have written part of its rows). A cap reached is the
+/// job's own answer, checked before its first write.
+fn aborts_batch(error: &StoreError) -> bool {
+    !matches!(error, StoreError::WebhookLimit { .. })
+}
+
+/// What a job that did nothing wrong is told when its batch was not
+/// committed: a full disk stopped every job of it alike; anything else
+/// (another job's damaged row, an I/O error) is, for this caller, an
+/// unavailable store that a retry may find working.
+fn not_committed(cause: &StoreError) -> StoreError {
+    match cause {
+        StoreError::DiskFull(detail) => {
+            StoreError::DiskFull(format!("transaction aborted: {detail}"))
+        }
+        other => StoreError::Unavailable(format!("transaction aborted: {other}")),
+    }
+}
+
 /// Answers `reply` with `result` once the transaction's outcome is known;
-/// says whether `result` is a failure of SQLite itself (abort the batch).
+/// returns the failure that aborts the batch, if `result` is one.
 pub(super) fn answer_after_commit<T: Send + 'static>(
     result: Result<T, StoreError>,
     reply: oneshot::Sender<Result<T, StoreError>>,
-) -> (Completion, bool) {
-    let sqlite_failed = matches!(result, Err(StoreError::Unavailable(_)));
+) -> (Completion, Option<StoreError>) {
+    let abort = match &result {
+        Err(e) if aborts_batch(e) => Some(e.clone()),
+        _ => None,
+    };
     let completion: Completion = Box::new(move |committed| {
         let answer = match (committed, result) {
             (Ok(()), result) => result,
             // Its own error says more than "the batch was aborted".
             (Err(_), Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(StoreError::Unavailable(format!("transaction aborted: {e}"))),
+            (Err(cause), Ok(_)) => Err(not_committed(cause)),
         };
         // The caller may have gone away (request cancelled); nothing to do then.
         let _ = reply.send(answer);
     });
-    (completion, sqlite_failed)
+    (completion, abort)
 }
 
 /// Stores one ingest call's events, with the statements the transaction's
@@ -92,7 +120,11 @@ pub(super) struct IngestJob {
 }
 
 impl WriteJob for IngestJob {
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
+    fn run<'c>(
+        self: Box<Self>,
+        conn: &'c Connection,
+        tx: &mut TxState<'c>,
+    ) -> (Completion, Option<StoreError>) {
         let IngestJob {
             owner,
             items,
@@ -110,8 +142,8 @@ impl WriteJob for IngestJob {
         answer_after_commit(result, reply)
     }
 
-    fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
     }
 }
 
@@ -126,15 +158,19 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
+    fn run<'c>(
+        self: Box<Self>,
+        conn: &'c Connection,
+        tx: &mut TxState<'c>,
+    ) -> (Completion, Option<StoreError>) {
         // Any other job may change what the ingester has looked up.
         tx.ingester = None;
         let Job { work, reply } = *self;
         answer_after_commit(work(conn), reply)
     }
 
-    fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
+    fn fail(self: Box<Self>, error: StoreError) {
+        let _ = self.reply.send(Err(error));
     }
 }
 
@@ -149,7 +185,7 @@ pub(super) fn writer_loop(
         let began = Instant::now();
         let gather = last_jobs >= GATHER_AFTER;
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
-            first.fail(e.to_string());
+            first.fail(e.into());
             continue;
         }
         let mut completions = Vec::with_capacity(64);
@@ -158,10 +194,10 @@ pub(super) fn writer_loop(
         let mut tx = TxState::default();
         // Everything that queued up while the last commit was being fsynced joins this one.
         while let Some(job) = next.take() {
-            let (completion, sqlite_failed) = job.run(&conn, &mut tx);
+            let (completion, failure) = job.run(&conn, &mut tx);
             completions.push(completion);
-            if sqlite_failed {
-                aborted = Some("a statement failed".to_string());
+            if failure.is_some() {
+                aborted = failure;
                 break;
             }
             if completions.len() < MAX_JOBS_PER_COMMIT {
@@ -177,14 +213,16 @@ pub(super) fn writer_loop(
         last_jobs = completions.len();
         drop(tx);
         let outcome = match aborted {
-            Some(reason) => Err(reason),
-            None => run_cached(&conn, "COMMIT").map_err(|e| e.to_string()),
+            Some(cause) => Err(cause),
+            None => run_cached(&conn, "COMMIT").map_err(StoreError::from),
         };
         if outcome.is_err() {
+            // SQLite may have rolled back by itself already (a full disk
+            // does); then this fails, harmlessly.
             let _ = conn.execute_batch("ROLLBACK");
         }
         for completion in completions {
-            completion(outcome.clone());
+            completion(outcome.as_ref().map(|_| ()));
         }
         // Right after a background checkpoint, when few frames are left to
         // copy; the fallback only if that thread has stopped signalling.
