@@ -67,7 +67,7 @@ pub enum StoreError {
     /// is not a database, belongs to another application or was written by
     /// a newer release; or stored data could not be decoded (for example a
     /// secret sealed under another key).
-    #[error("stored data is corrupt: {0}")]
+    #[error("the store's data cannot be read: {0}")]
     Corrupt(String),
 }
 

@@ -12,7 +12,22 @@ use super::{Owner, WebhookRecord};
 ///
 /// The delivery queries (log, detail, retry, replay, statistics) take one
 /// instead of a bare [`WebhookId`], so a handler that forgets the check does
-/// not compile, rather than showing another user's deliveries.
+/// not compile, rather than showing another user's deliveries. Outside the
+/// store none can be made from a record:
+///
+/// ```compile_fail
+/// use webhook_service::store::{VisibleWebhook, WebhookRecord};
+/// fn forge(record: WebhookRecord) -> VisibleWebhook {
+///     VisibleWebhook { record }
+/// }
+/// ```
+///
+/// ```compile_fail
+/// use webhook_service::store::{VisibleWebhook, WebhookRecord};
+/// fn forge(record: WebhookRecord) -> VisibleWebhook {
+///     VisibleWebhook::checked(record)
+/// }
+/// ```
 #[derive(Debug, Clone)]
 pub struct VisibleWebhook {
     record: WebhookRecord,
