@@ -162,6 +162,11 @@ async fn a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself(
         (503, &json!("STORE_DISK_FULL"))
     );
 
+    // The health check says why.
+    let (status, health) = app.get("/health", &token).await;
+    assert_eq!(status, 503, "{health}");
+    assert_eq!(health["reason"], "the disk holding the store is full");
+
     // What was stored keeps going out meanwhile.
     let stored = acknowledged.len();
     receiver
@@ -177,6 +182,8 @@ async fn a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself(
     })
     .await;
     acknowledged.push(recovered);
+    let (status, health) = app.get("/health", &token).await;
+    assert_eq!(status, 200, "healthy again: {health}");
 
     // Nothing acknowledged was lost: each was received, and each is logged
     // as delivered (the attempt results that waited for space are recorded).

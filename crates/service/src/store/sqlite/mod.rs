@@ -50,6 +50,8 @@ pub struct SqliteStore {
     cipher: SecretCipher,
     // Held for the life of the store: a second process on the same data directory would corrupt claims.
     _lock: File,
+    /// The last batch that had rows to write found the disk full (see `writer_loop`).
+    disk_full: Arc<AtomicBool>,
     // Dropping the store ends the checkpointer thread.
     _alive: Arc<()>,
     /// Claims of earlier processes were voided (see `recover_claims`).
@@ -101,9 +103,11 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
         let (writer, jobs) = mpsc::channel::<Box<dyn WriteJob>>();
+        let disk_full = Arc::new(AtomicBool::new(false));
+        let writer_disk_full = disk_full.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, rewind_due))
+            .spawn(move || writer_loop(conn, jobs, rewind_due, writer_disk_full))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
             readers: Readers::new(path.clone()),
@@ -111,6 +115,7 @@ impl SqliteStore {
             writer,
             cipher,
             _lock: lock,
+            disk_full,
             _alive: alive,
             claims_recovered: std::sync::atomic::AtomicBool::new(false),
         })
@@ -190,7 +195,15 @@ impl Store for SqliteStore {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await?;
         // A write round trip proves the writer thread is alive too.
-        self.write(|_| Ok(())).await
+        self.write(|_| Ok(())).await?;
+        // That round trip writes nothing, so it cannot find the disk full:
+        // the last real write tells.
+        if self.disk_full.load(Ordering::Acquire) {
+            return Err(StoreError::DiskFull(
+                "the last write found no space left; writes resume once there is".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn create_webhook(

@@ -310,8 +310,11 @@ fn a_full_disk_fails_every_job_of_the_batch_as_disk_full() {
     }))
     .unwrap();
     drop(jobs);
-    let writer =
-        std::thread::spawn(move || writer_loop(conn, queue, Arc::new(AtomicBool::new(false))));
+    let disk_full = Arc::new(AtomicBool::new(false));
+    let flag = disk_full.clone();
+    let writer = std::thread::spawn(move || {
+        writer_loop(conn, queue, Arc::new(AtomicBool::new(false)), flag)
+    });
     let large = large.blocking_recv().unwrap();
     assert!(
         matches!(large, Err(StoreError::DiskFull(_))),
@@ -323,4 +326,8 @@ fn a_full_disk_fails_every_job_of_the_batch_as_disk_full() {
         "a job of the same batch: {innocent:?}"
     );
     writer.join().unwrap();
+    assert!(
+        disk_full.load(Ordering::Acquire),
+        "kept for the health check"
+    );
 }

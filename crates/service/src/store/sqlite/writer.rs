@@ -174,16 +174,24 @@ where
     }
 }
 
+/// Runs the writer until every sender of `jobs` is gone.
+///
+/// `rewind_due` is the checkpointer's signal to rewind the WAL; `disk_full`
+/// says whether the last batch that had anything to write found the disk
+/// full (set by that failure, cleared by the next commit that writes rows),
+/// for the health check.
 pub(super) fn writer_loop(
     conn: Connection,
     jobs: mpsc::Receiver<Box<dyn WriteJob>>,
     rewind_due: Arc<AtomicBool>,
+    disk_full: Arc<AtomicBool>,
 ) {
     let mut last_restart = Instant::now();
     let mut last_jobs = 0;
     while let Ok(first) = jobs.recv() {
         let began = Instant::now();
         let gather = last_jobs >= GATHER_AFTER;
+        let changes_before = conn.total_changes();
         if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
             first.fail(e.into());
             continue;
@@ -220,6 +228,16 @@ pub(super) fn writer_loop(
             // SQLite may have rolled back by itself already (a full disk
             // does); then this fails, harmlessly.
             let _ = conn.execute_batch("ROLLBACK");
+        }
+        // Before the answers, so that a caller told "stored" finds the
+        // health check agreeing. A commit that writes nothing (a health
+        // check's) proves nothing about space.
+        match &outcome {
+            Err(StoreError::DiskFull(_)) => disk_full.store(true, Ordering::Release),
+            Ok(()) if conn.total_changes() > changes_before => {
+                disk_full.store(false, Ordering::Release)
+            }
+            _ => {}
         }
         for completion in completions {
             completion(outcome.as_ref().map(|_| ()));
