@@ -2112,6 +2112,33 @@ async fn contract_deleting_while_writing_leaves_no_orphans(f: &Fixture) {
     }
 }
 
+/// The proof of access the delivery queries take is given only to a caller
+/// who may see the webhook: its owner, or an admin.
+async fn contract_visible_webhook_is_the_ownership_check(store: &dyn Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let hook = create(store, "alice", 1).await.id;
+    for (owner, visible) in [
+        (Owner::User(&alice), true),
+        (Owner::Any, true),
+        (Owner::User(&bob), false),
+    ] {
+        let proof = store.visible_webhook(&hook, owner).await.unwrap();
+        assert_eq!(
+            proof.map(|v| v.id.clone()),
+            visible.then(|| hook.clone()),
+            "{owner:?}"
+        );
+    }
+    assert!(
+        store
+            .visible_webhook(&WebhookId::generate(), Owner::Any)
+            .await
+            .unwrap()
+            .is_none(),
+        "a webhook that does not exist"
+    );
+}
+
 async fn contract_health(store: &dyn Store) {
     store.health().await.expect("a working store is healthy");
 }
@@ -2191,6 +2218,7 @@ macro_rules! contracts {
 contracts!(
     stores:
         contract_health,
+        contract_visible_webhook_is_the_ownership_check,
         contract_webhook_crud_and_ownership,
         contract_webhook_cap,
         contract_rotation_keeps_previous_secret,
@@ -2216,6 +2244,63 @@ contracts!(
         contract_children_go_with_their_parents,
         contract_deleting_while_writing_leaves_no_orphans,
 );
+
+// ------------------------------------------------- schema versions
+
+/// A database that records a migration this release does not know was
+/// written by a newer release: both stores refuse it by type, naming it,
+/// instead of running on a schema they cannot know.
+mod schema_versions {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_refuses_a_database_of_a_newer_release() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path(), cipher()).expect("open"));
+        let db = dir.path().join("webhooks.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
+                [],
+            )
+            .unwrap();
+        match SqliteStore::open(dir.path(), cipher()) {
+            Err(StoreError::Corrupt(m)) => {
+                assert!(m.contains(&db.display().to_string()), "{m}");
+                assert!(m.contains("newer release"), "{m}");
+            }
+            Err(other) => panic!("not refused as corrupt: {other}"),
+            Ok(_) => panic!("a database of a newer release was opened"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_refuses_a_database_of_a_newer_release() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        drop(
+            PostgresStore::connect(&db.url, PostgresOptions::default(), cipher())
+                .await
+                .expect("connect"),
+        );
+        postgres_support::connect(&db.url)
+            .await
+            .expect("connect")
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
+                &[],
+            )
+            .await
+            .unwrap();
+        match PostgresStore::connect(&db.url, PostgresOptions::default(), cipher()).await {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("newer release"), "{m}"),
+            Err(other) => panic!("not refused as corrupt: {other}"),
+            Ok(_) => panic!("a database of a newer release was opened"),
+        }
+    }
+}
 
 // ------------------------------------------------- PostgreSQL: several instances
 
