@@ -9,6 +9,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::store::StoreError;
 
+/// Idle reader connections kept for reuse; more are opened when needed.
 const MAX_IDLE_READERS: usize = 4;
 /// How long a connection waits for a lock held by another before giving up.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);

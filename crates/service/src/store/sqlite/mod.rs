@@ -8,6 +8,12 @@
 //! writing and syncing the WAL) is shared by every event that queued during
 //! the previous one instead of paid by each. Reads use a small pool of
 //! separate connections, which WAL lets run alongside the writer.
+//!
+//! The modules match the PostgreSQL store's, by concept: the SQL is in
+//! `webhooks`, `ingest`, `claims`, `record` and `logs` (with `rows`
+//! decoding); `writer` and `checkpointer` are the two threads; `connection`
+//! opens connections and holds the reader pool; `migrations` checks an
+//! existing file and brings its schema up to date.
 
 mod checkpointer;
 mod claims;
@@ -68,6 +74,10 @@ impl std::fmt::Debug for SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, applying migrations.
+    ///
+    /// A `webhooks.db` that is not this service's (not a database, damaged,
+    /// another application's, or of a newer release) is refused with
+    /// [`StoreError::Corrupt`] naming it, and left untouched.
     pub fn open(data_dir: &Path, cipher: SecretCipher) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
