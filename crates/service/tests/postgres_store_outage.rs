@@ -139,7 +139,16 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() -> Ran {
         "a reload is announced after reconnecting"
     );
     let logged = store
-        .list_deliveries(&hook.id, DeliveryFilter::default(), 1, 0)
+        .list_deliveries(
+            &store
+                .visible_webhook(&hook.id, Owner::Any)
+                .await
+                .unwrap()
+                .expect("the webhook exists"),
+            DeliveryFilter::default(),
+            1,
+            0,
+        )
         .await
         .unwrap();
     // The 20 acknowledged before the outage and the one after; none of the refused ones.

@@ -22,7 +22,8 @@ use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
 use webhook_service::store::sqlite::SqliteStore;
 use webhook_service::store::{
     AttemptRecord, AttemptReport, DeliveryFilter, FailurePolicy, IngestItem, IngestOutcome,
-    NewDelivery, NewWebhook, Owner, Store, StoreError, WebhookPatch, WebhookRecord,
+    NewDelivery, NewWebhook, Owner, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch,
+    WebhookRecord,
 };
 
 use postgres_support::TestDatabase;
@@ -45,6 +46,16 @@ async fn keep_beating(store: &dyn Store, owners: &[&str], period: Duration) {
     for owner in owners {
         store.heartbeat(owner).await.unwrap();
     }
+}
+
+/// The proof of access the delivery queries take, for a webhook that exists
+/// (as an admin sees it).
+async fn visible(store: &dyn Store, id: &WebhookId) -> VisibleWebhook {
+    store
+        .visible_webhook(id, Owner::Any)
+        .await
+        .unwrap()
+        .expect("the webhook exists")
 }
 
 fn cipher() -> SecretCipher {
@@ -669,7 +680,7 @@ async fn contract_ingest_large_call(store: &dyn Store) {
     );
     for hook in &hooks {
         let total = store
-            .list_deliveries(hook, DeliveryFilter::default(), 1, 0)
+            .list_deliveries(&visible(store, hook).await, DeliveryFilter::default(), 1, 0)
             .await
             .unwrap()
             .total;
@@ -722,7 +733,12 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
     );
 
     let logged = store
-        .list_deliveries(&w1, DeliveryFilter::default(), 100, 0)
+        .list_deliveries(
+            &visible(store, &w1).await,
+            DeliveryFilter::default(),
+            100,
+            0,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -731,7 +747,7 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
         logged.items
     );
     let detail = store
-        .get_delivery(&w1, &d3[0])
+        .get_delivery(&visible(store, &w1).await, &d3[0])
         .await
         .unwrap()
         .expect("stored");
@@ -781,7 +797,7 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
         "{outcomes:?}"
     );
     let total = store
-        .list_deliveries(&w2, DeliveryFilter::default(), 1, 0)
+        .list_deliveries(&visible(store, &w2).await, DeliveryFilter::default(), 1, 0)
         .await
         .unwrap()
         .total;
@@ -1008,7 +1024,11 @@ async fn contract_record_attempts_transitions(store: &dyn Store) {
     )
     .await;
     assert!(disabled.is_empty());
-    let detail = store.get_delivery(&w, &d).await.unwrap().unwrap();
+    let detail = store
+        .get_delivery(&visible(store, &w).await, &d)
+        .await
+        .unwrap()
+        .unwrap();
     let r = &detail.delivery;
     assert_eq!(
         (r.status, r.attempts, r.next_attempt_at),
@@ -1058,7 +1078,11 @@ async fn contract_record_attempts_transitions(store: &dyn Store) {
         5020,
     )
     .await;
-    let detail = store.get_delivery(&w, &d).await.unwrap().unwrap();
+    let detail = store
+        .get_delivery(&visible(store, &w).await, &d)
+        .await
+        .unwrap()
+        .unwrap();
     let r = &detail.delivery;
     assert_eq!(
         (r.status, r.attempts, r.next_attempt_at, r.delivered_at),
@@ -1102,7 +1126,11 @@ async fn contract_record_attempts_transitions(store: &dyn Store) {
         "a success ends the failure run"
     );
     assert!(
-        store.get_delivery(&other, &d).await.unwrap().is_none(),
+        store
+            .get_delivery(&visible(store, &other).await, &d)
+            .await
+            .unwrap()
+            .is_none(),
         "a delivery is read through its webhook"
     );
     assert!(
@@ -1180,7 +1208,12 @@ async fn contract_auto_disable_after_exhausted_deliveries(store: &dyn Store) {
         ),
         (Some(2001), 2001, 2)
     );
-    let failed = store.get_delivery(&w, &d2).await.unwrap().unwrap().delivery;
+    let failed = store
+        .get_delivery(&visible(store, &w).await, &d2)
+        .await
+        .unwrap()
+        .unwrap()
+        .delivery;
     assert_eq!(
         (failed.status, failed.next_attempt_at),
         (DeliveryStatus::Failed, None)
@@ -1290,7 +1323,11 @@ async fn contract_reports_count_only_for_their_claims(store: &dyn Store) {
         .await
         .unwrap();
     assert!(disabled.is_empty(), "another's claim does not count");
-    let detail = store.get_delivery(&w, &taken_over).await.unwrap().unwrap();
+    let detail = store
+        .get_delivery(&visible(store, &w).await, &taken_over)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(detail.delivery.status, DeliveryStatus::Pending);
     assert!(detail.attempts.is_empty(), "{:?}", detail.attempts);
     assert!(
@@ -1321,7 +1358,11 @@ async fn contract_reports_count_only_for_their_claims(store: &dyn Store) {
         .await
         .unwrap();
     assert!(disabled.is_empty());
-    let detail = store.get_delivery(&w, &taken_over).await.unwrap().unwrap();
+    let detail = store
+        .get_delivery(&visible(store, &w).await, &taken_over)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(detail.delivery.status, DeliveryStatus::Delivered);
     assert_eq!(detail.attempts.len(), 1);
     assert_eq!(detail.attempts[0].status_code, Some(200));
@@ -1345,7 +1386,11 @@ async fn contract_reports_count_only_for_their_claims(store: &dyn Store) {
         .record_attempts("i-a", Arc::new(vec![result]), strict, 701)
         .await
         .unwrap();
-    let detail = store.get_delivery(&w, &loose).await.unwrap().unwrap();
+    let detail = store
+        .get_delivery(&visible(store, &w).await, &loose)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(detail.delivery.status, DeliveryStatus::Delivered);
 }
 
@@ -1399,14 +1444,20 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
     .await;
 
     let all = DeliveryFilter::default();
-    let page = store.list_deliveries(&w, all.clone(), 2, 0).await.unwrap();
+    let page = store
+        .list_deliveries(&visible(store, &w).await, all.clone(), 2, 0)
+        .await
+        .unwrap();
     assert_eq!(page.total, 5);
     assert_eq!(
         page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![ids[4].clone(), ids[3].clone()],
         "newest first"
     );
-    let page = store.list_deliveries(&w, all.clone(), 2, 4).await.unwrap();
+    let page = store
+        .list_deliveries(&visible(store, &w).await, all.clone(), 2, 4)
+        .await
+        .unwrap();
     assert_eq!((page.total, page.items.len()), (5, 1));
     assert_eq!(page.items[0].id, ids[0]);
     assert_eq!(page.items[0].user_id, "alice");
@@ -1415,7 +1466,10 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
         status: Some(DeliveryStatus::Delivered),
         ..DeliveryFilter::default()
     };
-    let page = store.list_deliveries(&w, delivered, 10, 0).await.unwrap();
+    let page = store
+        .list_deliveries(&visible(store, &w).await, delivered, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(
         page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![ids[3].clone(), ids[1].clone()]
@@ -1425,7 +1479,11 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
         ..DeliveryFilter::default()
     };
     assert_eq!(
-        store.list_deliveries(&w, typed, 10, 0).await.unwrap().total,
+        store
+            .list_deliveries(&visible(store, &w).await, typed, 10, 0)
+            .await
+            .unwrap()
+            .total,
         3
     );
     let window = DeliveryFilter {
@@ -1433,7 +1491,10 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
         until: Some(400),
         ..DeliveryFilter::default()
     };
-    let page = store.list_deliveries(&w, window, 10, 0).await.unwrap();
+    let page = store
+        .list_deliveries(&visible(store, &w).await, window, 10, 0)
+        .await
+        .unwrap();
     assert_eq!(
         page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
         vec![ids[2].clone(), ids[1].clone()]
@@ -1446,7 +1507,7 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .list_deliveries(&w, combined, 10, 0)
+            .list_deliveries(&visible(store, &w).await, combined, 10, 0)
             .await
             .unwrap()
             .total,
@@ -1455,7 +1516,7 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
 
     assert_eq!(
         store
-            .list_deliveries(&other, all, 10, 0)
+            .list_deliveries(&visible(store, &other).await, all, 10, 0)
             .await
             .unwrap()
             .total,
@@ -1463,12 +1524,16 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
     );
     assert!(
         store
-            .get_delivery(&w, &DeliveryId::generate())
+            .get_delivery(&visible(store, &w).await, &DeliveryId::generate())
             .await
             .unwrap()
             .is_none()
     );
-    let detail = store.get_delivery(&w, &ids[0]).await.unwrap().unwrap();
+    let detail = store
+        .get_delivery(&visible(store, &w).await, &ids[0])
+        .await
+        .unwrap()
+        .unwrap();
     assert!(detail.attempts.is_empty());
     assert_eq!(detail.delivery.created_at, 100);
 }
@@ -1510,9 +1575,15 @@ async fn contract_requeue(store: &dyn Store) {
         status: Some(DeliveryStatus::Failed),
         ..DeliveryFilter::default()
     };
-    assert_eq!(store.requeue(&w, only_failed, None, 2000).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .requeue(&visible(store, &w).await, only_failed, None, 2000)
+            .await
+            .unwrap(),
+        1
+    );
     let r = store
-        .get_delivery(&w, &failed)
+        .get_delivery(&visible(store, &w).await, &failed)
         .await
         .unwrap()
         .unwrap()
@@ -1524,13 +1595,18 @@ async fn contract_requeue(store: &dyn Store) {
 
     assert_eq!(
         store
-            .requeue(&w, DeliveryFilter::default(), Some(delivered.clone()), 2100)
+            .requeue(
+                &visible(store, &w).await,
+                DeliveryFilter::default(),
+                Some(delivered.clone()),
+                2100
+            )
             .await
             .unwrap(),
         1
     );
     let r = store
-        .get_delivery(&w, &delivered)
+        .get_delivery(&visible(store, &w).await, &delivered)
         .await
         .unwrap()
         .unwrap()
@@ -1543,13 +1619,18 @@ async fn contract_requeue(store: &dyn Store) {
     // Everything not held by an instance right now.
     assert_eq!(
         store
-            .requeue(&w, DeliveryFilter::default(), None, 2200)
+            .requeue(
+                &visible(store, &w).await,
+                DeliveryFilter::default(),
+                None,
+                2200
+            )
             .await
             .unwrap(),
         3
     );
     let r = store
-        .get_delivery(&w, &fresh)
+        .get_delivery(&visible(store, &w).await, &fresh)
         .await
         .unwrap()
         .unwrap()
@@ -1560,7 +1641,7 @@ async fn contract_requeue(store: &dyn Store) {
         "never attempted stays pending"
     );
     let r = store
-        .get_delivery(&w, &held)
+        .get_delivery(&visible(store, &w).await, &held)
         .await
         .unwrap()
         .unwrap()
@@ -1573,7 +1654,7 @@ async fn contract_requeue(store: &dyn Store) {
     assert_eq!(
         store
             .requeue(
-                &w,
+                &visible(store, &w).await,
                 DeliveryFilter::default(),
                 Some(DeliveryId::generate()),
                 2300
@@ -1642,7 +1723,7 @@ async fn contract_delivery_stats(store: &dyn Store) {
     )
     .await;
     let mine = store
-        .delivery_stats(Owner::User(&alice), None, 50)
+        .delivery_stats(StatsScope::Owner(Owner::User(&alice)), 50)
         .await
         .unwrap();
     assert_eq!(
@@ -1650,28 +1731,27 @@ async fn contract_delivery_stats(store: &dyn Store) {
         (1, 1, 1, 1)
     );
     assert_eq!(mine.success_durations_ms, vec![12]);
-    let everyone = store.delivery_stats(Owner::Any, None, 0).await.unwrap();
+    let everyone = store
+        .delivery_stats(StatsScope::Owner(Owner::Any), 0)
+        .await
+        .unwrap();
     assert_eq!(everyone.delivered, 3);
     let mut durations = everyone.success_durations_ms.clone();
     durations.sort();
     assert_eq!(durations, vec![12, 12, 99]);
     let one = store
-        .delivery_stats(Owner::Any, Some(&wb), 0)
+        .delivery_stats(StatsScope::Webhook(&visible(store, &wb).await), 0)
         .await
         .unwrap();
     assert_eq!((one.delivered, one.failed, one.pending), (1, 0, 0));
-    let not_mine = store
-        .delivery_stats(Owner::User(&alice), Some(&wb), 0)
-        .await
-        .unwrap();
-    assert_eq!(
-        (
-            not_mine.delivered,
-            not_mine.pending,
-            not_mine.success_durations_ms.len()
-        ),
-        (0, 0, 0),
-        "another user's webhook counts nothing"
+    // Another user's webhook: no proof of access, so no statistic to ask for.
+    assert!(
+        store
+            .visible_webhook(&wb, Owner::User(&alice))
+            .await
+            .unwrap()
+            .is_none(),
+        "another user's webhook is not visible"
     );
 }
 
@@ -1758,27 +1838,47 @@ async fn contract_prune(store: &dyn Store) {
     }
     // Two deliveries, their two events and the orphan event.
     assert_eq!(removed, 5);
-    assert!(store.get_delivery(&w, &old_done).await.unwrap().is_none());
-    assert!(store.get_delivery(&w, &old_failed).await.unwrap().is_none());
     assert!(
         store
-            .get_delivery(&w, &old_waiting)
+            .get_delivery(&visible(store, &w).await, &old_done)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_delivery(&visible(store, &w).await, &old_failed)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_delivery(&visible(store, &w).await, &old_waiting)
             .await
             .unwrap()
             .is_some(),
         "unfinished work is kept"
     );
     assert!(
-        store.get_delivery(&w, &new_done).await.unwrap().is_some(),
+        store
+            .get_delivery(&visible(store, &w).await, &new_done)
+            .await
+            .unwrap()
+            .is_some(),
         "recent logs are kept"
     );
     assert!(
-        store.get_delivery(&w, &recent_id).await.unwrap().is_some(),
+        store
+            .get_delivery(&visible(store, &w).await, &recent_id)
+            .await
+            .unwrap()
+            .is_some(),
         "a delivery's age is its id's, not the time stored with its event"
     );
     assert_eq!(
         store
-            .list_deliveries(&w, DeliveryFilter::default(), 10, 0)
+            .list_deliveries(&visible(store, &w).await, DeliveryFilter::default(), 10, 0)
             .await
             .unwrap()
             .total,
@@ -1789,11 +1889,13 @@ async fn contract_prune(store: &dyn Store) {
 async fn contract_delete_removes_deliveries(store: &dyn Store) {
     let w = create(store, "alice", 1).await.id;
     let d = ingest_one(store, "me", 100, &w, false).await;
+    // Taken before the deletion: the queries of a webhook deleted since find nothing.
+    let proof = visible(store, &w).await;
     assert!(store.delete_webhook(&w, Owner::Any).await.unwrap());
-    assert!(store.get_delivery(&w, &d).await.unwrap().is_none());
+    assert!(store.get_delivery(&proof, &d).await.unwrap().is_none());
     assert_eq!(
         store
-            .list_deliveries(&w, DeliveryFilter::default(), 10, 0)
+            .list_deliveries(&proof, DeliveryFilter::default(), 10, 0)
             .await
             .unwrap()
             .total,
@@ -1815,6 +1917,7 @@ async fn contract_delete_removes_deliveries(store: &dyn Store) {
 async fn contract_ingest_names_the_deleted_webhooks_it_skipped(store: &dyn Store) {
     let kept = create(store, "alice", 1).await.id;
     let gone = create(store, "alice", 2).await.id;
+    let gone_proof = visible(store, &gone).await;
     assert!(store.delete_webhook(&gone, Owner::Any).await.unwrap());
 
     let (item, ids) = event(100, "user.created", &[(&kept, true), (&gone, true)]);
@@ -1828,8 +1931,20 @@ async fn contract_ingest_names_the_deleted_webhooks_it_skipped(store: &dyn Store
             skipped: vec![gone.clone()]
         }]
     );
-    assert!(store.get_delivery(&kept, &ids[0]).await.unwrap().is_some());
-    assert!(store.get_delivery(&gone, &ids[1]).await.unwrap().is_none());
+    assert!(
+        store
+            .get_delivery(&visible(store, &kept).await, &ids[0])
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get_delivery(&gone_proof, &ids[1])
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     let batch: Vec<IngestItem> = (0..100)
         .map(|i| event(200 + i, "user.created", &[(&gone, false), (&kept, false)]).0)
@@ -1850,7 +1965,12 @@ async fn contract_ingest_names_the_deleted_webhooks_it_skipped(store: &dyn Store
     assert_eq!(outcomes, vec![IngestOutcome::Created]);
     assert_eq!(
         store
-            .list_deliveries(&kept, DeliveryFilter::default(), 1, 0)
+            .list_deliveries(
+                &visible(store, &kept).await,
+                DeliveryFilter::default(),
+                1,
+                0
+            )
             .await
             .unwrap()
             .total,
@@ -1898,7 +2018,7 @@ async fn contract_children_go_with_their_parents(f: &Fixture) {
     while store.prune(1000).await.unwrap() > 0 {}
     assert!(
         store
-            .get_delivery(&kept_hook, &old)
+            .get_delivery(&visible(store, &kept_hook).await, &old)
             .await
             .unwrap()
             .is_none()
@@ -1924,7 +2044,7 @@ async fn contract_children_go_with_their_parents(f: &Fixture) {
     assert_eq!(f.orphans().await, (0, 0));
     assert_eq!(
         store
-            .get_delivery(&kept_hook, &young)
+            .get_delivery(&visible(store, &kept_hook).await, &young)
             .await
             .unwrap()
             .map(|d| d.attempts.len()),
@@ -1967,6 +2087,8 @@ async fn contract_deleting_while_writing_leaves_no_orphans(f: &Fixture) {
                 tokio::task::yield_now().await;
             }
         };
+        // Taken before the deletion: the log of a webhook deleted since is empty.
+        let proof = visible(store, &hook).await;
         let deleting = async {
             for _ in 0..round * 2 {
                 tokio::task::yield_now().await;
@@ -1981,13 +2103,40 @@ async fn contract_deleting_while_writing_leaves_no_orphans(f: &Fixture) {
         );
         assert_eq!(
             store
-                .list_deliveries(&hook, DeliveryFilter::default(), 10, 0)
+                .list_deliveries(&proof, DeliveryFilter::default(), 10, 0)
                 .await
                 .unwrap()
                 .total,
             0
         );
     }
+}
+
+/// The proof of access the delivery queries take is given only to a caller
+/// who may see the webhook: its owner, or an admin.
+async fn contract_visible_webhook_is_the_ownership_check(store: &dyn Store) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let hook = create(store, "alice", 1).await.id;
+    for (owner, visible) in [
+        (Owner::User(&alice), true),
+        (Owner::Any, true),
+        (Owner::User(&bob), false),
+    ] {
+        let proof = store.visible_webhook(&hook, owner).await.unwrap();
+        assert_eq!(
+            proof.map(|v| v.id.clone()),
+            visible.then(|| hook.clone()),
+            "{owner:?}"
+        );
+    }
+    assert!(
+        store
+            .visible_webhook(&WebhookId::generate(), Owner::Any)
+            .await
+            .unwrap()
+            .is_none(),
+        "a webhook that does not exist"
+    );
 }
 
 async fn contract_health(store: &dyn Store) {
@@ -2069,6 +2218,7 @@ macro_rules! contracts {
 contracts!(
     stores:
         contract_health,
+        contract_visible_webhook_is_the_ownership_check,
         contract_webhook_crud_and_ownership,
         contract_webhook_cap,
         contract_rotation_keeps_previous_secret,
@@ -2094,6 +2244,63 @@ contracts!(
         contract_children_go_with_their_parents,
         contract_deleting_while_writing_leaves_no_orphans,
 );
+
+// ------------------------------------------------- schema versions
+
+/// A database that records a migration this release does not know was
+/// written by a newer release: both stores refuse it by type, naming it,
+/// instead of running on a schema they cannot know.
+mod schema_versions {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_refuses_a_database_of_a_newer_release() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path(), cipher()).expect("open"));
+        let db = dir.path().join("webhooks.db");
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
+                [],
+            )
+            .unwrap();
+        match SqliteStore::open(dir.path(), cipher()) {
+            Err(StoreError::Corrupt(m)) => {
+                assert!(m.contains(&db.display().to_string()), "{m}");
+                assert!(m.contains("newer release"), "{m}");
+            }
+            Err(other) => panic!("not refused as corrupt: {other}"),
+            Ok(_) => panic!("a database of a newer release was opened"),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_refuses_a_database_of_a_newer_release() {
+        let Some(db) = TestDatabase::create().await else {
+            return;
+        };
+        drop(
+            PostgresStore::connect(&db.url, PostgresOptions::default(), cipher())
+                .await
+                .expect("connect"),
+        );
+        postgres_support::connect(&db.url)
+            .await
+            .expect("connect")
+            .execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)",
+                &[],
+            )
+            .await
+            .unwrap();
+        match PostgresStore::connect(&db.url, PostgresOptions::default(), cipher()).await {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("newer release"), "{m}"),
+            Err(other) => panic!("not refused as corrupt: {other}"),
+            Ok(_) => panic!("a database of a newer release was opened"),
+        }
+    }
+}
 
 // ------------------------------------------------- PostgreSQL: several instances
 

@@ -24,7 +24,9 @@ use super::webhooks::visible_webhook;
 use crate::auth::Principal;
 use crate::engine::TestSendError;
 use crate::engine::circuit::CircuitView;
-use crate::store::{AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, Owner};
+use crate::store::{
+    AttemptRecord, DeliveryFilter, DeliveryRecord, DeliveryStats, Owner, StatsScope,
+};
 
 fn iso(ms: Option<i64>) -> Value {
     ms.map(|m| Value::String(format_rfc3339_millis(m)))
@@ -162,7 +164,7 @@ pub async fn list(
     let filter = filter_from_query(&query)?;
     let result = state
         .store
-        .list_deliveries(&webhook.id, filter, page.limit, page.offset)
+        .list_deliveries(&webhook, filter, page.limit, page.offset)
         .await?;
     let circuit = webhook_circuit(&state, &webhook.id).await;
     let now = now_ms();
@@ -194,7 +196,7 @@ pub async fn get_one(
         DeliveryId::parse(&delivery_id).map_err(|_| ApiError::not_found("Delivery"))?;
     let detail = state
         .store
-        .get_delivery(&webhook.id, &delivery_id)
+        .get_delivery(&webhook, &delivery_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Delivery"))?;
     let circuit = webhook_circuit(&state, &webhook.id).await;
@@ -228,14 +230,14 @@ pub async fn retry(
     let n = state
         .store
         .requeue(
-            &webhook.id,
+            &webhook,
             DeliveryFilter::default(),
             Some(delivery_id.clone()),
             now_ms(),
         )
         .await?;
     if n == 0 {
-        return match state.store.get_delivery(&webhook.id, &delivery_id).await? {
+        return match state.store.get_delivery(&webhook, &delivery_id).await? {
             None => Err(ApiError::not_found("Delivery")),
             Some(_) => Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -328,7 +330,7 @@ pub async fn replay(
     };
     let n = state
         .store
-        .requeue(&webhook.id, filter, None, now_ms())
+        .requeue(&webhook, filter, None, now_ms())
         .await?;
     state.engine.wake();
     Ok(ok(
@@ -387,10 +389,9 @@ pub async fn webhook_stats(
     let webhook = visible_webhook(&state, &p, &id).await?;
     let window = window_from_query(&query)?;
     let since = window_start(window);
-    let owner = Owner::User(&webhook.owner_id);
     let stats = state
         .store
-        .delivery_stats(owner, Some(&webhook.id), since)
+        .delivery_stats(StatsScope::Webhook(&webhook), since)
         .await?;
     let mut body = stats_json(stats, window);
     body["webhookId"] = json!(webhook.id);
@@ -415,10 +416,13 @@ pub async fn overall_stats(
     };
     let webhooks = state.store.list_webhooks(owner, u32::MAX, 0).await?;
     let active = webhooks.items.iter().filter(|w| w.is_active).count();
-    let all_time = state.store.delivery_stats(owner, None, 0).await?;
+    let all_time = state
+        .store
+        .delivery_stats(StatsScope::Owner(owner), 0)
+        .await?;
     let recent = state
         .store
-        .delivery_stats(owner, None, window_start(window))
+        .delivery_stats(StatsScope::Owner(owner), window_start(window))
         .await?;
     let body = json!({
         "totalWebhooks": webhooks.total,

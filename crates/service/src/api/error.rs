@@ -143,12 +143,25 @@ impl From<StoreError> for ApiError {
                      it may have been stored. Retry it (with the same event id to avoid a duplicate).",
                 )
             }
+            StoreError::DiskFull(detail) => {
+                tracing::error!(error = %detail, "the disk holding the store is full");
+                let mut err = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_DISK_FULL",
+                    "The disk holding the webhook store is full; nothing was stored. \
+                     Try again later: the service resumes by itself once there is space.",
+                );
+                // A full disk is not cleared in a second: a polite client waits a while.
+                err.headers.push(("retry-after", "30".into()));
+                err
+            }
             StoreError::Corrupt(detail) => {
                 tracing::error!(error = %detail, "stored data cannot be read");
                 ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL_ERROR",
-                    "Internal server error",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "STORE_CORRUPT",
+                    "The webhook store's data cannot be read (it is damaged); nothing was changed. \
+                     The operator has to repair or restore it.",
                 )
             }
         }

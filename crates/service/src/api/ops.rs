@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::store::StoreError;
 
 /// `GET /health`: 200 when the store answers, 503 with the reason otherwise.
 pub async fn health(State(state): State<AppState>) -> Response {
@@ -24,7 +25,11 @@ pub async fn health(State(state): State<AppState>) -> Response {
             .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "health check failed");
-            let reason = unhealthy_reason(postgres, &e.to_string());
+            let reason = match &e {
+                // Said as it is: the operator's fix is space, not a restart.
+                StoreError::DiskFull(_) => "the disk holding the store is full".to_string(),
+                _ => unhealthy_reason(postgres, &e.to_string()),
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 axum::Json(json!({"status": "unavailable", "store": store, "reason": reason})),

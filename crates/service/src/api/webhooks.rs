@@ -20,7 +20,7 @@ use super::extract::{
 };
 use crate::auth::Principal;
 use crate::engine::circuit::CircuitView;
-use crate::store::{NewWebhook, Owner, WebhookPatch, WebhookRecord};
+use crate::store::{NewWebhook, Owner, VisibleWebhook, WebhookPatch, WebhookRecord};
 
 /// A webhook as the API shows it. `secret` is the full secret only on
 /// create, rotate and the secret route; a masked preview everywhere else.
@@ -385,16 +385,17 @@ async fn apply_patch(
     Ok(record)
 }
 
-/// Fetches a webhook the caller may see, or 404.
+/// Fetches a webhook the caller may see, or 404: the proof of access the
+/// queries of its deliveries take.
 pub async fn visible_webhook(
     state: &AppState,
     p: &Principal,
     id: &str,
-) -> Result<WebhookRecord, ApiError> {
+) -> Result<VisibleWebhook, ApiError> {
     let id = webhook_id(id)?;
     state
         .store
-        .get_webhook(&id, owner(p))
+        .visible_webhook(&id, owner(p))
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))
 }

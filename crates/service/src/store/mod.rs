@@ -9,9 +9,15 @@
 //! Ownership is part of every user-facing query: methods take an
 //! [`Owner`] and a row of another user is indistinguishable from a missing one.
 
+mod headers;
 pub mod health;
+pub(crate) mod migrations;
 pub mod postgres;
 pub mod sqlite;
+mod visible;
+
+pub(crate) use self::headers::headers_json;
+pub use self::visible::{StatsScope, VisibleWebhook};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -40,7 +46,7 @@ impl Owner<'_> {
 }
 
 /// What went wrong in the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached or failed; the message is for logs only.
     #[error("store unavailable: {0}")]
@@ -55,8 +61,15 @@ pub enum StoreError {
     /// what was asked may or may not have been stored.
     #[error("store outcome unknown: {0}")]
     OutcomeUnknown(String),
-    /// Stored data could not be decoded (for example a secret under another key).
-    #[error("stored data is corrupt: {0}")]
+    /// The disk holding the store is full: nothing of the failed call was
+    /// stored, and writing resumes by itself once there is space again.
+    #[error("the disk holding the store is full: {0}")]
+    DiskFull(String),
+    /// The database cannot be read as this service's: the file is corrupt,
+    /// is not a database, belongs to another application or was written by
+    /// a newer release; or stored data could not be decoded (for example a
+    /// secret sealed under another key).
+    #[error("the store's data cannot be read: {0}")]
     Corrupt(String),
 }
 
@@ -355,6 +368,22 @@ pub struct DeliveryStats {
     pub success_durations_ms: Vec<u32>,
 }
 
+impl DeliveryStats {
+    /// Adds `n` deliveries of the stored status `status` (one row of a
+    /// `GROUP BY status` count); a status this release does not know is
+    /// left out of every count rather than failing the whole statistic.
+    pub(crate) fn add_count(&mut self, status: &str, n: u64) {
+        let slot = match DeliveryStatus::parse(status) {
+            Ok(DeliveryStatus::Pending) => &mut self.pending,
+            Ok(DeliveryStatus::Retrying) => &mut self.retrying,
+            Ok(DeliveryStatus::Delivered) => &mut self.delivered,
+            Ok(DeliveryStatus::Failed) => &mut self.failed,
+            Err(_) => return,
+        };
+        *slot += n;
+    }
+}
+
 /// The storage contract. Every method is atomic; `ingest` answers only after
 /// its rows are durably committed.
 #[async_trait]
@@ -440,33 +469,48 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> Result<Vec<DisabledWebhook>, StoreError>;
 
+    /// One webhook as the proof that `owner` may see it, which the queries
+    /// of its deliveries take; `None` if `owner` may not see it.
+    ///
+    /// The only way to a [`VisibleWebhook`]: a handler that skips this
+    /// check has nothing to pass to those queries.
+    async fn visible_webhook(
+        &self,
+        id: &WebhookId,
+        owner: Owner<'_>,
+    ) -> Result<Option<VisibleWebhook>, StoreError> {
+        Ok(self
+            .get_webhook(id, owner)
+            .await?
+            .map(VisibleWebhook::checked))
+    }
     /// The delivery log of a webhook, newest first.
     async fn list_deliveries(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         limit: u32,
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError>;
-    /// One delivery with its attempts.
+    /// One delivery of a webhook with its attempts.
     async fn get_delivery(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError>;
-    /// Makes deliveries due now again (manual retry / replay); returns how many.
+    /// Makes deliveries of a webhook due now again (manual retry / replay); returns how many.
     async fn requeue(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError>;
-    /// Status counts and successful-attempt durations of deliveries created since `since`, for `webhooks` (all of `owner`'s when empty).
+    /// Status counts and successful-attempt durations of the deliveries in
+    /// `scope` created since `since`.
     async fn delivery_stats(
         &self,
-        owner: Owner<'_>,
-        webhook: Option<&WebhookId>,
+        scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError>;
     /// Deletes a chunk of finished deliveries and unreferenced events older than `before` (unix ms); returns rows removed (0 when done).
@@ -483,101 +527,5 @@ pub trait Store: Send + Sync + 'static {
     /// process is the only writer (the embedded store).
     fn webhook_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
-    }
-}
-
-/// A header list as the JSON the stores keep (`[["name","value"],...]`),
-/// byte for byte what `serde_json` writes.
-///
-/// By hand because it runs in the store's writer for both header lists of
-/// every attempt: `serde_json` took 2.8 % of the service's CPU in the `batch`
-/// benchmark (perf), mostly in its generic sequence machinery; values are
-/// nearly always plain ASCII, which this copies in one piece.
-pub(crate) fn headers_json(headers: &[(String, String)]) -> String {
-    let size: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 6).sum();
-    let mut out = String::with_capacity(size + 2);
-    out.push('[');
-    for (i, (name, value)) in headers.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('[');
-        push_json_string(&mut out, name);
-        out.push(',');
-        push_json_string(&mut out, value);
-        out.push(']');
-    }
-    out.push(']');
-    out
-}
-
-/// Appends `s` as a JSON string, escaped as `serde_json` escapes it.
-fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    // The common case, nothing to escape, checked without branching per
-    // byte (the compiler vectorises the fold) and copied in one piece.
-    let plain = s
-        .bytes()
-        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
-    if plain {
-        out.push_str(s);
-        out.push('"');
-        return;
-    }
-    let mut plain_from = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let escape = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        // Escaped bytes are ASCII, so `i` is on a character boundary.
-        out.push_str(&s[plain_from..i]);
-        if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.push_str("\\u00");
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
-        } else {
-            out.push_str(escape);
-        }
-        plain_from = i + 1;
-    }
-    out.push_str(&s[plain_from..]);
-    out.push('"');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::headers_json;
-
-    #[test]
-    fn header_json_is_what_serde_json_writes() {
-        let lists: Vec<Vec<(String, String)>> = vec![
-            vec![],
-            vec![("content-length".into(), "0".into())],
-            vec![
-                ("x-webhook-signature".into(), "sha256=ab12".into()),
-                ("user-agent".into(), "Smart-AI-Hub-Webhook/1.0".into()),
-            ],
-            vec![(
-                "x-odd".into(),
-                "quote\" back\\ nl\n cr\r tab\t bs\u{8} ff\u{c} nul\0 esc\u{1b} del\u{7f} é 中 🦀"
-                    .into(),
-            )],
-            vec![("".into(), "".into()), ("\u{1f}".into(), "\"".into())],
-        ];
-        for list in lists {
-            let expected = serde_json::to_string(&list).unwrap();
-            assert_eq!(headers_json(&list), expected);
-            let back: Vec<(String, String)> = serde_json::from_str(&headers_json(&list)).unwrap();
-            assert_eq!(back, list);
-        }
     }
 }

@@ -204,13 +204,7 @@ pub(super) async fn stats(
     for row in c.query(STATS_COUNTS, &[&since, &webhook, &owner]).await? {
         let status: String = get(&row, 0, "status")?;
         let n = u64::try_from(get::<i64>(&row, 1, "count")?).unwrap_or(0);
-        match DeliveryStatus::parse(&status) {
-            Ok(DeliveryStatus::Pending) => stats.pending = n,
-            Ok(DeliveryStatus::Retrying) => stats.retrying = n,
-            Ok(DeliveryStatus::Delivered) => stats.delivered = n,
-            Ok(DeliveryStatus::Failed) => stats.failed = n,
-            Err(_) => {}
-        }
+        stats.add_count(&status, n);
     }
     stats.success_durations_ms = c
         .query(STATS_DURATIONS, &[&since, &webhook, &owner])

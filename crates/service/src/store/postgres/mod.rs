@@ -18,6 +18,7 @@ mod changes;
 mod claims;
 mod ingest;
 mod logs;
+mod migrations;
 mod pool;
 mod record;
 mod rows;
@@ -29,43 +30,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot, watch};
-use webhook_domain::ids::{DeliveryId, WebhookId};
+use webhook_domain::ids::{DeliveryId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
-use self::pool::{Conn, Connector, Pool};
+use self::migrations::migrate;
+use self::pool::{Connector, Pool};
 use self::writer::{Done, Job, Work};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
-    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, Store,
-    StoreError, WebhookPatch, WebhookRecord,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, StatsScope,
+    Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
-
-const MIGRATIONS: &[(i64, &str)] = &[
-    (
-        1,
-        include_str!("../../../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        include_str!("../../../migrations/postgres/0002_due_by_webhook.sql"),
-    ),
-    (
-        3,
-        include_str!("../../../migrations/postgres/0003_deliveries_without_event_key.sql"),
-    ),
-    (
-        4,
-        include_str!("../../../migrations/postgres/0004_no_finished_index.sql"),
-    ),
-    (
-        5,
-        include_str!("../../../migrations/postgres/0005_parent_keys_by_hand.sql"),
-    ),
-];
-/// Key of the advisory lock held while migrating, so instances starting
-/// together do not apply the same migration twice.
-const MIGRATION_LOCK: i64 = 0x7765_6268_6f6f_6b73; // "webhooks"
 
 /// How the store connects and when it declares an instance dead.
 #[derive(Debug, Clone)]
@@ -119,44 +95,6 @@ impl std::fmt::Debug for PostgresStore {
             .field("claim_ttl_ms", &self.claim_ttl_ms)
             .finish_non_exhaustive()
     }
-}
-
-/// Applies the migrations not yet recorded in `schema_migrations`; returns how many ran.
-async fn migrate(c: &mut Conn) -> Result<usize, StoreError> {
-    // A session lock, released when this connection closes even if a migration fails.
-    c.batch(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-        .await?;
-    c.batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
-    )
-    .await?;
-    let mut applied = 0;
-    for (version, sql) in MIGRATIONS {
-        let done = c
-            .query_opt(
-                "SELECT 1 FROM schema_migrations WHERE version = $1",
-                &[version],
-            )
-            .await?
-            .is_some();
-        if done {
-            continue;
-        }
-        c.transaction(async |c| {
-            c.batch(sql).await?;
-            c.execute(
-                "INSERT INTO schema_migrations (version, applied_at) \
-                 VALUES ($1, (extract(epoch FROM clock_timestamp()) * 1000)::int8)",
-                &[version],
-            )
-            .await
-        })
-        .await?;
-        applied += 1;
-    }
-    c.batch(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
-        .await?;
-    Ok(applied)
 }
 
 impl PostgresStore {
@@ -385,43 +323,43 @@ impl Store for PostgresStore {
 
     async fn list_deliveries(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         limit: u32,
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::list(&mut c, webhook, &filter, limit, offset).await
+        logs::list(&mut c, &webhook.id, &filter, limit, offset).await
     }
 
     async fn get_delivery(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::get_one(&mut c, webhook, delivery).await
+        logs::get_one(&mut c, &webhook.id, delivery).await
     }
 
     async fn requeue(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::requeue(&mut c, webhook, &filter, only.as_ref(), now).await
+        logs::requeue(&mut c, &webhook.id, &filter, only.as_ref(), now).await
     }
 
     async fn delivery_stats(
         &self,
-        owner: Owner<'_>,
-        webhook: Option<&WebhookId>,
+        scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError> {
+        let (webhook, owner) = scope.filters();
         let mut c = self.pool.get().await?;
-        logs::stats(&mut c, owner_str(&owner), webhook, since).await
+        logs::stats(&mut c, owner.map(UserId::as_str), webhook, since).await
     }
 
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {

@@ -8,311 +8,56 @@
 //! writing and syncing the WAL) is shared by every event that queued during
 //! the previous one instead of paid by each. Reads use a small pool of
 //! separate connections, which WAL lets run alongside the writer.
+//!
+//! The modules match the PostgreSQL store's, by concept: the SQL is in
+//! `webhooks`, `ingest`, `claims`, `record` and `logs` (with `rows`
+//! decoding); `writer` and `checkpointer` are the two threads; `connection`
+//! opens connections and holds the reader pool; `migrations` checks an
+//! existing file and brings its schema up to date.
 
-mod queries;
+mod checkpointer;
+mod claims;
+mod connection;
+mod ingest;
+mod logs;
+mod migrations;
+mod record;
+mod rows;
+mod webhooks;
+mod writer;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, mpsc};
 
 use async_trait::async_trait;
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
 use webhook_domain::ids::{DeliveryId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
+use self::checkpointer::checkpointer;
+use self::connection::{Readers, open_connection};
+use self::migrations::{check_existing, migrate};
+use self::writer::{IngestJob, Job, WriteJob, writer_loop};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
-    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, Store,
-    StoreError, WebhookPatch, WebhookRecord,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, StatsScope,
+    Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
-
-const MIGRATIONS: &[(i64, &str)] = &[
-    (1, include_str!("../../../migrations/sqlite/0001_init.sql")),
-    (
-        2,
-        include_str!("../../../migrations/sqlite/0002_compact_hot_tables.sql"),
-    ),
-    (
-        3,
-        include_str!("../../../migrations/sqlite/0003_due_by_webhook.sql"),
-    ),
-];
-/// Jobs committed together at most; bounds the latency a single commit adds.
-const MAX_JOBS_PER_COMMIT: usize = 2048;
-/// Under load, how long a transaction waits for more jobs before committing.
-///
-/// Each commit has a fixed cost (an fsync, the right edges of six B-trees
-/// written again to the WAL, wake-ups), so fewer, larger commits cost less
-/// CPU per event. A transaction keeps taking jobs for this long while it
-/// has fewer than [`GATHER_UNTIL`]; longer waits gained nothing more (see
-/// docs/performance-log.md).
-const GATHER_FOR: Duration = Duration::from_micros(300);
-/// Jobs after which a transaction stops waiting for more.
-const GATHER_UNTIL: usize = 32;
-/// The previous transaction must have had at least this many jobs for the
-/// next one to wait: a lone caller (light load) is never held back.
-const GATHER_AFTER: usize = 4;
-const MAX_IDLE_READERS: usize = 4;
-/// How long a connection waits for a lock held by another before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
-}
-
-type Completion = Box<dyn FnOnce(Result<(), String>) + Send>;
-
-/// A unit of work for the writer thread.
-///
-/// Jobs share one transaction, so a job must not leave partial writes
-/// behind when it fails for a reason of its own (a cap reached, a row
-/// missing): such checks come before its first write. A failure of SQLite
-/// itself (I/O error, full disk) aborts the whole transaction instead, and
-/// every job in it is answered with that error; nothing of it was committed.
-/// This is what lets jobs run without a savepoint each, which on this hot
-/// path cost more than the work (every page touched was copied to a
-/// statement journal).
-trait WriteJob: Send {
-    /// Runs inside the open transaction. Returns the closure that answers
-    /// the caller after the commit, and whether SQLite failed (abort the batch).
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool);
-    /// Answers the caller when the transaction could not even start.
-    fn fail(self: Box<Self>, error: String);
-}
-
-/// What the writer keeps across the jobs of one transaction.
-#[derive(Default)]
-struct TxState<'c> {
-    /// The ingest statements, kept while ingest jobs follow each other and
-    /// dropped by any other job (its lookups would no longer be valid).
-    ingester: Option<queries::Ingester<'c>>,
-}
-
-/// Answers `reply` with `result` once the transaction's outcome is known;
-/// says whether `result` is a failure of SQLite itself (abort the batch).
-fn answer_after_commit<T: Send + 'static>(
-    result: Result<T, StoreError>,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-) -> (Completion, bool) {
-    let sqlite_failed = matches!(result, Err(StoreError::Unavailable(_)));
-    let completion: Completion = Box::new(move |committed| {
-        let answer = match (committed, result) {
-            (Ok(()), result) => result,
-            // Its own error says more than "the batch was aborted".
-            (Err(_), Err(e)) => Err(e),
-            (Err(e), Ok(_)) => Err(StoreError::Unavailable(format!("transaction aborted: {e}"))),
-        };
-        // The caller may have gone away (request cancelled); nothing to do then.
-        let _ = reply.send(answer);
-    });
-    (completion, sqlite_failed)
-}
-
-/// Stores one ingest call's events, with the statements the transaction's
-/// previous ingest job left prepared.
-struct IngestJob {
-    owner: String,
-    items: Arc<Vec<IngestItem>>,
-    reply: oneshot::Sender<Result<Vec<IngestOutcome>, StoreError>>,
-}
-
-impl WriteJob for IngestJob {
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
-        let IngestJob {
-            owner,
-            items,
-            reply,
-        } = *self;
-        let ingester = match tx.ingester.take() {
-            Some(ingester) => Ok(ingester),
-            None => queries::Ingester::new(conn),
-        };
-        let result = ingester.and_then(|mut ingester| {
-            let result = ingester.ingest(conn, &owner, &items);
-            tx.ingester = Some(ingester);
-            result
-        });
-        answer_after_commit(result, reply)
-    }
-
-    fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
-    }
-}
-
-struct Job<F, T> {
-    work: F,
-    reply: oneshot::Sender<Result<T, StoreError>>,
-}
-
-impl<F, T> WriteJob for Job<F, T>
-where
-    F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    fn run<'c>(self: Box<Self>, conn: &'c Connection, tx: &mut TxState<'c>) -> (Completion, bool) {
-        // Any other job may change what the ingester has looked up.
-        tx.ingester = None;
-        let Job { work, reply } = *self;
-        answer_after_commit(work(conn), reply)
-    }
-
-    fn fail(self: Box<Self>, error: String) {
-        let _ = self.reply.send(Err(StoreError::Unavailable(error)));
-    }
-}
-
-fn writer_loop(
-    conn: Connection,
-    jobs: mpsc::Receiver<Box<dyn WriteJob>>,
-    rewind_due: Arc<AtomicBool>,
-) {
-    let mut last_restart = Instant::now();
-    let mut last_jobs = 0;
-    while let Ok(first) = jobs.recv() {
-        let began = Instant::now();
-        let gather = last_jobs >= GATHER_AFTER;
-        if let Err(e) = run_cached(&conn, "BEGIN IMMEDIATE") {
-            first.fail(e.to_string());
-            continue;
-        }
-        let mut completions = Vec::with_capacity(64);
-        let mut aborted = None;
-        let mut next = Some(first);
-        let mut tx = TxState::default();
-        // Everything that queued up while the last commit was being fsynced joins this one.
-        while let Some(job) = next.take() {
-            let (completion, sqlite_failed) = job.run(&conn, &mut tx);
-            completions.push(completion);
-            if sqlite_failed {
-                aborted = Some("a statement failed".to_string());
-                break;
-            }
-            if completions.len() < MAX_JOBS_PER_COMMIT {
-                next = jobs.try_recv().ok();
-                if next.is_none() && gather && completions.len() < GATHER_UNTIL {
-                    let left = GATHER_FOR.saturating_sub(began.elapsed());
-                    if !left.is_zero() {
-                        next = jobs.recv_timeout(left).ok();
-                    }
-                }
-            }
-        }
-        last_jobs = completions.len();
-        drop(tx);
-        let outcome = match aborted {
-            Some(reason) => Err(reason),
-            None => run_cached(&conn, "COMMIT").map_err(|e| e.to_string()),
-        };
-        if outcome.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        for completion in completions {
-            completion(outcome.clone());
-        }
-        // Right after a background checkpoint, when few frames are left to
-        // copy; the fallback only if that thread has stopped signalling.
-        if outcome.is_ok()
-            && (rewind_due.swap(false, Ordering::AcqRel)
-                || last_restart.elapsed() >= 4 * WAL_RESTART_EVERY)
-        {
-            restart_wal(&conn);
-            last_restart = Instant::now();
-        }
-    }
-}
-
-/// Runs a statement without parameters from the statement cache.
-///
-/// `execute_batch` parses and compiles its SQL on every call: for the
-/// writer's `BEGIN IMMEDIATE` and `COMMIT` (some 700 times a second each
-/// under load) that was 28 % of their instructions, 0.7 % of a delivery's.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
-}
-
-/// Most claims one writer job gives back.
-///
-/// A webhook whose circuit opens hands its whole memory window back at once
-/// (thousands of ids). As one job it would hold every ingest commit behind
-/// it, and so the latency of every other endpoint; in small chunks the
-/// commits queued meanwhile go between them.
-const RELEASE_CHUNK: usize = 128;
-
-/// How often the writer starts the WAL over from its beginning.
-const WAL_RESTART_EVERY: Duration = Duration::from_secs(1);
-/// How often the background checkpointer copies the WAL into the database.
-///
-/// Often, so that the writer's once-a-second rewind finds few frames left to
-/// copy: that rewind holds every commit back while it copies and syncs.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
-/// The WAL file is cut back to this size when it starts over.
-///
-/// Larger than one second of WAL at high load: a smaller limit cuts the
-/// file at every rewind, and the next commit grows it again, allocating
-/// blocks while ingest waits. A file that keeps its size is rewritten in
-/// place.
-const WAL_SIZE_LIMIT: i64 = 256 * 1024 * 1024;
-
-/// Makes the next transaction write the WAL from its start again.
-///
-/// The background checkpointer copies frames into the database, but under a
-/// steady stream of commits it never has copied them all at the instant a
-/// transaction begins, which is the only moment SQLite rewinds the log: the
-/// WAL then grew without bound (330 MB after 10 s of the throughput
-/// benchmark, gigabytes through a backlog), and the WAL index in shared
-/// memory with it. A RESTART checkpoint between two transactions copies the
-/// few frames the background one has not yet, so the next transaction
-/// rewinds; `journal_size_limit` then trims the file. It never waits: a
-/// reader still on an old snapshot makes it give up until the next time.
-fn restart_wal(conn: &Connection) {
-    let _ = conn.busy_timeout(Duration::ZERO);
-    let _ = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()));
-    let _ = conn.busy_timeout(BUSY_TIMEOUT);
-}
-
-/// Copies the WAL back into the database file off the writer's path.
-///
-/// SQLite's automatic checkpoint would run inside the writer's commit and
-/// stall every waiting caller; a passive checkpoint from another connection
-/// never blocks the writer.
-///
-/// Once a second it tells the writer to rewind the WAL ([`restart_wal`]) at
-/// its next commit: right after a pass only the frames committed during it
-/// are left to copy, so the rewind, which every ingest commit waits behind,
-/// is shorter than at an arbitrary moment, when up to a whole period's
-/// frames were left: median 2.8, 2.1 and 1.5 ms against 4.3, 4.0 and 2.1 in
-/// three alternating benchmark runs (the worst ones, up to 24 ms, are slow
-/// fsyncs either way).
-fn checkpointer(path: PathBuf, stop: std::sync::Weak<()>, rewind_due: Arc<AtomicBool>) {
-    let Ok(conn) = open_connection(&path, 1024) else {
-        return;
-    };
-    let mut last_rewind = Instant::now();
-    while stop.upgrade().is_some() {
-        std::thread::sleep(CHECKPOINT_EVERY);
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-        if last_rewind.elapsed() >= WAL_RESTART_EVERY {
-            rewind_due.store(true, Ordering::Release);
-            last_rewind = Instant::now();
-        }
-    }
-}
 
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<Box<dyn WriteJob>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
+    readers: Readers,
     cipher: SecretCipher,
     // Held for the life of the store: a second process on the same data directory would corrupt claims.
     _lock: File,
+    /// The last batch that had rows to write found the disk full (see `writer_loop`).
+    disk_full: Arc<AtomicBool>,
     // Dropping the store ends the checkpointer thread.
     _alive: Arc<()>,
     /// Claims of earlier processes were voided (see `recover_claims`).
@@ -327,55 +72,12 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn open_connection(path: &Path, cache_kib: i64) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    conn.execute_batch(&format!(
-        "PRAGMA journal_mode = WAL;
-         PRAGMA journal_size_limit = {WAL_SIZE_LIMIT};
-         PRAGMA synchronous = FULL;
-         PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -{cache_kib};
-         PRAGMA temp_store = MEMORY;"
-    ))?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    Ok(conn)
-}
-
-/// Applies the migrations not yet recorded in `schema_migrations`; returns how many ran.
-fn migrate(conn: &mut Connection) -> Result<usize, StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
-    )?;
-    let mut applied = 0;
-    for (version, sql) in MIGRATIONS {
-        let done: bool = conn.query_row(
-            "SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = ?1)",
-            [version],
-            |r| r.get(0),
-        )?;
-        if done {
-            continue;
-        }
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
-            rusqlite::params![version, webhook_domain::timefmt::now_ms()],
-        )?;
-        tx.commit()?;
-        applied += 1;
-    }
-    Ok(applied)
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`, applying migrations.
+    ///
+    /// A `webhooks.db` that is not this service's (not a database, damaged,
+    /// another application's, or of a newer release) is refused with
+    /// [`StoreError::Corrupt`] naming it, and left untouched.
     pub fn open(data_dir: &Path, cipher: SecretCipher) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
@@ -395,8 +97,9 @@ impl SqliteStore {
         // and one claim's rows. A 32 MiB cache added 25 MB of RSS, and a
         // per-commit walk of the cache (2.4 % of the service's CPU), for no
         // measurable gain once claims stopped reading skipped backlogs.
-        let mut conn = open_connection(&path, 8 * 1024)?;
-        migrate(&mut conn)?;
+        check_existing(&path).map_err(naming(&path))?;
+        let mut conn = open_connection(&path, 8 * 1024).map_err(naming(&path))?;
+        migrate(&mut conn, &path).map_err(naming(&path))?;
         conn.execute_batch("PRAGMA wal_autocheckpoint = 0")?;
         let alive = Arc::new(());
         let weak = Arc::downgrade(&alive);
@@ -410,16 +113,19 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
         let (writer, jobs) = mpsc::channel::<Box<dyn WriteJob>>();
+        let disk_full = Arc::new(AtomicBool::new(false));
+        let writer_disk_full = disk_full.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, jobs, rewind_due))
+            .spawn(move || writer_loop(conn, jobs, rewind_due, writer_disk_full))
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(SqliteStore {
+            readers: Readers::new(path.clone()),
             path,
             writer,
-            readers: Arc::new(Mutex::new(Vec::new())),
             cipher,
             _lock: lock,
+            disk_full,
             _alive: alive,
             claims_recovered: std::sync::atomic::AtomicBool::new(false),
         })
@@ -430,8 +136,10 @@ impl SqliteStore {
         std::fs::create_dir_all(data_dir).map_err(|e| {
             StoreError::Unavailable(format!("cannot create {}: {e}", data_dir.display()))
         })?;
-        let mut conn = open_connection(&data_dir.join("webhooks.db"), 2048)?;
-        migrate(&mut conn)
+        let path = data_dir.join("webhooks.db");
+        check_existing(&path).map_err(naming(&path))?;
+        let mut conn = open_connection(&path, 2048).map_err(naming(&path))?;
+        migrate(&mut conn, &path).map_err(naming(&path))
     }
 
     /// The database file.
@@ -458,27 +166,32 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let readers = self.readers.clone();
-        let path = self.path.clone();
-        tokio::task::spawn_blocking(move || {
-            let pooled = readers
-                .lock()
-                .map_err(|_| StoreError::Unavailable("reader pool poisoned".into()))?
-                .pop();
-            let conn = match pooled {
-                Some(conn) => conn,
-                None => open_connection(&path, 8 * 1024)?,
-            };
-            let result = work(&conn);
-            if let Ok(mut pool) = readers.lock()
-                && pool.len() < MAX_IDLE_READERS
-            {
-                pool.push(conn);
+        self.readers.run(work).await
+    }
+}
+
+/// Makes an error met while opening the store name the database file, and
+/// say that the file was left alone.
+fn naming(path: &Path) -> impl Fn(StoreError) -> StoreError + '_ {
+    move |e| {
+        let file = path.display().to_string();
+        let named = |detail: String| {
+            if detail.contains(&file) {
+                detail
+            } else {
+                format!("{file}: {detail}")
             }
-            result
-        })
-        .await
-        .map_err(|e| StoreError::Unavailable(format!("reader task failed: {e}")))?
+        };
+        match e {
+            StoreError::Corrupt(detail) => StoreError::Corrupt(format!(
+                "{}; the file was left untouched (restore it from a backup, or move it away \
+                 or set WEBHOOK_DATA_DIR elsewhere to start an empty store)",
+                named(detail)
+            )),
+            StoreError::DiskFull(detail) => StoreError::DiskFull(named(detail)),
+            StoreError::Unavailable(detail) => StoreError::Unavailable(named(detail)),
+            other => other,
+        }
     }
 }
 
@@ -492,7 +205,15 @@ impl Store for SqliteStore {
         self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await?;
         // A write round trip proves the writer thread is alive too.
-        self.write(|_| Ok(())).await
+        self.write(|_| Ok(())).await?;
+        // That round trip writes nothing, so it cannot find the disk full:
+        // the last real write tells.
+        if self.disk_full.load(Ordering::Acquire) {
+            return Err(StoreError::DiskFull(
+                "the last write found no space left; writes resume once there is".into(),
+            ));
+        }
+        Ok(())
     }
 
     async fn create_webhook(
@@ -501,7 +222,7 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<WebhookRecord, StoreError> {
         let cipher = self.cipher.clone();
-        self.write(move |c| queries::create_webhook(c, &cipher, new, limit))
+        self.write(move |c| webhooks::create_webhook(c, &cipher, new, limit))
             .await
     }
 
@@ -511,7 +232,7 @@ impl Store for SqliteStore {
         owner: Owner<'_>,
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let (cipher, id, owner) = (self.cipher.clone(), id.clone(), owner_string(owner));
-        self.read(move |c| queries::get_webhook(c, &cipher, &id, owner.as_deref()))
+        self.read(move |c| webhooks::get_webhook(c, &cipher, &id, owner.as_deref()))
             .await
     }
 
@@ -522,13 +243,13 @@ impl Store for SqliteStore {
         offset: u64,
     ) -> Result<Page<WebhookRecord>, StoreError> {
         let (cipher, owner) = (self.cipher.clone(), owner_string(owner));
-        self.read(move |c| queries::list_webhooks(c, &cipher, owner.as_deref(), limit, offset))
+        self.read(move |c| webhooks::list_webhooks(c, &cipher, owner.as_deref(), limit, offset))
             .await
     }
 
     async fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
         let cipher = self.cipher.clone();
-        self.read(move |c| Ok(queries::list_webhooks(c, &cipher, None, u32::MAX, 0)?.items))
+        self.read(move |c| Ok(webhooks::list_webhooks(c, &cipher, None, u32::MAX, 0)?.items))
             .await
     }
 
@@ -539,7 +260,7 @@ impl Store for SqliteStore {
         patch: WebhookPatch,
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let (cipher, id, owner) = (self.cipher.clone(), id.clone(), owner_string(owner));
-        self.write(move |c| queries::update_webhook(c, &cipher, &id, owner.as_deref(), patch))
+        self.write(move |c| webhooks::update_webhook(c, &cipher, &id, owner.as_deref(), patch))
             .await
     }
 
@@ -553,14 +274,14 @@ impl Store for SqliteStore {
     ) -> Result<Option<WebhookRecord>, StoreError> {
         let (cipher, id, owner) = (self.cipher.clone(), id.clone(), owner_string(owner));
         self.write(move |c| {
-            queries::rotate_secret(c, &cipher, &id, owner.as_deref(), secret, grace_until, now)
+            webhooks::rotate_secret(c, &cipher, &id, owner.as_deref(), secret, grace_until, now)
         })
         .await
     }
 
     async fn delete_webhook(&self, id: &WebhookId, owner: Owner<'_>) -> Result<bool, StoreError> {
         let (id, owner) = (id.clone(), owner_string(owner));
-        self.write(move |c| queries::delete_webhook(c, &id, owner.as_deref()))
+        self.write(move |c| webhooks::delete_webhook(c, &id, owner.as_deref()))
             .await
     }
 
@@ -599,23 +320,23 @@ impl Store for SqliteStore {
         // webhooks with waiting work, and in the writer it would hold every
         // ingest commit back. The writer claims only what is still waiting.
         let ids = self
-            .read(move |c| queries::due_ids(c, now, limit, &exclude))
+            .read(move |c| claims::due_ids(c, now, limit, &exclude))
             .await?;
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let owner = owner.to_string();
-        self.write(move |c| queries::claim_ids(c, &owner, &ids))
+        self.write(move |c| claims::claim_ids(c, &owner, &ids))
             .await
     }
 
     async fn release(&self, owner: &str, deliveries: Vec<DeliveryId>) -> Result<(), StoreError> {
         // A chunk per writer job: the ingest commits queued meanwhile go
         // between them instead of waiting for the whole release.
-        for chunk in deliveries.chunks(RELEASE_CHUNK) {
+        for chunk in deliveries.chunks(claims::RELEASE_CHUNK) {
             let owner = owner.to_string();
             let chunk = chunk.to_vec();
-            self.write(move |c| queries::release(c, &owner, &chunk))
+            self.write(move |c| claims::release(c, &owner, &chunk))
                 .await?;
         }
         Ok(())
@@ -632,7 +353,7 @@ impl Store for SqliteStore {
         }
         let owner = live_owner.to_string();
         let recovered = self
-            .write(move |c| queries::recover_claims(c, &owner))
+            .write(move |c| claims::recover_claims(c, &owner))
             .await?;
         self.claims_recovered.store(true, Ordering::Release);
         Ok(recovered)
@@ -646,328 +367,59 @@ impl Store for SqliteStore {
         now: i64,
     ) -> Result<Vec<DisabledWebhook>, StoreError> {
         let owner = owner.to_string();
-        self.write(move |c| queries::record_attempts(c, &owner, &reports, policy, now))
+        self.write(move |c| record::record_attempts(c, &owner, &reports, policy, now))
             .await
     }
 
     async fn list_deliveries(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         limit: u32,
         offset: u64,
     ) -> Result<Page<DeliveryRecord>, StoreError> {
-        let webhook = webhook.clone();
-        self.read(move |c| queries::list_deliveries(c, &webhook, &filter, limit, offset))
+        let webhook = webhook.id.clone();
+        self.read(move |c| logs::list_deliveries(c, &webhook, &filter, limit, offset))
             .await
     }
 
     async fn get_delivery(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         delivery: &DeliveryId,
     ) -> Result<Option<DeliveryDetail>, StoreError> {
-        let (webhook, delivery) = (webhook.clone(), delivery.clone());
-        self.read(move |c| queries::get_delivery(c, &webhook, &delivery))
+        let (webhook, delivery) = (webhook.id.clone(), delivery.clone());
+        self.read(move |c| logs::get_delivery(c, &webhook, &delivery))
             .await
     }
 
     async fn requeue(
         &self,
-        webhook: &WebhookId,
+        webhook: &VisibleWebhook,
         filter: DeliveryFilter,
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError> {
-        let webhook = webhook.clone();
-        self.write(move |c| queries::requeue(c, &webhook, &filter, only.as_ref(), now))
+        let webhook = webhook.id.clone();
+        self.write(move |c| logs::requeue(c, &webhook, &filter, only.as_ref(), now))
             .await
     }
 
     async fn delivery_stats(
         &self,
-        owner: Owner<'_>,
-        webhook: Option<&WebhookId>,
+        scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError> {
-        let (owner, webhook) = (owner_string(owner), webhook.cloned());
-        self.read(move |c| queries::delivery_stats(c, owner.as_deref(), webhook.as_ref(), since))
+        let (webhook, owner) = scope.filters();
+        let (webhook, owner) = (webhook.cloned(), owner.map(|u| u.as_str().to_string()));
+        self.read(move |c| logs::delivery_stats(c, owner.as_deref(), webhook.as_ref(), since))
             .await
     }
 
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {
-        self.write(move |c| queries::prune(c, before)).await
+        self.write(move |c| logs::prune(c, before)).await
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::crypto::EncryptionKey;
-    use crate::store::{DeliveryFilter, NewDelivery};
-    use bytes::Bytes;
-    use rusqlite::params;
-    use webhook_domain::ids::{EventId, UserId};
-
-    fn cipher() -> SecretCipher {
-        SecretCipher::new(&EncryptionKey::new([7; 32]))
-    }
-
-    /// A migrated database with active `webhooks` and one event, `EVENT`.
-    fn claim_fixture(webhooks: &[&str]) -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
-        migrate(&mut conn).unwrap();
-        for id in webhooks {
-            conn.execute(
-                "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
-                 VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
-                [id],
-            )
-            .unwrap();
-        }
-        conn.execute(
-            "INSERT INTO events (id, event_type, user_id, payload, created_at) \
-             VALUES (?1, 'user.created', 'user-1', X'7B7D', 1)",
-            [EVENT],
-        )
-        .unwrap();
-        (dir, conn)
-    }
-
-    const EVENT: &str = "evt_01JD0000000000000000000001";
-
-    /// Adds a pending delivery of `event` to `webhook`, due at `due`.
-    fn add_pending(conn: &Connection, id: &str, event: &str, webhook: &str, due: i64) {
-        conn.execute(
-            "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
-             next_attempt_at, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, ?4, 1, 1)",
-            params![id, event, webhook, due],
-        )
-        .unwrap();
-    }
-
-    /// Claiming due work costs the same whatever the backlog of a webhook it
-    /// skips: behind an endpoint that hangs (its window share full) the
-    /// claim query used to step over every one of its due rows, on every
-    /// pass of the scheduler and inside the writer's transaction.
-    #[test]
-    fn claiming_does_not_read_an_excluded_backlog() {
-        fn claim_steps(backlog: i64) -> (Vec<String>, i32) {
-            let (hanging, healthy) = (
-                "wh_01JD00000000000000000000HA",
-                "wh_01JD00000000000000000000HE",
-            );
-            let (_dir, conn) = claim_fixture(&[hanging, healthy]);
-            for n in 0..backlog {
-                add_pending(
-                    &conn,
-                    &format!("dlv_01JD0000000000{n:012}"),
-                    EVENT,
-                    hanging,
-                    n,
-                );
-            }
-            add_pending(
-                &conn,
-                "dlv_01JD0000000000ZZZZZZZZZZZZ",
-                EVENT,
-                healthy,
-                backlog,
-            );
-            let excluded = [WebhookId::parse(hanging).unwrap()];
-            let due = queries::claim_due(&conn, "me", backlog + 1, 10, &excluded).unwrap();
-            let steps = queries::CLAIM_SEARCHES
-                .iter()
-                .map(|sql| {
-                    conn.prepare_cached(sql)
-                        .unwrap()
-                        .get_status(rusqlite::StatementStatus::VmStep)
-                })
-                .sum();
-            (due.iter().map(|d| d.id.to_string()).collect(), steps)
-        }
-        let (small_due, small_steps) = claim_steps(10);
-        let (large_due, large_steps) = claim_steps(5_000);
-        assert_eq!(small_due, vec!["dlv_01JD0000000000ZZZZZZZZZZZZ"]);
-        assert_eq!(large_due, small_due, "only the healthy webhook's row");
-        assert!(small_steps > 0, "the searches ran on the cached statements");
-        assert_eq!(
-            large_steps, small_steps,
-            "the search must not step through the excluded webhook's rows"
-        );
-    }
-
-    /// A due delivery whose event row is missing is skipped, not an error
-    /// that would fail every later claim; one claimed since the search is
-    /// skipped too.
-    #[test]
-    fn claiming_skips_a_delivery_without_its_event() {
-        let webhook = "wh_01JD00000000000000000000HE";
-        let (_dir, conn) = claim_fixture(&[webhook]);
-        add_pending(
-            &conn,
-            "dlv_01JD0000000000000000000001",
-            "evt_01JD000000000000000000GONE",
-            webhook,
-            1,
-        );
-        add_pending(&conn, "dlv_01JD0000000000000000000002", EVENT, webhook, 2);
-        let due = queries::claim_due(&conn, "me", 10, 10, &[]).unwrap();
-        let ids: Vec<String> = due.iter().map(|d| d.id.to_string()).collect();
-        assert_eq!(ids, vec!["dlv_01JD0000000000000000000002"]);
-        // The search may have read an older snapshot: a row claimed since is
-        // not claimed again.
-        let again = queries::claim_ids(&conn, "other", &ids).unwrap();
-        assert!(again.is_empty(), "claimed twice: {:?}", again.len());
-    }
-
-    /// A database written by the first schema (rowid tables, foreign keys)
-    /// opens under the current one with every row kept and still linked.
-    #[tokio::test]
-    async fn migration_2_keeps_existing_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let cipher = cipher();
-        let (webhook, event, delivery) = (
-            "wh_01JD0000000000000000000001",
-            "evt_01JD0000000000000000000001",
-            "dlv_01JD0000000000000000000001",
-        );
-        {
-            let conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
-            conn.execute_batch(
-                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
-                 INSERT INTO schema_migrations VALUES (1, 0);",
-            )
-            .unwrap();
-            conn.execute_batch(MIGRATIONS[0].1).unwrap();
-            let sealed = cipher
-                .seal("whsec_migration_test_secret_0123", webhook)
-                .unwrap();
-            conn.execute(
-                "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
-                 VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, ?2, 1, 1)",
-                [webhook, sealed.as_str()],
-            )
-            .unwrap();
-            conn.execute(
-                "INSERT INTO events (id, event_type, user_id, payload, created_at) VALUES (?1, 'user.created', 'user-1', X'7B7D', 1)",
-                [event],
-            )
-            .unwrap();
-            conn.execute(
-                "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, created_at, updated_at, delivered_at) \
-                 VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'delivered', 1, 1, 2, 2)",
-                [delivery, event, webhook],
-            )
-            .unwrap();
-            conn.execute(
-                "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, status_code, response_headers, response_body) \
-                 VALUES (?1, 1, 1, 5, '[]', 200, '[]', 'ok')",
-                [delivery],
-            )
-            .unwrap();
-        }
-        let store = SqliteStore::open(dir.path(), cipher).unwrap();
-        let webhook = WebhookId::parse(webhook).unwrap();
-        let delivery = DeliveryId::parse(delivery).unwrap();
-        let detail = store
-            .get_delivery(&webhook, &delivery)
-            .await
-            .unwrap()
-            .expect("delivery kept");
-        assert_eq!(detail.delivery.event_id.as_str(), event);
-        assert_eq!(&detail.payload[..], b"{}");
-        assert_eq!(detail.attempts.len(), 1);
-        assert_eq!(detail.attempts[0].status_code, Some(200));
-        let page = store
-            .list_deliveries(&webhook, DeliveryFilter::default(), 10, 0)
-            .await
-            .unwrap();
-        assert_eq!(page.total, 1);
-        // The relations the foreign keys kept are now the store's: deleting the
-        // webhook takes its deliveries and their attempts with it.
-        assert!(store.delete_webhook(&webhook, Owner::Any).await.unwrap());
-        let conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
-        let left: i64 = conn
-            .query_row(
-                "SELECT (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts)",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(left, 0);
-    }
-
-    fn ingest_item(event: &str, delivery: &str, webhook: &str) -> IngestItem {
-        IngestItem {
-            event_id: EventId::parse(event).unwrap(),
-            event_type: "user.created".to_string(),
-            user_id: UserId::parse("user-1").unwrap(),
-            payload: Bytes::from_static(b"{}"),
-            idempotent: false,
-            created_at: 1,
-            deliveries: vec![NewDelivery {
-                id: DeliveryId::parse(delivery).unwrap(),
-                webhook_id: WebhookId::parse(webhook).unwrap(),
-                claimed: true,
-            }],
-        }
-    }
-
-    /// Runs `job` as the writer does, inside the transaction state `tx`.
-    fn run_job<'c, T>(
-        job: Box<dyn WriteJob>,
-        conn: &'c Connection,
-        tx: &mut TxState<'c>,
-        answer: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> Result<T, StoreError> {
-        let (completion, failed) = job.run(conn, tx);
-        assert!(!failed);
-        completion(Ok(()));
-        answer.blocking_recv().unwrap()
-    }
-
-    #[test]
-    fn a_webhook_deleted_between_ingest_jobs_of_one_transaction_gets_no_delivery() {
-        let (_dir, conn) = claim_fixture(&["wh_a"]);
-        let mut tx = TxState::default();
-        let ingest = |event: &str, delivery: &str| {
-            let (reply, answer) = oneshot::channel();
-            let job = IngestJob {
-                owner: "me".to_string(),
-                items: Arc::new(vec![ingest_item(event, delivery, "wh_a")]),
-                reply,
-            };
-            (Box::new(job) as Box<dyn WriteJob>, answer)
-        };
-        let (job, answer) = ingest("evt_one", "dlv_one");
-        run_job(job, &conn, &mut tx, answer).unwrap();
-        assert!(tx.ingester.is_some(), "kept for the next ingest job");
-
-        // Another kind of job (here: deleting the webhook) drops what the
-        // ingester looked up.
-        let (reply, answer) = oneshot::channel();
-        let delete = Job {
-            work: |c: &Connection| {
-                c.execute("DELETE FROM webhooks WHERE id = 'wh_a'", [])?;
-                Ok(())
-            },
-            reply,
-        };
-        run_job(Box::new(delete), &conn, &mut tx, answer).unwrap();
-        assert!(tx.ingester.is_none());
-
-        let (job, answer) = ingest("evt_two", "dlv_two");
-        run_job(job, &conn, &mut tx, answer).unwrap();
-        let deliveries: Vec<String> = conn
-            .prepare("SELECT id FROM deliveries ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(deliveries, ["dlv_one"]);
-    }
-}
+mod tests;

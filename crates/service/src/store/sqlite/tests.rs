@@ -1,0 +1,333 @@
+//! The embedded store's own tests: what the contract tests cannot see
+//! (the claim search's cost, the writer's transaction state, migrations).
+
+use super::writer::TxState;
+use super::*;
+use crate::crypto::EncryptionKey;
+use crate::store::migrations::SQLITE;
+use crate::store::{DeliveryFilter, NewDelivery};
+use bytes::Bytes;
+use rusqlite::params;
+use webhook_domain::ids::{EventId, UserId};
+
+fn cipher() -> SecretCipher {
+    SecretCipher::new(&EncryptionKey::new([7; 32]))
+}
+
+/// A migrated database with active `webhooks` and one event, `EVENT`.
+fn claim_fixture(webhooks: &[&str]) -> (tempfile::TempDir, Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
+    migrate(&mut conn, dir.path()).unwrap();
+    for id in webhooks {
+        conn.execute(
+            "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
+             VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, 'sealed', 1, 1)",
+            [id],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+         VALUES (?1, 'user.created', 'user-1', X'7B7D', 1)",
+        [EVENT],
+    )
+    .unwrap();
+    (dir, conn)
+}
+
+const EVENT: &str = "evt_01JD0000000000000000000001";
+
+/// Adds a pending delivery of `event` to `webhook`, due at `due`.
+fn add_pending(conn: &Connection, id: &str, event: &str, webhook: &str, due: i64) {
+    conn.execute(
+        "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+         next_attempt_at, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, ?4, 1, 1)",
+        params![id, event, webhook, due],
+    )
+    .unwrap();
+}
+
+/// Claiming due work costs the same whatever the backlog of a webhook it
+/// skips: behind an endpoint that hangs (its window share full) the
+/// claim query used to step over every one of its due rows, on every
+/// pass of the scheduler and inside the writer's transaction.
+#[test]
+fn claiming_does_not_read_an_excluded_backlog() {
+    fn claim_steps(backlog: i64) -> (Vec<String>, i32) {
+        let (hanging, healthy) = (
+            "wh_01JD00000000000000000000HA",
+            "wh_01JD00000000000000000000HE",
+        );
+        let (_dir, conn) = claim_fixture(&[hanging, healthy]);
+        for n in 0..backlog {
+            add_pending(
+                &conn,
+                &format!("dlv_01JD0000000000{n:012}"),
+                EVENT,
+                hanging,
+                n,
+            );
+        }
+        add_pending(
+            &conn,
+            "dlv_01JD0000000000ZZZZZZZZZZZZ",
+            EVENT,
+            healthy,
+            backlog,
+        );
+        let excluded = [WebhookId::parse(hanging).unwrap()];
+        let due = claims::claim_due(&conn, "me", backlog + 1, 10, &excluded).unwrap();
+        let steps = claims::CLAIM_SEARCHES
+            .iter()
+            .map(|sql| {
+                conn.prepare_cached(sql)
+                    .unwrap()
+                    .get_status(rusqlite::StatementStatus::VmStep)
+            })
+            .sum();
+        (due.iter().map(|d| d.id.to_string()).collect(), steps)
+    }
+    let (small_due, small_steps) = claim_steps(10);
+    let (large_due, large_steps) = claim_steps(5_000);
+    assert_eq!(small_due, vec!["dlv_01JD0000000000ZZZZZZZZZZZZ"]);
+    assert_eq!(large_due, small_due, "only the healthy webhook's row");
+    assert!(small_steps > 0, "the searches ran on the cached statements");
+    assert_eq!(
+        large_steps, small_steps,
+        "the search must not step through the excluded webhook's rows"
+    );
+}
+
+/// A due delivery whose event row is missing is skipped, not an error
+/// that would fail every later claim; one claimed since the search is
+/// skipped too.
+#[test]
+fn claiming_skips_a_delivery_without_its_event() {
+    let webhook = "wh_01JD00000000000000000000HE";
+    let (_dir, conn) = claim_fixture(&[webhook]);
+    add_pending(
+        &conn,
+        "dlv_01JD0000000000000000000001",
+        "evt_01JD000000000000000000GONE",
+        webhook,
+        1,
+    );
+    add_pending(&conn, "dlv_01JD0000000000000000000002", EVENT, webhook, 2);
+    let due = claims::claim_due(&conn, "me", 10, 10, &[]).unwrap();
+    let ids: Vec<String> = due.iter().map(|d| d.id.to_string()).collect();
+    assert_eq!(ids, vec!["dlv_01JD0000000000000000000002"]);
+    // The search may have read an older snapshot: a row claimed since is
+    // not claimed again.
+    let again = claims::claim_ids(&conn, "other", &ids).unwrap();
+    assert!(again.is_empty(), "claimed twice: {:?}", again.len());
+}
+
+/// A database written by the first schema (rowid tables, foreign keys)
+/// opens under the current one with every row kept and still linked.
+#[tokio::test]
+async fn migration_2_keeps_existing_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let cipher = cipher();
+    let (webhook, event, delivery) = (
+        "wh_01JD0000000000000000000001",
+        "evt_01JD0000000000000000000001",
+        "dlv_01JD0000000000000000000001",
+    );
+    {
+        let conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0);",
+        )
+        .unwrap();
+        conn.execute_batch(SQLITE[0].sql).unwrap();
+        let sealed = cipher
+            .seal("whsec_migration_test_secret_0123", webhook)
+            .unwrap();
+        conn.execute(
+            "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, created_at, updated_at) \
+             VALUES (?1, 'user-1', 'https://example.com/hook', '[\"*\"]', 1, 0, ?2, 1, 1)",
+            [webhook, sealed.as_str()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO events (id, event_type, user_id, payload, created_at) VALUES (?1, 'user.created', 'user-1', X'7B7D', 1)",
+            [event],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, created_at, updated_at, delivered_at) \
+             VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'delivered', 1, 1, 2, 2)",
+            [delivery, event, webhook],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, request_headers, status_code, response_headers, response_body) \
+             VALUES (?1, 1, 1, 5, '[]', 200, '[]', 'ok')",
+            [delivery],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(dir.path(), cipher).unwrap();
+    let webhook = WebhookId::parse(webhook).unwrap();
+    let delivery = DeliveryId::parse(delivery).unwrap();
+    let proof = store
+        .visible_webhook(&webhook, Owner::Any)
+        .await
+        .unwrap()
+        .expect("webhook kept");
+    let detail = store
+        .get_delivery(&proof, &delivery)
+        .await
+        .unwrap()
+        .expect("delivery kept");
+    assert_eq!(detail.delivery.event_id.as_str(), event);
+    assert_eq!(&detail.payload[..], b"{}");
+    assert_eq!(detail.attempts.len(), 1);
+    assert_eq!(detail.attempts[0].status_code, Some(200));
+    let page = store
+        .list_deliveries(&proof, DeliveryFilter::default(), 10, 0)
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1);
+    // The relations the foreign keys kept are now the store's: deleting the
+    // webhook takes its deliveries and their attempts with it.
+    assert!(store.delete_webhook(&webhook, Owner::Any).await.unwrap());
+    let conn = open_connection(&dir.path().join("webhooks.db"), 1024).unwrap();
+    let left: i64 = conn
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM deliveries) + (SELECT COUNT(*) FROM attempts)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+fn ingest_item(event: &str, delivery: &str, webhook: &str) -> IngestItem {
+    IngestItem {
+        event_id: EventId::parse(event).unwrap(),
+        event_type: "user.created".to_string(),
+        user_id: UserId::parse("user-1").unwrap(),
+        payload: Bytes::from_static(b"{}"),
+        idempotent: false,
+        created_at: 1,
+        deliveries: vec![NewDelivery {
+            id: DeliveryId::parse(delivery).unwrap(),
+            webhook_id: WebhookId::parse(webhook).unwrap(),
+            claimed: true,
+        }],
+    }
+}
+
+/// Runs `job` as the writer does, inside the transaction state `tx`.
+fn run_job<'c, T>(
+    job: Box<dyn WriteJob>,
+    conn: &'c Connection,
+    tx: &mut TxState<'c>,
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let (completion, failed) = job.run(conn, tx);
+    assert!(failed.is_none());
+    completion(Ok(()));
+    answer.blocking_recv().unwrap()
+}
+
+#[test]
+fn a_webhook_deleted_between_ingest_jobs_of_one_transaction_gets_no_delivery() {
+    let (_dir, conn) = claim_fixture(&["wh_a"]);
+    let mut tx = TxState::default();
+    let ingest = |event: &str, delivery: &str| {
+        let (reply, answer) = oneshot::channel();
+        let job = IngestJob {
+            owner: "me".to_string(),
+            items: Arc::new(vec![ingest_item(event, delivery, "wh_a")]),
+            reply,
+        };
+        (Box::new(job) as Box<dyn WriteJob>, answer)
+    };
+    let (job, answer) = ingest("evt_one", "dlv_one");
+    run_job(job, &conn, &mut tx, answer).unwrap();
+    assert!(tx.ingester.is_some(), "kept for the next ingest job");
+
+    // Another kind of job (here: deleting the webhook) drops what the
+    // ingester looked up.
+    let (reply, answer) = oneshot::channel();
+    let delete = Job {
+        work: |c: &Connection| {
+            c.execute("DELETE FROM webhooks WHERE id = 'wh_a'", [])?;
+            Ok(())
+        },
+        reply,
+    };
+    run_job(Box::new(delete), &conn, &mut tx, answer).unwrap();
+    assert!(tx.ingester.is_none());
+
+    let (job, answer) = ingest("evt_two", "dlv_two");
+    run_job(job, &conn, &mut tx, answer).unwrap();
+    let deliveries: Vec<String> = conn
+        .prepare("SELECT id FROM deliveries ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(deliveries, ["dlv_one"]);
+}
+
+/// A full disk (here: the file's page limit reached) aborts the whole
+/// batch, and every job in it is told that the disk is full, not only the
+/// one whose statement found it out: nothing of the batch was stored, and
+/// for none of them is it a passing outage.
+#[test]
+fn a_full_disk_fails_every_job_of_the_batch_as_disk_full() {
+    let (_dir, conn) = claim_fixture(&["wh_a"]);
+    let pages: i64 = conn
+        .query_row("PRAGMA page_count", [], |r| r.get(0))
+        .unwrap();
+    let _: i64 = conn
+        .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    let (jobs, queue) = mpsc::channel::<Box<dyn WriteJob>>();
+    // Queued before the writer starts, so that both share one transaction.
+    let (reply, innocent) = oneshot::channel();
+    jobs.send(Box::new(Job {
+        work: |_: &Connection| Ok(()),
+        reply,
+    }))
+    .unwrap();
+    let mut item = ingest_item("evt_big", "dlv_big", "wh_a");
+    item.payload = Bytes::from(vec![b'x'; 256 * 1024]);
+    let (reply, large) = oneshot::channel();
+    jobs.send(Box::new(IngestJob {
+        owner: "me".to_string(),
+        items: Arc::new(vec![item]),
+        reply,
+    }))
+    .unwrap();
+    drop(jobs);
+    let disk_full = Arc::new(AtomicBool::new(false));
+    let flag = disk_full.clone();
+    let writer = std::thread::spawn(move || {
+        writer_loop(conn, queue, Arc::new(AtomicBool::new(false)), flag)
+    });
+    let large = large.blocking_recv().unwrap();
+    assert!(
+        matches!(large, Err(StoreError::DiskFull(_))),
+        "the job that hit the limit: {large:?}"
+    );
+    let innocent = innocent.blocking_recv().unwrap();
+    assert!(
+        matches!(innocent, Err(StoreError::DiskFull(_))),
+        "a job of the same batch: {innocent:?}"
+    );
+    writer.join().unwrap();
+    assert!(
+        disk_full.load(Ordering::Acquire),
+        "kept for the health check"
+    );
+}
