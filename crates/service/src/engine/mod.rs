@@ -42,7 +42,7 @@ pub use runner::TestSendError;
 
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
-use crate::store::{AttemptReport, FailurePolicy, Owner, Store, StoreError, WebhookRecord};
+use crate::store::{AttemptReport, FailurePolicy, Owner, Store, StoreError, VisibleWebhook};
 use attempt::RetryRules;
 use circuit::CircuitView;
 use claims::Claims;
@@ -268,9 +268,9 @@ impl Engine {
     pub async fn test_send(
         &self,
         event: Event,
-        webhook: WebhookRecord,
+        webhook: VisibleWebhook,
     ) -> Result<AttemptReport, TestSendError> {
-        self.runner.test_send(event, webhook).await
+        self.runner.test_send(event, webhook.into_record()).await
     }
 
     /// This instance's circuit breakers of `webhooks`, in the same order
