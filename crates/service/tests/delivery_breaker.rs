@@ -40,13 +40,32 @@ async fn a_failing_endpoint_is_held_after_five_failures_and_drained_after_a_good
     }
 
     // Five failures in a row open the circuit: nothing more is sent during the
-    // first cool-down (1 s), and the other deliveries keep all their attempts.
+    // first cool-down (1 s from the fifth failure; on a busy machine the
+    // probe may already be out when this looks), and the other deliveries
+    // keep all their attempts.
     receiver.wait_for(5, Duration::from_secs(5)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    assert_eq!(receiver.count(), 5, "requests sent into an open circuit");
+    let got = receiver.received();
+    if let Some(probe) = got.get(5) {
+        let gap = probe.received_at.duration_since(got[4].received_at);
+        assert!(
+            gap >= Duration::from_secs(1),
+            "a request {gap:?} after the fifth failure, inside the cool-down"
+        );
+    }
+    assert!(
+        got.len() <= 6,
+        "{} requests: more than one probe",
+        got.len()
+    );
     let items = logs(&app, &token, &id).await;
-    assert_eq!(count_status(&items, "retrying"), 5, "{items:?}");
-    assert_eq!(count_status(&items, "pending"), 25, "{items:?}");
+    let retrying = count_status(&items, "retrying");
+    assert!(
+        (5..=got.len()).contains(&retrying),
+        "{retrying} retrying after {} requests: {items:?}",
+        got.len()
+    );
+    assert_eq!(count_status(&items, "pending"), 30 - retrying, "{items:?}");
     assert!(
         items
             .iter()

@@ -7,6 +7,7 @@
 //! store, as for secrets at rest). The `contracts!` macro runs each of them
 //! against both backends.
 
+mod harness;
 mod postgres_support;
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use webhook_service::store::{
     WebhookRecord,
 };
 
+use harness::{DONE, Ran, Test, skip};
 use postgres_support::TestDatabase;
 
 // ---------------------------------------------------------------- fixtures
@@ -84,7 +86,7 @@ impl Fixture {
     }
 
     /// PostgreSQL with a short claim TTL, so that recovery shows within a test.
-    async fn postgres() -> Option<Fixture> {
+    async fn postgres() -> Result<Fixture, String> {
         Fixture::postgres_with(PostgresOptions {
             claim_ttl: CLAIM_TTL,
             ..PostgresOptions::default()
@@ -92,12 +94,12 @@ impl Fixture {
         .await
     }
 
-    async fn postgres_with(options: PostgresOptions) -> Option<Fixture> {
-        let db = TestDatabase::create().await?;
+    async fn postgres_with(options: PostgresOptions) -> Result<Fixture, String> {
+        let db = TestDatabase::fresh().await?;
         let store = PostgresStore::connect(&db.url, options, cipher())
             .await
             .expect("connect to the test database");
-        Some(Fixture {
+        Ok(Fixture {
             store: Arc::new(store),
             backend: Backend::Postgres(db),
         })
@@ -2177,40 +2179,47 @@ async fn futures_join_all<F: std::future::Future>(
 
 // ---------------------------------------------------------------- runners
 
-/// Runs each named contract against the embedded store and against PostgreSQL.
+/// Runs each named contract against the embedded store and against
+/// PostgreSQL (listed as ignored when no server is reachable).
 macro_rules! contracts {
     (stores: $($store_contract:ident),* ; fixtures: $($fixture_contract:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $store_contract() {
-                    let fixture = super::Fixture::sqlite();
-                    super::$store_contract(fixture.store()).await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $fixture_contract() {
-                    let fixture = super::Fixture::sqlite();
-                    super::$fixture_contract(&fixture).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $store_contract() {
-                    let Some(fixture) = super::Fixture::postgres().await else { return };
-                    super::$store_contract(fixture.store()).await;
-                }
-            )*
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $fixture_contract() {
-                    let Some(fixture) = super::Fixture::postgres().await else { return };
-                    super::$fixture_contract(&fixture).await;
-                }
-            )*
+        fn contract_tests() -> Vec<Test> {
+            vec![
+                $(
+                    Test::new(concat!("sqlite::", stringify!($store_contract)), || Box::pin(async {
+                        let fixture = Fixture::sqlite();
+                        $store_contract(fixture.store()).await;
+                        DONE
+                    })).multi_thread(2),
+                )*
+                $(
+                    Test::new(concat!("sqlite::", stringify!($fixture_contract)), || Box::pin(async {
+                        let fixture = Fixture::sqlite();
+                        $fixture_contract(&fixture).await;
+                        DONE
+                    })).multi_thread(2),
+                )*
+                $(
+                    Test::new(concat!("postgres::", stringify!($store_contract)), || Box::pin(async {
+                        let fixture = match Fixture::postgres().await {
+                            Ok(fixture) => fixture,
+                            Err(why) => return skip(why),
+                        };
+                        $store_contract(fixture.store()).await;
+                        DONE
+                    })).multi_thread(2),
+                )*
+                $(
+                    Test::new(concat!("postgres::", stringify!($fixture_contract)), || Box::pin(async {
+                        let fixture = match Fixture::postgres().await {
+                            Ok(fixture) => fixture,
+                            Err(why) => return skip(why),
+                        };
+                        $fixture_contract(&fixture).await;
+                        DONE
+                    })).multi_thread(2),
+                )*
+            ]
         }
     };
 }
@@ -2253,8 +2262,7 @@ contracts!(
 mod schema_versions {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite_refuses_a_database_of_a_newer_release() {
+    pub async fn sqlite_refuses_a_database_of_a_newer_release() -> Ran {
         let dir = tempfile::tempdir().unwrap();
         drop(SqliteStore::open(dir.path(), cipher()).expect("open"));
         let db = dir.path().join("webhooks.db");
@@ -2273,12 +2281,13 @@ mod schema_versions {
             Err(other) => panic!("not refused as corrupt: {other}"),
             Ok(_) => panic!("a database of a newer release was opened"),
         }
+        DONE
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_refuses_a_database_of_a_newer_release() {
-        let Some(db) = TestDatabase::create().await else {
-            return;
+    pub async fn postgres_refuses_a_database_of_a_newer_release() -> Ran {
+        let db = match TestDatabase::fresh().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
         };
         drop(
             PostgresStore::connect(&db.url, PostgresOptions::default(), cipher())
@@ -2299,6 +2308,7 @@ mod schema_versions {
             Err(other) => panic!("not refused as corrupt: {other}"),
             Ok(_) => panic!("a database of a newer release was opened"),
         }
+        DONE
     }
 }
 
@@ -2308,10 +2318,10 @@ mod schema_versions {
 mod postgres_instances {
     use super::*;
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn live_instances_keep_their_claims_and_silent_ones_lose_them() {
-        let Some(fixture) = Fixture::postgres().await else {
-            return;
+    pub async fn live_instances_keep_their_claims_and_silent_ones_lose_them() -> Ran {
+        let fixture = match Fixture::postgres().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
         };
         let (a, b) = (fixture.store(), fixture.second_instance().await);
         let w = create(a, "alice", 1).await.id;
@@ -2334,12 +2344,13 @@ mod postgres_instances {
             ids_of(&a.claim_due("i-a", 1000, 10, vec![]).await.unwrap()),
             vec![held_by_b]
         );
+        DONE
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_instance_back_from_a_database_outage_voids_no_live_claims() {
-        let Some(fixture) = Fixture::postgres().await else {
-            return;
+    pub async fn an_instance_back_from_a_database_outage_voids_no_live_claims() -> Ran {
+        let fixture = match Fixture::postgres().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
         };
         let store = fixture.store();
         let w = create(store, "alice", 1).await.id;
@@ -2360,6 +2371,7 @@ mod postgres_instances {
         assert_eq!(store.recover_claims("i-a").await.unwrap(), 0);
         let b_claims = store.claim_due("i-a", 1000, 10, vec![]).await.unwrap();
         assert!(b_claims.is_empty(), "{held_by_b} is still i-b's");
+        DONE
     }
 
     /// Waits for the next announcement; `false` if none comes within `limit`.
@@ -2370,10 +2382,10 @@ mod postgres_instances {
         )
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn webhook_changes_are_announced_to_every_instance_within_a_second() {
-        let Some(fixture) = Fixture::postgres().await else {
-            return;
+    pub async fn webhook_changes_are_announced_to_every_instance_within_a_second() -> Ran {
+        let fixture = match Fixture::postgres().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
         };
         let (a, b) = (fixture.store(), fixture.second_instance().await);
         let mut changes = b.webhook_changes().expect("PostgreSQL announces changes");
@@ -2434,12 +2446,13 @@ mod postgres_instances {
         a.delete_webhook(&hook.id, Owner::Any).await.unwrap();
         assert!(announced(&mut changes, second).await, "deleted");
         assert!(a.webhook_changes().is_some());
+        DONE
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn concurrent_instances_claim_disjoint_sets() {
-        let Some(fixture) = Fixture::postgres().await else {
-            return;
+    pub async fn concurrent_instances_claim_disjoint_sets() -> Ran {
+        let fixture = match Fixture::postgres().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
         };
         let first = fixture.store.clone();
         let second = fixture.second_instance().await;
@@ -2493,5 +2506,46 @@ mod postgres_instances {
             2000,
             "every delivery claimed exactly once ({per_owner:?})"
         );
+        DONE
     }
+}
+
+fn main() {
+    let mut tests = contract_tests();
+    tests.push(
+        Test::new(
+            "schema_versions::sqlite_refuses_a_database_of_a_newer_release",
+            || Box::pin(schema_versions::sqlite_refuses_a_database_of_a_newer_release()),
+        )
+        .multi_thread(2),
+    );
+    tests.push(
+        Test::new(
+            "schema_versions::postgres_refuses_a_database_of_a_newer_release",
+            || Box::pin(schema_versions::postgres_refuses_a_database_of_a_newer_release()),
+        )
+        .multi_thread(2),
+    );
+    tests.push(
+        Test::new(
+            "postgres_instances::live_instances_keep_their_claims_and_silent_ones_lose_them",
+            || {
+                Box::pin(
+                    postgres_instances::live_instances_keep_their_claims_and_silent_ones_lose_them(
+                    ),
+                )
+            },
+        )
+        .multi_thread(2),
+    );
+    tests.push(Test::new("postgres_instances::an_instance_back_from_a_database_outage_voids_no_live_claims", || Box::pin(postgres_instances::an_instance_back_from_a_database_outage_voids_no_live_claims())).multi_thread(2));
+    tests.push(Test::new("postgres_instances::webhook_changes_are_announced_to_every_instance_within_a_second", || Box::pin(postgres_instances::webhook_changes_are_announced_to_every_instance_within_a_second())).multi_thread(2));
+    tests.push(
+        Test::new(
+            "postgres_instances::concurrent_instances_claim_disjoint_sets",
+            || Box::pin(postgres_instances::concurrent_instances_claim_disjoint_sets()),
+        )
+        .multi_thread(4),
+    );
+    harness::run(tests);
 }
