@@ -3,11 +3,12 @@
 //! the service recovers by itself once there is space again.
 //!
 //! The data directory is a small tmpfs mounted for the test, which needs
-//! root (as in CI). Without it the test fails saying so, unless
-//! `WEBHOOK_SKIP_ROOT_TESTS=1` asks to skip it (said on stderr).
+//! root (as in CI). Where it cannot be mounted the test is listed as
+//! ignored with the reason (and fails under `CI=true`).
 
 mod common;
 mod delivery_support;
+mod harness;
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -17,12 +18,10 @@ use std::time::{Duration, Instant};
 
 use common::{INTERNAL_SECRET, spawn_app_with};
 use delivery_support::eventually;
+use harness::{DONE, Ran, Test, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
-
-/// Set to `1` to skip the tests that must mount a file system (not root).
-const SKIP_VAR: &str = "WEBHOOK_SKIP_ROOT_TESTS";
 
 /// A tmpfs mounted on a fresh directory, unmounted when dropped.
 struct Tmpfs {
@@ -100,18 +99,14 @@ fn event_id(body: &Value) -> String {
         .to_string()
 }
 
-#[tokio::test]
-async fn a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself() {
+async fn a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself() -> Ran {
     let disk = match Tmpfs::mount("8m") {
         Ok(disk) => disk,
-        Err(why) if std::env::var(SKIP_VAR).is_ok_and(|v| v == "1") => {
-            eprintln!("SKIPPED a full disk test ({SKIP_VAR}=1): {why}");
-            return;
+        Err(why) => {
+            return skip(format!(
+                "a tmpfs cannot be mounted here (needs root): {why}"
+            ));
         }
-        Err(why) => panic!(
-            "this test mounts a tmpfs as the data directory and needs root: {why}. \
-             Run it as root, or set {SKIP_VAR}=1 to skip it"
-        ),
     };
     let data_dir = disk.path().display().to_string();
     // Dropped before `disk`: the service is gone before the unmount.
@@ -211,4 +206,12 @@ async fn a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself(
     )
     .await;
     drop(app);
+    DONE
+}
+
+fn main() {
+    harness::run(vec![Test::new(
+        "a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself",
+        || Box::pin(a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself()),
+    )]);
 }
