@@ -24,7 +24,22 @@ pub struct Principal {
     pub email: Option<String>,
     /// `roles` contains `admin`.
     pub is_admin: bool,
+    /// Set when the token is a portal link's (see `crate::portal::link`), not the platform's.
+    pub portal: Option<PortalAccess>,
 }
+
+/// What a portal link's token allows beyond naming its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortalAccess {
+    /// Only reads: every mutating `/api/v1` call is refused.
+    pub read_only: bool,
+}
+
+/// The `kid` header of portal tokens: they are verified with the portal key
+/// only, never with the platform's keys (and platform tokens never with it).
+pub const PORTAL_KID: &str = "webhook-portal";
+/// The `aud` claim of portal tokens.
+pub const PORTAL_AUDIENCE: &str = "webhook-portal";
 
 /// Why a request is not authenticated. Each variant has its own message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,6 +84,7 @@ pub struct Authenticator {
     ec: Option<DecodingKey>,
     internal_secret: Option<SecretString>,
     leeway: Duration,
+    portal: Option<DecodingKey>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -113,7 +129,14 @@ impl Authenticator {
             ec,
             internal_secret,
             leeway: jwt.leeway,
+            portal: None,
         })
+    }
+
+    /// Also accepts portal tokens signed (HS256) with this key.
+    pub fn with_portal_key(mut self, key: &[u8]) -> Self {
+        self.portal = Some(DecodingKey::from_secret(key));
+        self
     }
 
     /// Authenticates a user from the `Authorization` header value.
@@ -131,7 +154,10 @@ impl Authenticator {
                 None => AuthError::Malformed(describe(&e)),
             }
         })?;
+        let portal = header.kid.as_deref() == Some(PORTAL_KID);
         let key = match header.alg {
+            Algorithm::HS256 if portal => self.portal.as_ref(),
+            _ if portal => None,
             Algorithm::HS256 => self.hmac.as_ref(),
             Algorithm::RS256 => self.rsa.as_ref(),
             Algorithm::ES256 => self.ec.as_ref(),
@@ -141,8 +167,13 @@ impl Authenticator {
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_aud = portal;
+        if portal {
+            validation.set_audience(&[PORTAL_AUDIENCE]);
+            validation.set_required_spec_claims(&["exp", "aud"]);
+        } else {
+            validation.set_required_spec_claims(&["exp"]);
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -155,7 +186,13 @@ impl Authenticator {
                 _ => AuthError::Malformed(describe(&e)),
             },
         )?;
-        principal_from_claims(&data.claims)
+        let mut principal = principal_from_claims(&data.claims)?;
+        if portal {
+            principal.portal = Some(PortalAccess {
+                read_only: data.claims.get("ro").and_then(Value::as_bool) != Some(false),
+            });
+        }
+        Ok(principal)
     }
 
     /// Authenticates a platform service on `/internal`.
@@ -268,6 +305,7 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
             .and_then(Value::as_str)
             .map(String::from),
         is_admin,
+        portal: None,
     })
 }
 
