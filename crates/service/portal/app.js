@@ -72,6 +72,8 @@ function navigation() {
 async function route() {
   for (const fn of leaving) fn();
   leaving = [];
+  // A new link opened in the same tab arrives as a fragment change.
+  takeTokenFromUrl();
   ctx.claims = claims();
   navigation();
   if (!token()) {

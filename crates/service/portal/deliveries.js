@@ -156,8 +156,9 @@ function headerTable(headers, caption) {
       h('td', {}, SIGNATURE_HEADERS.includes(name.toLowerCase()) ? `${String(value).slice(0, 10)}… (masked)` : String(value))))));
 }
 
-/** `#/endpoints/{id}/deliveries/{deliveryId}` */
+/** `#/endpoints/{id}/deliveries/{deliveryId}`; refreshes itself while the delivery is not finished. */
 export async function deliveryDetail(main, ctx, id, deliveryId) {
+  clearTimeout(main.refreshTimer);
   const ro = ctx.claims && ctx.claims.readOnly;
   const eid = encodeURIComponent(id);
   const path = `/webhooks/${eid}/deliveries/${encodeURIComponent(deliveryId)}`;
@@ -175,7 +176,7 @@ export async function deliveryDetail(main, ctx, id, deliveryId) {
       try {
         const { message } = await post(`${path}/retry`);
         toast(message || 'Retry queued');
-        setTimeout(() => deliveryDetail(main, ctx, id, deliveryId), 1000);
+        deliveryDetail(main, ctx, id, deliveryId);
       } catch (err) {
         toast(err.message);
         e.target.disabled = false;
@@ -183,6 +184,13 @@ export async function deliveryDetail(main, ctx, id, deliveryId) {
     },
   }, 'Retry now');
   const attempts = [...(d.attemptLog || [])].reverse();
+  if (d.status === 'pending' || d.status === 'retrying') {
+    const here = location.hash;
+    main.refreshTimer = setTimeout(() => {
+      if (location.hash === here && !document.querySelector('dialog[open]')) deliveryDetail(main, ctx, id, deliveryId);
+    }, 2000);
+    ctx.onLeave(() => clearTimeout(main.refreshTimer));
+  }
   render(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/endpoints' }, 'Endpoints'), ' / ', h('a', { href: `#/endpoints/${eid}/log` }, 'Delivery log'), ' /'),
     h('div', { class: 'heading' }, h('h1', {}, d.eventType), badge(d.status)),

@@ -140,7 +140,7 @@ export async function endpointForm(main, ctx, id) {
     description ? h('p', { class: 'muted small-text' }, description) : null,
     example ? h('details', {}, h('summary', {}, 'Example payload'), pre(pretty(example), `Example of ${value}`)) : null);
   const form = h('form', { class: 'form', novalidate: true },
-    h('div', { class: 'error-summary', role: 'alert', hidden: true }),
+    h('div', { class: 'error-summary', role: 'alert', tabindex: -1, hidden: true }),
     h('label', { for: 'url' }, 'Endpoint URL'),
     h('input', { id: 'url', name: 'url', type: 'url', required: true, placeholder: 'https://example.com/webhooks', value: webhook ? webhook.url : '', 'aria-describedby': 'url-help url-error', autocomplete: 'url' }),
     h('p', { id: 'url-help', class: 'muted small-text' }, 'An https URL of your server that accepts POST requests.'),
@@ -278,6 +278,7 @@ export async function endpointDetail(main, ctx, id) {
             data.error ? h('p', { class: 'error-text' }, data.error) : null,
             h('p', { class: 'muted' }, 'Response body:'),
             pre(data.responseBody || '(empty)', 'Response body'));
+          drawChart();
         } catch (err) {
           render(testResult, errorBox(err, 'The test event was not sent'));
         } finally {

@@ -1,0 +1,367 @@
+//! The portal in a real browser: headless Chromium over WebDriver against
+//! the real service and real receivers. Each screen is saved under
+//! `target/portal-screenshots/`.
+
+mod browser_support;
+mod common;
+
+use std::time::Duration;
+
+use browser_support::Browser;
+use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use webhook_testkit::{Behavior, Receiver};
+
+/// Mints a portal link the way the platform does.
+async fn portal_link(app: &TestApp, user: &str, extra: Value) -> Value {
+    let mut body = json!({"userId": user});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, answer, _) = app
+        .request(
+            Method::POST,
+            "/api/v1/portal/links",
+            Some(INTERNAL_SECRET),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    answer["data"].clone()
+}
+
+async fn delivery_status(app: &TestApp, token: &str, webhook: &str, status: &str) -> Vec<Value> {
+    let (code, body) = app
+        .get(
+            &format!("/api/v1/webhooks/{webhook}/deliveries?status={status}&limit=100"),
+            token,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
+    let Some(browser) = Browser::start("portal user journey").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    // Another user's endpoint, which the portal must never show.
+    let other_token = app.token("someone-else", false);
+    let other = app
+        .create_webhook(&other_token, &receiver.url("/other"), &["*"], None)
+        .await;
+    let link = portal_link(&app, "portal-user", json!({"expiresIn": "1h"})).await;
+    let url = link["url"].as_str().expect("url");
+    assert!(url.starts_with(&app.base), "{url}");
+    let token = link["token"].as_str().expect("token").to_string();
+
+    // Endpoints, empty.
+    browser.goto(url).await;
+    browser.wait_for_text("No endpoints yet").await;
+    let address = browser.script("return location.href", json!([])).await;
+    assert!(
+        !address.as_str().unwrap_or_default().contains("token="),
+        "the token must leave the address bar: {address}"
+    );
+    browser.screenshot("01-endpoints-empty").await;
+
+    // Add an endpoint: the API's validation message first, then success.
+    browser.click("a", "Add your first endpoint").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#url", "ftp://example.com/hook").await;
+    browser.click("input[value='user.created']", "").await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    let text = browser
+        .wait_for_text("url must be an http or https URL")
+        .await;
+    assert!(text.contains("The endpoint was not saved"), "{text}");
+    browser.screenshot("02-endpoint-form-validation").await;
+    browser.type_into("#url", &receiver.url("/hook")).await;
+    browser.type_into("#description", "Billing app").await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    browser.wait_for_text("shown in full only this once").await;
+    let secret = browser.text_of("[data-test=new-secret]").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    browser.screenshot("03-secret-shown-once").await;
+
+    // Endpoint detail: a test event and the receiver's answer.
+    browser.click("a", "Continue to the endpoint").await;
+    browser.wait_for_text("Send a test event").await;
+    browser.click("button", "Send test event").await;
+    let shown = browser.wait_for_text("HTTP 200").await;
+    assert!(shown.contains("Delivered"), "{shown}");
+    let received = receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("the test event");
+    received[0]
+        .verify_signatures(&secret)
+        .expect("signed with the secret the portal showed");
+    browser.screenshot("04-endpoint-detail-test-event").await;
+
+    // Rotate the secret.
+    browser.click("button", "Rotate secret").await;
+    browser.click("[data-test=confirm]", "Rotate").await;
+    browser
+        .wait_for_text("The previous secret keeps signing until")
+        .await;
+    let rotated = browser.text_of("[data-test=secret]").await;
+    assert!(
+        rotated.starts_with("whsec_") && rotated != secret,
+        "{rotated}"
+    );
+    let (_, list) = app.get("/api/v1/webhooks", &token).await;
+    let webhooks = list["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        webhooks.len(),
+        1,
+        "the portal user has one endpoint: {list}"
+    );
+    let id = webhooks[0]["id"].as_str().expect("id").to_string();
+    let (_, revealed) = app
+        .get(&format!("/api/v1/webhooks/{id}/secret"), &token)
+        .await;
+    assert_eq!(revealed["data"]["secret"], json!(rotated));
+    browser.screenshot("05-secret-rotated").await;
+
+    // Events arrive in the log, one of them failing every attempt.
+    for _ in 0..3 {
+        let (status, body) = app
+            .trigger("user.created", "portal-user", json!({"n": 1}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    receiver
+        .wait_for(4, Duration::from_secs(10))
+        .await
+        .expect("three events");
+    receiver.set_behavior(Behavior::Status(500));
+    app.trigger("user.created", "portal-user", json!({"n": 2}))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while delivery_status(&app, &token, &id, "failed")
+        .await
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no failed delivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.set_behavior(Behavior::Status(200));
+    browser.click("a", "Delivery log").await;
+    browser.wait_for_count(".log tbody tr", 5).await;
+    browser
+        .wait_for_count(".log tbody tr[data-status=failed]", 1)
+        .await;
+    // Live: an event sent while the log is open appears without a reload.
+    app.trigger("user.created", "portal-user", json!({"n": 3}))
+        .await;
+    browser.wait_for_count(".log tbody tr", 6).await;
+    browser.screenshot("06-delivery-log").await;
+
+    // Filter by status.
+    browser.click("#f-status option[value=failed]", "").await;
+    let started = std::time::Instant::now();
+    loop {
+        let rows = browser
+            .script(
+                "return [...document.querySelectorAll('.log tbody tr')].map(r => r.dataset.status)",
+                json!([]),
+            )
+            .await;
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        if rows.len() == 1 && rows[0] == json!("failed") {
+            break;
+        }
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "filter shows {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The failed delivery's attempts, then a retry that succeeds.
+    browser
+        .click(".log tbody tr[data-status=failed] a", "user.created")
+        .await;
+    let detail = browser.wait_for_text("Attempts (4)").await;
+    assert!(detail.contains("HTTP 500"), "{detail}");
+    assert!(detail.contains("Envelope sent"), "{detail}");
+    browser.click("summary", "Request headers").await;
+    let masked = browser.wait_for_text("(masked)").await;
+    assert!(masked.contains("x-webhook-signature"), "{masked}");
+    browser.screenshot("07-delivery-attempts").await;
+    browser.click("button", "Retry now").await;
+    browser.wait_for_text("Attempts (5)").await;
+    browser.wait_for_count(".heading .badge.delivered", 1).await;
+    browser.screenshot("08-delivery-retried").await;
+
+    // The chart on the endpoint page.
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}", app.base))
+        .await;
+    // Every delivery is delivered by now (the failed one was retried).
+    browser.wait_for_count("svg.chart rect.delivered", 1).await;
+    let latency = browser
+        .wait_for_text("Latency of successful attempts: p50")
+        .await;
+    assert!(!latency.contains("p50 —"), "{latency}");
+    browser
+        .script(
+            "document.querySelector('.chart-box').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("09-endpoint-chart").await;
+
+    // The catalogue with the guide's verification snippets.
+    browser.click("nav a", "Event catalogue").await;
+    let catalogue = browser.wait_for_text("Verifying signatures").await;
+    assert!(catalogue.contains("user.created") && catalogue.contains("Node.js with Express"));
+    browser.screenshot("10-event-catalogue").await;
+
+    // The endpoint list at 375 px: one endpoint (never the other user's),
+    // with its 24 h figures, and nothing wider than the screen.
+    browser.resize(375, 812).await;
+    browser.click("nav a", "Endpoints").await;
+    let list = browser.wait_for_text("deliveries in 24 h").await;
+    assert!(list.contains("/hook") && !list.contains("/other"), "{list}");
+    browser.wait_for_count(".endpoint", 1).await;
+    assert_eq!(
+        browser
+            .script(
+                "return document.querySelectorAll('.endpoint').length",
+                json!([])
+            )
+            .await,
+        json!(1)
+    );
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "wider than 375 px by {overflow}"
+    );
+    browser.screenshot("11-endpoints-375px").await;
+
+    // Another user's endpoint by its id: not found.
+    let other_id = other["id"].as_str().expect("id");
+    browser
+        .goto(&format!("{}/portal#/endpoints/{other_id}", app.base))
+        .await;
+    browser.wait_for_text("No such endpoint").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn expired_and_forged_links_are_refused() {
+    let Some(browser) = Browser::start("portal refused links").await else {
+        return;
+    };
+    let app = spawn_app_with(&[("JWT_LEEWAY", "0")]).await;
+    let token = app.token("victim", false);
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    app.create_webhook(&token, &receiver.url("/victim"), &["*"], None)
+        .await;
+
+    // A link whose signature was altered.
+    let link = portal_link(&app, "portal-user", json!({})).await;
+    let good = link["token"].as_str().expect("token");
+    let (head, signature) = good.rsplit_once('.').expect("a JWT");
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{head}.{flipped}{}", &signature[1..]);
+    browser
+        .goto(&format!("{}/portal#token={forged}", app.base))
+        .await;
+    let text = browser.wait_for_text("Invalid token signature").await;
+    assert!(text.contains("not valid or has expired"), "{text}");
+    browser.screenshot("12-forged-link").await;
+
+    // A link whose claims were changed to another user: refused as well.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    let mut claims: Value =
+        serde_json::from_slice(&b64.decode(&parts[1]).expect("claims")).expect("json");
+    claims["sub"] = json!("victim");
+    parts[1] = b64.encode(claims.to_string());
+    browser
+        .goto(&format!("{}/portal#token={}", app.base, parts.join(".")))
+        .await;
+    let text = browser.wait_for_text("Invalid token signature").await;
+    assert!(!text.contains("/victim"), "{text}");
+
+    // A link that has expired.
+    let short = portal_link(&app, "portal-user", json!({"expiresIn": "1s"})).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = app
+        .get("/api/v1/webhooks", short["token"].as_str().expect("token"))
+        .await;
+    assert_eq!(status, 401, "the service refuses an expired link");
+    browser.goto(short["url"].as_str().expect("url")).await;
+    browser.wait_for_text("This portal link has expired").await;
+    browser.screenshot("13-expired-link").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_operator_sees_every_users_failing_endpoints() {
+    let Some(browser) = Browser::start("portal operator overview").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let failing = Receiver::start(Behavior::Status(503))
+        .await
+        .expect("receiver");
+    let token_a = app.token("alice", false);
+    let token_b = app.token("bob", false);
+    let a = app
+        .create_webhook(&token_a, &failing.url("/alice"), &["user.*"], None)
+        .await;
+    app.create_webhook(&token_b, &failing.url("/bob"), &["user.*"], None)
+        .await;
+    app.trigger("user.created", "alice", json!({})).await;
+    app.trigger("user.created", "bob", json!({})).await;
+    failing
+        .wait_for(2, Duration::from_secs(10))
+        .await
+        .expect("both attempted");
+
+    let link = portal_link(&app, "operator", json!({"admin": true})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("nav a", "Operator overview").await;
+    let text = browser.wait_for_text("Failing now (2)").await;
+    assert!(text.contains("/alice") && text.contains("/bob"), "{text}");
+    assert!(
+        text.contains("Owner alice") && text.contains("Owner bob"),
+        "{text}"
+    );
+    browser.screenshot("14-operator-overview").await;
+    // Straight into that user's endpoint.
+    browser.click("a", "/alice").await;
+    browser.wait_for_text("Send a test event").await;
+    let here = browser.script("return location.hash", json!([])).await;
+    assert_eq!(
+        here,
+        json!(format!(
+            "#/endpoints/{}",
+            a["id"].as_str().unwrap_or_default()
+        ))
+    );
+    browser.quit().await;
+}
