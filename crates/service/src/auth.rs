@@ -445,6 +445,59 @@ mod tests {
         assert_eq!(a_user(&token), Err(AuthError::Algorithm("none".into())));
     }
 
+    #[test]
+    fn portal_tokens_verify_with_the_portal_key_only() {
+        let portal_key = b"portal-key-0123456789abcdef";
+        let a = auth().with_portal_key(portal_key);
+        let portal = |claims: serde_json::Value, key: &[u8]| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(PORTAL_KID.into());
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).unwrap()
+        };
+        let claims = |ro: Option<bool>| {
+            let mut c = serde_json::json!({"sub": "u", "aud": PORTAL_AUDIENCE, "exp": now() + 60});
+            if let Some(ro) = ro {
+                c["ro"] = serde_json::json!(ro);
+            }
+            c
+        };
+        let p = a
+            .user(Some(&format!(
+                "Bearer {}",
+                portal(claims(Some(false)), portal_key)
+            )))
+            .unwrap();
+        assert_eq!(p.portal, Some(PortalAccess { read_only: false }));
+        // Without an explicit `"ro": false` a link is read-only.
+        let p = a
+            .user(Some(&format!(
+                "Bearer {}",
+                portal(claims(None), portal_key)
+            )))
+            .unwrap();
+        assert_eq!(p.portal, Some(PortalAccess { read_only: true }));
+        // Signed with the platform's secret, or without the audience: refused.
+        let platform_signed = portal(claims(Some(false)), b"test-jwt-secret-0123456789");
+        assert_eq!(
+            a.user(Some(&format!("Bearer {platform_signed}"))),
+            Err(AuthError::BadSignature)
+        );
+        let no_aud = portal(
+            serde_json::json!({"sub": "u", "exp": now() + 60}),
+            portal_key,
+        );
+        assert!(a.user(Some(&format!("Bearer {no_aud}"))).is_err());
+        // Platform tokens stay platform tokens.
+        let platform = a.mint("u", None, false, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            a.user(Some(&format!("Bearer {platform}"))).unwrap().portal,
+            None
+        );
+        // With no portal key configured, no portal token is accepted.
+        let valid = portal(claims(Some(false)), portal_key);
+        assert!(auth().user(Some(&format!("Bearer {valid}"))).is_err());
+    }
+
     fn a_user(token: &str) -> Result<Principal, AuthError> {
         auth().user(Some(&format!("Bearer {token}")))
     }

@@ -4,6 +4,7 @@
 
 mod browser_support;
 mod common;
+mod postgres_support;
 
 use std::time::Duration;
 
@@ -363,5 +364,74 @@ async fn an_operator_sees_every_users_failing_endpoints() {
             a["id"].as_str().unwrap_or_default()
         ))
     );
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn the_log_and_the_chart_work_on_postgresql() {
+    let Some(db) = postgres_support::TestDatabase::create().await else {
+        return;
+    };
+    let Some(browser) = Browser::start("portal on PostgreSQL").await else {
+        return;
+    };
+    let app = spawn_app_with(&[("DATABASE_URL", db.url.as_str())]).await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let token = app.token("pg-user", false);
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/pg"), &["*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id");
+    for _ in 0..3 {
+        app.trigger("credit.low", "pg-user", json!({"credits": 5}))
+            .await;
+    }
+    receiver
+        .wait_for(3, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+    receiver.set_behavior(Behavior::Status(500));
+    app.trigger("credit.depleted", "pg-user", json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while delivery_status(&app, &token, id, "failed").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no failed delivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let link = portal_link(&app, "pg-user", json!({"readOnly": true})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/pg").await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/log", app.base))
+        .await;
+    browser.wait_for_count(".log tbody tr", 4).await;
+    browser
+        .wait_for_count(".log tbody tr[data-status=failed]", 1)
+        .await;
+    // A read-only link offers no replay (the API would refuse it).
+    assert!(!browser.main_text().await.contains("Replay a time range"));
+    browser
+        .click("#f-type option[value='credit.depleted']", "")
+        .await;
+    let started = std::time::Instant::now();
+    while browser
+        .script(
+            "return document.querySelectorAll('.log tbody tr').length",
+            json!([]),
+        )
+        .await
+        != json!(1)
+    {
+        assert!(started.elapsed() < browser_support::WAIT, "the type filter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.screenshot("15-postgres-log-filtered").await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}", app.base))
+        .await;
+    browser.wait_for_count("svg.chart rect.delivered", 1).await;
+    browser.wait_for_count("svg.chart rect.failed", 1).await;
     browser.quit().await;
 }
