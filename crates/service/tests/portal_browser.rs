@@ -264,6 +264,42 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
         .goto(&format!("{}/portal#/endpoints/{other_id}", app.base))
         .await;
     browser.wait_for_text("No such endpoint").await;
+
+    // Edit, replay, disable and delete, back at full width.
+    browser.resize(1440, 1000).await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/edit", app.base))
+        .await;
+    browser.wait_for_text("Events to send").await;
+    browser
+        .type_into("#description", "Billing app, renamed")
+        .await;
+    browser.click("button[type=submit]", "Save changes").await;
+    browser.wait_for_text("Billing app, renamed").await;
+    browser.click("a", "Delivery log").await;
+    browser.wait_for_count(".log tbody tr", 6).await;
+    browser.click("summary", "Replay a time range").await;
+    browser
+        .script(
+            "document.getElementById('r-since').value = '2020-01-01T00:00'; document.getElementById('r-status').value = 'all'",
+            json!([]),
+        )
+        .await;
+    let before = receiver.count();
+    browser.click("button[type=submit]", "Replay").await;
+    browser.wait_for_text("queued").await;
+    receiver
+        .wait_for(before + 6, Duration::from_secs(20))
+        .await
+        .expect("every delivery replayed");
+    browser.click("nav a", "Endpoints").await;
+    browser.click(".endpoint button", "Disable").await;
+    browser.wait_for_count(".endpoint .badge.disabled", 1).await;
+    browser.click(".endpoint button", "Delete").await;
+    browser.click("[data-test=confirm]", "Delete").await;
+    browser.wait_for_text("No endpoints yet").await;
+    let (_, list) = app.get("/api/v1/webhooks", &token).await;
+    assert_eq!(list["data"], json!([]), "{list}");
     browser.quit().await;
 }
 
