@@ -48,7 +48,7 @@ const routes = [
   [/^#\/endpoints\/([^/]+)\/log$/, (id) => deliveryLog(main, ctx, id)],
   [/^#\/endpoints\/([^/]+)\/deliveries\/([^/]+)$/, (id, did) => deliveryDetail(main, ctx, id, did)],
   [/^#\/endpoints\/([^/]+)$/, (id) => endpointDetail(main, ctx, id)],
-  [/^#\/catalogue$/, () => catalogue(main, ctx)],
+  [/^#\/catalogue(\/verify)?$/, (verify) => catalogue(main, ctx, Boolean(verify))],
   [/^#\/overview$/, () => overview(main, ctx)],
   [/^(#\/endpoints|#\/?|)$/, () => endpointList(main, ctx)],
 ];
@@ -74,6 +74,10 @@ async function route() {
   leaving = [];
   // A new link opened in the same tab arrives as a fragment change.
   takeTokenFromUrl();
+  // A new page starts at its top, as a page load would.
+  window.scrollTo(0, 0);
+  const toastBox = document.getElementById('toast');
+  if (toastBox) toastBox.classList.remove('show');
   ctx.claims = claims();
   navigation();
   if (!token()) {
@@ -94,7 +98,7 @@ async function route() {
     const match = hash.match(pattern);
     if (match) {
       try {
-        await view(...match.slice(1).map(decodeURIComponent));
+        await view(...match.slice(1).map((part) => (part === undefined ? undefined : decodeURIComponent(part))));
       } catch (e) {
         render(main, errorBox(e));
       }

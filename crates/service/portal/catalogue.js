@@ -5,7 +5,7 @@ import { eventTypes } from './endpoints.js';
 import { SNIPPETS } from './snippets.js';
 
 /** `#/catalogue` */
-export async function catalogue(main) {
+export async function catalogue(main, ctx, showVerification) {
   render(main, h('h1', {}, 'Event catalogue'), loading());
   let types;
   try {
@@ -17,7 +17,8 @@ export async function catalogue(main) {
   const categories = [...new Set(types.map((t) => t.category))];
   render(main,
     h('h1', {}, 'Event catalogue'),
-    h('p', {}, `${types.length} event types. An endpoint subscribes to exact types, to a whole category (such as user.*), or to every event (*).`),
+    h('p', {}, `${types.length} event types. An endpoint subscribes to exact types, to a whole category (such as user.*), or to every event (*). `,
+      h('a', { href: '#/catalogue/verify' }, 'How to verify signatures')),
     categories.map((c) => h('section', { 'aria-labelledby': `cat-${c}` },
       h('h2', { id: `cat-${c}` }, `${c}.*`),
       h('ul', { class: 'cards' }, types.filter((t) => t.category === c).map((t) => h('li', { class: 'card', id: `type-${t.type}` },
@@ -31,4 +32,5 @@ export async function catalogue(main) {
       SNIPPETS.map((s, i) => h('details', { class: 'card', open: i === 0 },
         h('summary', {}, s.title),
         pre(s.code, `${s.title} example`)))));
+  if (showVerification) document.getElementById('verify-h').scrollIntoView();
 }

@@ -164,6 +164,7 @@ export async function endpointForm(main, ctx, id) {
     event.preventDefault();
     const button = form.querySelector('button[type=submit]');
     form.querySelectorAll('[data-error-for]').forEach((el) => { el.textContent = ''; });
+    form.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
     const summary = form.querySelector('.error-summary');
     summary.hidden = true;
     const body = {
@@ -187,6 +188,8 @@ export async function endpointForm(main, ctx, id) {
       for (const detail of e.details) {
         const el = fieldError(form, detail.field);
         if (el) el.textContent = detail.message;
+        const input = form.querySelector(`#${CSS.escape(detail.field)}`);
+        if (input) input.setAttribute('aria-invalid', 'true');
       }
       render(summary, h('strong', {}, 'The endpoint was not saved: '), e.message);
       summary.hidden = false;
@@ -207,7 +210,7 @@ function showCreated(main, webhook) {
       h('p', {}, 'Store this secret now: it is shown in full only this once (you can reveal it again from the endpoint). Your server verifies each request\'s signature with it.'),
       h('p', { class: 'secret-row' }, h('code', { class: 'secret', 'data-test': 'new-secret' }, webhook.secret), copyButton(webhook.secret)),
       h('p', {}, h('a', { class: 'button', href: `#/endpoints/${id}` }, 'Continue to the endpoint'),
-        ' ', h('a', { class: 'button secondary', href: '#/catalogue' }, 'How to verify signatures'))));
+        ' ', h('a', { class: 'button secondary', href: '#/catalogue/verify' }, 'How to verify signatures'))));
 }
 
 /** `#/endpoints/{id}` */

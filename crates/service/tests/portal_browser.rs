@@ -227,6 +227,8 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
     // The catalogue with the guide's verification snippets.
     browser.click("nav a", "Event catalogue").await;
     let catalogue = browser.wait_for_text("Verifying signatures").await;
+    let at_top = browser.script("return window.scrollY", json!([])).await;
+    assert_eq!(at_top, json!(0), "the catalogue opens at its top");
     assert!(catalogue.contains("user.created") && catalogue.contains("Node.js with Express"));
     browser.screenshot("10-event-catalogue").await;
 

@@ -25,7 +25,7 @@ fn required() -> bool {
 
 fn find_on_path(name: &str) -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("WEBHOOK_CHROMEDRIVER") {
-        return Some(PathBuf::from(path));
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
