@@ -86,7 +86,7 @@ export async function deliveryLog(main, ctx, id) {
     const pages = Math.max(1, Math.ceil(total / PAGE));
     render(pager,
       h('button', { type: 'button', class: 'secondary small', disabled: page <= 1, onclick: () => { page -= 1; load(); } }, 'Newer'),
-      h('span', {}, ` Page ${page} of ${pages} · ${total} deliveries `),
+      h('span', {}, ` Page ${page} of ${pages} · ${total} ${total === 1 ? 'delivery' : 'deliveries'} `),
       h('button', { type: 'button', class: 'secondary small', disabled: page >= pages, onclick: () => { page += 1; load(); } }, 'Older'));
   }
 

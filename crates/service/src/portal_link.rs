@@ -20,7 +20,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
-    let mut config = Config::from_settings(&settings, args.dev)?;
+    // As for `token`: minting needs only the key, not every setting `serve`
+    // requires (JWT_SECRET, INTERNAL_SERVICE_SECRET).
+    let mut config = Config::from_settings(&settings, true)?;
     if args.dev {
         // The key `serve --dev` generated, unless one is configured.
         devmode::fill_missing(&mut config)?;

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{INTERNAL_SECRET, JWT_SECRET, TestApp, spawn_app, spawn_app_with};
+use common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, TestApp, spawn_app, spawn_app_with};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -358,4 +358,44 @@ async fn hourly_statistics_count_each_delivery_once() {
         )
         .await;
     assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn the_portal_link_command_prints_a_link_the_service_accepts() {
+    let app = spawn_app().await;
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-service"))
+        .args([
+            "portal-link",
+            "--user",
+            "cli-user",
+            "--read-only",
+            "--expires-in",
+            "10m",
+        ])
+        .env_clear()
+        .env("WEBHOOK_ENCRYPTION_KEY", ENCRYPTION_KEY)
+        .env("WEBHOOK_PUBLIC_URL", "https://hooks.example.com")
+        .env("WEBHOOK_DATA_DIR", app.data_dir.display().to_string())
+        .output()
+        .expect("portal-link");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let url = String::from_utf8(output.stdout).expect("utf8");
+    let token = url
+        .trim()
+        .strip_prefix("https://hooks.example.com/portal#token=")
+        .unwrap_or_else(|| panic!("a portal URL: {url}"));
+    let (status, body) = app.get("/api/v1/webhooks", token).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = app
+        .post(
+            "/api/v1/webhooks",
+            token,
+            json!({"url": "http://127.0.0.1:9/x", "eventTypes": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 403, "--read-only holds");
 }
