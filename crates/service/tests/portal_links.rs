@@ -54,6 +54,11 @@ async fn links_are_minted_by_the_platform_or_an_admin_only() {
         403
     );
     assert_eq!(mint(&app, None, json!({"userId": "u-1"})).await.0, 401);
+    // Refused before the body is read.
+    let (status, _, _) = app
+        .request(Method::POST, "/api/v1/portal/links", Some(&user), None)
+        .await;
+    assert_eq!(status, 403);
     // A portal link, even an admin's, cannot mint a wider or longer one.
     let admin_link = link_token(&app, json!({"userId": "ops", "admin": true})).await;
     assert_eq!(

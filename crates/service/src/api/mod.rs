@@ -158,7 +158,7 @@ pub fn router(state: AppState) -> Router {
         .merge(producer_routes)
         .merge(user_routes)
         .merge(internal_routes)
-        .merge(crate::portal::routes())
+        .merge(crate::portal::routes(state.clone()))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/docs", get(ops::docs))

@@ -9,9 +9,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::Response;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Deserialize;
 use serde_json::json;
@@ -112,20 +113,24 @@ pub struct LinkBody {
 /// Who asked for a link: the platform (internal secret) or an admin user
 /// with a platform token. A portal token cannot mint links, so a read-only
 /// or short link cannot be turned into a wider or longer one.
-fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let authorization = headers
+///
+/// A layer in front of [`create_link`], so that a caller who may not mint
+/// is refused before its body is read.
+pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let authorization = req
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if state.auth.internal(authorization).is_ok() {
-        return Ok(());
+        return next.run(req).await;
     }
-    let principal = state.auth.user(authorization)?;
-    if principal.is_admin && principal.portal.is_none() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(
+    match state.auth.user(authorization) {
+        Ok(principal) if principal.is_admin && principal.portal.is_none() => next.run(req).await,
+        Ok(_) => ApiError::forbidden(
             "Portal links are minted with the internal service secret or an admin's platform token",
-        ))
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -165,7 +170,6 @@ pub async fn create_link(
     headers: HeaderMap,
     ApiJson(body): ApiJson<LinkBody>,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers)?;
     let mut problems = Vec::new();
     let user = match body.user_id.as_deref().map(UserId::parse) {
         Some(Ok(user)) => Some(user),

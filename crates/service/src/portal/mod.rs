@@ -95,12 +95,15 @@ fn is_hex_colour(text: &str) -> bool {
 }
 
 /// The portal's routes: the pages, their files, and link minting.
-pub fn routes() -> Router<AppState> {
+pub fn routes(state: AppState) -> Router<AppState> {
+    let minting = Router::new()
+        .route("/api/v1/portal/links", post(link::create_link))
+        .route_layer(axum::middleware::from_fn_with_state(state, link::authorize));
     Router::new()
+        .merge(minting)
         .route("/", get(assets::root))
         .route("/portal", get(assets::shell))
         .route("/portal/", get(assets::shell))
         .route("/portal/config.json", get(assets::config))
         .route("/portal/assets/{name}", get(assets::file))
-        .route("/api/v1/portal/links", post(link::create_link))
 }
