@@ -27,6 +27,19 @@ export async function overview(main, ctx) {
     h('a', { class: 'url', href: `#/endpoints/${encodeURIComponent(w.id)}` }, w.url),
     h('p', { class: 'muted' }, `Owner ${w.userId} · `, when),
     w.disabledReason ? h('p', { class: 'note' }, w.disabledReason) : null);
+  // The slowest endpoints: p95 of successful attempts over 24 h, loaded beside the page.
+  const slowest = h('div', {}, loading());
+  Promise.all(webhooks.data.map((w) => get(`/webhooks/${encodeURIComponent(w.id)}/stats`)
+    .then((r) => ({ w, p95: r.data.latencyMs.p95, p50: r.data.latencyMs.p50 }))
+    .catch(() => ({ w, p95: null, p50: null }))))
+    .then((rows) => {
+      const measured = rows.filter((r) => r.p95 !== null).sort((a, b) => b.p95 - a.p95).slice(0, 5);
+      render(slowest, measured.length === 0
+        ? empty('No successful delivery in the last 24 hours to time.')
+        : h('ol', { class: 'cards' }, measured.map((r) => h('li', { class: 'card' },
+          h('a', { class: 'url', href: `#/endpoints/${encodeURIComponent(r.w.id)}` }, r.w.url),
+          h('p', { class: 'muted' }, `Owner ${r.w.userId} · p95 ${r.p95} ms · p50 ${r.p50} ms`)))));
+    });
   render(main,
     h('h1', {}, 'Operator overview'),
     h('div', { class: 'tiles' },
@@ -42,5 +55,6 @@ export async function overview(main, ctx) {
     h('section', {}, h('h2', {}, `Disabled automatically (${disabled.length})`),
       disabled.length ? h('ul', { class: 'cards' }, disabled.map((w) => row(w, ['disabled ', time(w.disabledAt)])))
         : empty('No endpoint has been disabled by the service.')),
+    h('section', {}, h('h2', {}, 'Slowest endpoints (24 h)'), slowest),
     webhooks.meta && webhooks.meta.hasMore ? h('p', { class: 'muted' }, `Only the first ${webhooks.data.length} of ${webhooks.meta.total} endpoints are checked.`) : null);
 }

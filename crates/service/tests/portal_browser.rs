@@ -390,6 +390,10 @@ async fn an_operator_sees_every_users_failing_endpoints() {
         text.contains("Owner alice") && text.contains("Owner bob"),
         "{text}"
     );
+    browser.wait_for_text("Slowest endpoints (24 h)").await;
+    browser
+        .wait_for_text("No successful delivery in the last 24 hours to time.")
+        .await;
     browser.screenshot("14-operator-overview").await;
     // Straight into that user's endpoint.
     browser.click("a", "/alice").await;

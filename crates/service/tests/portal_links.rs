@@ -404,3 +404,14 @@ async fn the_portal_link_command_prints_a_link_the_service_accepts() {
         .await;
     assert_eq!(status, 403, "--read-only holds");
 }
+
+#[tokio::test]
+async fn minting_links_is_rate_limited_like_the_callers_other_routes() {
+    let app = spawn_app_with(&[("INTERNAL_RATE_LIMIT_MAX_REQUESTS", "2")]).await;
+    for _ in 0..2 {
+        let (status, body) = mint(&app, Some(INTERNAL_SECRET), json!({"userId": "u"})).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = mint(&app, Some(INTERNAL_SECRET), json!({"userId": "u"})).await;
+    assert_eq!(status, 429, "{body}");
+}

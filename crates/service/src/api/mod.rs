@@ -418,7 +418,7 @@ async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) 
     response
 }
 
-fn caller_key(req: &Request) -> String {
+pub(crate) fn caller_key(req: &Request) -> String {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip().to_string())
@@ -443,7 +443,12 @@ where
     limited(&state.internal_limiter, key, req, inner).await
 }
 
-async fn limited<F, Fut>(limiter: &RateLimiter, key: String, req: Request, inner: F) -> Response
+pub(crate) async fn limited<F, Fut>(
+    limiter: &RateLimiter,
+    key: String,
+    req: Request,
+    inner: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,

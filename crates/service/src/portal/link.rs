@@ -20,9 +20,9 @@ use webhook_domain::ids::UserId;
 use webhook_domain::retry::parse_duration;
 use webhook_domain::timefmt::format_rfc3339_millis;
 
-use crate::api::AppState;
 use crate::api::error::{ApiError, FieldProblem, ok};
 use crate::api::extract::ApiJson;
+use crate::api::{AppState, caller_key, limited};
 use crate::auth::{MintError, PORTAL_AUDIENCE, PORTAL_KID};
 use crate::crypto::EncryptionKey;
 
@@ -121,11 +121,17 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    // The same limits as the other routes these callers use: per calling
+    // address for the platform, per user for an admin.
     if state.auth.internal(authorization).is_ok() {
-        return next.run(req).await;
+        let key = caller_key(&req);
+        return limited(&state.internal_limiter, key, req, |req| next.run(req)).await;
     }
     match state.auth.user(authorization) {
-        Ok(principal) if principal.is_admin && principal.portal.is_none() => next.run(req).await,
+        Ok(principal) if principal.is_admin && principal.portal.is_none() => {
+            let key = principal.user_id.as_str().to_string();
+            limited(&state.api_limiter, key, req, |req| next.run(req)).await
+        }
         Ok(_) => ApiError::forbidden(
             "Portal links are minted with the internal service secret or an admin's platform token",
         )
