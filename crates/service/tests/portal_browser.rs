@@ -477,3 +477,78 @@ async fn the_log_and_the_chart_work_on_postgresql() {
     browser.wait_for_count("svg.chart rect.failed", 1).await;
     browser.quit().await;
 }
+
+/// Serves one HTML page framing `src`, from an origin of its own (a port of
+/// its own), as the platform's front end would embed the portal.
+fn embedding_page(listener: std::net::TcpListener, src: String) {
+    use std::io::{Read as _, Write as _};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = format!(
+                "<!doctype html><title>Platform</title><h1>Platform app</h1>\
+                 <iframe id=\"portal\" title=\"Webhooks\" src=\"{src}\" width=\"1200\" height=\"700\"></iframe>"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+#[tokio::test]
+async fn the_portal_works_in_an_iframe_of_an_allowed_origin_only() {
+    let Some(browser) = Browser::start("portal in an iframe").await else {
+        return;
+    };
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let allowed_origin = format!("http://{}", allowed.local_addr().expect("addr"));
+    let refused_origin = format!("http://{}", refused.local_addr().expect("addr"));
+    let app = spawn_app_with(&[("WEBHOOK_PORTAL_FRAME_ANCESTORS", allowed_origin.as_str())]).await;
+    let link = portal_link(&app, "framed-user", json!({})).await;
+    let url = link["url"].as_str().expect("url").to_string();
+    embedding_page(allowed, url.clone());
+    embedding_page(refused, url);
+
+    // Allowed: the portal runs in the frame, with no cookie to rely on.
+    browser.goto(&allowed_origin).await;
+    browser.enter_frame("#portal").await;
+    browser.wait_for_text("No endpoints yet").await;
+    let cookies = browser.script("return document.cookie", json!([])).await;
+    assert_eq!(cookies, json!(""));
+    browser.leave_frames().await;
+    browser.screenshot("16-embedded-in-an-iframe").await;
+
+    // Any other origin: the browser refuses to render the portal in its frame.
+    browser.goto(&refused_origin).await;
+    browser.enter_frame("#portal").await;
+    // Wait for the frame's document to finish (the portal or the browser's
+    // error page), then look at what it is.
+    let started = std::time::Instant::now();
+    loop {
+        let state = browser
+            .script(
+                "return document.readyState === 'complete' && location.href !== 'about:blank'",
+                json!([]),
+            )
+            .await;
+        if state == json!(true) {
+            break;
+        }
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "the frame never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let portal = browser
+        .script("return document.getElementById('main') !== null", json!([]))
+        .await;
+    assert_eq!(portal, json!(false), "framed by an origin not allowed");
+    browser.quit().await;
+}

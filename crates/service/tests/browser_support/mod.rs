@@ -291,6 +291,23 @@ impl Browser {
         .await;
     }
 
+    /// Moves into the iframe matched by `css` (as a user's focus would).
+    pub async fn enter_frame(&self, css: &str) {
+        let id = self.element(css, "").await;
+        self.call(
+            reqwest::Method::POST,
+            "/frame",
+            Some(json!({"id": {ELEMENT_KEY: id}})),
+        )
+        .await;
+    }
+
+    /// Back to the top-level page.
+    pub async fn leave_frames(&self) {
+        self.call(reqwest::Method::POST, "/frame", Some(json!({"id": null})))
+            .await;
+    }
+
     /// Resizes the window.
     pub async fn resize(&self, width: u32, height: u32) {
         self.call(
