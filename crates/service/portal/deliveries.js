@@ -49,14 +49,22 @@ export async function deliveryLog(main, ctx, id) {
   };
 
   let loadingNow = false;
+  let shown = null;
   async function load() {
     if (loadingNow) return;
     loadingNow = true;
     try {
       const result = await get(`${path}/deliveries?${query()}`);
-      drawRows(result);
+      // Redraw only what changed, so that a refresh does not take the
+      // keyboard focus away from a row.
+      const now = JSON.stringify([result.data, result.meta, page]);
+      if (now !== shown) {
+        shown = now;
+        drawRows(result);
+      }
       render(updated, 'Updated ', new Date().toLocaleTimeString(), live.checked ? ' · refreshing every 3 s' : '');
     } catch (e) {
+      shown = null;
       render(table, errorBox(e, 'The log cannot be loaded'));
     } finally {
       loadingNow = false;

@@ -168,6 +168,29 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
         .await;
     browser.wait_for_count(".log tbody tr", 6).await;
     browser.screenshot("06-delivery-log").await;
+    // A refresh that brings nothing new leaves the keyboard focus where it is.
+    browser
+        .script(
+            "document.querySelector('.log tbody tr a').focus()",
+            json!([]),
+        )
+        .await;
+    let before = browser.text_of("[data-test=updated]").await;
+    let started = std::time::Instant::now();
+    while browser.text_of("[data-test=updated]").await == before {
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "the log never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let focused = browser
+        .script(
+            "return document.activeElement !== null && document.activeElement.closest('.log tbody tr') !== null",
+            json!([]),
+        )
+        .await;
+    assert_eq!(focused, json!(true), "the refresh took the focus away");
 
     // Filter by status.
     browser.click("#f-status option[value=failed]", "").await;
