@@ -415,3 +415,61 @@ async fn minting_links_is_rate_limited_like_the_callers_other_routes() {
     let (status, body) = mint(&app, Some(INTERNAL_SECRET), json!({"userId": "u"})).await;
     assert_eq!(status, 429, "{body}");
 }
+
+/// Ends the `serve --dev` child however the test ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_dev_prints_a_portal_link_that_opens() {
+    use std::io::{BufRead as _, BufReader};
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_webhook-service"))
+            .args(["serve", "--dev"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", "0")
+            .env("WEBHOOK_DATA_DIR", data.path())
+            .env("LOG_LEVEL", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("serve --dev"),
+    );
+    let stderr = child.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some((_, url)) = line.split_once("open the portal as 'dev-user': ") {
+                let _ = tx.send(url.trim().to_string());
+            }
+        }
+    });
+    let url = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .expect("join")
+        .expect("serve --dev prints a portal link");
+    let (base, token) = url.split_once("/portal#token=").expect("a portal URL");
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("{base}/portal"))
+        .send()
+        .await
+        .expect("portal");
+    assert_eq!(page.status(), 200);
+    let answer = client
+        .get(format!("{base}/api/v1/webhooks"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("api");
+    assert_eq!(answer.status(), 200, "the printed link's token is accepted");
+}
