@@ -24,7 +24,22 @@ pub struct Principal {
     pub email: Option<String>,
     /// `roles` contains `admin`.
     pub is_admin: bool,
+    /// Set when the token is a portal link's (see `crate::portal::link`), not the platform's.
+    pub portal: Option<PortalAccess>,
 }
+
+/// What a portal link's token allows beyond naming its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortalAccess {
+    /// Only reads: every mutating `/api/v1` call is refused.
+    pub read_only: bool,
+}
+
+/// The `kid` header of portal tokens: they are verified with the portal key
+/// only, never with the platform's keys (and platform tokens never with it).
+pub const PORTAL_KID: &str = "webhook-portal";
+/// The `aud` claim of portal tokens.
+pub const PORTAL_AUDIENCE: &str = "webhook-portal";
 
 /// Why a request is not authenticated. Each variant has its own message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,6 +113,7 @@ pub struct Authenticator {
     ec: Option<DecodingKey>,
     internal_secret: Option<SecretString>,
     leeway: Duration,
+    portal: Option<DecodingKey>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -142,7 +158,14 @@ impl Authenticator {
             ec,
             internal_secret,
             leeway: jwt.leeway,
+            portal: None,
         })
+    }
+
+    /// Also accepts portal tokens signed (HS256) with this key.
+    pub fn with_portal_key(mut self, key: &[u8]) -> Self {
+        self.portal = Some(DecodingKey::from_secret(key));
+        self
     }
 
     /// Authenticates a user from the `Authorization` header value.
@@ -160,7 +183,10 @@ impl Authenticator {
                 None => AuthError::Malformed(describe(&e)),
             }
         })?;
+        let portal = header.kid.as_deref() == Some(PORTAL_KID);
         let key = match header.alg {
+            Algorithm::HS256 if portal => self.portal.as_ref(),
+            _ if portal => None,
             Algorithm::HS256 => self.hmac.as_ref(),
             Algorithm::RS256 => self.rsa.as_ref(),
             Algorithm::ES256 => self.ec.as_ref(),
@@ -170,8 +196,13 @@ impl Authenticator {
         let mut validation = Validation::new(header.alg);
         validation.leeway = self.leeway.as_secs();
         validation.validate_nbf = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp"]);
+        validation.validate_aud = portal;
+        if portal {
+            validation.set_audience(&[PORTAL_AUDIENCE]);
+            validation.set_required_spec_claims(&["exp", "aud"]);
+        } else {
+            validation.set_required_spec_claims(&["exp"]);
+        }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, key, &validation).map_err(
             |e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
@@ -184,7 +215,13 @@ impl Authenticator {
                 _ => AuthError::Malformed(describe(&e)),
             },
         )?;
-        principal_from_claims(&data.claims)
+        let mut principal = principal_from_claims(&data.claims)?;
+        if portal {
+            principal.portal = Some(PortalAccess {
+                read_only: data.claims.get("ro").and_then(Value::as_bool) != Some(false),
+            });
+        }
+        Ok(principal)
     }
 
     /// Authenticates a platform service on `/internal`.
@@ -298,6 +335,7 @@ fn principal_from_claims(claims: &Map<String, Value>) -> Result<Principal, AuthE
             .and_then(Value::as_str)
             .map(String::from),
         is_admin,
+        portal: None,
     })
 }
 
@@ -525,6 +563,59 @@ mod tests {
             b64(serde_json::json!({"userId": "u", "exp": now() + 100}))
         );
         assert_eq!(a_user(&token), Err(AuthError::Algorithm("none".into())));
+    }
+
+    #[test]
+    fn portal_tokens_verify_with_the_portal_key_only() {
+        let portal_key = b"portal-key-0123456789abcdef";
+        let a = auth().with_portal_key(portal_key);
+        let portal = |claims: serde_json::Value, key: &[u8]| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(PORTAL_KID.into());
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(key)).unwrap()
+        };
+        let claims = |ro: Option<bool>| {
+            let mut c = serde_json::json!({"sub": "u", "aud": PORTAL_AUDIENCE, "exp": now() + 60});
+            if let Some(ro) = ro {
+                c["ro"] = serde_json::json!(ro);
+            }
+            c
+        };
+        let p = a
+            .user(Some(&format!(
+                "Bearer {}",
+                portal(claims(Some(false)), portal_key)
+            )))
+            .unwrap();
+        assert_eq!(p.portal, Some(PortalAccess { read_only: false }));
+        // Without an explicit `"ro": false` a link is read-only.
+        let p = a
+            .user(Some(&format!(
+                "Bearer {}",
+                portal(claims(None), portal_key)
+            )))
+            .unwrap();
+        assert_eq!(p.portal, Some(PortalAccess { read_only: true }));
+        // Signed with the platform's secret, or without the audience: refused.
+        let platform_signed = portal(claims(Some(false)), b"test-jwt-secret-0123456789");
+        assert_eq!(
+            a.user(Some(&format!("Bearer {platform_signed}"))),
+            Err(AuthError::BadSignature)
+        );
+        let no_aud = portal(
+            serde_json::json!({"sub": "u", "exp": now() + 60}),
+            portal_key,
+        );
+        assert!(a.user(Some(&format!("Bearer {no_aud}"))).is_err());
+        // Platform tokens stay platform tokens.
+        let platform = a.mint("u", None, false, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            a.user(Some(&format!("Bearer {platform}"))).unwrap().portal,
+            None
+        );
+        // With no portal key configured, no portal token is accepted.
+        let valid = portal(claims(Some(false)), portal_key);
+        assert!(auth().user(Some(&format!("Bearer {valid}"))).is_err());
     }
 
     fn a_user(token: &str) -> Result<Principal, AuthError> {

@@ -157,6 +157,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Server-side limit on reading a request and producing its response.
     pub request_timeout: Duration,
+    /// The portal's settings (`WEBHOOK_PORTAL_*`, `WEBHOOK_PUBLIC_URL`).
+    pub portal: crate::portal::PortalSettings,
 }
 
 /// Key/value settings gathered from the TOML file and the environment.
@@ -234,7 +236,8 @@ impl Settings {
         Ok(())
     }
 
-    fn get(&self, var: &str) -> Option<&str> {
+    /// The trimmed value of `var`, if set and not empty.
+    pub fn get(&self, var: &str) -> Option<&str> {
         self.values
             .get(var)
             .map(|s| s.trim())
@@ -535,6 +538,7 @@ impl Config {
                 Duration::from_secs(1),
                 Duration::from_secs(3600),
             )?,
+            portal: crate::portal::PortalSettings::from_settings(settings)?,
         })
     }
 

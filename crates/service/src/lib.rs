@@ -11,6 +11,7 @@ pub mod devmode;
 pub mod engine;
 pub mod http;
 pub mod metrics;
+pub mod portal;
 pub mod ratelimit;
 pub mod server;
 pub mod store;

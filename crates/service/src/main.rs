@@ -17,6 +17,8 @@ use webhook_domain::retry::parse_duration;
 use webhook_service::config::{Config, Settings};
 use webhook_service::{auth, devmode, server, telemetry};
 
+mod portal_link;
+
 #[derive(Parser)]
 #[command(
     name = "webhook-service",
@@ -69,6 +71,29 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Print a portal link for one user (open it in a browser).
+    ///
+    /// Example: webhook-service portal-link --dev --user u-123 --expires-in 2h
+    PortalLink {
+        /// User id whose view the link opens.
+        #[arg(long)]
+        user: String,
+        /// The user is an operator: the link sees every user's webhooks.
+        #[arg(long)]
+        admin: bool,
+        /// Only reads: the link cannot change anything.
+        #[arg(long)]
+        read_only: bool,
+        /// Lifetime, e.g. 15m, 1h, 7d (at most 7d).
+        #[arg(long, default_value = "1h")]
+        expires_in: String,
+        /// Use the key that `serve --dev` generated in the data directory.
+        #[arg(long)]
+        dev: bool,
+        /// TOML file with settings.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -107,6 +132,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 eprintln!(
                     "--dev: mint a token with: cargo run --release -- token --dev --user <user-id> [--admin]"
+                );
+                eprintln!(
+                    "--dev: or a portal link with: cargo run --release -- portal-link --dev --user <user-id> [--admin]"
                 );
             }
             let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -158,5 +186,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::PortalLink {
+            user,
+            admin,
+            read_only,
+            expires_in,
+            dev,
+            config,
+        } => portal_link::run(portal_link::Args {
+            user,
+            admin,
+            read_only,
+            expires_in,
+            dev,
+            config,
+        }),
     }
 }

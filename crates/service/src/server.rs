@@ -53,10 +53,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let metrics = Arc::new(Metrics::default());
     let policy = Arc::new(AddressPolicy::new(config.allowed_cidrs.clone(), config.dev));
-    let auth = Arc::new(Authenticator::new(
-        &config.jwt,
-        config.internal_secret.clone(),
-    )?);
+    let mut auth = Authenticator::new(&config.jwt, config.internal_secret.clone())?;
+    if let Some(key) = &config.encryption_key {
+        auth = auth.with_portal_key(&crate::portal::link::signing_key(key));
+    }
+    let auth = Arc::new(auth);
     let routes = Arc::new(RoutingTable::default());
     routes
         .reload(store.as_ref())
@@ -101,6 +102,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts read this line to find an ephemeral port.
     println!("webhook-service listening on http://{addr}");
+    if config.dev {
+        // A ready link for a new user: open it and everything is there.
+        let link = crate::portal::cli::link_for(
+            &config,
+            addr,
+            crate::portal::cli::DEV_USER,
+            false,
+            false,
+            Duration::from_secs(24 * 3600),
+        );
+        match link {
+            Ok(url) => eprintln!(
+                "--dev: open the portal as '{}': {url}",
+                crate::portal::cli::DEV_USER
+            ),
+            Err(e) => eprintln!("--dev: no portal link: {e}"),
+        }
+    }
     tracing::info!(%addr, dev = config.dev, "webhook-service started");
 
     let limits = HttpLimits {

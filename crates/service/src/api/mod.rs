@@ -10,7 +10,7 @@ mod events;
 pub mod extract;
 pub mod openapi;
 mod ops;
-mod webhooks;
+pub(crate) mod webhooks;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -133,6 +133,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/{id}/stats",
             get(deliveries::webhook_stats),
         )
+        .route(
+            "/api/v1/webhooks/{id}/stats/hourly",
+            get(crate::portal::hourly_stats),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), user_auth));
 
     let producer_routes = Router::new()
@@ -156,6 +160,7 @@ pub fn router(state: AppState) -> Router {
         .merge(producer_routes)
         .merge(user_routes)
         .merge(internal_routes)
+        .merge(crate::portal::routes(state.clone()))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/docs", get(ops::docs))
@@ -403,6 +408,22 @@ fn auth_failed(state: &AppState, req: &Request, e: AuthError) -> Response {
     ApiError::from(e).into_response()
 }
 
+/// A read-only portal link may read, but neither change anything nor reveal
+/// a webhook's secret.
+fn read_only_refusal(principal: &Principal, req: &Request) -> Option<Response> {
+    let read_only = principal.portal.is_some_and(|access| access.read_only);
+    let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+    if !read_only || (reads && !req.uri().path().ends_with("/secret")) {
+        return None;
+    }
+    Some(
+        ApiError::forbidden(
+            "This portal link is read-only: it can view, not change or reveal secrets",
+        )
+        .into_response(),
+    )
+}
+
 /// Authenticates a user and applies the per-user limit.
 async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     if let Some(refused) = refused_address(&state, &req) {
@@ -412,6 +433,9 @@ async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) 
         Ok(p) => p,
         Err(e) => return auth_failed(&state, &req, e),
     };
+    if let Some(refusal) = read_only_refusal(&principal, &req) {
+        return refusal;
+    }
     let decision = state.api_limiter.check(principal.user_id.as_str());
     if let Some(d) = decision.filter(|d| !d.allowed) {
         return rate_limited(d);
@@ -424,7 +448,7 @@ async fn user_auth(State(state): State<AppState>, mut req: Request, next: Next) 
     response
 }
 
-fn caller_key(req: &Request) -> String {
+pub(crate) fn caller_key(req: &Request) -> String {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| address_key(addr.ip()))
@@ -452,7 +476,12 @@ where
     limited(&state.internal_limiter, key, req, inner).await
 }
 
-async fn limited<F, Fut>(limiter: &RateLimiter, key: String, req: Request, inner: F) -> Response
+pub(crate) async fn limited<F, Fut>(
+    limiter: &RateLimiter,
+    key: String,
+    req: Request,
+    inner: F,
+) -> Response
 where
     F: FnOnce(Request) -> Fut,
     Fut: std::future::Future<Output = Response>,
@@ -479,6 +508,10 @@ async fn producer_auth(State(state): State<AppState>, mut req: Request, next: Ne
         return limited(&state.internal_limiter, key, req, |req| next.run(req)).await;
     }
     match state.auth.user(authorization(&req)) {
+        Ok(p) if p.portal.is_some_and(|a| a.read_only) => read_only_refusal(&p, &req)
+            .unwrap_or_else(|| {
+                ApiError::forbidden("A read-only portal link cannot publish events").into_response()
+            }),
         Ok(p) if p.is_admin => {
             let key = p.user_id.as_str().to_string();
             req.extensions_mut().insert(Producer::Admin(p));

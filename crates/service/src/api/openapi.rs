@@ -25,8 +25,9 @@ use super::{deliveries, events, webhooks};
         deliveries::list, deliveries::get_one, deliveries::retry, deliveries::replay,
         deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send,
         events::trigger, events::create_event, events::batch,
+        crate::portal::link::create_link, crate::portal::stats::hourly_stats,
     ),
-    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
+    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem, crate::portal::link::LinkBody)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;

@@ -1,0 +1,577 @@
+//! The portal in a real browser: headless Chromium over WebDriver against
+//! the real service and real receivers. Each screen is saved under
+//! `target/portal-screenshots/`.
+
+mod browser_support;
+mod common;
+mod postgres_support;
+
+use std::time::Duration;
+
+use browser_support::Browser;
+use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use reqwest::Method;
+use serde_json::{Value, json};
+use webhook_testkit::{Behavior, Receiver};
+
+/// Mints a portal link the way the platform does.
+async fn portal_link(app: &TestApp, user: &str, extra: Value) -> Value {
+    let mut body = json!({"userId": user});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+        body.extend(extra.clone());
+    }
+    let (status, answer, _) = app
+        .request(
+            Method::POST,
+            "/api/v1/portal/links",
+            Some(INTERNAL_SECRET),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, 201, "{answer}");
+    answer["data"].clone()
+}
+
+async fn delivery_status(app: &TestApp, token: &str, webhook: &str, status: &str) -> Vec<Value> {
+    let (code, body) = app
+        .get(
+            &format!("/api/v1/webhooks/{webhook}/deliveries?status={status}&limit=100"),
+            token,
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    body["data"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
+    let Some(browser) = Browser::start("portal user journey").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    // Another user's endpoint, which the portal must never show.
+    let other_token = app.token("someone-else", false);
+    let other = app
+        .create_webhook(&other_token, &receiver.url("/other"), &["*"], None)
+        .await;
+    let link = portal_link(&app, "portal-user", json!({"expiresIn": "1h"})).await;
+    let url = link["url"].as_str().expect("url");
+    assert!(url.starts_with(&app.base), "{url}");
+    let token = link["token"].as_str().expect("token").to_string();
+
+    // Endpoints, empty.
+    browser.goto(url).await;
+    browser.wait_for_text("No endpoints yet").await;
+    let address = browser.script("return location.href", json!([])).await;
+    assert!(
+        !address.as_str().unwrap_or_default().contains("token="),
+        "the token must leave the address bar: {address}"
+    );
+    browser.screenshot("01-endpoints-empty").await;
+
+    // Add an endpoint: the API's validation message first, then success.
+    browser.click("a", "Add your first endpoint").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#url", "ftp://example.com/hook").await;
+    browser.click("input[value='user.created']", "").await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    let text = browser
+        .wait_for_text("url must be an http or https URL")
+        .await;
+    assert!(text.contains("The endpoint was not saved"), "{text}");
+    browser.screenshot("02-endpoint-form-validation").await;
+    browser.type_into("#url", &receiver.url("/hook")).await;
+    browser.type_into("#description", "Billing app").await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    browser.wait_for_text("shown in full only this once").await;
+    let secret = browser.text_of("[data-test=new-secret]").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    browser.screenshot("03-secret-shown-once").await;
+
+    // Endpoint detail: a test event and the receiver's answer.
+    browser.click("a", "Continue to the endpoint").await;
+    browser.wait_for_text("Send a test event").await;
+    browser.click("button", "Send test event").await;
+    let shown = browser.wait_for_text("HTTP 200").await;
+    assert!(shown.contains("Delivered"), "{shown}");
+    let received = receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("the test event");
+    received[0]
+        .verify_signatures(&secret)
+        .expect("signed with the secret the portal showed");
+    browser.screenshot("04-endpoint-detail-test-event").await;
+
+    // Rotate the secret.
+    browser.click("button", "Rotate secret").await;
+    browser.click("[data-test=confirm]", "Rotate").await;
+    browser
+        .wait_for_text("The previous secret keeps signing until")
+        .await;
+    let rotated = browser.text_of("[data-test=secret]").await;
+    assert!(
+        rotated.starts_with("whsec_") && rotated != secret,
+        "{rotated}"
+    );
+    let (_, list) = app.get("/api/v1/webhooks", &token).await;
+    let webhooks = list["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(
+        webhooks.len(),
+        1,
+        "the portal user has one endpoint: {list}"
+    );
+    let id = webhooks[0]["id"].as_str().expect("id").to_string();
+    let (_, revealed) = app
+        .get(&format!("/api/v1/webhooks/{id}/secret"), &token)
+        .await;
+    assert_eq!(revealed["data"]["secret"], json!(rotated));
+    browser.screenshot("05-secret-rotated").await;
+
+    // Events arrive in the log, one of them failing every attempt.
+    for _ in 0..3 {
+        let (status, body) = app
+            .trigger("user.created", "portal-user", json!({"n": 1}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    receiver
+        .wait_for(4, Duration::from_secs(10))
+        .await
+        .expect("three events");
+    receiver.set_behavior(Behavior::Status(500));
+    app.trigger("user.created", "portal-user", json!({"n": 2}))
+        .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while delivery_status(&app, &token, &id, "failed")
+        .await
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "no failed delivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    receiver.set_behavior(Behavior::Status(200));
+    browser.click("a", "Delivery log").await;
+    browser.wait_for_count(".log tbody tr", 5).await;
+    browser
+        .wait_for_count(".log tbody tr[data-status=failed]", 1)
+        .await;
+    // Live: an event sent while the log is open appears without a reload.
+    app.trigger("user.created", "portal-user", json!({"n": 3}))
+        .await;
+    browser.wait_for_count(".log tbody tr", 6).await;
+    browser.screenshot("06-delivery-log").await;
+    // A refresh that brings nothing new leaves the keyboard focus where it is.
+    browser
+        .script(
+            "document.querySelector('.log tbody tr a').focus()",
+            json!([]),
+        )
+        .await;
+    let before = browser.text_of("[data-test=updated]").await;
+    let started = std::time::Instant::now();
+    while browser.text_of("[data-test=updated]").await == before {
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "the log never refreshed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let focused = browser
+        .script(
+            "return document.activeElement !== null && document.activeElement.closest('.log tbody tr') !== null",
+            json!([]),
+        )
+        .await;
+    assert_eq!(focused, json!(true), "the refresh took the focus away");
+
+    // Filter by status.
+    browser.click("#f-status option[value=failed]", "").await;
+    let started = std::time::Instant::now();
+    loop {
+        let rows = browser
+            .script(
+                "return [...document.querySelectorAll('.log tbody tr')].map(r => r.dataset.status)",
+                json!([]),
+            )
+            .await;
+        let rows = rows.as_array().cloned().unwrap_or_default();
+        if rows.len() == 1 && rows[0] == json!("failed") {
+            break;
+        }
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "filter shows {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The failed delivery's attempts, then a retry that succeeds.
+    browser
+        .click(".log tbody tr[data-status=failed] a", "user.created")
+        .await;
+    let detail = browser.wait_for_text("Attempts (4)").await;
+    assert!(detail.contains("HTTP 500"), "{detail}");
+    assert!(detail.contains("Envelope sent"), "{detail}");
+    browser.click("summary", "Request headers").await;
+    let masked = browser.wait_for_text("(masked)").await;
+    assert!(masked.contains("x-webhook-signature"), "{masked}");
+    browser.screenshot("07-delivery-attempts").await;
+    browser.click("button", "Retry now").await;
+    browser.wait_for_text("Attempts (5)").await;
+    browser.wait_for_count(".heading .badge.delivered", 1).await;
+    browser.screenshot("08-delivery-retried").await;
+
+    // The chart on the endpoint page.
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}", app.base))
+        .await;
+    // Every delivery is delivered by now (the failed one was retried).
+    browser.wait_for_count("svg.chart rect.delivered", 1).await;
+    let latency = browser
+        .wait_for_text("Latency of successful attempts: p50")
+        .await;
+    assert!(!latency.contains("p50 —"), "{latency}");
+    browser
+        .script(
+            "document.querySelector('.chart-box').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("09-endpoint-chart").await;
+
+    // The catalogue with the guide's verification snippets.
+    browser.click("nav a", "Event catalogue").await;
+    let catalogue = browser.wait_for_text("Verifying signatures").await;
+    let at_top = browser.script("return window.scrollY", json!([])).await;
+    assert_eq!(at_top, json!(0), "the catalogue opens at its top");
+    assert!(catalogue.contains("user.created") && catalogue.contains("Node.js with Express"));
+    browser.screenshot("10-event-catalogue").await;
+
+    // The endpoint list at 375 px: one endpoint (never the other user's),
+    // with its 24 h figures, and nothing wider than the screen.
+    browser.resize(375, 812).await;
+    browser.click("nav a", "Endpoints").await;
+    let list = browser.wait_for_text("deliveries in 24 h").await;
+    assert!(list.contains("/hook") && !list.contains("/other"), "{list}");
+    browser.wait_for_count(".endpoint", 1).await;
+    assert_eq!(
+        browser
+            .script(
+                "return document.querySelectorAll('.endpoint').length",
+                json!([])
+            )
+            .await,
+        json!(1)
+    );
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "wider than 375 px by {overflow}"
+    );
+    browser.screenshot("11-endpoints-375px").await;
+
+    // Another user's endpoint by its id: not found.
+    let other_id = other["id"].as_str().expect("id");
+    browser
+        .goto(&format!("{}/portal#/endpoints/{other_id}", app.base))
+        .await;
+    browser.wait_for_text("No such endpoint").await;
+
+    // Edit, replay, disable and delete, back at full width.
+    browser.resize(1440, 1000).await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/edit", app.base))
+        .await;
+    browser.wait_for_text("Events to send").await;
+    browser
+        .type_into("#description", "Billing app, renamed")
+        .await;
+    browser.click("button[type=submit]", "Save changes").await;
+    browser.wait_for_text("Billing app, renamed").await;
+    browser.click("a", "Delivery log").await;
+    browser.wait_for_count(".log tbody tr", 6).await;
+    browser.click("summary", "Replay a time range").await;
+    browser
+        .script(
+            "document.getElementById('r-since').value = '2020-01-01T00:00'; document.getElementById('r-status').value = 'all'",
+            json!([]),
+        )
+        .await;
+    let before = receiver.count();
+    browser.click("button[type=submit]", "Replay").await;
+    browser.wait_for_text("queued").await;
+    receiver
+        .wait_for(before + 6, Duration::from_secs(20))
+        .await
+        .expect("every delivery replayed");
+    browser.click("nav a", "Endpoints").await;
+    browser.click(".endpoint button", "Disable").await;
+    browser.wait_for_count(".endpoint .badge.disabled", 1).await;
+    browser.click(".endpoint button", "Delete").await;
+    browser.click("[data-test=confirm]", "Delete").await;
+    browser.wait_for_text("No endpoints yet").await;
+    let (_, list) = app.get("/api/v1/webhooks", &token).await;
+    assert_eq!(list["data"], json!([]), "{list}");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn expired_and_forged_links_are_refused() {
+    let Some(browser) = Browser::start("portal refused links").await else {
+        return;
+    };
+    let app = spawn_app_with(&[("JWT_LEEWAY", "0")]).await;
+    let token = app.token("victim", false);
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    app.create_webhook(&token, &receiver.url("/victim"), &["*"], None)
+        .await;
+
+    // A link whose signature was altered.
+    let link = portal_link(&app, "portal-user", json!({})).await;
+    let good = link["token"].as_str().expect("token");
+    let (head, signature) = good.rsplit_once('.').expect("a JWT");
+    let flipped = if signature.starts_with('A') { "B" } else { "A" };
+    let forged = format!("{head}.{flipped}{}", &signature[1..]);
+    browser
+        .goto(&format!("{}/portal#token={forged}", app.base))
+        .await;
+    let text = browser.wait_for_text("Invalid token signature").await;
+    assert!(text.contains("not valid or has expired"), "{text}");
+    browser.screenshot("12-forged-link").await;
+
+    // A link whose claims were changed to another user: refused as well.
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut parts: Vec<String> = good.split('.').map(String::from).collect();
+    let mut claims: Value =
+        serde_json::from_slice(&b64.decode(&parts[1]).expect("claims")).expect("json");
+    claims["sub"] = json!("victim");
+    parts[1] = b64.encode(claims.to_string());
+    browser
+        .goto(&format!("{}/portal#token={}", app.base, parts.join(".")))
+        .await;
+    let text = browser.wait_for_text("Invalid token signature").await;
+    assert!(!text.contains("/victim"), "{text}");
+
+    // A link that has expired.
+    let short = portal_link(&app, "portal-user", json!({"expiresIn": "1s"})).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, _) = app
+        .get("/api/v1/webhooks", short["token"].as_str().expect("token"))
+        .await;
+    assert_eq!(status, 401, "the service refuses an expired link");
+    browser.goto(short["url"].as_str().expect("url")).await;
+    browser.wait_for_text("This portal link has expired").await;
+    browser.screenshot("13-expired-link").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn an_operator_sees_every_users_failing_endpoints() {
+    let Some(browser) = Browser::start("portal operator overview").await else {
+        return;
+    };
+    let app = spawn_app().await;
+    let failing = Receiver::start(Behavior::Status(503))
+        .await
+        .expect("receiver");
+    let token_a = app.token("alice", false);
+    let token_b = app.token("bob", false);
+    let a = app
+        .create_webhook(&token_a, &failing.url("/alice"), &["user.*"], None)
+        .await;
+    app.create_webhook(&token_b, &failing.url("/bob"), &["user.*"], None)
+        .await;
+    app.trigger("user.created", "alice", json!({})).await;
+    app.trigger("user.created", "bob", json!({})).await;
+    failing
+        .wait_for(2, Duration::from_secs(10))
+        .await
+        .expect("both attempted");
+
+    let link = portal_link(&app, "operator", json!({"admin": true})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("nav a", "Operator overview").await;
+    let text = browser.wait_for_text("Failing now (2)").await;
+    assert!(text.contains("/alice") && text.contains("/bob"), "{text}");
+    assert!(
+        text.contains("Owner alice") && text.contains("Owner bob"),
+        "{text}"
+    );
+    browser.wait_for_text("Slowest endpoints (24 h)").await;
+    browser
+        .wait_for_text("No successful delivery in the last 24 hours to time.")
+        .await;
+    browser.screenshot("14-operator-overview").await;
+    // Straight into that user's endpoint.
+    browser.click("a", "/alice").await;
+    browser.wait_for_text("Send a test event").await;
+    let here = browser.script("return location.hash", json!([])).await;
+    assert_eq!(
+        here,
+        json!(format!(
+            "#/endpoints/{}",
+            a["id"].as_str().unwrap_or_default()
+        ))
+    );
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn the_log_and_the_chart_work_on_postgresql() {
+    let Some(db) = postgres_support::TestDatabase::create().await else {
+        return;
+    };
+    let Some(browser) = Browser::start("portal on PostgreSQL").await else {
+        return;
+    };
+    let app = spawn_app_with(&[("DATABASE_URL", db.url.as_str())]).await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let token = app.token("pg-user", false);
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/pg"), &["*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id");
+    for _ in 0..3 {
+        app.trigger("credit.low", "pg-user", json!({"credits": 5}))
+            .await;
+    }
+    receiver
+        .wait_for(3, Duration::from_secs(10))
+        .await
+        .expect("delivered");
+    receiver.set_behavior(Behavior::Status(500));
+    app.trigger("credit.depleted", "pg-user", json!({})).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while delivery_status(&app, &token, id, "failed").await.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no failed delivery");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let link = portal_link(&app, "pg-user", json!({"readOnly": true})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/pg").await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/log", app.base))
+        .await;
+    browser.wait_for_count(".log tbody tr", 4).await;
+    browser
+        .wait_for_count(".log tbody tr[data-status=failed]", 1)
+        .await;
+    // A read-only link offers no replay (the API would refuse it).
+    assert!(!browser.main_text().await.contains("Replay a time range"));
+    browser
+        .click("#f-type option[value='credit.depleted']", "")
+        .await;
+    let started = std::time::Instant::now();
+    while browser
+        .script(
+            "return document.querySelectorAll('.log tbody tr').length",
+            json!([]),
+        )
+        .await
+        != json!(1)
+    {
+        assert!(started.elapsed() < browser_support::WAIT, "the type filter");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.screenshot("15-postgres-log-filtered").await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}", app.base))
+        .await;
+    browser.wait_for_count("svg.chart rect.delivered", 1).await;
+    browser.wait_for_count("svg.chart rect.failed", 1).await;
+    browser.quit().await;
+}
+
+/// Serves one HTML page framing `src`, from an origin of its own (a port of
+/// its own), as the platform's front end would embed the portal.
+fn embedding_page(listener: std::net::TcpListener, src: String) {
+    use std::io::{Read as _, Write as _};
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let body = format!(
+                "<!doctype html><title>Platform</title><h1>Platform app</h1>\
+                 <iframe id=\"portal\" title=\"Webhooks\" src=\"{src}\" width=\"1200\" height=\"700\"></iframe>"
+            );
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+}
+
+#[tokio::test]
+async fn the_portal_works_in_an_iframe_of_an_allowed_origin_only() {
+    let Some(browser) = Browser::start("portal in an iframe").await else {
+        return;
+    };
+    let allowed = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let allowed_origin = format!("http://{}", allowed.local_addr().expect("addr"));
+    let refused_origin = format!("http://{}", refused.local_addr().expect("addr"));
+    let app = spawn_app_with(&[("WEBHOOK_PORTAL_FRAME_ANCESTORS", allowed_origin.as_str())]).await;
+    let link = portal_link(&app, "framed-user", json!({})).await;
+    let url = link["url"].as_str().expect("url").to_string();
+    embedding_page(allowed, url.clone());
+    embedding_page(refused, url);
+
+    // Allowed: the portal runs in the frame, with no cookie to rely on.
+    browser.goto(&allowed_origin).await;
+    browser.enter_frame("#portal").await;
+    browser.wait_for_text("No endpoints yet").await;
+    let cookies = browser.script("return document.cookie", json!([])).await;
+    assert_eq!(cookies, json!(""));
+    browser.leave_frames().await;
+    browser.screenshot("16-embedded-in-an-iframe").await;
+
+    // Any other origin: the browser refuses to render the portal in its frame.
+    browser.goto(&refused_origin).await;
+    browser.enter_frame("#portal").await;
+    // Wait for the frame's document to finish (the portal or the browser's
+    // error page), then look at what it is.
+    let started = std::time::Instant::now();
+    loop {
+        let state = browser
+            .script(
+                "return document.readyState === 'complete' && location.href !== 'about:blank'",
+                json!([]),
+            )
+            .await;
+        if state == json!(true) {
+            break;
+        }
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "the frame never loaded"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let portal = browser
+        .script("return document.getElementById('main') !== null", json!([]))
+        .await;
+    assert_eq!(portal, json!(false), "framed by an origin not allowed");
+    browser.quit().await;
+}
