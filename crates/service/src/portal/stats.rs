@@ -13,7 +13,7 @@ use crate::api::AppState;
 use crate::api::error::{ApiError, ok};
 use crate::api::webhooks::visible_webhook;
 use crate::auth::Principal;
-use crate::store::{DeliveryStats, Owner};
+use crate::store::{DeliveryStats, StatsScope};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -45,7 +45,6 @@ pub async fn hourly_stats(
     // fills as time passes instead of sliding.
     let now = now_ms();
     let end = (now / bucket_ms + 1) * bucket_ms;
-    let owner = Owner::User(&webhook.owner_id);
     let mut since_stats: Vec<DeliveryStats> = Vec::with_capacity(buckets as usize + 1);
     for i in (0..=buckets).rev() {
         let since = end - (buckets - i) * bucket_ms;
@@ -55,7 +54,7 @@ pub async fn hourly_stats(
         } else {
             state
                 .store
-                .delivery_stats(owner, Some(&webhook.id), since)
+                .delivery_stats(StatsScope::Webhook(&webhook), since)
                 .await?
         };
         since_stats.push(stats);
