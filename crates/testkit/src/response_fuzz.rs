@@ -1,0 +1,534 @@
+//! A fuzzing harness for the outbound client's response reading.
+//!
+//! Receivers are untrusted servers, so the client's HTTP/1.1 response reader
+//! (status line, headers, interim responses, `Content-Length`, chunked and
+//! close-delimited bodies) must survive any bytes. [`ResponseFuzzer`] turns
+//! one input into a response, serves it from a raw socket on 127.0.0.1 (in up
+//! to three writes, then closes), lets the real [`OutboundClient`] fetch it,
+//! and panics if the outcome breaks one of the client's promises. The same
+//! entry point serves `fuzz/fuzz_targets/outbound_response.rs` (libFuzzer)
+//! and the stable-toolchain smoke test, so the target cannot rot.
+//!
+//! An input's first byte picks the mode:
+//! * well-formed (`0`, `1`): the rest of the input is entropy for a valid
+//!   response (1xx interims, up to 130 headers, long and non-UTF-8 values,
+//!   any of the three body framings, bodies larger than the kept excerpt),
+//!   cut short a quarter of the time. The outcome must match it exactly
+//!   (status, headers, `Retry-After`, `Location`, body excerpt), or be a
+//!   prefix of it when the response was cut in its body;
+//! * raw (`2`): the rest of the input is the response;
+//! * mutated (`3`): a well-formed response with a few bytes flipped,
+//!   inserted or deleted.
+//!
+//! Every mode checks the promises that hold for any bytes: no panic, no
+//! wait past a closed connection, at most 32 headers of at most 512
+//! characters, an excerpt within the limit, and a status whenever no error
+//! is reported.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use url::Url;
+use webhook_domain::address::AddressPolicy;
+use webhook_outbound::{ErrorKind, OutboundClient, OutboundConfig, Outcome};
+
+/// Body bytes the client keeps: small, so that oversized bodies are common.
+pub const MAX_EXCERPT: usize = 256;
+/// Headers the client keeps per attempt.
+const KEPT_HEADERS: usize = 32;
+/// Longest header value the client keeps, in bytes.
+const KEPT_VALUE: usize = 512;
+/// Longest `Location` the client keeps, in bytes.
+const KEPT_LOCATION: usize = 2048;
+/// The client's header slots: a response with more headers is invalid.
+const HEADER_SLOTS: usize = 128;
+/// The client's response head limit.
+const MAX_HEAD: usize = 64 * 1024;
+/// Far longer than any served response takes: the server always closes, so
+/// reaching it means the client waited on a closed connection.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A raw responder on 127.0.0.1 and an outbound client pointed at it.
+pub struct ResponseFuzzer {
+    client: OutboundClient,
+    url: Url,
+    scripts: mpsc::UnboundedSender<Vec<Vec<u8>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Drop for ResponseFuzzer {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+impl ResponseFuzzer {
+    /// Starts the responder and the client; must be called inside a Tokio runtime.
+    pub async fn start() -> io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr: SocketAddr = listener.local_addr()?;
+        let (scripts, mut next_script) = mpsc::unbounded_channel::<Vec<Vec<u8>>>();
+        // Inputs run one at a time and each attempt opens one connection (no
+        // pooling), so the n-th connection serves the n-th script.
+        let accept = tokio::spawn(async move {
+            while let Some(pieces) = next_script.recv().await {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(serve(stream, pieces));
+            }
+        });
+        let policy = Arc::new(AddressPolicy::new(Vec::new(), true));
+        let client = OutboundClient::new(OutboundConfig {
+            timeout: ATTEMPT_TIMEOUT,
+            max_response_body: MAX_EXCERPT,
+            user_agent: "SmartAIHub-Webhooks/fuzz".to_string(),
+            policy,
+            pool_idle_per_host: 0,
+            pool_idle_timeout: Duration::from_secs(1),
+        })
+        .map_err(io::Error::other)?;
+        let url = Url::parse(&format!("http://{addr}/hook")).map_err(io::Error::other)?;
+        Ok(ResponseFuzzer {
+            client,
+            url,
+            scripts,
+            accept,
+        })
+    }
+
+    /// Serves the response `data` describes and checks the client's outcome.
+    ///
+    /// # Panics
+    ///
+    /// When the outcome breaks a promise of the client (see the module docs).
+    pub async fn run(&self, data: &[u8]) {
+        let mut entropy = Entropy(data);
+        let mode = entropy.byte() % 4;
+        let (response, expected) = match mode {
+            0 | 1 => {
+                let (bytes, expected) = well_formed(&mut entropy);
+                (bytes, Some(expected))
+            }
+            2 => (entropy.rest().to_vec(), None),
+            _ => {
+                let (bytes, _) = well_formed(&mut entropy);
+                (mutate(&mut entropy, bytes), None)
+            }
+        };
+        let pieces = split(&mut entropy, response);
+        assert!(
+            self.scripts.send(pieces).is_ok(),
+            "the responder stopped accepting"
+        );
+        let outcome = self
+            .client
+            .post(&self.url, HeaderMap::new(), Bytes::from_static(b"{}"))
+            .await;
+        check_promises(&outcome);
+        if let Some(expected) = expected {
+            expected.check(&outcome);
+        }
+    }
+}
+
+/// Reads the request, writes the pieces, closes the sending side, and drains
+/// until the client closes (closing with unread bytes would send a reset,
+/// which could overtake the response).
+async fn serve(mut stream: TcpStream, pieces: Vec<Vec<u8>>) {
+    let mut request = Vec::new();
+    let mut chunk = [0_u8; 4096];
+    // The request is a head and the 2-byte body `{}`.
+    while request
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .is_none_or(|end| request.len() < end + 4 + 2)
+    {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&chunk[..n]),
+        }
+    }
+    for piece in pieces {
+        if stream.write_all(&piece).await.is_err() || stream.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = stream.shutdown().await;
+    while let Ok(n) = stream.read(&mut chunk).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
+
+/// The promises that hold whatever the server sent.
+fn check_promises(outcome: &Outcome) {
+    let kind = outcome.error.as_ref().map(|e| e.kind);
+    assert_ne!(
+        kind,
+        Some(ErrorKind::Timeout),
+        "the client waited past a closed connection: {outcome:?}"
+    );
+    assert!(
+        outcome.response_headers.len() <= KEPT_HEADERS,
+        "{outcome:?}"
+    );
+    for (_, value) in &outcome.response_headers {
+        assert!(value.chars().count() <= KEPT_VALUE, "{outcome:?}");
+    }
+    // Lossy decoding turns each byte into at most one character.
+    assert!(
+        outcome.body_excerpt.chars().count() <= MAX_EXCERPT,
+        "{outcome:?}"
+    );
+    assert!(!outcome.body_excerpt.contains('\0'), "{outcome:?}");
+    match outcome.status {
+        None => assert!(outcome.error.is_some(), "no status and no error"),
+        Some(status) => {
+            assert!((100..=999).contains(&status), "{status}");
+            assert!(
+                !(100..200).contains(&status) || status == 101,
+                "an interim {status} reported as the answer"
+            );
+            if (300..400).contains(&status) {
+                assert_eq!(kind, Some(ErrorKind::Redirect), "{outcome:?}");
+            } else {
+                assert_eq!(kind, None, "{outcome:?}");
+            }
+        }
+    }
+    if outcome.location.is_some() {
+        assert!(
+            outcome.status.is_some_and(|s| (300..400).contains(&s)),
+            "{outcome:?}"
+        );
+    }
+}
+
+/// Input bytes read as a source of choices; zeros once it runs out.
+struct Entropy<'a>(&'a [u8]);
+
+impl<'a> Entropy<'a> {
+    fn byte(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&first, rest)) => {
+                self.0 = rest;
+                first
+            }
+            None => 0,
+        }
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    fn below(&mut self, n: usize) -> usize {
+        let wide = usize::from(u16::from_le_bytes([self.byte(), self.byte()]));
+        wide % n
+    }
+
+    /// True one time in `n`; false once the input runs out, so that short
+    /// inputs take the common paths.
+    fn one_in(&mut self, n: usize) -> bool {
+        self.below(n) == n - 1
+    }
+
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.below(items.len())]
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.0)
+    }
+}
+
+/// How the generated body is framed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length,
+    Chunked,
+    Close,
+}
+
+/// What the client must report for a well-formed response.
+struct Expected {
+    status: u16,
+    headers: Vec<(String, String)>,
+    retry_after: Option<String>,
+    location: Option<String>,
+    /// The whole body (before the client cuts it to its excerpt).
+    body: Vec<u8>,
+    /// Where the final head ends in the served bytes.
+    head_end: usize,
+    /// Served bytes (the response is cut short when below its length).
+    served: usize,
+    full_len: usize,
+    /// More headers than the client has slots for: an invalid response.
+    too_many_headers: bool,
+    /// The head may exceed the client's limit, depending on how it is read.
+    oversized_head: bool,
+}
+
+impl Expected {
+    fn check(&self, outcome: &Outcome) {
+        if self.oversized_head {
+            return; // accepted or refused by read sizes; the promises hold either way
+        }
+        if self.too_many_headers || self.served < self.head_end {
+            assert_eq!(outcome.status, None, "{outcome:?}");
+            return;
+        }
+        assert_eq!(outcome.status, Some(self.status), "{outcome:?}");
+        assert_eq!(outcome.response_headers, self.headers, "{outcome:?}");
+        assert_eq!(outcome.retry_after, self.retry_after, "{outcome:?}");
+        assert_eq!(outcome.location, self.location, "{outcome:?}");
+        let excerpt = text(&self.body[..self.body.len().min(MAX_EXCERPT)]);
+        if self.served == self.full_len {
+            assert_eq!(outcome.body_excerpt, excerpt, "{outcome:?}");
+        } else {
+            // Bodies are ASCII and lone 0xFF bytes: every prefix decodes to a prefix.
+            assert!(
+                excerpt.starts_with(&outcome.body_excerpt),
+                "{:?} is not a prefix of {excerpt:?}",
+                outcome.body_excerpt
+            );
+        }
+    }
+}
+
+/// Lossy text with NULs replaced, as the client keeps it.
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).replace('\0', "\u{FFFD}")
+}
+
+const STATUSES: &[u16] = &[
+    200, 200, 201, 202, 204, 301, 302, 304, 307, 400, 404, 410, 429, 500, 503, 599,
+];
+const NAMES: &[&str] = &[
+    "X-Request-Id",
+    "Server",
+    "Retry-After",
+    "retry-after",
+    "Location",
+    "Set-Cookie",
+    "X-Empty",
+    "Date",
+    "Connection",
+];
+const VALUE_BYTES: &[u8] = b"abcxyzABCXYZ0123456789 -_.,;:/=?&%\"'()<>[]{}@!#$*+|~^`\\\xe9\xff\x80";
+const BODY_BYTES: &[u8] = b"{}[]\":,abc 123\n\r\t\0\xff";
+
+/// A valid response chosen by `e`, and what the client must make of it.
+fn well_formed(e: &mut Entropy<'_>) -> (Vec<u8>, Expected) {
+    let mut out = Vec::new();
+    for _ in 0..e.below(3) {
+        match e.below(3) {
+            0 => out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n"),
+            1 => out.extend_from_slice(
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+            ),
+            _ => {}
+        }
+    }
+    let status = e.pick(STATUSES);
+    let version = if e.one_in(4) { "1.0" } else { "1.1" };
+    let reason = e.pick(&["", "OK", "Something Happened"]);
+    out.extend_from_slice(format!("HTTP/{version} {status} {reason}\r\n").as_bytes());
+
+    let no_body = status == 204 || status == 304;
+    let framing = match e.below(3) {
+        _ if no_body => Framing::Close,
+        0 => Framing::Length,
+        1 => Framing::Chunked,
+        _ => Framing::Close,
+    };
+    let body: Vec<u8> = if no_body || e.one_in(4) {
+        Vec::new()
+    } else {
+        let len = if e.one_in(8) {
+            e.below(4096)
+        } else {
+            e.below(600)
+        };
+        (0..len).map(|_| e.pick(BODY_BYTES)).collect()
+    };
+
+    let count = if e.one_in(16) {
+        HEADER_SLOTS + 2
+    } else {
+        e.below(40)
+    };
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut oversized_head = false;
+    for i in 0..count {
+        let name = if e.one_in(4) {
+            format!("X-H{i}")
+        } else {
+            e.pick(NAMES).to_string()
+        };
+        let len = match e.below(32) {
+            31 => 600,
+            30 if e.one_in(4) => {
+                oversized_head = true;
+                MAX_HEAD + 100
+            }
+            _ => e.below(24),
+        };
+        let mut value: Vec<u8> = (0..len).map(|_| e.pick(VALUE_BYTES)).collect();
+        // Surrounding whitespace is not part of a value.
+        while value.last() == Some(&b' ') {
+            value.pop();
+        }
+        while value.first() == Some(&b' ') {
+            value.remove(0);
+        }
+        headers.push((name, value));
+    }
+    let framing_header = match framing {
+        Framing::Length => Some(("Content-Length", body.len().to_string().into_bytes())),
+        Framing::Chunked => Some(("Transfer-Encoding", b"chunked".to_vec())),
+        Framing::Close => None,
+    };
+    if let Some((name, value)) = framing_header {
+        let at = e.below(headers.len() + 1);
+        headers.insert(at, (name.to_string(), value));
+    }
+    for (name, value) in &headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    let head_end = out.len();
+
+    if framing == Framing::Chunked {
+        let mut rest = &body[..];
+        while !rest.is_empty() {
+            let n = (1 + e.below(300)).min(rest.len());
+            let size = if e.one_in(2) {
+                format!("{n:x}")
+            } else {
+                format!("{n:X}")
+            };
+            out.extend_from_slice(size.as_bytes());
+            if e.one_in(6) {
+                out.extend_from_slice(b";ext=1");
+            }
+            out.extend_from_slice(b"\r\n");
+            out.extend_from_slice(&rest[..n]);
+            out.extend_from_slice(b"\r\n");
+            rest = &rest[n..];
+        }
+        out.extend_from_slice(b"0\r\n");
+        if e.one_in(4) {
+            out.extend_from_slice(b"X-Trailer: yes\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(&body);
+    }
+
+    let full_len = out.len();
+    let served = if e.one_in(4) {
+        e.below(full_len + 1)
+    } else {
+        full_len
+    };
+    out.truncate(served);
+
+    let find = |wanted: &str, max: usize| {
+        headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(wanted))
+            .map(|(_, value)| text(&value[..value.len().min(max)]))
+    };
+    let expected = Expected {
+        status,
+        headers: headers
+            .iter()
+            .take(KEPT_HEADERS)
+            .map(|(name, value)| {
+                (
+                    name.to_ascii_lowercase(),
+                    text(&value[..value.len().min(KEPT_VALUE)]),
+                )
+            })
+            .collect(),
+        retry_after: find("retry-after", KEPT_VALUE),
+        location: if (300..400).contains(&status) {
+            find("location", KEPT_LOCATION)
+        } else {
+            None
+        },
+        body: if no_body { Vec::new() } else { body },
+        head_end,
+        served,
+        full_len,
+        too_many_headers: headers.len() > HEADER_SLOTS,
+        oversized_head,
+    };
+    (out, expected)
+}
+
+/// A few flips, insertions, deletions and duplications.
+fn mutate(e: &mut Entropy<'_>, mut bytes: Vec<u8>) -> Vec<u8> {
+    const TOKENS: &[&[u8]] = &[
+        b"\r\n",
+        b"\r\n\r\n",
+        b":",
+        b" ",
+        b"\n",
+        b"\0",
+        b"chunked",
+        b"Content-Length: ",
+        b"Transfer-Encoding: chunked\r\n",
+        b"ffffffffffffffff",
+        b"-1",
+        b";",
+        b"HTTP/1.1 ",
+        b"100",
+        b"\xff",
+    ];
+    for _ in 0..=e.below(4) {
+        let at = e.below(bytes.len() + 1);
+        match e.below(5) {
+            0 if at < bytes.len() => bytes[at] ^= 1 << e.below(8),
+            1 => bytes.insert(at, e.byte()),
+            2 if at < bytes.len() => {
+                let end = (at + 1 + e.below(16)).min(bytes.len());
+                bytes.drain(at..end);
+            }
+            3 if at < bytes.len() => {
+                let end = (at + 1 + e.below(64)).min(bytes.len());
+                let copy = bytes[at..end].to_vec();
+                bytes.splice(at..at, copy);
+            }
+            _ => {
+                let token = e.pick(TOKENS);
+                bytes.splice(at..at, token.iter().copied());
+            }
+        }
+    }
+    bytes
+}
+
+/// Up to three writes, split where `e` says.
+fn split(e: &mut Entropy<'_>, mut bytes: Vec<u8>) -> Vec<Vec<u8>> {
+    let mut pieces = Vec::new();
+    for _ in 0..e.below(3) {
+        let at = e.below(bytes.len() + 1);
+        let tail = bytes.split_off(at);
+        pieces.push(bytes);
+        bytes = tail;
+    }
+    pieces.push(bytes);
+    pieces
+}
