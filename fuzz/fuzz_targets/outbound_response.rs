@@ -30,5 +30,5 @@ fn harness() -> &'static (tokio::runtime::Runtime, ResponseFuzzer) {
 
 fuzz_target!(|data: &[u8]| {
     let (runtime, fuzzer) = harness();
-    runtime.block_on(fuzzer.run(data));
+    let _checked = runtime.block_on(fuzzer.run(data));
 });

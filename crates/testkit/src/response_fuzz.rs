@@ -56,6 +56,21 @@ const MAX_HEAD: usize = 64 * 1024;
 /// reaching it means the client waited on a closed connection.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Which checks an input's outcome went through, beyond the promises every
+/// outcome keeps (for the smoke test's tally).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Checked {
+    /// A whole well-formed response, read exactly.
+    Exact,
+    /// A well-formed response cut short in its body: read as a prefix.
+    Prefix,
+    /// A well-formed response cut short in its head, or with more headers
+    /// than the client reads: refused with no status.
+    Refused,
+    /// Raw or mutated bytes, or an oversized head: the promises only.
+    PromisesOnly,
+}
+
 /// A raw responder on 127.0.0.1 and an outbound client pointed at it.
 pub struct ResponseFuzzer {
     client: OutboundClient,
@@ -110,7 +125,7 @@ impl ResponseFuzzer {
     /// # Panics
     ///
     /// When the outcome breaks a promise of the client (see the module docs).
-    pub async fn run(&self, data: &[u8]) {
+    pub async fn run(&self, data: &[u8]) -> Checked {
         let mut entropy = Entropy(data);
         let mode = entropy.byte() % 4;
         let (response, expected) = match mode {
@@ -134,8 +149,9 @@ impl ResponseFuzzer {
             .post(&self.url, HeaderMap::new(), Bytes::from_static(b"{}"))
             .await;
         check_promises(&outcome);
-        if let Some(expected) = expected {
-            expected.check(&outcome);
+        match expected {
+            Some(expected) => expected.check(&outcome),
+            None => Checked::PromisesOnly,
         }
     }
 }
@@ -277,13 +293,14 @@ struct Expected {
 }
 
 impl Expected {
-    fn check(&self, outcome: &Outcome) {
+    fn check(&self, outcome: &Outcome) -> Checked {
         if self.oversized_head {
-            return; // accepted or refused by read sizes; the promises hold either way
+            // Accepted or refused depending on read sizes; the promises hold either way.
+            return Checked::PromisesOnly;
         }
         if self.too_many_headers || self.served < self.head_end {
             assert_eq!(outcome.status, None, "{outcome:?}");
-            return;
+            return Checked::Refused;
         }
         assert_eq!(outcome.status, Some(self.status), "{outcome:?}");
         assert_eq!(outcome.response_headers, self.headers, "{outcome:?}");
@@ -292,6 +309,7 @@ impl Expected {
         let excerpt = text(&self.body[..self.body.len().min(MAX_EXCERPT)]);
         if self.served == self.full_len {
             assert_eq!(outcome.body_excerpt, excerpt, "{outcome:?}");
+            Checked::Exact
         } else {
             // Bodies are ASCII and lone 0xFF bytes: every prefix decodes to a prefix.
             assert!(
@@ -299,6 +317,7 @@ impl Expected {
                 "{:?} is not a prefix of {excerpt:?}",
                 outcome.body_excerpt
             );
+            Checked::Prefix
         }
     }
 }
@@ -327,6 +346,8 @@ const BODY_BYTES: &[u8] = b"{}[]\":,abc 123\n\r\t\0\xff";
 
 /// A valid response chosen by `e`, and what the client must make of it.
 fn well_formed(e: &mut Entropy<'_>) -> (Vec<u8>, Expected) {
+    // Drawn first, so that short inputs reach the cut as often as long ones.
+    let cut = e.one_in(4).then(|| e.below(usize::from(u16::MAX)));
     let mut out = Vec::new();
     for _ in 0..e.below(3) {
         match e.below(3) {
@@ -437,11 +458,7 @@ fn well_formed(e: &mut Entropy<'_>) -> (Vec<u8>, Expected) {
     }
 
     let full_len = out.len();
-    let served = if e.one_in(4) {
-        e.below(full_len + 1)
-    } else {
-        full_len
-    };
+    let served = cut.map_or(full_len, |at| at % (full_len + 1));
     out.truncate(served);
 
     let find = |wanted: &str, max: usize| {
