@@ -71,6 +71,9 @@ async fn short_and_empty_inputs() {
         b"\x03",
         b"\x02HTTP/1.1",
         b"\x02\r\n\r\n",
+        // The fuzz target's first finding: a status of 000 was reported.
+        b"\x02HTTP/1.1 000 Zero\r\nContent-Length: 0\r\n\r\n",
+        b"\xf3\xb5\xb3\xe2\x0c\xff\x0c\x24\x0c\xff\xff\xff\xff\x0c\x0c\x0c\x0c\x00\x00\x0c\xfd\x09\x00",
     ] {
         fuzzer.run(input).await;
     }
