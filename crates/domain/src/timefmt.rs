@@ -3,8 +3,8 @@
 //! Envelope timestamps are RFC 3339 in UTC with millisecond precision, the
 //! form JavaScript's `Date.toISOString()` produces and the guide shows
 //! (`2025-01-01T00:00:00.000Z`). Calendar arithmetic and parsing are the
-//! `time` crate's; parsing is lenient because producers and users send whatever their
-//! platform emits.
+//! `time` crate's; parsing is lenient because producers and users send
+//! whatever their platform emits.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -110,6 +110,10 @@ mod tests {
 
     #[test]
     fn formatting_agrees_with_the_time_crate() {
+        let layout = time::format_description::parse_borrowed::<1>(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z",
+        )
+        .unwrap();
         let mut ms = -5_000_000_000_000_i64;
         while ms < 20_000_000_000_000 {
             let ours = format_rfc3339_millis(ms);
@@ -122,6 +126,12 @@ mod tests {
             assert_eq!(parse_timestamp(&ours), Some(ms), "{ours} vs {theirs}");
             assert_eq!(parse_timestamp(&theirs), Some(ms), "{ours} vs {theirs}");
             assert_eq!(&ours[..19], &theirs[..19]);
+            // The same layout through `time`'s own formatter, byte for byte.
+            let exact = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                .unwrap()
+                .format(&layout)
+                .unwrap();
+            assert_eq!(ours, exact);
             ms += 7_777_777_777;
         }
     }
