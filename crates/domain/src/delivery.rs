@@ -2,11 +2,9 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-
-use crate::timefmt::{days_from_civil, days_in_month};
 
 /// A name that is not one of an enum's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,88 +152,15 @@ pub fn parse_retry_after(value: &str, now_unix_secs: i64) -> Option<Duration> {
     Some(Duration::from_secs(u64::try_from(wait).unwrap_or(0)))
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-const SHORT_DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-const LONG_DAYS: [&str; 7] = [
-    "Monday",
-    "Tuesday",
-    "Wednesday",
-    "Thursday",
-    "Friday",
-    "Saturday",
-    "Sunday",
-];
-
-/// Parses an HTTP-date (RFC 9110 §5.6.7) into unix seconds.
+/// Parses an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, RFC 850 or asctime)
+/// into unix seconds.
+///
+/// `httpdate` also rejects a weekday that does not match the date, and years
+/// outside 1970–9999.
 fn parse_http_date(s: &str) -> Option<i64> {
-    let parts: Vec<&str> = s.split_ascii_whitespace().collect();
-    let (year, month, day, clock) = match parts.as_slice() {
-        // IMF-fixdate: Sun, 06 Nov 1994 08:49:37 GMT
-        [weekday, day, month, year, clock, "GMT"] => {
-            SHORT_DAYS
-                .contains(&weekday.strip_suffix(',')?)
-                .then_some(())?;
-            (
-                parse_year(year, 4)?,
-                month_number(month)?,
-                parse_num(day, 2)?,
-                *clock,
-            )
-        }
-        // RFC 850: Sunday, 06-Nov-94 08:49:37 GMT
-        [weekday, date, clock, "GMT"] => {
-            LONG_DAYS
-                .contains(&weekday.strip_suffix(',')?)
-                .then_some(())?;
-            let mut fields = date.split('-');
-            let day = parse_num(fields.next()?, 2)?;
-            let month = month_number(fields.next()?)?;
-            let yy = parse_year(fields.next()?, 2)?;
-            if fields.next().is_some() {
-                return None;
-            }
-            // Two-digit years: 70–99 are 19xx, the rest 20xx.
-            let year = if yy >= 70 { 1900 + yy } else { 2000 + yy };
-            (year, month, day, *clock)
-        }
-        // asctime: Sun Nov  6 08:49:37 1994
-        [weekday, month, day, clock, year] => {
-            SHORT_DAYS.contains(weekday).then_some(())?;
-            let day = parse_num(day, 1).or_else(|| parse_num(day, 2))?;
-            (parse_year(year, 4)?, month_number(month)?, day, *clock)
-        }
-        _ => return None,
-    };
-    if day == 0 || day > days_in_month(year, month) {
-        return None;
-    }
-    let mut hms = clock.split(':');
-    let hour = parse_num(hms.next()?, 2)?;
-    let minute = parse_num(hms.next()?, 2)?;
-    let second = parse_num(hms.next()?, 2)?;
-    if hms.next().is_some() || hour > 23 || minute > 59 || second > 60 {
-        return None;
-    }
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + i64::from(hour * 3600 + minute * 60 + second))
-}
-
-/// Exactly `width` ASCII digits.
-fn parse_num(s: &str, width: usize) -> Option<u32> {
-    (s.len() == width && s.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| s.parse().ok())
-        .flatten()
-}
-
-fn parse_year(s: &str, width: usize) -> Option<i64> {
-    parse_num(s, width).map(i64::from)
-}
-
-fn month_number(s: &str) -> Option<u32> {
-    let index = MONTHS.iter().position(|m| *m == s)?;
-    u32::try_from(index + 1).ok()
+    let at = httpdate::parse_http_date(s).ok()?;
+    let secs = at.duration_since(UNIX_EPOCH).ok()?.as_secs();
+    i64::try_from(secs).ok()
 }
 
 #[cfg(test)]
@@ -347,6 +272,9 @@ mod tests {
             "Sun, 06 Nov 1994 24:00:00 GMT",
             "Xyz, 06 Nov 1994 08:49:37 GMT",
             "Sun, 06 Foo 1994 08:49:37 GMT",
+            // The weekday must match the date (6 Nov 1994 was a Sunday).
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT trailing",
             "2025-01-01T00:00:00Z",
         ] {
             assert_eq!(parse_retry_after(bad, 0), None, "{bad}");

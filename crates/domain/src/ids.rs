@@ -9,17 +9,17 @@
 use std::borrow::Borrow;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
+use std::time::SystemTime;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use ulid::{Generator, ULID_LEN, Ulid};
 
 /// Longest accepted id, in characters.
 pub const MAX_ID_LEN: usize = 128;
 
 /// How much of a rejected value an error message repeats.
 const PREVIEW_CHARS: usize = 64;
-
-/// Crockford's base32 alphabet, as used by ULID.
-const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
 /// A value that is not a valid id of some kind.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,52 +74,50 @@ fn check_id_syntax(kind: &'static str, s: &str) -> Result<(), InvalidId> {
     Ok(())
 }
 
-/// A fresh ULID: 48-bit unix-ms timestamp then 80 random bits, 26 characters.
-fn ulid(now_ms: i64, random: u128) -> [u8; 26] {
-    let timestamp = u128::from(u64::try_from(now_ms).unwrap_or(0) & 0xFFFF_FFFF_FFFF);
-    let value = (timestamp << 80) | (random & ((1_u128 << 80) - 1));
-    let mut out = [0_u8; 26];
-    for (i, slot) in out.iter_mut().enumerate() {
-        let shift = 5 * (25 - i);
-        // Masked to 5 bits, so always a valid index into the 32-entry alphabet.
-        *slot = CROCKFORD[((value >> shift) & 0x1F) as usize];
-    }
+/// The ULID of a timestamp and random part, encoded (26 characters).
+///
+/// Negative timestamps (a clock before 1970) count as 0; bits above the
+/// 48-bit timestamp and 80-bit random part are dropped.
+fn ulid(ms: i64, random: u128) -> [u8; ULID_LEN] {
+    encode(Ulid::from_parts(u64::try_from(ms).unwrap_or(0), random))
+}
+
+/// Crockford base32 of a ULID.
+fn encode(id: Ulid) -> [u8; ULID_LEN] {
+    let mut out = [0_u8; ULID_LEN];
+    id.array_to_str(&mut out);
     out
 }
 
-/// The last ULID handed out, as (timestamp ms, 80 random bits).
-static LAST_ULID: std::sync::Mutex<(i64, u128)> = std::sync::Mutex::new((0, 0));
+/// The process's ULID generator, shared so ids are ordered across threads.
+static GENERATOR: Mutex<Generator> = Mutex::new(Generator::new());
 
 /// The next ULID of this process: strictly greater than the previous one.
 ///
-/// Within one millisecond the random part counts up from a random start
-/// (the specification's monotonic mode), and a clock that steps back keeps
-/// the last timestamp. Ids therefore list in creation order, and the store's
+/// Within one millisecond (or when the clock steps back) the generator counts
+/// the last id up instead of drawing a new random part (the specification's
+/// monotonic mode). Ids therefore list in creation order, and the store's
 /// primary keys grow at their right edge only: inserts append to the last
 /// page instead of splitting pages all over the most recent part of each
 /// index, which roughly halved the pages written per group commit.
-fn next_ulid(now_ms: i64) -> (i64, u128) {
-    const RANDOM_BITS: u128 = (1_u128 << 80) - 1;
-    // A poisoned lock only means another thread panicked mid-update of two integers.
-    let mut last = LAST_ULID.lock().unwrap_or_else(|e| e.into_inner());
-    let (ms, random) = match *last {
-        (ms, random) if now_ms <= ms && random < RANDOM_BITS => (ms, random + 1),
-        (ms, _) if now_ms <= ms => (ms + 1, fastrand::u128(..) & (RANDOM_BITS >> 1)),
-        // A fresh millisecond starts low in the range, leaving room to count up.
-        _ => (now_ms, fastrand::u128(..) & (RANDOM_BITS >> 1)),
-    };
-    *last = (ms, random);
-    (ms, random)
+fn next_ulid(now: SystemTime) -> Ulid {
+    // A poisoned lock only means another thread panicked mid-update of one integer.
+    let mut generator = GENERATOR.lock().unwrap_or_else(|e| e.into_inner());
+    match generator.generate_from_datetime(now) {
+        Ok(id) => id,
+        // The random part ran out within the last id's millisecond: carry on in
+        // the next millisecond from a fresh random part, still above every id before.
+        Err(overflow) => overflow.commit_overflow_random(),
+    }
 }
 
 /// Prefix + ULID.
 fn generate_with_prefix(prefix: &str) -> String {
-    let (ms, random) = next_ulid(crate::timefmt::now_ms());
-    with_prefix(prefix, ulid(ms, random))
+    with_prefix(prefix, encode(next_ulid(SystemTime::now())))
 }
 
 /// Prefix + an encoded ULID.
-fn with_prefix(prefix: &str, encoded: [u8; 26]) -> String {
+fn with_prefix(prefix: &str, encoded: [u8; ULID_LEN]) -> String {
     let mut out = String::with_capacity(prefix.len() + encoded.len());
     out.push_str(prefix);
     // Every byte comes from the ASCII Crockford alphabet.
@@ -268,6 +266,9 @@ fn check_user_id(s: &str) -> Result<String, InvalidId> {
 mod tests {
     use super::*;
 
+    /// Crockford's base32 alphabet, as used by ULID.
+    const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
     #[test]
     fn generated_ids_have_prefix_and_ulid() {
         let id = EventId::generate();
@@ -305,11 +306,11 @@ mod tests {
             assert!(pair[0] < pair[1], "{} then {}", pair[0], pair[1]);
         }
         // A clock that stepped back (to the epoch) still moves forward.
-        let before = next_ulid(crate::timefmt::now_ms());
-        let after = next_ulid(0);
+        let before = next_ulid(SystemTime::now());
+        let after = next_ulid(SystemTime::UNIX_EPOCH);
         assert!(after > before, "{before:?} then {after:?}");
         let later = EventId::generate();
-        assert!(later.as_str().as_bytes()[4..] > ulid(after.0, after.1)[..]);
+        assert!(later.as_str().as_bytes()[4..] > encode(after)[..]);
     }
 
     #[test]

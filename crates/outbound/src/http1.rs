@@ -129,6 +129,13 @@ pub(crate) async fn read_head(conn: &mut Conn) -> Result<Head, HeadError> {
 
 fn head_of(response: &httparse::Response<'_, '_>) -> Result<Head, HeadError> {
     let status = response.code.unwrap_or_default();
+    // httparse reads any three digits; a status is 100-999 (as hyper and
+    // `http::StatusCode` require), else `000` would be recorded as an answer.
+    if !(100..=999).contains(&status) {
+        return Err(HeadError::Invalid(format!(
+            "invalid HTTP response: status {status:03} is not a status code"
+        )));
+    }
     let http11 = response.version == Some(1);
     let mut length: Option<u64> = None;
     let mut chunked = false;

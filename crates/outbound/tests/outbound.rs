@@ -714,6 +714,24 @@ async fn a_response_that_is_not_http_is_a_connect_error() {
     assert!(message.starts_with("invalid HTTP response"), "{message}");
 }
 
+/// Found by the `outbound_response` fuzz target: httparse reads any three
+/// digits, and `000` was recorded as the receiver's status.
+#[tokio::test]
+async fn a_status_outside_100_to_999_is_an_invalid_response() {
+    for status_line in ["000 Zero", "099 Low"] {
+        let receiver = spawn_receiver(Behaviour::Respond(response(status_line, &[], b""))).await;
+        let outcome = post(&client(), &receiver.url("/")).await;
+        assert_eq!(outcome.status, None, "{status_line}");
+        assert_eq!(
+            error_kind(&outcome),
+            Some(ErrorKind::Connect),
+            "{status_line}"
+        );
+        let message = &outcome.error.as_ref().unwrap().message;
+        assert!(message.contains("status"), "{message}");
+    }
+}
+
 #[tokio::test]
 async fn the_client_owns_host_length_and_type_headers() {
     let receiver = spawn_receiver(Behaviour::Respond(response("200 OK", &[], b""))).await;

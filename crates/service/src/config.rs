@@ -170,14 +170,22 @@ pub struct Settings {
 impl Settings {
     /// Reads the environment, over the TOML file if one is named.
     pub fn load(config_file: Option<&Path>) -> Result<Self, ConfigError> {
-        let mut settings = Settings::default();
         let file = config_file
             .map(Path::to_path_buf)
             .or_else(|| std::env::var_os("WEBHOOK_CONFIG").map(PathBuf::from));
+        Self::layered(file.as_deref(), std::env::vars())
+    }
+
+    /// `env` over the TOML file at `file`, if any.
+    fn layered(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut settings = Settings::default();
         if let Some(path) = file {
-            settings.merge_toml_file(&path)?;
+            settings.merge_toml_file(path)?;
         }
-        for (key, value) in std::env::vars() {
+        for (key, value) in env {
             settings.values.insert(key.to_ascii_uppercase(), value);
         }
         Ok(settings)
@@ -346,160 +354,39 @@ impl Config {
         };
         let host = settings.parse_or("HOST", default_host, "an IP address")?;
         let port = settings.parse_or("PORT", 3005u16, "a port number (0-65535)")?;
-        let data_dir = settings
-            .get("WEBHOOK_DATA_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("./data"));
-
-        let database_url = match settings.get("DATABASE_URL") {
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Some(SecretString(url.to_string()))
-            }
-            // The platform may point DATABASE_URL at other stores for other services;
-            // only a PostgreSQL URL selects the PostgreSQL backend.
-            _ => None,
-        };
-        let database_pool_size: usize =
-            settings.parse_or("DATABASE_POOL_SIZE", 16, "a whole number of connections")?;
-        if !(1..=1000).contains(&database_pool_size) {
-            return Err(config_error(
-                "DATABASE_POOL_SIZE",
-                "must be between 1 and 1000",
-            ));
-        }
-
-        let public_key_pem = match (
-            settings.get("JWT_PUBLIC_KEY"),
-            settings.get("JWT_PUBLIC_KEY_FILE"),
-        ) {
-            (Some(pem), _) => Some(pem.replace("\\n", "\n")),
-            (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
-                config_error("JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}"))
-            })?),
-            (None, None) => None,
-        };
-        let jwt = JwtConfig {
-            secret: settings.secret("JWT_SECRET"),
-            public_key_pem,
-            leeway: settings.duration_between(
-                "JWT_LEEWAY",
-                Duration::from_secs(30),
-                Duration::ZERO,
-                Duration::from_secs(86_400),
-            )?,
-        };
-        if let Some(secret) = &jwt.secret
-            && secret.expose().len() < 16
-            && !dev
-        {
-            return Err(config_error("JWT_SECRET", "must be at least 16 characters"));
-        }
-        let internal_secret = settings.secret("INTERNAL_SERVICE_SECRET");
-        if !dev {
-            if jwt.secret.is_none() && jwt.public_key_pem.is_none() {
-                return Err(config_error(
-                    "JWT_SECRET",
-                    "is not set; it is required to verify users' tokens (or set JWT_PUBLIC_KEY for RS256/ES256; use --dev for local development)",
-                ));
-            }
-            if internal_secret.is_none() {
-                return Err(config_error(
-                    "INTERNAL_SERVICE_SECRET",
-                    "is not set; it is required to authenticate the platform's services on /internal (use --dev for local development)",
-                ));
-            }
-        }
-
-        let encryption_key = match settings.get("WEBHOOK_ENCRYPTION_KEY") {
-            Some(text) => Some(EncryptionKey::new(
-                parse_key(text).map_err(|m| config_error("WEBHOOK_ENCRYPTION_KEY", m))?,
-            )),
-            None if dev => None,
-            None => {
-                return Err(config_error(
-                    "WEBHOOK_ENCRYPTION_KEY",
-                    "is not set; it encrypts webhook secrets at rest (32 bytes, base64 or hex: `openssl rand -base64 32`)",
-                ));
-            }
-        };
-
-        let allowed_cidrs = match settings.get("WEBHOOK_ALLOWED_CIDRS") {
-            None => Vec::new(),
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
+        let (database_url, database_pool_size) = database(settings)?;
+        let secrets = secrets(settings, dev)?;
+        Ok(Config {
+            dev,
+            host,
+            port,
+            data_dir: settings
+                .get("WEBHOOK_DATA_DIR")
+                .map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            database_url,
+            database_pool_size,
+            jwt: secrets.jwt,
+            internal_secret: secrets.internal_secret,
+            encryption_key: secrets.encryption_key,
+            allowed_cidrs: list(settings, "WEBHOOK_ALLOWED_CIDRS")
                 .map(|s| {
                     s.parse::<Cidr>()
                         .map_err(|e| config_error("WEBHOOK_ALLOWED_CIDRS", e.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
-        };
-
-        let delivery = delivery_config(settings)?;
-
-        let api_rate_limit = RateLimit {
-            max_requests: settings.parse_or("RATE_LIMIT_MAX_REQUESTS", 1000, "a whole number")?,
-            window: settings.millis_between(
+            delivery: delivery_config(settings)?,
+            api_rate_limit: rate_limit(
+                settings,
+                "RATE_LIMIT_MAX_REQUESTS",
                 "RATE_LIMIT_WINDOW_MS",
                 Duration::from_secs(3600),
-                ONE_MS,
-                THIRTY_DAYS,
             )?,
-        };
-        let internal_rate_limit = RateLimit {
-            max_requests: settings.parse_or(
+            internal_rate_limit: rate_limit(
+                settings,
                 "INTERNAL_RATE_LIMIT_MAX_REQUESTS",
-                1000,
-                "a whole number",
-            )?,
-            window: settings.millis_between(
                 "INTERNAL_RATE_LIMIT_WINDOW_MS",
                 Duration::from_secs(60),
-                ONE_MS,
-                THIRTY_DAYS,
             )?,
-        };
-
-        let log_format = match settings
-            .get("LOG_FORMAT")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None if dev => LogFormat::Pretty,
-            None | Some("json") => LogFormat::Json,
-            Some("pretty" | "text" | "plain") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(config_error(
-                    "LOG_FORMAT",
-                    format!("'{other}' is not json or pretty"),
-                ));
-            }
-        };
-
-        let retention_days: u32 =
-            settings.parse_or("WEBHOOK_LOG_RETENTION_DAYS", 30, "a whole number of days")?;
-        if retention_days == 0 {
-            return Err(config_error(
-                "WEBHOOK_LOG_RETENTION_DAYS",
-                "must be at least 1",
-            ));
-        }
-
-        Ok(Config {
-            dev,
-            host,
-            port,
-            data_dir,
-            database_url,
-            database_pool_size,
-            jwt,
-            internal_secret,
-            encryption_key,
-            allowed_cidrs,
-            delivery,
-            api_rate_limit,
-            internal_rate_limit,
             auth_failure_limit: RateLimit {
                 max_requests: settings.parse_or(
                     "AUTH_FAILURES_PER_MINUTE",
@@ -519,19 +406,12 @@ impl Config {
                 Duration::ZERO,
                 TEN_YEARS,
             )?,
-            log_retention: Duration::from_secs(u64::from(retention_days) * 86_400),
+            log_retention: log_retention(settings)?,
             log_level: settings.get("LOG_LEVEL").unwrap_or("info").to_string(),
-            log_format,
-            allowed_origins: settings
-                .get("ALLOWED_ORIGINS")
-                .map(|s| {
-                    s.split(',')
-                        .map(str::trim)
-                        .filter(|s| !s.is_empty())
-                        .map(String::from)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            log_format: log_format(settings, dev)?,
+            allowed_origins: list(settings, "ALLOWED_ORIGINS")
+                .map(String::from)
+                .collect(),
             request_timeout: settings.duration_between(
                 "HTTP_REQUEST_TIMEOUT",
                 Duration::from_secs(30),
@@ -588,6 +468,150 @@ impl Config {
             "allowedOrigins": self.allowed_origins,
         })
     }
+}
+
+/// The non-empty items of a comma-separated setting.
+fn list<'a>(settings: &'a Settings, var: &str) -> impl Iterator<Item = &'a str> {
+    settings
+        .get(var)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+/// `DATABASE_URL` (when it names PostgreSQL) and `DATABASE_POOL_SIZE`.
+fn database(settings: &Settings) -> Result<(Option<SecretString>, usize), ConfigError> {
+    let url = match settings.get("DATABASE_URL") {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(SecretString(url.to_string()))
+        }
+        // The platform may point DATABASE_URL at other stores for other services;
+        // only a PostgreSQL URL selects the PostgreSQL backend.
+        _ => None,
+    };
+    let pool_size: usize =
+        settings.parse_or("DATABASE_POOL_SIZE", 16, "a whole number of connections")?;
+    if !(1..=1000).contains(&pool_size) {
+        return Err(config_error(
+            "DATABASE_POOL_SIZE",
+            "must be between 1 and 1000",
+        ));
+    }
+    Ok((url, pool_size))
+}
+
+/// The secrets a production run cannot do without.
+struct Secrets {
+    jwt: JwtConfig,
+    internal_secret: Option<SecretString>,
+    encryption_key: Option<EncryptionKey>,
+}
+
+/// Token verification, the internal callers' secret and the encryption key;
+/// outside `--dev` each must be set.
+fn secrets(settings: &Settings, dev: bool) -> Result<Secrets, ConfigError> {
+    let public_key_pem = match (
+        settings.get("JWT_PUBLIC_KEY"),
+        settings.get("JWT_PUBLIC_KEY_FILE"),
+    ) {
+        (Some(pem), _) => Some(pem.replace("\\n", "\n")),
+        (None, Some(path)) => Some(std::fs::read_to_string(path).map_err(|e| {
+            config_error("JWT_PUBLIC_KEY_FILE", format!("cannot read {path}: {e}"))
+        })?),
+        (None, None) => None,
+    };
+    let jwt = JwtConfig {
+        secret: settings.secret("JWT_SECRET"),
+        public_key_pem,
+        leeway: settings.duration_between(
+            "JWT_LEEWAY",
+            Duration::from_secs(30),
+            Duration::ZERO,
+            Duration::from_secs(86_400),
+        )?,
+    };
+    if let Some(secret) = &jwt.secret
+        && secret.expose().len() < 16
+        && !dev
+    {
+        return Err(config_error("JWT_SECRET", "must be at least 16 characters"));
+    }
+    let internal_secret = settings.secret("INTERNAL_SERVICE_SECRET");
+    if !dev {
+        if jwt.secret.is_none() && jwt.public_key_pem.is_none() {
+            return Err(config_error(
+                "JWT_SECRET",
+                "is not set; it is required to verify users' tokens (or set JWT_PUBLIC_KEY for RS256/ES256; use --dev for local development)",
+            ));
+        }
+        if internal_secret.is_none() {
+            return Err(config_error(
+                "INTERNAL_SERVICE_SECRET",
+                "is not set; it is required to authenticate the platform's services on /internal (use --dev for local development)",
+            ));
+        }
+    }
+    let encryption_key = match settings.get("WEBHOOK_ENCRYPTION_KEY") {
+        Some(text) => Some(EncryptionKey::new(
+            parse_key(text).map_err(|m| config_error("WEBHOOK_ENCRYPTION_KEY", m))?,
+        )),
+        None if dev => None,
+        None => {
+            return Err(config_error(
+                "WEBHOOK_ENCRYPTION_KEY",
+                "is not set; it encrypts webhook secrets at rest (32 bytes, base64 or hex: `openssl rand -base64 32`)",
+            ));
+        }
+    };
+    Ok(Secrets {
+        jwt,
+        internal_secret,
+        encryption_key,
+    })
+}
+
+/// A rate limit of `max_var` requests per `window_var` milliseconds.
+fn rate_limit(
+    settings: &Settings,
+    max_var: &str,
+    window_var: &str,
+    default_window: Duration,
+) -> Result<RateLimit, ConfigError> {
+    Ok(RateLimit {
+        max_requests: settings.parse_or(max_var, 1000, "a whole number")?,
+        window: settings.millis_between(window_var, default_window, ONE_MS, THIRTY_DAYS)?,
+    })
+}
+
+/// `LOG_FORMAT`: JSON lines by default, readable lines in `--dev`.
+fn log_format(settings: &Settings, dev: bool) -> Result<LogFormat, ConfigError> {
+    match settings
+        .get("LOG_FORMAT")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None if dev => Ok(LogFormat::Pretty),
+        None | Some("json") => Ok(LogFormat::Json),
+        Some("pretty" | "text" | "plain") => Ok(LogFormat::Pretty),
+        Some(other) => Err(config_error(
+            "LOG_FORMAT",
+            format!("'{other}' is not json or pretty"),
+        )),
+    }
+}
+
+/// `WEBHOOK_LOG_RETENTION_DAYS`, at least one day.
+fn log_retention(settings: &Settings) -> Result<Duration, ConfigError> {
+    let days: u32 =
+        settings.parse_or("WEBHOOK_LOG_RETENTION_DAYS", 30, "a whole number of days")?;
+    if days == 0 {
+        return Err(config_error(
+            "WEBHOOK_LOG_RETENTION_DAYS",
+            "must be at least 1",
+        ));
+    }
+    Ok(Duration::from_secs(u64::from(days) * 86_400))
 }
 
 fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
@@ -816,6 +840,50 @@ mod tests {
         assert!(!text.contains("internal-secret-value"));
         assert!(text.contains("[set, redacted]"));
         assert!(!format!("{config:?}").contains("internal-secret-value"));
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file_whose_keys_are_any_case() {
+        let dir = std::env::temp_dir().join(format!("webhook-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("layers.toml");
+        std::fs::write(
+            &path,
+            "port = 4000\nWebhook_Timeout = 2500\nallowed_origins = [\"https://a.example\", \"https://b.example\"]\n",
+        )
+        .unwrap();
+        let env = prod()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .chain([("port".to_string(), "4001".to_string())]);
+        let settings = Settings::layered(Some(&path), env).unwrap();
+        let config = Config::from_settings(&settings, false).unwrap();
+        assert_eq!(config.port, 4001);
+        assert_eq!(config.delivery.timeout, Duration::from_millis(2500));
+        assert_eq!(
+            config.allowed_origins,
+            ["https://a.example", "https://b.example"]
+        );
+
+        std::fs::write(&path, "webhook_timeout = \"ten\"\n").unwrap();
+        let settings = Settings::layered(
+            Some(&path),
+            prod().into_iter().map(|(k, v)| (k.into(), v.into())),
+        )
+        .unwrap();
+        let err = Config::from_settings(&settings, false).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_TIMEOUT", "{err}");
+        assert!(err.message.contains("'ten'"), "{err}");
+
+        std::fs::write(&path, "[delivery]\ntimeout = 1\n").unwrap();
+        let err = Settings::layered(Some(&path), []).unwrap_err();
+        assert_eq!(err.var, "DELIVERY", "{err}");
+        std::fs::write(&path, "port = \n").unwrap();
+        let err = Settings::layered(Some(&path), []).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_CONFIG", "{err}");
+        let err = Settings::layered(Some(&dir.join("missing.toml")), []).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_CONFIG", "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -8,7 +8,11 @@
 //! * [`CountingReceiver`] answers `200` as fast as possible and records only
 //!   event ids and receive times; it can go down and come back on the same port.
 //!
-//! Both listen on `127.0.0.1` on an ephemeral port, speak HTTP/1.1 with
+//! * [`response_fuzz::ResponseFuzzer`] serves arbitrary response bytes from a
+//!   raw socket to the outbound client and checks what it makes of them (the
+//!   body of the `outbound_response` fuzz target and its smoke test).
+//!
+//! The receivers listen on `127.0.0.1` on an ephemeral port, speak HTTP/1.1 with
 //! keep-alive and HTTP/2 with prior knowledge, must be started inside a Tokio
 //! runtime, and shut down when dropped.
 
@@ -16,6 +20,7 @@
 
 mod counting;
 mod receiver;
+pub mod response_fuzz;
 mod server;
 mod wire;
 

@@ -1,5 +1,11 @@
-//! A minimal HTTP/1.1 request reader and the plumbing that hands HTTP/2
-//! prior-knowledge connections to hyper.
+//! The HTTP/1.1 request reader (heads and chunk sizes parsed by httparse)
+//! and the plumbing that hands HTTP/2 prior-knowledge connections to hyper.
+//!
+//! HTTP/1.1 stays on raw sockets rather than hyper's server because the
+//! receivers' answers must be scripted byte for byte: `Behavior::Reset`
+//! closes the socket with `SO_LINGER` 0 (a handler under hyper never holds
+//! the socket), and the counting receiver answers pipelined requests in one
+//! write for the benchmarks.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -65,59 +71,57 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
         .any(|t| trim(t).eq_ignore_ascii_case(token))
 }
 
+/// Most request headers accepted (hyper's default as well).
+const MAX_HEADERS: usize = 100;
+
+/// Parses the request head at the start of `buf` with httparse; `Ok(None)`
+/// while it is incomplete.
+fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    slots: &'h mut [httparse::Header<'b>],
+) -> io::Result<Option<(usize, httparse::Request<'h, 'b>)>> {
+    let mut request = httparse::Request::new(slots);
+    match request.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => Ok(Some((len, request))),
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => Err(bad("request head too large")),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+    }
+}
+
 /// Parses a complete request head at the start of `buf`; `Ok(None)` when
 /// the head is not complete yet.
 pub(crate) fn parse_head(buf: &[u8]) -> io::Result<Option<HeadInfo>> {
-    let Some(end) = find(buf, b"\r\n\r\n") else {
-        return if buf.len() > MAX_HEAD {
-            Err(bad("request head too large"))
-        } else {
-            Ok(None)
-        };
-    };
-    let head = &buf[..end];
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let request_line = lines.next().ok_or_else(|| bad("empty request"))?;
-    let version = request_line
-        .rsplit(|&b| b == b' ')
-        .next()
-        .ok_or_else(|| bad("bad request line"))?;
-    let http10 = match version {
-        b"HTTP/1.1" => false,
-        b"HTTP/1.0" => true,
-        _ => return Err(bad("unsupported HTTP version")),
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let Some((head_len, request)) = parse_request(buf, &mut slots)? else {
+        return Ok(None);
     };
     let mut info = HeadInfo {
-        head_len: end + 4,
+        head_len,
         content_length: None,
         chunked: false,
-        close: http10,
+        // HTTP/1.0 closes unless asked to keep the connection.
+        close: request.version == Some(0),
         expect_continue: false,
     };
-    for line in lines {
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Err(bad("bad header line"));
-        };
-        let name = trim(&line[..colon]);
-        let value = trim(&line[colon + 1..]);
-        if name.eq_ignore_ascii_case(b"content-length") {
+    for header in request.headers.iter() {
+        let (name, value) = (header.name, trim(header.value));
+        if name.eq_ignore_ascii_case("content-length") {
             let text = std::str::from_utf8(value).map_err(|_| bad("bad content-length"))?;
             let len: usize = text.parse().map_err(|_| bad("bad content-length"))?;
             if len > MAX_BODY {
                 return Err(bad("request body too large"));
             }
             info.content_length = Some(len);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
             info.chunked = has_token(value, b"chunked");
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if name.eq_ignore_ascii_case("connection") {
             if has_token(value, b"close") {
                 info.close = true;
             } else if has_token(value, b"keep-alive") {
                 info.close = false;
             }
-        } else if name.eq_ignore_ascii_case(b"expect") {
+        } else if name.eq_ignore_ascii_case("expect") {
             info.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         }
     }
@@ -126,30 +130,19 @@ pub(crate) fn parse_head(buf: &[u8]) -> io::Result<Option<HeadInfo>> {
 
 /// Method, request target and headers of a head already checked by [`parse_head`].
 pub(crate) fn head_parts(head: &[u8]) -> io::Result<(String, String, HeaderMap)> {
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
-    let request_line = lines.next().ok_or_else(|| bad("empty request"))?;
-    let mut parts = request_line.split(|&b| b == b' ');
-    let method = parts.next().ok_or_else(|| bad("bad request line"))?;
-    let target = parts.next().ok_or_else(|| bad("bad request line"))?;
-    let mut headers = HeaderMap::new();
-    for line in lines {
-        if line.is_empty() {
-            continue;
-        }
-        let Some(colon) = line.iter().position(|&b| b == b':') else {
-            return Err(bad("bad header line"));
-        };
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let (_, request) = parse_request(head, &mut slots)?.ok_or_else(|| bad("incomplete head"))?;
+    let mut headers = HeaderMap::with_capacity(request.headers.len());
+    for header in request.headers.iter() {
         let name =
-            HeaderName::from_bytes(trim(&line[..colon])).map_err(|_| bad("bad header name"))?;
-        let value = HeaderValue::from_bytes(trim(&line[colon + 1..]))
-            .map_err(|_| bad("bad header value"))?;
+            HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| bad("bad header name"))?;
+        let value =
+            HeaderValue::from_bytes(trim(header.value)).map_err(|_| bad("bad header value"))?;
         headers.append(name, value);
     }
     Ok((
-        String::from_utf8_lossy(method).into_owned(),
-        String::from_utf8_lossy(target).into_owned(),
+        request.method.unwrap_or_default().to_owned(),
+        request.path.unwrap_or_default().to_owned(),
         headers,
     ))
 }
@@ -213,22 +206,23 @@ pub(crate) async fn read_body(
 pub(crate) async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Bytes> {
     let mut body = BytesMut::new();
     loop {
-        let line_end = loop {
-            if let Some(p) = find(buf, b"\r\n") {
-                break p;
-            }
-            if buf.len() > MAX_HEAD {
-                return Err(bad("chunk line too long"));
-            }
-            if !read_more(stream, buf).await? {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+        // The size line (hex size, optional extensions, CRLF).
+        let (line_len, size) = loop {
+            match httparse::parse_chunk_size(buf) {
+                Ok(httparse::Status::Complete(parsed)) => break parsed,
+                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+                    return Err(bad("chunk line too long"));
+                }
+                Ok(httparse::Status::Partial) => {
+                    if !read_more(stream, buf).await? {
+                        return Err(io::ErrorKind::UnexpectedEof.into());
+                    }
+                }
+                Err(_) => return Err(bad("bad chunk size")),
             }
         };
-        let line = &buf[..line_end];
-        let size_text = line.split(|&b| b == b';').next().unwrap_or(line);
-        let size_text = std::str::from_utf8(trim(size_text)).map_err(|_| bad("bad chunk size"))?;
-        let size = usize::from_str_radix(size_text, 16).map_err(|_| bad("bad chunk size"))?;
-        buf.advance(line_end + 2);
+        buf.advance(line_len);
+        let size = usize::try_from(size).map_err(|_| bad("request body too large"))?;
         if size == 0 {
             // Trailers, then the blank line.
             loop {
@@ -246,7 +240,7 @@ pub(crate) async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> 
                 }
             }
         }
-        if body.len() + size > MAX_BODY {
+        if size > MAX_BODY - body.len() {
             return Err(bad("request body too large"));
         }
         fill_to(stream, buf, size + 2).await?;
@@ -451,5 +445,49 @@ mod tests {
         .unwrap();
         assert!(info.chunked && info.close);
         assert!(parse_head(b"GET / HTTP/9\r\n\r\n").is_err());
+        assert!(parse_head(b"POST / HTTP/1.1\r\nno colon here\r\n\r\n").is_err());
+        assert!(parse_head(b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n").is_err());
+        let huge = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &[b'a'; MAX_HEAD + 1]].concat();
+        assert!(parse_head(&huge).is_err());
+    }
+
+    #[tokio::test]
+    async fn reads_chunked_bodies_with_extensions_and_trailers() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sender = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            for piece in [
+                &b"5;name=va"[..],
+                b"lue\r\nhello\r\n",
+                b"6\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT",
+            ] {
+                client.write_all(piece).await.unwrap();
+                client.flush().await.unwrap();
+            }
+            client
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        let body = read_chunked(&mut stream, &mut buf).await.unwrap();
+        assert_eq!(&body[..], b"hello world");
+        // The next request's bytes stay buffered.
+        while buf.len() < 4 {
+            assert!(read_more(&mut stream, &mut buf).await.unwrap());
+        }
+        assert_eq!(&buf[..], b"NEXT");
+        drop(sender.await.unwrap());
+
+        let sender = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            client.write_all(b"zz\r\n").await.unwrap();
+            client
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut buf = BytesMut::new();
+        assert!(read_chunked(&mut stream, &mut buf).await.is_err());
+        drop(sender.await.unwrap());
     }
 }

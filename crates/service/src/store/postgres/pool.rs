@@ -4,15 +4,17 @@
 //!
 //! Nothing here retries by itself: a call made while the server is down
 //! fails at once with [`StoreError::Unavailable`] (the API answers 503), and
-//! the first call after the server is back opens a fresh connection. A pool
-//! of a few connections needs no more machinery than that, so it is written
-//! here rather than pulled in as a dependency.
+//! the first call after the server is back opens a fresh connection. The
+//! pool itself is deadpool's; what it lends is this module's [`Conn`], which
+//! deadpool-postgres's client cannot replace: it must remember that its
+//! caller left in the middle of a statement.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use deadpool::Runtime;
+use deadpool::managed::{self, PoolError, QueueMode, RecycleError, RecycleResult};
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Connection, NoTls, Row, Socket, Statement};
@@ -311,88 +313,192 @@ impl Conn {
     }
 }
 
-/// A bounded set of connections shared by the store's calls.
-pub(super) struct Pool {
+/// Opens the pool's connections through the fail-fast [`Connector`] and
+/// vets an idle one before it is lent again.
+struct Manager {
     connector: Arc<Connector>,
-    idle: Mutex<Vec<Conn>>,
-    permits: Arc<Semaphore>,
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = StoreError;
+
+    async fn create(&self) -> Result<Conn, StoreError> {
+        self.connector.connect().await
+    }
+
+    async fn recycle(&self, conn: &mut Conn, _: &managed::Metrics) -> RecycleResult<StoreError> {
+        // Broken connections are discarded on return (see `Pooled`'s drop);
+        // this catches one that the server closed while it was idle.
+        if conn.is_broken() {
+            return Err(RecycleError::message("the connection is closed"));
+        }
+        Ok(())
+    }
+}
+
+/// A bounded set of connections shared by the store's calls (deadpool's
+/// managed pool: at most `size` connections, idle ones reused newest first).
+pub(super) struct Pool {
+    inner: managed::Pool<Manager>,
     size: usize,
     acquire_timeout: Duration,
 }
 
 impl Pool {
-    /// A pool of at most `size` connections (none is opened yet).
+    /// A pool of at most `size` connections (none is opened yet); a call
+    /// waits up to `acquire_timeout` for one before it fails as unavailable.
     pub(super) fn new(connector: Arc<Connector>, size: usize, acquire_timeout: Duration) -> Self {
         let size = size.max(1);
+        let inner = managed::Pool::builder(Manager { connector })
+            .max_size(size)
+            .wait_timeout(Some(acquire_timeout))
+            // Opening a connection has its own limit: the connector's connect timeout.
+            .create_timeout(None)
+            .queue_mode(QueueMode::Lifo)
+            .runtime(Runtime::Tokio1)
+            .build()
+            // Infallible: building fails only when a timeout is set without
+            // a runtime, and the runtime is set just above.
+            .expect("a pool with a runtime builds");
         Pool {
-            connector,
-            idle: Mutex::new(Vec::with_capacity(size)),
-            permits: Arc::new(Semaphore::new(size)),
+            inner,
             size,
             acquire_timeout,
         }
     }
 
     /// A connection for one call: an idle one if it is still open, else a new one.
-    pub(super) async fn get(&self) -> Result<Pooled<'_>, StoreError> {
-        let permit =
-            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
-                .await
-                .map_err(|_| {
-                    StoreError::Unavailable(format!(
-                        "all {} PostgreSQL connections stayed busy for {:?} (DATABASE_POOL_SIZE)",
-                        self.size, self.acquire_timeout
-                    ))
-                })?
-                .map_err(|_| StoreError::Unavailable("the connection pool is closed".into()))?;
-        let reused = loop {
-            let candidate = self.idle.lock().ok().and_then(|mut idle| idle.pop());
-            match candidate {
-                Some(conn) if conn.is_broken() => continue,
-                other => break other,
-            }
-        };
-        let conn = match reused {
-            Some(conn) => conn,
-            None => self.connector.connect().await?,
-        };
-        Ok(Pooled {
-            conn: Some(conn),
-            pool: self,
-            _permit: permit,
-        })
+    pub(super) async fn get(&self) -> Result<Pooled, StoreError> {
+        match self.inner.get().await {
+            Ok(conn) => Ok(Pooled { conn: Some(conn) }),
+            Err(PoolError::Backend(e)) => Err(e),
+            Err(PoolError::Timeout(_)) => Err(StoreError::Unavailable(format!(
+                "all {} PostgreSQL connections stayed busy for {:?} (DATABASE_POOL_SIZE)",
+                self.size, self.acquire_timeout
+            ))),
+            Err(PoolError::Closed) => Err(StoreError::Unavailable(
+                "the connection pool is closed".into(),
+            )),
+            Err(e @ (PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_))) => Err(
+                StoreError::Unavailable(format!("the connection pool failed: {e}")),
+            ),
+        }
     }
 }
 
 /// A connection borrowed from the pool; it goes back when dropped, unless broken.
-pub(super) struct Pooled<'a> {
-    conn: Option<Conn>,
-    pool: &'a Pool,
-    _permit: OwnedSemaphorePermit,
+pub(super) struct Pooled {
+    /// Taken out only by `drop`.
+    conn: Option<managed::Object<Manager>>,
 }
 
-impl std::ops::Deref for Pooled<'_> {
+impl std::ops::Deref for Pooled {
     type Target = Conn;
 
     fn deref(&self) -> &Conn {
         // Only `drop` takes the connection out.
-        self.conn.as_ref().unwrap_or_else(|| unreachable!())
+        self.conn.as_deref().unwrap_or_else(|| unreachable!())
     }
 }
 
-impl std::ops::DerefMut for Pooled<'_> {
+impl std::ops::DerefMut for Pooled {
     fn deref_mut(&mut self) -> &mut Conn {
-        self.conn.as_mut().unwrap_or_else(|| unreachable!())
+        self.conn.as_deref_mut().unwrap_or_else(|| unreachable!())
     }
 }
 
-impl Drop for Pooled<'_> {
+impl Drop for Pooled {
     fn drop(&mut self) {
+        // A broken connection (one whose caller left mid-statement above all)
+        // is closed now and its slot freed, rather than parked in the pool
+        // until the next call vets it: its statement may still be running.
         if let Some(conn) = self.conn.take()
-            && !conn.is_broken()
-            && let Ok(mut idle) = self.pool.idle.lock()
+            && conn.is_broken()
         {
-            idle.push(conn);
+            drop(managed::Object::take(conn));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The pool against the PostgreSQL server the integration tests use
+    //! (`WEBHOOK_TEST_POSTGRES_URL`, default the local trust-auth server);
+    //! skipped when it is unreachable unless `WEBHOOK_REQUIRE_POSTGRES=1`.
+
+    use super::*;
+
+    fn server_url() -> String {
+        std::env::var("WEBHOOK_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    }
+
+    /// A pool of one connection, or `None` when the server is away and not required.
+    async fn pool_of_one(acquire_timeout: Duration) -> Option<Pool> {
+        let connector = Arc::new(Connector::new(&server_url(), Duration::from_secs(5)).unwrap());
+        let pool = Pool::new(connector, 1, acquire_timeout);
+        match pool.get().await {
+            Ok(_) => Some(pool),
+            Err(e) if std::env::var("WEBHOOK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+                panic!("PostgreSQL is required: {e}")
+            }
+            Err(e) => {
+                eprintln!("skipped: PostgreSQL unreachable ({e})");
+                None
+            }
+        }
+    }
+
+    async fn backend_pid(conn: &mut Conn) -> i32 {
+        let row = conn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap();
+        row.get(0)
+    }
+
+    #[tokio::test]
+    async fn a_call_waits_for_a_busy_pool_then_fails_as_unavailable() {
+        let Some(pool) = pool_of_one(Duration::from_millis(300)).await else {
+            return;
+        };
+        let mut held = pool.get().await.unwrap();
+        let pid = backend_pid(&mut held).await;
+        let started = Instant::now();
+        let Err(StoreError::Unavailable(message)) = pool.get().await else {
+            panic!("a second connection was lent from a pool of one");
+        };
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(message.contains("stayed busy"), "{message}");
+        assert!(message.contains("DATABASE_POOL_SIZE"), "{message}");
+        drop(held);
+        // Returned healthy, so lent again rather than replaced.
+        let mut again = pool.get().await.unwrap();
+        assert_eq!(backend_pid(&mut again).await, pid);
+    }
+
+    #[tokio::test]
+    async fn a_connection_whose_caller_left_mid_statement_is_not_lent_again() {
+        let Some(pool) = pool_of_one(Duration::from_secs(5)).await else {
+            return;
+        };
+        let mut conn = pool.get().await.unwrap();
+        let pid = backend_pid(&mut conn).await;
+        let sleep = conn.execute("SELECT pg_sleep(10)", &[]);
+        // The caller gives up mid-statement: the future is dropped.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), sleep)
+                .await
+                .is_err()
+        );
+        assert!(conn.is_broken());
+        drop(conn);
+        // The pool of one has its slot back at once, with a fresh connection
+        // that does not queue behind the abandoned statement.
+        let mut next = pool.get().await.unwrap();
+        assert_ne!(backend_pid(&mut next).await, pid);
     }
 }
