@@ -140,8 +140,28 @@ async fn health_metrics_openapi_and_docs_are_served() {
             .unwrap()
             .starts_with("text/html")
     );
+    assert!(
+        docs.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'self'")
+    );
     let html = docs.text().await.unwrap();
-    assert!(html.contains("<html") && html.contains("/api/v1/webhooks/{id}/rotate-secret"));
+    assert!(html.contains("<html") && html.contains("/docs/assets/swagger-ui-bundle.js"));
+    for asset in [
+        "swagger-ui-bundle.js",
+        "swagger-ui.css",
+        "docs.js",
+        "LICENSE",
+    ] {
+        let file = app
+            .client
+            .get(app.url(&format!("/docs/assets/{asset}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(file.status(), 200, "{asset}");
+    }
 
     // An unknown route is a 404 in the usual envelope.
     let unknown = raw(&app, Method::GET, "/api/v1/nope", &[], "").await;

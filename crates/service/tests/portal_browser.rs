@@ -4,12 +4,14 @@
 
 mod browser_support;
 mod common;
+mod harness;
 mod postgres_support;
 
 use std::time::Duration;
 
 use browser_support::Browser;
 use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use harness::{DONE, Ran, Test, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
@@ -43,10 +45,9 @@ async fn delivery_status(app: &TestApp, token: &str, webhook: &str, status: &str
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
-#[tokio::test]
-async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
+async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() -> Ran {
     let Some(browser) = Browser::start("portal user journey").await else {
-        return;
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
     };
     let app = spawn_app().await;
     let receiver = Receiver::start(Behavior::Status(200))
@@ -326,12 +327,12 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() {
     let (_, list) = app.get("/api/v1/webhooks", &token).await;
     assert_eq!(list["data"], json!([]), "{list}");
     browser.quit().await;
+    DONE
 }
 
-#[tokio::test]
-async fn expired_and_forged_links_are_refused() {
+async fn expired_and_forged_links_are_refused() -> Ran {
     let Some(browser) = Browser::start("portal refused links").await else {
-        return;
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
     };
     let app = spawn_app_with(&[("JWT_LEEWAY", "0")]).await;
     let token = app.token("victim", false);
@@ -379,12 +380,12 @@ async fn expired_and_forged_links_are_refused() {
     browser.wait_for_text("This portal link has expired").await;
     browser.screenshot("13-expired-link").await;
     browser.quit().await;
+    DONE
 }
 
-#[tokio::test]
-async fn an_operator_sees_every_users_failing_endpoints() {
+async fn an_operator_sees_every_users_failing_endpoints() -> Ran {
     let Some(browser) = Browser::start("portal operator overview").await else {
-        return;
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
     };
     let app = spawn_app().await;
     let failing = Receiver::start(Behavior::Status(503))
@@ -430,15 +431,16 @@ async fn an_operator_sees_every_users_failing_endpoints() {
         ))
     );
     browser.quit().await;
+    DONE
 }
 
-#[tokio::test]
-async fn the_log_and_the_chart_work_on_postgresql() {
-    let Some(db) = postgres_support::TestDatabase::create().await else {
-        return;
+async fn the_log_and_the_chart_work_on_postgresql() -> Ran {
+    let db = match postgres_support::TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
     };
     let Some(browser) = Browser::start("portal on PostgreSQL").await else {
-        return;
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
     };
     let app = spawn_app_with(&[("DATABASE_URL", db.url.as_str())]).await;
     let receiver = Receiver::start(Behavior::Status(200))
@@ -499,6 +501,7 @@ async fn the_log_and_the_chart_work_on_postgresql() {
     browser.wait_for_count("svg.chart rect.delivered", 1).await;
     browser.wait_for_count("svg.chart rect.failed", 1).await;
     browser.quit().await;
+    DONE
 }
 
 /// Serves one HTML page framing `src`, from an origin of its own (a port of
@@ -523,10 +526,9 @@ fn embedding_page(listener: std::net::TcpListener, src: String) {
     });
 }
 
-#[tokio::test]
-async fn the_portal_works_in_an_iframe_of_an_allowed_origin_only() {
+async fn the_portal_works_in_an_iframe_of_an_allowed_origin_only() -> Ran {
     let Some(browser) = Browser::start("portal in an iframe").await else {
-        return;
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
     };
     let allowed = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
     let refused = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
@@ -574,4 +576,93 @@ async fn the_portal_works_in_an_iframe_of_an_allowed_origin_only() {
         .await;
     assert_eq!(portal, json!(false), "framed by an origin not allowed");
     browser.quit().await;
+    DONE
+}
+
+async fn the_api_reference_renders_every_route_without_another_host() -> Ran {
+    let Some(browser) = Browser::start("API reference").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    browser.goto(&format!("{}/docs", app.base)).await;
+    // Swagger UI draws one `.opblock` per operation once it has read the document.
+    let started = std::time::Instant::now();
+    let operations = loop {
+        let n = browser
+            .script(
+                "return document.querySelectorAll('.opblock').length",
+                json!([]),
+            )
+            .await
+            .as_u64()
+            .unwrap_or(0);
+        if n >= 20 {
+            break n;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the reference drew {n} operations"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let text = browser
+        .script("return document.body.innerText", json!([]))
+        .await;
+    let text = text.as_str().unwrap_or_default();
+    for route in [
+        "/api/v1/webhooks/{id}/rotate-secret",
+        "/internal/webhooks/trigger",
+        "/api/v1/portal/links",
+    ] {
+        assert!(text.contains(route), "{route} missing from the reference");
+    }
+    let hosts = browser
+        .script(
+            "return performance.getEntriesByType('resource').map(e => new URL(e.name).host)",
+            json!([]),
+        )
+        .await;
+    let own = app.base.trim_start_matches("http://");
+    let hosts: Vec<&str> = hosts
+        .as_array()
+        .expect("resource hosts")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(hosts.len() >= 4, "the page loaded its files: {hosts:?}");
+    assert!(
+        hosts.iter().all(|h| *h == own),
+        "the reference loaded from another host: {hosts:?}"
+    );
+    eprintln!("the reference shows {operations} operations");
+    browser.screenshot("15-api-reference").await;
+    browser.quit().await;
+    DONE
+}
+
+fn main() {
+    harness::run(vec![
+        Test::new(
+            stringify!(a_user_manages_an_endpoint_and_its_deliveries_in_the_portal),
+            || Box::pin(a_user_manages_an_endpoint_and_its_deliveries_in_the_portal()),
+        ),
+        Test::new(stringify!(expired_and_forged_links_are_refused), || {
+            Box::pin(expired_and_forged_links_are_refused())
+        }),
+        Test::new(
+            stringify!(an_operator_sees_every_users_failing_endpoints),
+            || Box::pin(an_operator_sees_every_users_failing_endpoints()),
+        ),
+        Test::new(stringify!(the_log_and_the_chart_work_on_postgresql), || {
+            Box::pin(the_log_and_the_chart_work_on_postgresql())
+        }),
+        Test::new(
+            stringify!(the_portal_works_in_an_iframe_of_an_allowed_origin_only),
+            || Box::pin(the_portal_works_in_an_iframe_of_an_allowed_origin_only()),
+        ),
+        Test::new(
+            stringify!(the_api_reference_renders_every_route_without_another_host),
+            || Box::pin(the_api_reference_renders_every_route_without_another_host()),
+        ),
+    ]);
 }

@@ -163,7 +163,6 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::portal::routes(state.clone()))
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/docs", get(ops::docs))
         .fallback(|| async { ApiError::not_found("Route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

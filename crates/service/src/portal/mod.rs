@@ -9,6 +9,7 @@
 
 mod assets;
 pub mod cli;
+mod docs;
 pub mod headers;
 pub mod link;
 pub mod stats;
@@ -94,7 +95,8 @@ fn is_hex_colour(text: &str) -> bool {
         .is_some_and(|hex| matches!(hex.len(), 3 | 6) && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// The portal's routes: the pages, their files, and link minting.
+/// The portal's routes: the pages, their files, the API reference, and
+/// link minting.
 pub fn routes(state: AppState) -> Router<AppState> {
     let minting = Router::new()
         .route("/api/v1/portal/links", post(link::create_link))
@@ -106,4 +108,6 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/portal/", get(assets::shell))
         .route("/portal/config.json", get(assets::config))
         .route("/portal/assets/{name}", get(assets::file))
+        .route("/docs", get(docs::page))
+        .route("/docs/assets/{name}", get(docs::file))
 }
