@@ -7,8 +7,17 @@ import {
 } from './dom.js';
 import { deliveriesChart } from './chart.js';
 
+// The circuit breaker holds an endpoint's deliveries after five failures in
+// a row, until a probe succeeds (this instance's view; see `circuit`).
+function circuitOpen(webhook) {
+  return webhook.isActive && webhook.circuit && webhook.circuit.state !== 'closed';
+}
+
 function state(webhook) {
   if (webhook.isActive) {
+    if (circuitOpen(webhook)) {
+      return h('span', { class: 'badge failing', title: 'Deliveries are held until a probe succeeds' }, 'Circuit open');
+    }
     return webhook.failingSince
       ? h('span', { class: 'badge failing' }, 'Failing')
       : h('span', { class: 'badge active' }, 'Active');
@@ -18,6 +27,12 @@ function state(webhook) {
 
 function disabledNote(webhook) {
   if (webhook.isActive) {
+    if (circuitOpen(webhook)) {
+      const c = webhook.circuit;
+      return h('p', { class: 'note warn' },
+        `${c.failuresInARow} failures in a row: deliveries are held, not sent, until a probe succeeds. `,
+        c.state === 'probing' ? 'A probe is out now.' : ['Next probe: ', c.nextProbeAt ? time(c.nextProbeAt) : 'soon', '.']);
+    }
     return webhook.failingSince
       ? h('p', { class: 'note warn' }, 'Failing since ', time(webhook.failingSince), ': deliveries are retried while the endpoint answers errors.')
       : null;

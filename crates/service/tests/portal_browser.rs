@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use browser_support::Browser;
 use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
-use harness::{DONE, Ran, Test, skip};
+use harness::{DONE, Ran, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
@@ -434,6 +434,39 @@ async fn an_operator_sees_every_users_failing_endpoints() -> Ran {
     DONE
 }
 
+async fn an_endpoint_whose_circuit_is_open_says_its_deliveries_are_held() -> Ran {
+    let Some(browser) = Browser::start("portal circuit").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    // A long retry wait: the five failures that open the circuit are first attempts.
+    let app = spawn_app_with(&[("WEBHOOK_RETRY_SCHEDULE", "1h")]).await;
+    let failing = Receiver::start(Behavior::Status(500))
+        .await
+        .expect("receiver");
+    let token = app.token("carol", false);
+    app.create_webhook(&token, &failing.url("/carol"), &["user.*"], None)
+        .await;
+    for n in 0..8 {
+        app.trigger("user.created", "carol", json!({"n": n})).await;
+    }
+    failing
+        .wait_for(5, Duration::from_secs(10))
+        .await
+        .expect("five failures");
+
+    let link = portal_link(&app, "carol", json!({})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    let text = browser.wait_for_text("failures in a row").await;
+    assert!(text.to_lowercase().contains("circuit open"), "{text}");
+    assert!(
+        text.contains("Next probe") || text.contains("A probe is out"),
+        "{text}"
+    );
+    browser.screenshot("16-circuit-open").await;
+    browser.quit().await;
+    DONE
+}
+
 async fn the_log_and_the_chart_work_on_postgresql() -> Ran {
     let db = match postgres_support::TestDatabase::fresh().await {
         Ok(db) => db,
@@ -641,28 +674,13 @@ async fn the_api_reference_renders_every_route_without_another_host() -> Ran {
 }
 
 fn main() {
-    harness::run(vec![
-        Test::new(
-            stringify!(a_user_manages_an_endpoint_and_its_deliveries_in_the_portal),
-            || Box::pin(a_user_manages_an_endpoint_and_its_deliveries_in_the_portal()),
-        ),
-        Test::new(stringify!(expired_and_forged_links_are_refused), || {
-            Box::pin(expired_and_forged_links_are_refused())
-        }),
-        Test::new(
-            stringify!(an_operator_sees_every_users_failing_endpoints),
-            || Box::pin(an_operator_sees_every_users_failing_endpoints()),
-        ),
-        Test::new(stringify!(the_log_and_the_chart_work_on_postgresql), || {
-            Box::pin(the_log_and_the_chart_work_on_postgresql())
-        }),
-        Test::new(
-            stringify!(the_portal_works_in_an_iframe_of_an_allowed_origin_only),
-            || Box::pin(the_portal_works_in_an_iframe_of_an_allowed_origin_only()),
-        ),
-        Test::new(
-            stringify!(the_api_reference_renders_every_route_without_another_host),
-            || Box::pin(the_api_reference_renders_every_route_without_another_host()),
-        ),
+    harness::run(tests![
+        a_user_manages_an_endpoint_and_its_deliveries_in_the_portal,
+        expired_and_forged_links_are_refused,
+        an_operator_sees_every_users_failing_endpoints,
+        an_endpoint_whose_circuit_is_open_says_its_deliveries_are_held,
+        the_log_and_the_chart_work_on_postgresql,
+        the_portal_works_in_an_iframe_of_an_allowed_origin_only,
+        the_api_reference_renders_every_route_without_another_host,
     ]);
 }
