@@ -22,6 +22,8 @@ pub struct TestApp {
     child: Option<Child>,
     pub log_path: PathBuf,
     env: Vec<(String, String)>,
+    /// The `webhook-service` binary it runs (this build's unless told otherwise).
+    binary: PathBuf,
 }
 
 /// Environment of a test instance: secrets, loopback allowed, quiet logs.
@@ -54,6 +56,20 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts the service with extra environment (overriding the defaults).
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let mut app = unstarted_app(extra);
+    app.start().await;
+    app
+}
+
+/// Starts another build of the service (a previous release's binary, say).
+pub async fn spawn_binary_with(binary: &Path, extra: &[(&str, &str)]) -> TestApp {
+    let mut app = unstarted_app(extra);
+    app.set_binary(binary);
+    app.start().await;
+    app
+}
+
+fn unstarted_app(extra: &[(&str, &str)]) -> TestApp {
     let tmp = tempfile::tempdir().expect("tempdir");
     let data_dir = tmp.path().to_path_buf();
     let mut env = base_env(&data_dir);
@@ -61,7 +77,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         env.retain(|(key, _)| key != k);
         env.push((k.to_string(), v.to_string()));
     }
-    let mut app = TestApp {
+    TestApp {
         base: String::new(),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
@@ -72,9 +88,8 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
         _tmp: Some(tmp),
         child: None,
         env,
-    };
-    app.start().await;
-    app
+        binary: PathBuf::from(env!("CARGO_BIN_EXE_webhook-service")),
+    }
 }
 
 impl TestApp {
@@ -85,7 +100,7 @@ impl TestApp {
             .append(true)
             .open(&self.log_path)
             .expect("log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_webhook-service"));
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("serve")
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -119,6 +134,11 @@ impl TestApp {
         };
         self.base = base;
         self.child = Some(child);
+    }
+
+    /// Runs `binary` (another release's, say) from the next [`start`](Self::start) on.
+    pub fn set_binary(&mut self, binary: &Path) {
+        self.binary = binary.to_path_buf();
     }
 
     /// The running service's process id.

@@ -46,6 +46,7 @@ pub struct Test {
     name: &'static str,
     run: TestFn,
     worker_threads: Option<usize>,
+    ignored: bool,
 }
 
 impl Test {
@@ -55,7 +56,15 @@ impl Test {
             name,
             run,
             worker_threads: None,
+            ignored: false,
         }
+    }
+
+    /// Lists the test as ignored unless `run` holds, as `#[ignore]` would
+    /// (`--ignored` runs it anyway): for the long tests.
+    pub fn ignored_unless(mut self, run: bool) -> Self {
+        self.ignored = !run;
+        self
     }
 
     /// The same test on a multi-threaded runtime with `n` workers.
@@ -69,6 +78,7 @@ impl Test {
             name,
             run,
             worker_threads,
+            ignored,
         } = self;
         Trial::ignorable_test(name, move || {
             let runtime = match worker_threads {
@@ -86,6 +96,7 @@ impl Test {
                 Ran::Skipped(reason) => Ok(Completion::ignored_with(reason)),
             }
         })
+        .with_ignored_flag(ignored)
     }
 }
 
