@@ -22,11 +22,12 @@ use super::{deliveries, events, webhooks};
     paths(
         webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete,
         webhooks::toggle, webhooks::rotate_secret, webhooks::reveal_secret, webhooks::event_types,
+        super::controls::filter_test,
         deliveries::list, deliveries::get_one, deliveries::retry, deliveries::replay,
         deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send,
         events::trigger, events::create_event, events::batch,
     ),
-    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
+    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, super::controls::ControlsView, super::controls::FilterTestBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;

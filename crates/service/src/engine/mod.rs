@@ -79,16 +79,21 @@ const RELOAD_RETRY: Duration = claims::RETRY_PAUSE;
 async fn follow_webhook_changes(
     claims: Arc<Claims>,
     routes: Arc<RoutingTable>,
+    dispatch: mpsc::UnboundedSender<Command>,
     mut changes: watch::Receiver<u64>,
 ) {
     while changes.changed().await.is_ok() {
-        reload_until_done(&claims, &routes).await;
+        reload_until_done(&claims, &routes, &dispatch).await;
     }
 }
 
 /// Reloads the whole routing table, retrying until the store answers, then
 /// wakes the scheduler (a re-enabled webhook may have deliveries waiting).
-async fn reload_until_done(claims: &Claims, routes: &RoutingTable) {
+async fn reload_until_done(
+    claims: &Claims,
+    routes: &RoutingTable,
+    dispatch: &mpsc::UnboundedSender<Command>,
+) {
     let mut failed = false;
     while let Err(e) = routes.reload(claims.store.as_ref()).await {
         // Once per outage: the store logs the rest.
@@ -98,6 +103,8 @@ async fn reload_until_done(claims: &Claims, routes: &RoutingTable) {
         }
         tokio::time::sleep(RELOAD_RETRY).await;
     }
+    // Rate limits apply to deliveries already queued, not only to new ones.
+    let _ = dispatch.send(Command::ControlsChanged);
     claims.wake_scheduler.notify_one();
 }
 
@@ -202,6 +209,7 @@ impl Engine {
             tasks.push(tokio::spawn(follow_webhook_changes(
                 claims.clone(),
                 routes.clone(),
+                dispatch.clone(),
                 changes,
             )));
         }
@@ -247,10 +255,14 @@ impl Engine {
                 Err(e) => {
                     tracing::warn!(error = %e, webhook_id = %id, "cannot read a changed webhook back; reloading all");
                     let (claims, routes) = (self.claims.clone(), self.routes.clone());
-                    tokio::spawn(async move { reload_until_done(&claims, &routes).await });
+                    let dispatch = self.dispatch.clone();
+                    tokio::spawn(
+                        async move { reload_until_done(&claims, &routes, &dispatch).await },
+                    );
                 }
             }
         }
+        let _ = self.dispatch.send(Command::ControlsChanged);
         self.wake();
     }
 

@@ -13,7 +13,7 @@ use webhook_domain::event_type::{EventType, Subscription};
 use webhook_domain::ids::{UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
-use crate::store::{Store, StoreError, WebhookRecord};
+use crate::store::{DeliveryControls, Store, StoreError, WebhookRecord};
 
 /// What the engine needs to deliver to one webhook.
 #[derive(Debug)]
@@ -34,6 +34,8 @@ pub struct Route {
     pub secret: WebhookSecret,
     /// Previous secret and the end of its grace period (unix ms).
     pub previous_secret: Option<(WebhookSecret, i64)>,
+    /// Filter, rate limit, retry schedule and timeout.
+    pub controls: DeliveryControls,
 }
 
 impl Route {
@@ -51,6 +53,7 @@ impl Route {
             scope_all: record.scope_all,
             secret: record.secret,
             previous_secret: record.previous_secret,
+            controls: record.controls,
         })
     }
 
