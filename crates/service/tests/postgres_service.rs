@@ -386,6 +386,102 @@ async fn a_test_send_is_recorded_after_an_outage() -> Ran {
     DONE
 }
 
+/// A webhook's delivery controls on PostgreSQL: a filter set on one
+/// instance decides fan-out on another, a change made on one applies on the
+/// other within moments (the change notification), and a webhook's own
+/// retry schedule is honoured.
+async fn delivery_controls_apply_on_every_instance() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let first = app_on(&db.url).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let failing = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let token = first.token("user-c", false);
+    let (status, hook) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/f"), "eventTypes": ["user.*"],
+                   "filter": {"data": {"n": {"$gte": 5}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let id = hook["data"]["id"].as_str().unwrap().to_string();
+    let (status, retried) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": failing.url("/r"), "eventTypes": ["credit.*"], "retrySchedule": ["100ms"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{retried}");
+    let second = app_on(&db.url).await;
+
+    let (_, low) = second
+        .trigger("user.created", "user-c", json!({"n": 1}))
+        .await;
+    assert_eq!(low["data"]["deliveries"], 0, "refused by the filter: {low}");
+    let (_, high) = second
+        .trigger("user.created", "user-c", json!({"n": 7}))
+        .await;
+    assert_eq!(high["data"]["deliveries"], 1, "{high}");
+    let (_, stats) = second
+        .get(&format!("/api/v1/webhooks/{id}/stats"), &token)
+        .await;
+    assert_eq!(stats["data"]["filteredOut"], 1, "{stats}");
+
+    // Cleared on the first instance, the second routes by it soon after.
+    let (status, body, _) = first
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&token),
+            Some(json!({"filter": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, again) = second
+            .trigger("user.created", "user-c", json!({"n": 1}))
+            .await;
+        if again["data"]["deliveries"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the second instance"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // One try and one retry, by the webhook's own schedule (the service's has three).
+    let (_, credit) = second.trigger("credit.low", "user-c", json!({})).await;
+    let delivery = credit["data"]["deliveryIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let retried_id = retried["data"]["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, detail) = first
+            .get(
+                &format!("/api/v1/webhooks/{retried_id}/deliveries/{delivery}"),
+                &token,
+            )
+            .await;
+        if detail["data"]["status"] == "failed" {
+            assert_eq!(detail["data"]["attempts"], 2, "{detail}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed: {detail}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    DONE
+}
+
 fn main() {
     harness::run(vec![
         Test::new(
@@ -415,6 +511,11 @@ fn main() {
         Test::new(stringify!(a_test_send_is_recorded_after_an_outage), || {
             Box::pin(a_test_send_is_recorded_after_an_outage())
         })
+        .multi_thread(2),
+        Test::new(
+            stringify!(delivery_controls_apply_on_every_instance),
+            || Box::pin(delivery_controls_apply_on_every_instance()),
+        )
         .multi_thread(2),
     ]);
 }
