@@ -318,6 +318,30 @@ mod tests {
     }
 
     #[test]
+    fn a_webhook_schedule_replaces_the_service_one_with_its_jitter() {
+        let mut own = route();
+        own.controls.retry_schedule = Some(RetrySchedule::parse("1s").unwrap());
+        let rules = RetryRules {
+            schedule: RetrySchedule::parse("10ms,20ms").unwrap().with_jitter(0.0),
+            max_retry_after: Duration::from_secs(3600),
+        };
+        let schedule = schedule_of(&rules, &own);
+        assert_eq!(schedule.delays(), [Duration::from_secs(1)]);
+        assert_eq!(schedule.jitter(), 0.0, "the configured jitter");
+        assert_eq!(schedule_of(&rules, &route()).max_attempts(), 3);
+        let failed = Outcome {
+            status: Some(500),
+            ..Outcome::default()
+        };
+        let second = judge(&rules, &own, &job(), 2, (0, 1), Vec::new(), failed, false);
+        assert_eq!(
+            second.status,
+            DeliveryStatus::Failed,
+            "its one retry was used"
+        );
+    }
+
+    #[test]
     fn retry_after_counts_from_the_answer_not_from_the_start() {
         // Sent at 10_000.9 (read as 10_000), answered 5.9 ms later (a
         // duration of 5 whole ms) at 10_006.8 (read as 10_006): the next

@@ -421,11 +421,22 @@ mod tests {
 
     /// Records what the dispatcher started instead of sending it.
     #[derive(Clone, Default)]
-    struct Started(Rc<RefCell<Vec<DueDelivery>>>);
+    struct Started(
+        Rc<RefCell<Vec<DueDelivery>>>,
+        Rc<RefCell<Vec<(WebhookId, u32)>>>,
+    );
 
     impl Launch for Started {
         fn launch(&self, job: DueDelivery) {
             self.0.borrow_mut().push(job);
+        }
+
+        fn rate_limit(&self, webhook: &WebhookId) -> Option<u32> {
+            self.1
+                .borrow()
+                .iter()
+                .find(|(id, _)| id == webhook)
+                .map(|(_, limit)| *limit)
         }
     }
 
@@ -603,6 +614,50 @@ mod tests {
         assert_eq!(views[0], CircuitView::CLOSED);
         assert_eq!(views[1].state, CircuitState::Closed);
         assert_eq!(views[1].failures_in_a_row, 1);
+    }
+
+    #[test]
+    fn a_rate_limited_webhook_waits_for_tokens_while_others_flow() {
+        let (mut d, started) = dispatcher(100, 100);
+        let (limited, free) = (WebhookId::generate(), WebhookId::generate());
+        started.1.borrow_mut().push((limited.clone(), 2));
+        d.submit(jobs(&limited, 6));
+        d.submit(jobs(&free, 6));
+        let now = Instant::now();
+        d.start_what_fits(now);
+        let first = webhooks_of(&started.take());
+        assert_eq!(
+            first.iter().filter(|w| **w == limited).count(),
+            2,
+            "a burst of 2"
+        );
+        assert_eq!(first.iter().filter(|w| **w == free).count(), 6);
+        // Its next token is half a second away; the timer is set for it.
+        let at = d.next_probe().expect("woken for its next token");
+        assert!(at > now && at <= now + Duration::from_millis(500));
+        d.wake_cooled(at);
+        d.start_what_fits(at);
+        assert_eq!(webhooks_of(&started.take()), std::slice::from_ref(&limited));
+        // An overload answer halves the rate: the next token takes a second.
+        d.done(limited.clone(), Verdict::Failing, false, true, at);
+        d.start_what_fits(at);
+        assert!(started.take().is_empty());
+        let half = at + Duration::from_millis(600);
+        d.wake_cooled(half);
+        d.start_what_fits(half);
+        assert!(
+            started.take().is_empty(),
+            "slowed down: no token after 600 ms"
+        );
+        let full = at + Duration::from_millis(1001);
+        d.wake_cooled(full);
+        d.start_what_fits(full);
+        assert_eq!(webhooks_of(&started.take()), std::slice::from_ref(&limited));
+        // The limit lifted: what is queued goes at once.
+        started.1.borrow_mut().clear();
+        d.controls_changed(full);
+        d.start_what_fits(full);
+        assert_eq!(started.take().len(), 2);
     }
 
     #[test]
