@@ -482,6 +482,44 @@ async fn delivery_controls_apply_on_every_instance() -> Ran {
     DONE
 }
 
+/// A rate-limited webhook on PostgreSQL is paced (a burst of 10, then 10
+/// a second: the 30th no sooner than 2 s after the first), also for the
+/// deliveries the scheduler claims from the store rather than the fast path.
+async fn a_rate_limit_paces_deliveries_on_postgres() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    // A small window: most deliveries wait in the store and are claimed later.
+    let app = spawn_app_with(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("WEBHOOK_MEMORY_WINDOW_PER_ENDPOINT", "5"),
+    ])
+    .await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = app.token("user-d", false);
+    let (status, hook) = app
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/p"), "eventTypes": ["*"], "rateLimitPerSecond": 10}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    assert_eq!(hook["data"]["rateLimitPerSecond"], 10);
+    for n in 0..30 {
+        let (status, body) = app.trigger("user.created", "user-d", json!({"n": n})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = receiver
+        .wait_for(30, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let span = got[29].received_at - got[0].received_at;
+    assert!(span >= Duration::from_millis(1500), "paced: {span:?}");
+    DONE
+}
+
 fn main() {
     harness::run(vec![
         Test::new(
@@ -515,6 +553,11 @@ fn main() {
         Test::new(
             stringify!(delivery_controls_apply_on_every_instance),
             || Box::pin(delivery_controls_apply_on_every_instance()),
+        )
+        .multi_thread(2),
+        Test::new(
+            stringify!(a_rate_limit_paces_deliveries_on_postgres),
+            || Box::pin(a_rate_limit_paces_deliveries_on_postgres()),
         )
         .multi_thread(2),
     ]);

@@ -67,9 +67,9 @@ pub trait Launch {
     /// it runs for [`SLOW_AFTER`]).
     fn launch(&self, job: DueDelivery);
 
-    /// The webhook's rate limit, in deliveries a second (`None`: unlimited).
-    fn rate_limit(&self, _webhook: &WebhookId) -> Option<u32> {
-        None
+    /// Every rate-limited webhook with its limit, in deliveries a second.
+    fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+        Vec::new()
     }
 }
 
@@ -117,6 +117,9 @@ pub struct Dispatcher<L> {
     stopping: bool,
     /// The origin of the buckets' clock.
     origin: Instant,
+    /// Rate limits of the webhooks that have one, read from the launcher
+    /// when settings change (not per delivery: most webhooks have none).
+    limits: crate::FastMap<WebhookId, u32>,
 }
 
 impl<L: Launch> Dispatcher<L> {
@@ -133,6 +136,7 @@ impl<L: Launch> Dispatcher<L> {
             slow: 0,
             stopping: false,
             origin: Instant::now(),
+            limits: crate::FastMap::default(),
         }
     }
 
@@ -148,11 +152,11 @@ impl<L: Launch> Dispatcher<L> {
                 .queues
                 .entry(id.clone())
                 .or_insert_with(|| EndpointQueue {
-                    // Read once when the queue starts; `ControlsChanged` reads again.
+                    // `ControlsChanged` updates the buckets of existing queues.
                     bucket: self
-                        .launcher
-                        .rate_limit(&id)
-                        .map(|limit| TokenBucket::new(limit, now)),
+                        .limits
+                        .get(&id)
+                        .map(|limit| TokenBucket::new(*limit, now)),
                     ..EndpointQueue::default()
                 });
             q.queue.push_back(job);
@@ -179,8 +183,9 @@ impl<L: Launch> Dispatcher<L> {
     /// only for its bucket may go at once.
     fn controls_changed(&mut self, now: Instant) {
         let clock = self.clock(now);
+        self.limits = self.launcher.rate_limits().into_iter().collect();
         for (id, q) in &mut self.queues {
-            q.bucket = match (self.launcher.rate_limit(id), q.bucket.take()) {
+            q.bucket = match (self.limits.get(id).copied(), q.bucket.take()) {
                 (None, _) => None,
                 (Some(limit), None) => Some(TokenBucket::new(limit, clock)),
                 (Some(limit), Some(mut bucket)) => {
@@ -344,6 +349,7 @@ pub async fn run<L: Launch>(
     claims: Arc<Claims>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    d.controls_changed(Instant::now());
     loop {
         let command = match d.next_probe() {
             None => commands.recv().await,
@@ -431,12 +437,8 @@ mod tests {
             self.0.borrow_mut().push(job);
         }
 
-        fn rate_limit(&self, webhook: &WebhookId) -> Option<u32> {
-            self.1
-                .borrow()
-                .iter()
-                .find(|(id, _)| id == webhook)
-                .map(|(_, limit)| *limit)
+        fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+            self.1.borrow().clone()
         }
     }
 
@@ -621,6 +623,7 @@ mod tests {
         let (mut d, started) = dispatcher(100, 100);
         let (limited, free) = (WebhookId::generate(), WebhookId::generate());
         started.1.borrow_mut().push((limited.clone(), 2));
+        d.controls_changed(Instant::now());
         d.submit(jobs(&limited, 6));
         d.submit(jobs(&free, 6));
         let now = Instant::now();

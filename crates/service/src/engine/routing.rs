@@ -192,6 +192,15 @@ impl RoutingTable {
             .collect()
     }
 
+    /// Every webhook with a rate limit, and the limit.
+    pub fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+        self.snapshot()
+            .by_id
+            .values()
+            .filter_map(|r| Some((r.id.clone(), r.controls.rate_limit_per_second?)))
+            .collect()
+    }
+
     /// The route of a webhook, active or not.
     pub fn get(&self, id: &WebhookId) -> Option<Arc<Route>> {
         self.snapshot().by_id.get(id).cloned()

@@ -56,10 +56,8 @@ impl Launch for Arc<Runner> {
         tokio::spawn(self.clone().run(job));
     }
 
-    fn rate_limit(&self, webhook: &WebhookId) -> Option<u32> {
-        self.routes
-            .get(webhook)
-            .and_then(|route| route.controls.rate_limit_per_second)
+    fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+        self.routes.rate_limits()
     }
 }
 
