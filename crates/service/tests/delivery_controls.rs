@@ -344,3 +344,28 @@ async fn a_new_rate_limit_applies_to_deliveries_already_queued() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_each_control_with_an_example() {
+    let app = spawn_app().await;
+    let (status, spec, _) = app
+        .request(Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        spec["paths"]["/api/v1/webhooks/filter-test"]["post"].is_object(),
+        "filter-test is documented"
+    );
+    let body = &spec["components"]["schemas"]["WebhookBody"]["properties"];
+    for field in ["filter", "rateLimitPerSecond", "retrySchedule", "timeoutMs"] {
+        assert!(
+            !body[field]["example"].is_null(),
+            "WebhookBody.{field} has an example: {}",
+            body[field]
+        );
+        assert!(
+            body[field]["description"].is_string(),
+            "WebhookBody.{field} is described"
+        );
+    }
+}

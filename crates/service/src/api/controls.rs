@@ -151,7 +151,7 @@ impl ControlsBody {
 #[serde(rename_all = "camelCase")]
 pub struct ControlsView {
     /// Payload filter: only matching events are delivered.
-    #[schema(value_type = Option<Object>, example = json!({"data": {"balance": {"$lt": 10}}}))]
+    #[schema(value_type = Option<Object>)]
     pub filter: Option<Value>,
     /// Most deliveries started per second.
     #[schema(example = 50)]
@@ -180,15 +180,45 @@ impl From<&DeliveryControls> for ControlsView {
     }
 }
 
+/// The example filter of the OpenAPI document.
+fn example_filter() -> Value {
+    json!({"data": {"balance": {"$lt": 10}, "plan": {"$in": ["pro", "team"]}}})
+}
+
+/// Adds the examples of object-typed fields, which utoipa leaves out of
+/// the document (it keeps them for scalars and arrays only).
+pub(super) fn add_examples(schemas: &mut serde_json::Map<String, Value>) {
+    let examples = [
+        ("WebhookBody", "filter", example_filter()),
+        ("ControlsView", "filter", example_filter()),
+        ("WebhookView", "filter", example_filter()),
+        ("FilterTestBody", "filter", example_filter()),
+        (
+            "FilterTestBody",
+            "event",
+            json!({"eventType": "credit.low_balance", "userId": "user_1", "data": {"balance": 5, "plan": "pro"}}),
+        ),
+    ];
+    for (schema, field, example) in examples {
+        if let Some(property) = schemas
+            .get_mut(schema)
+            .and_then(|s| s.pointer_mut(&format!("/properties/{field}")))
+            .and_then(Value::as_object_mut)
+        {
+            property.insert("example".into(), example);
+        }
+    }
+}
+
 /// Body of `POST /api/v1/webhooks/filter-test`.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct FilterTestBody {
     /// The filter to try.
-    #[schema(value_type = Object, example = json!({"data": {"balance": {"$lt": 10}}}))]
+    #[schema(value_type = Object)]
     filter: Option<Value>,
     /// A sample envelope: `id`, `eventType`, `userId`, `data`, `metadata`.
-    #[schema(value_type = Object, example = json!({"eventType": "credit.low_balance", "userId": "user_1", "data": {"balance": 5}}))]
+    #[schema(value_type = Object)]
     event: Option<Value>,
 }
 

@@ -66,6 +66,7 @@ pub fn document() -> Value {
     {
         schemas.insert("ErrorBody".into(), error_body_schema());
         schemas.insert("PageMeta".into(), page_meta_schema());
+        super::controls::add_examples(schemas);
     }
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")

@@ -178,7 +178,7 @@ pub struct WebhookBody {
     /// events are delivered. Operators: `$eq`, `$neq`, `$gt`, `$gte`, `$lt`,
     /// `$lte`, `$in`, `$nin`, `$startsWith`, `$endsWith`, `$contains`,
     /// `$exist`, `$and`, `$or`, `$not`; at most 4 KiB and 16 levels.
-    #[schema(value_type = Option<Object>, example = json!({"data": {"balance": {"$lt": 10}, "plan": {"$in": ["pro", "team"]}}}))]
+    #[schema(value_type = Option<Object>)]
     #[serde(deserialize_with = "present")]
     pub filter: Option<Value>,
     /// Most deliveries started per second (1-10000; null: unlimited).
