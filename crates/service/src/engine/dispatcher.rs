@@ -153,10 +153,13 @@ impl<L: Launch> Dispatcher<L> {
                 .entry(id.clone())
                 .or_insert_with(|| EndpointQueue {
                     // `ControlsChanged` updates the buckets of existing queues.
-                    bucket: self
-                        .limits
-                        .get(&id)
-                        .map(|limit| TokenBucket::new(*limit, now)),
+                    bucket: if self.limits.is_empty() {
+                        None // the common case: no webhook is rate-limited
+                    } else {
+                        self.limits
+                            .get(&id)
+                            .map(|limit| TokenBucket::new(*limit, now))
+                    },
                     ..EndpointQueue::default()
                 });
             q.queue.push_back(job);
