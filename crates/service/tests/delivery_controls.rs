@@ -369,3 +369,39 @@ async fn the_openapi_document_describes_each_control_with_an_example() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_paced_backlog_waits_in_the_store_not_in_memory() {
+    // Limited to 1 a second, the webhook's share of the memory window is
+    // small (10 s of sending, at least 16): at most that plus one claim page
+    // (1,000) of its 3,000 deliveries are held, not its default share of 10,000.
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = app.token("mo", false);
+    create(
+        &app,
+        &token,
+        json!({"url": receiver.url("/m"), "eventTypes": ["*"], "rateLimitPerSecond": 1}),
+    )
+    .await;
+    for batch in 0..30 {
+        let events: Vec<Value> = (0..100)
+            .map(|n| json!({"eventType": "user.created", "userId": "mo", "data": {"n": batch * 100 + n}}))
+            .collect();
+        let (status, body, _) = app
+            .request(
+                Method::POST,
+                "/internal/events/batch",
+                Some(INTERNAL_SECRET),
+                Some(json!({"events": events})),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    // Long enough for a delivery to free a slot and the scheduler to refill.
+    receiver.wait_for(2, Duration::from_secs(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let (_, metrics, _) = app.request(Method::GET, "/metrics", None, None).await;
+    let used = metric(metrics.as_str().unwrap_or_default(), "webhook_window_used");
+    assert!(used <= 1_100, "{used} deliveries held in memory");
+}

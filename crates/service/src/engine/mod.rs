@@ -103,9 +103,25 @@ async fn reload_until_done(
         }
         tokio::time::sleep(RELOAD_RETRY).await;
     }
-    // Rate limits apply to deliveries already queued, not only to new ones.
-    let _ = dispatch.send(Command::ControlsChanged);
+    apply_rate_limits(claims, routes, dispatch);
     claims.wake_scheduler.notify_one();
+}
+
+/// Applies the routing table's rate limits: to deliveries already queued
+/// (the dispatcher's buckets), not only to new ones, and to the window (a
+/// paced webhook's backlog waits in the store).
+fn apply_rate_limits(
+    claims: &Claims,
+    routes: &RoutingTable,
+    dispatch: &mpsc::UnboundedSender<Command>,
+) {
+    let limits = routes.rate_limits();
+    claims.window.set_shares(
+        limits
+            .into_iter()
+            .map(|(id, limit)| (id, Window::paced_share(limit))),
+    );
+    let _ = dispatch.send(Command::ControlsChanged);
 }
 
 /// Handle to the running engine.
@@ -192,6 +208,7 @@ impl Engine {
             },
             metrics.clone(),
         );
+        apply_rate_limits(&claims, &routes, &dispatch);
         let recorder = Recorder {
             claims: claims.clone(),
             metrics,
@@ -262,7 +279,7 @@ impl Engine {
                 }
             }
         }
-        let _ = self.dispatch.send(Command::ControlsChanged);
+        apply_rate_limits(&self.claims, &self.routes, &self.dispatch);
         self.wake();
     }
 
