@@ -520,6 +520,47 @@ async fn a_rate_limit_paces_deliveries_on_postgres() -> Ran {
     DONE
 }
 
+/// Two instances share a rate limit: each paces at half of it, so that
+/// together they keep to it (40 events at 10 a second, ingested on both:
+/// about 3 s, where each at the full limit took about 1 s).
+async fn instances_share_a_rate_limit() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let first = app_on(&db.url).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = first.token("user-e", false);
+    let (status, hook) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/s"), "eventTypes": ["*"], "rateLimitPerSecond": 10}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let second = app_on(&db.url).await;
+    // Each instance counts the live ones every 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 0..40 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let (status, body) = app.trigger("user.created", "user-e", json!({"n": n})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = receiver
+        .wait_for(40, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut times: Vec<Instant> = got.iter().map(|r| r.received_at).collect();
+    times.sort();
+    let span = times[39] - times[0];
+    assert!(
+        span >= Duration::from_millis(2200),
+        "paced together: {span:?}"
+    );
+    DONE
+}
+
 fn main() {
     harness::run(vec![
         Test::new(
@@ -559,6 +600,10 @@ fn main() {
             stringify!(a_rate_limit_paces_deliveries_on_postgres),
             || Box::pin(a_rate_limit_paces_deliveries_on_postgres()),
         )
+        .multi_thread(2),
+        Test::new(stringify!(instances_share_a_rate_limit), || {
+            Box::pin(instances_share_a_rate_limit())
+        })
         .multi_thread(2),
     ]);
 }

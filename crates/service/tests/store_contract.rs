@@ -2222,6 +2222,20 @@ async fn contract_delivery_controls_stored_and_merged(store: &dyn Store) {
     assert!(all.iter().all(|w| w.controls.is_empty()));
 }
 
+/// The instances alive on a store, by which a rate limit is shared: every
+/// instance that beat within the time to live on PostgreSQL; the one
+/// process that owns the file on the embedded store.
+async fn contract_live_instances(f: &Fixture) {
+    let store = f.store();
+    store.heartbeat("i-one").await.unwrap();
+    store.heartbeat("i-two").await.unwrap();
+    let expected = match f.backend {
+        Backend::Sqlite(_) => 1,
+        Backend::Postgres(_) => 2,
+    };
+    assert_eq!(store.live_instances().await.unwrap(), expected);
+}
+
 async fn contract_health(store: &dyn Store) {
     store.health().await.expect("a working store is healthy");
 }
@@ -2324,6 +2338,7 @@ contracts!(
         contract_ingest_names_the_deleted_webhooks_it_skipped,
         contract_reports_count_only_for_their_claims;
     fixtures:
+        contract_live_instances,
         contract_secret_not_in_plaintext,
         contract_children_go_with_their_parents,
         contract_deleting_while_writing_leaves_no_orphans,

@@ -107,6 +107,28 @@ async fn reload_until_done(
     claims.wake_scheduler.notify_one();
 }
 
+/// How often a shared store is asked how many instances share it.
+const INSTANCES_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps this instance's part of every rate limit current as instances
+/// join and leave a shared store (each paces at limit / instances).
+async fn follow_instances(
+    claims: Arc<Claims>,
+    routes: Arc<RoutingTable>,
+    dispatch: mpsc::UnboundedSender<Command>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        if let Ok(n) = claims.store.live_instances().await {
+            let n = n.max(1);
+            if claims.live_instances.swap(n, Relaxed) != n {
+                apply_rate_limits(&claims, &routes, &dispatch);
+            }
+        }
+        tokio::time::sleep(INSTANCES_EVERY).await;
+    }
+}
+
 /// Applies the routing table's rate limits: to deliveries already queued
 /// (the dispatcher's buckets), not only to new ones, and to the window (a
 /// paced webhook's backlog waits in the store).
@@ -115,7 +137,10 @@ fn apply_rate_limits(
     routes: &RoutingTable,
     dispatch: &mpsc::UnboundedSender<Command>,
 ) {
-    let limits = routes.rate_limits();
+    let instances = claims
+        .live_instances
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let limits = routes.rate_limits(instances);
     claims.window.set_shares(
         limits
             .into_iter()
@@ -180,6 +205,7 @@ impl Engine {
             },
             wake_scheduler: Notify::new(),
             stopping: watch::channel(false).0,
+            live_instances: std::sync::atomic::AtomicU32::new(1),
         });
         let ingest = Arc::new(Ingest {
             routes: routes.clone(),
@@ -223,6 +249,11 @@ impl Engine {
             tokio::spawn(scheduler::prune(claims.clone(), log_retention)),
         ];
         if let Some(changes) = claims.store.webhook_changes() {
+            tasks.push(tokio::spawn(follow_instances(
+                claims.clone(),
+                routes.clone(),
+                dispatch.clone(),
+            )));
             tasks.push(tokio::spawn(follow_webhook_changes(
                 claims.clone(),
                 routes.clone(),

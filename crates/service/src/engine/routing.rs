@@ -192,12 +192,18 @@ impl RoutingTable {
             .collect()
     }
 
-    /// Every webhook with a rate limit, and the limit.
-    pub fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+    /// Every webhook with a rate limit, and this instance's part of it
+    /// when `instances` share the store (at least 1 a second each), so that
+    /// together they keep to the limit.
+    pub fn rate_limits(&self, instances: u32) -> Vec<(WebhookId, u32)> {
+        let instances = instances.max(1);
         self.snapshot()
             .by_id
             .values()
-            .filter_map(|r| Some((r.id.clone(), r.controls.rate_limit_per_second?)))
+            .filter_map(|r| {
+                let limit = r.controls.rate_limit_per_second?;
+                Some((r.id.clone(), (limit / instances).max(1)))
+            })
             .collect()
     }
 

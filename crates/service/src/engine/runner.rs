@@ -57,7 +57,11 @@ impl Launch for Arc<Runner> {
     }
 
     fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
-        self.routes.rate_limits()
+        let instances = self
+            .claims
+            .live_instances
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.routes.rate_limits(instances)
     }
 }
 

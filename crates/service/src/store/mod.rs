@@ -528,6 +528,12 @@ pub trait Store: Send + Sync + 'static {
     /// creation time, and no scan of the whole table when none is old yet.
     async fn prune(&self, before: i64) -> Result<u64, StoreError>;
 
+    /// Instances alive on this store (a heartbeat within the claims' time to
+    /// live), this one included; 1 when this process is the only one.
+    async fn live_instances(&self) -> Result<u32, StoreError> {
+        Ok(1)
+    }
+
     /// Changes to webhooks made by any instance sharing this store: the
     /// value is bumped after each change that affects routing or signing
     /// (and after a reconnect, when changes may have been missed), so a
