@@ -18,9 +18,11 @@ pub const ALL: &[&str] = &[
     "throughput",
     "batch",
     "fanout",
+    "fanout-filtered",
     "latency",
     "backlog",
     "isolation",
+    "ratelimit",
 ];
 
 /// Runs one scenario by name.
@@ -33,7 +35,9 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
     let mut report = match name {
         "throughput" => throughput(s).await,
         "batch" => batch(s).await,
-        "fanout" => fanout(s).await,
+        "fanout" => fanout(s, false).await,
+        "fanout-filtered" => fanout(s, true).await,
+        "ratelimit" => ratelimit(s).await,
         "latency" => latency(s).await,
         "backlog" => backlog(s).await,
         "isolation" => isolation(s).await,
@@ -103,8 +107,22 @@ fn batch_body(batch_size: usize) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
 }
 
 async fn create_webhook(http: &Http, svc: &Service, token: &str, url: &str) -> anyhow::Result<()> {
-    let body =
+    create_webhook_with(http, svc, token, url, json!({})).await
+}
+
+/// A webhook of `url` with the extra fields of `controls` (a filter, a rate limit).
+async fn create_webhook_with(
+    http: &Http,
+    svc: &Service,
+    token: &str,
+    url: &str,
+    controls: Value,
+) -> anyhow::Result<()> {
+    let mut body =
         json!({"url": url, "eventTypes": ["*"], "secret": "bench-webhook-secret-0123456789"});
+    if let (Some(body), Some(extra)) = (body.as_object_mut(), controls.as_object()) {
+        body.extend(extra.clone());
+    }
     let (status, resp) = http
         .post(
             &format!("{}/api/v1/webhooks", svc.base),
@@ -405,8 +423,20 @@ async fn batch(s: &Settings) -> anyhow::Result<Report> {
     single_webhook_run("batch", s, s.count(100_000, 1_000), 100, 16).await
 }
 
-async fn fanout(s: &Settings) -> anyhow::Result<Report> {
+/// One event to 100 webhooks. `filtered`: every webhook has a payload
+/// filter and half of them refuse the event, so the cost of evaluating
+/// filters shows against the plain run (per event and webhook).
+async fn fanout(s: &Settings, filtered: bool) -> anyhow::Result<Report> {
     const WEBHOOKS: usize = 100;
+    let name = if filtered {
+        "fanout-filtered"
+    } else {
+        "fanout"
+    };
+    // Both filters look into `data`, so the payload is parsed as it would be.
+    let refuse = json!({"filter": {"data": {"absent": {"$exist": true}}}});
+    let accept = json!({"filter": {"data": {"absent": {"$exist": false}}}});
+    let delivered_per_event = if filtered { WEBHOOKS / 2 } else { WEBHOOKS };
     let events = s.count(1_000, 20);
     let http = Http::default();
     let ceiling = ceiling((events * WEBHOOKS).min(100_000), s.concurrency).await?;
@@ -414,7 +444,13 @@ async fn fanout(s: &Settings) -> anyhow::Result<Report> {
     let svc = start(s, &[("WEBHOOK_MAX_PER_USER", "1000".into())])?;
     let token = svc.token("bench-user", false)?;
     for i in 0..WEBHOOKS {
-        create_webhook(&http, &svc, &token, &receiver.url(&format!("/hook/{i}"))).await?;
+        let controls = match (filtered, i % 2) {
+            (false, _) => json!({}),
+            (true, 0) => accept.clone(),
+            (true, _) => refuse.clone(),
+        };
+        let url = receiver.url(&format!("/hook/{i}"));
+        create_webhook_with(&http, &svc, &token, &url, controls).await?;
     }
     let sent = closed_loop(
         &format!("{}/internal/webhooks/trigger", svc.base),
@@ -426,17 +462,121 @@ async fn fanout(s: &Settings) -> anyhow::Result<Report> {
     .await;
     wait_until(
         || receiver.count(),
-        sent.accepted.len() * WEBHOOKS,
+        sent.accepted.len() * delivered_per_event,
         Duration::from_secs(15),
     )
     .await;
     let receipts = receiver.take_records();
-    let mut r = report("fanout", s, &sent, &receipts, WEBHOOKS, &svc, ceiling);
+    let mut r = report(
+        name,
+        s,
+        &sent,
+        &receipts,
+        delivered_per_event,
+        &svc,
+        ceiling,
+    );
     settle(
-        &mut r, &http, &svc, &token, &receiver, &sent, receipts, WEBHOOKS,
+        &mut r,
+        &http,
+        &svc,
+        &token,
+        &receiver,
+        &sent,
+        receipts,
+        delivered_per_event,
     )
     .await?;
     r.extra.insert("webhooks_per_event".into(), json!(WEBHOOKS));
+    r.extra
+        .insert("deliveries_per_event".into(), json!(delivered_per_event));
+    Ok(r)
+}
+
+/// The limit of the paced endpoint in `ratelimit`, deliveries per second.
+const RATE_LIMIT: u32 = 50;
+
+/// A backlog of events to two endpoints at once: one limited to
+/// [`RATE_LIMIT`] a second, one unlimited. Reports the limited endpoint's
+/// rate over a 20 s window (3 s in smoke mode) starting a second after its
+/// first delivery (after its initial burst), and the unlimited endpoint's
+/// ordinary figures, which the limited one must not hold back.
+async fn ratelimit(s: &Settings) -> anyhow::Result<Report> {
+    let events = s.count(5_000, 200);
+    let window = if s.smoke {
+        Duration::from_secs(3)
+    } else {
+        Duration::from_secs(20)
+    };
+    let http = Http::default();
+    let ceiling = ceiling(events, s.concurrency).await?;
+    let limited = CountingReceiver::with_capacity(events).await?;
+    let unlimited = CountingReceiver::with_capacity(events).await?;
+    let svc = start(s, &[])?;
+    let token = svc.token("bench-user", false)?;
+    let limit = json!({"rateLimitPerSecond": RATE_LIMIT});
+    create_webhook_with(&http, &svc, &token, &limited.url("/limited"), limit).await?;
+    create_webhook(&http, &svc, &token, &unlimited.url("/unlimited")).await?;
+    let batch_size = 100;
+    let sent = closed_loop(
+        &format!("{}/internal/events/batch", svc.base),
+        Some(INTERNAL_SECRET),
+        events.div_ceil(batch_size),
+        16,
+        batch_body(batch_size),
+    )
+    .await;
+    wait_until(
+        || unlimited.count(),
+        sent.accepted.len(),
+        Duration::from_secs(60),
+    )
+    .await;
+    let receipts = unlimited.take_records();
+    let mut r = report("ratelimit", s, &sent, &receipts, 1, &svc, ceiling);
+    r.extra.insert(
+        "unlimited_done_secs".into(),
+        json!(
+            match (sent.started, receipts.iter().map(|(_, at)| *at).max()) {
+                (Some(a), Some(b)) => (b.duration_since(a).as_secs_f64() * 100.0).round() / 100.0,
+                _ => 0.0,
+            }
+        ),
+    );
+    // The limited endpoint's window: from a second after its first delivery.
+    wait_until(|| limited.count(), 1, Duration::from_secs(10)).await;
+    // Kept whole: a second take would miss what the first one drained.
+    let mut records = limited.take_records();
+    // Receipts are kept per shard: the earliest, not the first listed.
+    let first = records
+        .iter()
+        .map(|(_, at)| *at)
+        .min()
+        .context("the limited endpoint received nothing")?;
+    let from = first + Duration::from_secs(1);
+    let until = from + window;
+    tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+    records.extend(limited.take_records());
+    let in_window = records
+        .iter()
+        .filter(|(_, at)| *at >= from && *at < until)
+        .count();
+    let rate = in_window as f64 / window.as_secs_f64();
+    r.extra
+        .insert("rate_limit_per_sec".into(), json!(RATE_LIMIT));
+    r.extra
+        .insert("limited_window_secs".into(), json!(window.as_secs()));
+    r.extra.insert(
+        "limited_per_sec".into(),
+        json!((rate * 100.0).round() / 100.0),
+    );
+    r.extra.insert(
+        "limited_error_pct".into(),
+        json!(((rate / f64::from(RATE_LIMIT) - 1.0) * 1000.0).round() / 10.0),
+    );
+    // Waits for the limited endpoint's rest too (about 80 s at 50/s after a
+    // full run's window), so that nothing is left unfinished.
+    settle(&mut r, &http, &svc, &token, &unlimited, &sent, receipts, 1).await?;
     Ok(r)
 }
 

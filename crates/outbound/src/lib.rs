@@ -171,11 +171,24 @@ impl OutboundClient {
         headers: impl Into<RequestHeaders>,
         body: Bytes,
     ) -> Outcome {
+        self.post_with_timeout(url, headers, body, self.inner.timeout)
+            .await
+    }
+
+    /// [`OutboundClient::post`] under `timeout` instead of the client's own
+    /// (a destination with a timeout of its own).
+    pub async fn post_with_timeout(
+        &self,
+        url: &Url,
+        headers: impl Into<RequestHeaders>,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Outcome {
         let headers = headers.into();
         let started = Instant::now();
         let mut outcome = Outcome::default();
         if let Err(error) = self
-            .attempt(url, &headers, &body, started, &mut outcome)
+            .attempt(url, &headers, &body, started, timeout, &mut outcome)
             .await
         {
             outcome.error = Some(error);
@@ -190,6 +203,7 @@ impl OutboundClient {
         headers: &RequestHeaders,
         body: &[u8],
         started: Instant,
+        timeout: Duration,
         outcome: &mut Outcome,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
@@ -201,14 +215,14 @@ impl OutboundClient {
             headers,
             body,
         );
-        let deadline = tokio::time::Instant::from_std(started) + inner.timeout;
+        let deadline = tokio::time::Instant::from_std(started) + timeout;
         let mut excerpt = Vec::new();
         let exchange = self.exchange(&target.dest, &request, outcome, &mut excerpt);
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Err(error)) => Err(error),
-            Ok(Ok(())) => response::finish(outcome, excerpt, false, inner.timeout),
+            Ok(Ok(())) => response::finish(outcome, excerpt, false, timeout),
             // What arrived before the deadline is kept: the status, a partial body.
-            Err(_elapsed) => response::finish(outcome, excerpt, true, inner.timeout),
+            Err(_elapsed) => response::finish(outcome, excerpt, true, timeout),
         }
     }
 

@@ -309,6 +309,27 @@ async fn hanging_receiver_times_out() {
 }
 
 #[tokio::test]
+async fn a_timeout_of_its_own_replaces_the_clients() {
+    let receiver = spawn_receiver(Behaviour::Hang).await;
+    // The client waits 5 s; this one request 300 ms.
+    let outcome = client()
+        .post_with_timeout(
+            &receiver.url("/"),
+            HeaderMap::new(),
+            Bytes::from_static(b"{}"),
+            Duration::from_millis(300),
+        )
+        .await;
+    assert_eq!(error_kind(&outcome), Some(ErrorKind::Timeout));
+    assert!(outcome.duration >= Duration::from_millis(300));
+    assert!(
+        outcome.duration < Duration::from_secs(4),
+        "{:?}",
+        outcome.duration
+    );
+}
+
+#[tokio::test]
 async fn trickled_body_counts_against_the_timeout() {
     let receiver = spawn_receiver(Behaviour::Trickle).await;
     let client = client_with(loopback_policy(), Duration::from_millis(300));

@@ -90,6 +90,9 @@ pub struct RateLimit {
 pub struct DeliveryConfig {
     /// Whole-attempt timeout (`WEBHOOK_TIMEOUT`, ms).
     pub timeout: Duration,
+    /// Longest timeout a webhook's own `timeoutMs` may ask for
+    /// (`WEBHOOK_MAX_ENDPOINT_TIMEOUT`, ms, default 60 s).
+    pub max_endpoint_timeout: Duration,
     /// Waits before each retry, with jitter and the retry cap applied.
     pub schedule: RetrySchedule,
     /// Longest `Retry-After` honoured.
@@ -447,6 +450,7 @@ impl Config {
             "allowedCidrs": self.allowed_cidrs.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "delivery": {
                 "timeoutMs": self.delivery.timeout.as_millis() as u64,
+                "maxEndpointTimeoutMs": self.delivery.max_endpoint_timeout.as_millis() as u64,
                 "retrySchedule": self.delivery.schedule.to_string(),
                 "maxAttempts": self.delivery.schedule.max_attempts(),
                 "maxRetryAfterSecs": self.delivery.max_retry_after.as_secs(),
@@ -621,6 +625,12 @@ fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
         ONE_MS,
         Duration::from_secs(3600),
     )?;
+    let max_endpoint_timeout = settings.millis_between(
+        "WEBHOOK_MAX_ENDPOINT_TIMEOUT",
+        Duration::from_secs(60),
+        ONE_MS,
+        Duration::from_secs(3600),
+    )?;
     let mut schedule = match settings.get("WEBHOOK_RETRY_SCHEDULE") {
         Some(text) => RetrySchedule::parse(text)
             .map_err(|e| config_error("WEBHOOK_RETRY_SCHEDULE", e.to_string()))?,
@@ -687,6 +697,7 @@ fn delivery_config(settings: &Settings) -> Result<DeliveryConfig, ConfigError> {
     let window_per_webhook = positive("WEBHOOK_MEMORY_WINDOW_PER_ENDPOINT", 10_000)?;
     Ok(DeliveryConfig {
         timeout,
+        max_endpoint_timeout,
         schedule,
         max_retry_after: settings.duration_between(
             "WEBHOOK_MAX_RETRY_AFTER",

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use webhook_domain::ids::WebhookId;
 
 /// Upper bounds (seconds) of the duration histograms: from 250 µs (a lone
 /// ingest commit on an idle embedded store) to 10 s (the longest attempt).
@@ -59,6 +60,11 @@ pub struct Metrics {
     pub events_rejected: AtomicU64,
     /// Deliveries created.
     pub deliveries_created: AtomicU64,
+    /// Deliveries not created because the webhook's payload filter refused
+    /// the event (one per event and webhook).
+    pub deliveries_filtered: AtomicU64,
+    /// Of `deliveries_filtered`, per webhook, since this instance started.
+    filtered_by_webhook: std::sync::Mutex<crate::FastMap<WebhookId, u64>>,
     /// Attempts answered 2xx.
     pub attempts_succeeded: AtomicU64,
     /// Attempts that failed.
@@ -95,6 +101,27 @@ impl Metrics {
             .observe(u64::try_from(took.as_micros()).unwrap_or(u64::MAX));
     }
 
+    /// Records that `webhook`'s filter refused `n` events (only webhooks
+    /// with a filter ever get here, so the lock is off the common path).
+    pub fn observe_filtered(&self, webhook: &WebhookId, n: u64) {
+        self.deliveries_filtered.fetch_add(n, Relaxed);
+        let mut counts = self
+            .filtered_by_webhook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *counts.entry(webhook.clone()).or_default() += n;
+    }
+
+    /// Events `webhook`'s filter refused since this instance started.
+    pub fn filtered_for(&self, webhook: &WebhookId) -> u64 {
+        self.filtered_by_webhook
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(webhook)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Records an HTTP response status.
     pub fn observe_response(&self, status: u16) {
         let class = usize::from(status / 100).min(5);
@@ -129,6 +156,11 @@ impl Metrics {
             "webhook_deliveries_created_total",
             "Deliveries created by fan-out.",
             self.deliveries_created.load(Relaxed),
+        );
+        counter(
+            "webhook_deliveries_filtered_total",
+            "Deliveries not created because a webhook's payload filter refused the event.",
+            self.deliveries_filtered.load(Relaxed),
         );
         counter(
             "webhook_attempts_succeeded_total",

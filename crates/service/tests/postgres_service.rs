@@ -386,6 +386,181 @@ async fn a_test_send_is_recorded_after_an_outage() -> Ran {
     DONE
 }
 
+/// A webhook's delivery controls on PostgreSQL: a filter set on one
+/// instance decides fan-out on another, a change made on one applies on the
+/// other within moments (the change notification), and a webhook's own
+/// retry schedule is honoured.
+async fn delivery_controls_apply_on_every_instance() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let first = app_on(&db.url).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let failing = Receiver::start(Behavior::Status(500)).await.unwrap();
+    let token = first.token("user-c", false);
+    let (status, hook) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/f"), "eventTypes": ["user.*"],
+                   "filter": {"data": {"n": {"$gte": 5}}}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let id = hook["data"]["id"].as_str().unwrap().to_string();
+    let (status, retried) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": failing.url("/r"), "eventTypes": ["credit.*"], "retrySchedule": ["100ms"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{retried}");
+    let second = app_on(&db.url).await;
+
+    let (_, low) = second
+        .trigger("user.created", "user-c", json!({"n": 1}))
+        .await;
+    assert_eq!(low["data"]["deliveries"], 0, "refused by the filter: {low}");
+    let (_, high) = second
+        .trigger("user.created", "user-c", json!({"n": 7}))
+        .await;
+    assert_eq!(high["data"]["deliveries"], 1, "{high}");
+    let (_, stats) = second
+        .get(&format!("/api/v1/webhooks/{id}/stats"), &token)
+        .await;
+    assert_eq!(stats["data"]["filteredOut"], 1, "{stats}");
+
+    // Cleared on the first instance, the second routes by it soon after.
+    let (status, body, _) = first
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&token),
+            Some(json!({"filter": null})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, again) = second
+            .trigger("user.created", "user-c", json!({"n": 1}))
+            .await;
+        if again["data"]["deliveries"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the change never reached the second instance"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // One try and one retry, by the webhook's own schedule (the service's has three).
+    let (_, credit) = second.trigger("credit.low", "user-c", json!({})).await;
+    let delivery = credit["data"]["deliveryIds"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let retried_id = retried["data"]["id"].as_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, detail) = first
+            .get(
+                &format!("/api/v1/webhooks/{retried_id}/deliveries/{delivery}"),
+                &token,
+            )
+            .await;
+        if detail["data"]["status"] == "failed" {
+            assert_eq!(detail["data"]["attempts"], 2, "{detail}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never failed: {detail}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    DONE
+}
+
+/// A rate-limited webhook on PostgreSQL is paced (a burst of 10, then 10
+/// a second: the 30th no sooner than 2 s after the first), also for the
+/// deliveries the scheduler claims from the store rather than the fast path.
+async fn a_rate_limit_paces_deliveries_on_postgres() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    // A small window: most deliveries wait in the store and are claimed later.
+    let app = spawn_app_with(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("WEBHOOK_MEMORY_WINDOW_PER_ENDPOINT", "5"),
+    ])
+    .await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = app.token("user-d", false);
+    let (status, hook) = app
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/p"), "eventTypes": ["*"], "rateLimitPerSecond": 10}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    assert_eq!(hook["data"]["rateLimitPerSecond"], 10);
+    for n in 0..30 {
+        let (status, body) = app.trigger("user.created", "user-d", json!({"n": n})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = receiver
+        .wait_for(30, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let span = got[29].received_at - got[0].received_at;
+    assert!(span >= Duration::from_millis(1500), "paced: {span:?}");
+    DONE
+}
+
+/// Two instances share a rate limit: each paces at half of it, so that
+/// together they keep to it (40 events at 10 a second, ingested on both:
+/// about 3 s, where each at the full limit took about 1 s).
+async fn instances_share_a_rate_limit() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let first = app_on(&db.url).await;
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let token = first.token("user-e", false);
+    let (status, hook) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/s"), "eventTypes": ["*"], "rateLimitPerSecond": 10}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let second = app_on(&db.url).await;
+    // Each instance counts the live ones every 2 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for n in 0..40 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let (status, body) = app.trigger("user.created", "user-e", json!({"n": n})).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let got = receiver
+        .wait_for(40, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let mut times: Vec<Instant> = got.iter().map(|r| r.received_at).collect();
+    times.sort();
+    let span = times[39] - times[0];
+    assert!(
+        span >= Duration::from_millis(2200),
+        "paced together: {span:?}"
+    );
+    DONE
+}
+
 fn main() {
     harness::run(vec![
         Test::new(
@@ -414,6 +589,20 @@ fn main() {
         .multi_thread(2),
         Test::new(stringify!(a_test_send_is_recorded_after_an_outage), || {
             Box::pin(a_test_send_is_recorded_after_an_outage())
+        })
+        .multi_thread(2),
+        Test::new(
+            stringify!(delivery_controls_apply_on_every_instance),
+            || Box::pin(delivery_controls_apply_on_every_instance()),
+        )
+        .multi_thread(2),
+        Test::new(
+            stringify!(a_rate_limit_paces_deliveries_on_postgres),
+            || Box::pin(a_rate_limit_paces_deliveries_on_postgres()),
+        )
+        .multi_thread(2),
+        Test::new(stringify!(instances_share_a_rate_limit), || {
+            Box::pin(instances_share_a_rate_limit())
         })
         .multi_thread(2),
     ]);

@@ -16,15 +16,17 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
+use webhook_domain::filter::PayloadFilter;
 use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
+use webhook_domain::retry::RetrySchedule;
 use webhook_domain::webhook::WebhookSecret;
 use webhook_service::crypto::{EncryptionKey, SecretCipher};
 use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
 use webhook_service::store::sqlite::SqliteStore;
 use webhook_service::store::{
-    AttemptRecord, AttemptReport, DeliveryFilter, FailurePolicy, IngestItem, IngestOutcome,
-    NewDelivery, NewWebhook, Owner, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch,
-    WebhookRecord,
+    AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, FailurePolicy,
+    IngestItem, IngestOutcome, NewDelivery, NewWebhook, Owner, StatsScope, Store, StoreError,
+    VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 
 use harness::{DONE, Ran, Test, skip};
@@ -215,6 +217,7 @@ fn new_webhook(owner: &str, now: i64) -> NewWebhook {
         scope_all: false,
         secret: secret("whsec_0123456789abcdef0123456789"),
         now,
+        controls: DeliveryControls::default(),
     }
 }
 
@@ -398,6 +401,7 @@ async fn contract_webhook_crud_and_ownership(store: &dyn Store) {
         is_active: Some(false),
         secret: None,
         now: 3000,
+        controls: ControlsPatch::default(),
     };
     assert!(
         store
@@ -2141,6 +2145,99 @@ async fn contract_visible_webhook_is_the_ownership_check(store: &dyn Store) {
     );
 }
 
+/// A webhook's delivery controls are stored whole, and an update changes
+/// only the controls it names (a cleared one goes, the others stay).
+async fn contract_delivery_controls_stored_and_merged(store: &dyn Store) {
+    let alice = user("alice");
+    let mut new = new_webhook("alice", 1000);
+    new.controls = DeliveryControls {
+        filter: Some(
+            PayloadFilter::parse(serde_json::json!({"data": {"plan": {"$in": ["pro"]}}})).unwrap(),
+        ),
+        rate_limit_per_second: Some(50),
+        retry_schedule: Some(RetrySchedule::parse("5s,1m").unwrap()),
+        timeout: Some(Duration::from_millis(2500)),
+    };
+    let created = store.create_webhook(new.clone(), 10).await.unwrap();
+    assert_eq!(created.controls, new.controls);
+    let read = store
+        .get_webhook(&created.id, Owner::User(&alice))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.controls, new.controls);
+
+    let patch = WebhookPatch {
+        now: 2000,
+        controls: ControlsPatch {
+            rate_limit_per_second: Some(None),
+            timeout: Some(Some(Duration::from_secs(1))),
+            ..ControlsPatch::default()
+        },
+        ..WebhookPatch::default()
+    };
+    let updated = store
+        .update_webhook(&created.id, Owner::User(&alice), patch)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(updated.controls.rate_limit_per_second, None);
+    assert_eq!(updated.controls.timeout, Some(Duration::from_secs(1)));
+    assert_eq!(updated.controls.filter, new.controls.filter);
+    assert_eq!(updated.controls.retry_schedule, new.controls.retry_schedule);
+
+    // A patch without controls leaves them; clearing every one empties them.
+    let untouched = store
+        .update_webhook(
+            &created.id,
+            Owner::Any,
+            WebhookPatch {
+                description: Some(None),
+                now: 3000,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.controls, updated.controls);
+    let cleared = store
+        .update_webhook(
+            &created.id,
+            Owner::Any,
+            WebhookPatch {
+                now: 4000,
+                controls: ControlsPatch {
+                    filter: Some(None),
+                    rate_limit_per_second: Some(None),
+                    retry_schedule: Some(None),
+                    timeout: Some(None),
+                },
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cleared.controls.is_empty());
+    let all = store.all_webhooks().await.unwrap();
+    assert!(all.iter().all(|w| w.controls.is_empty()));
+}
+
+/// The instances alive on a store, by which a rate limit is shared: every
+/// instance that beat within the time to live on PostgreSQL; the one
+/// process that owns the file on the embedded store.
+async fn contract_live_instances(f: &Fixture) {
+    let store = f.store();
+    store.heartbeat("i-one").await.unwrap();
+    store.heartbeat("i-two").await.unwrap();
+    let expected = match f.backend {
+        Backend::Sqlite(_) => 1,
+        Backend::Postgres(_) => 2,
+    };
+    assert_eq!(store.live_instances().await.unwrap(), expected);
+}
+
 async fn contract_health(store: &dyn Store) {
     store.health().await.expect("a working store is healthy");
 }
@@ -2227,6 +2324,7 @@ macro_rules! contracts {
 contracts!(
     stores:
         contract_health,
+        contract_delivery_controls_stored_and_merged,
         contract_visible_webhook_is_the_ownership_check,
         contract_webhook_crud_and_ownership,
         contract_webhook_cap,
@@ -2249,6 +2347,7 @@ contracts!(
         contract_ingest_names_the_deleted_webhooks_it_skipped,
         contract_reports_count_only_for_their_claims;
     fixtures:
+        contract_live_instances,
         contract_secret_not_in_plaintext,
         contract_children_go_with_their_parents,
         contract_deleting_while_writing_leaves_no_orphans,

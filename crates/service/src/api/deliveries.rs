@@ -378,7 +378,7 @@ fn window_from_query(q: &HashMap<String, String>) -> Result<Duration, ApiError> 
 /// `GET /api/v1/webhooks/{id}/stats`
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/stats", tag = "deliveries",
     params(("id" = String, Path), ("window" = Option<String>, Query, description = "e.g. 1h, 24h (default), 7d")),
-    responses((status = 200, description = "Counts by status, success rate and latency p50/p95 over the window"), (status = 404)),
+    responses((status = 200, description = "Counts by status, success rate and latency p50/p95 over the window; `filteredOut`: events the webhook's filter refused (this instance, since it started)"), (status = 404)),
     security(("bearer" = [])))]
 pub async fn webhook_stats(
     State(state): State<AppState>,
@@ -395,6 +395,9 @@ pub async fn webhook_stats(
         .await?;
     let mut body = stats_json(stats, window);
     body["webhookId"] = json!(webhook.id);
+    // Events its filter refused are not deliveries: counted in memory by
+    // the instance that ingested them, since it started.
+    body["filteredOut"] = json!(state.metrics.filtered_for(&webhook.id));
     Ok(ok(StatusCode::OK, body, None, None))
 }
 

@@ -4,6 +4,7 @@
 //! store or the engine, and shape the answer. This is the only layer that
 //! knows about status codes and JSON envelopes.
 
+mod controls;
 mod deliveries;
 pub mod error;
 mod events;
@@ -100,6 +101,7 @@ pub fn router(state: AppState) -> Router {
             get(webhooks::list).post(webhooks::create),
         )
         .route("/api/v1/webhooks/stats", get(deliveries::overall_stats))
+        .route("/api/v1/webhooks/filter-test", post(controls::filter_test))
         .route(
             "/api/v1/webhooks/{id}",
             get(webhooks::get_one)

@@ -22,12 +22,13 @@ use super::{deliveries, events, webhooks};
     paths(
         webhooks::create, webhooks::list, webhooks::get_one, webhooks::update, webhooks::delete,
         webhooks::toggle, webhooks::rotate_secret, webhooks::reveal_secret, webhooks::event_types,
+        super::controls::filter_test,
         deliveries::list, deliveries::get_one, deliveries::retry, deliveries::replay,
         deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send,
         events::trigger, events::create_event, events::batch,
         crate::portal::link::create_link, crate::portal::stats::hourly_stats,
     ),
-    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem, crate::portal::link::LinkBody)),
+    components(schemas(webhooks::WebhookView, webhooks::CircuitBody, super::controls::ControlsView, super::controls::FilterTestBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem, crate::portal::link::LinkBody)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
@@ -66,6 +67,7 @@ pub fn document() -> Value {
     {
         schemas.insert("ErrorBody".into(), error_body_schema());
         schemas.insert("PageMeta".into(), page_meta_schema());
+        super::controls::add_examples(schemas);
     }
     if let Some(schemas) = doc
         .pointer_mut("/components/schemas")

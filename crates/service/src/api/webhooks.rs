@@ -14,13 +14,16 @@ use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 use webhook_domain::webhook::{Description, HostKind, WebhookSecret, WebhookUrl};
 
 use super::AppState;
+use super::controls::{ControlsBody, ControlsView};
 use super::error::{ApiError, FieldProblem, ok};
 use super::extract::{
     KnownFields, MAX_ACTION_BODY, NoFields, OptionalJson, Pagination, StrictJson,
 };
 use crate::auth::Principal;
 use crate::engine::circuit::CircuitView;
-use crate::store::{NewWebhook, Owner, VisibleWebhook, WebhookPatch, WebhookRecord};
+use crate::store::{
+    ControlsPatch, DeliveryControls, NewWebhook, Owner, VisibleWebhook, WebhookPatch, WebhookRecord,
+};
 
 /// A webhook as the API shows it. `secret` is the full secret only on
 /// create, rotate and the secret route; a masked preview everywhere else.
@@ -59,6 +62,9 @@ pub struct WebhookView {
     pub updated_at: String,
     /// This instance's circuit breaker of the webhook's endpoint.
     pub circuit: CircuitBody,
+    /// Payload filter, rate limit, retry schedule and timeout.
+    #[serde(flatten)]
+    pub controls: ControlsView,
 }
 
 /// A webhook's circuit breaker, as this instance sees it. Each instance
@@ -117,6 +123,7 @@ impl WebhookView {
             created_at: format_rfc3339_millis(r.created_at),
             updated_at: format_rfc3339_millis(r.updated_at),
             circuit: CircuitView::CLOSED.into(),
+            controls: (&r.controls).into(),
         }
     }
 
@@ -166,6 +173,29 @@ pub struct WebhookBody {
     #[schema(value_type = Option<String>)]
     #[serde(deserialize_with = "present")]
     pub scope: Option<Value>,
+    // Delivery controls (see `controls.rs`); null clears one.
+    /// Payload filter matched against the event envelope; only matching
+    /// events are delivered. Operators: `$eq`, `$neq`, `$gt`, `$gte`, `$lt`,
+    /// `$lte`, `$in`, `$nin`, `$startsWith`, `$endsWith`, `$contains`,
+    /// `$exist`, `$and`, `$or`, `$not`; at most 4 KiB and 16 levels.
+    #[schema(value_type = Option<Object>)]
+    #[serde(deserialize_with = "present")]
+    pub filter: Option<Value>,
+    /// Most deliveries started per second (1-10000; null: unlimited).
+    /// Answers 429, 502, 503 and 504 slow it down further for a while.
+    #[schema(value_type = Option<u32>, example = 50)]
+    #[serde(deserialize_with = "present")]
+    pub rate_limit_per_second: Option<Value>,
+    /// Waits before each retry, overriding `WEBHOOK_RETRY_SCHEDULE` (same
+    /// syntax and bounds: 1-50 waits of at most 30d each).
+    #[schema(value_type = Option<Vec<String>>, example = json!(["5s", "1m", "10m"]))]
+    #[serde(deserialize_with = "present")]
+    pub retry_schedule: Option<Value>,
+    /// Whole-attempt timeout in ms, overriding `WEBHOOK_TIMEOUT` (at most
+    /// `WEBHOOK_MAX_ENDPOINT_TIMEOUT`, default 60000).
+    #[schema(value_type = Option<u64>, example = 5000)]
+    #[serde(deserialize_with = "present")]
+    pub timeout_ms: Option<Value>,
 }
 
 impl KnownFields for WebhookBody {
@@ -177,6 +207,10 @@ impl KnownFields for WebhookBody {
         "description",
         "isActive",
         "scope",
+        "filter",
+        "rateLimitPerSecond",
+        "retrySchedule",
+        "timeoutMs",
     ];
 }
 
@@ -207,6 +241,7 @@ struct ParsedBody {
     description: Option<Option<String>>,
     is_active: Option<bool>,
     scope_all: Option<bool>,
+    controls: ControlsPatch,
 }
 
 fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
@@ -350,6 +385,13 @@ async fn parse_body(
         Some(Value::String(s)) if s == "all" => parsed.scope_all = Some(true),
         Some(_) => problems.push(problem("scope", "scope must be \"user\" or \"all\"")),
     }
+    parsed.controls = ControlsBody {
+        filter: body.filter,
+        rate_limit_per_second: body.rate_limit_per_second,
+        retry_schedule: body.retry_schedule,
+        timeout_ms: body.timeout_ms,
+    }
+    .parse(state.config.delivery.max_endpoint_timeout, &mut problems);
     if problems.is_empty() {
         Ok(parsed)
     } else {
@@ -446,6 +488,7 @@ pub async fn create(
                 scope_all,
                 secret,
                 now: now_ms(),
+                controls: DeliveryControls::default().patched(&parsed.controls),
             },
             state.config.max_webhooks_per_user,
         )
@@ -543,6 +586,7 @@ pub async fn update(
         is_active: parsed.is_active,
         secret: parsed.secret,
         now: now_ms(),
+        controls: parsed.controls,
     };
     let record = apply_patch(&state, &p, &current.id, patch).await?;
     Ok(ok(

@@ -105,7 +105,14 @@ pub async fn attempt(
     let started_at = now_ms();
     let SentHeaders { headers, logged } =
         request_headers(route, job, number, started_at, user_agent);
-    let outcome = client.post(&route.url, headers, job.payload.clone()).await;
+    let outcome = match route.controls.timeout {
+        None => client.post(&route.url, headers, job.payload.clone()).await,
+        Some(timeout) => {
+            client
+                .post_with_timeout(&route.url, headers, job.payload.clone(), timeout)
+                .await
+        }
+    };
     let answered_at = now_ms();
     judge(
         rules,
@@ -155,6 +162,17 @@ pub fn sent_headers(
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect()
+}
+
+/// The schedule a webhook's deliveries are retried by: its own, with the
+/// configured jitter, or the service's.
+fn schedule_of<'a>(rules: &'a RetryRules, route: &'a Route) -> std::borrow::Cow<'a, RetrySchedule> {
+    use std::borrow::Cow;
+    match &route.controls.retry_schedule {
+        None => Cow::Borrowed(&rules.schedule),
+        Some(own) if own.jitter() == rules.schedule.jitter() => Cow::Borrowed(own),
+        Some(own) => Cow::Owned(own.clone().with_jitter(rules.schedule.jitter())),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -218,7 +236,7 @@ fn judge(
     } else if test_send || disable_webhook.is_some() {
         (DeliveryStatus::Failed, None)
     } else {
-        match rules.schedule.next_delay(number, fastrand::f64()) {
+        match schedule_of(rules, route).next_delay(number, fastrand::f64()) {
             None => (DeliveryStatus::Failed, None),
             Some(delay) => {
                 let wait = min_wait.map_or(delay, |m| m.max(delay));
@@ -268,6 +286,7 @@ mod tests {
             scope_all: false,
             secret: WebhookSecret::parse("a-secret-of-sixteen+").unwrap(),
             previous_secret: None,
+            controls: Default::default(),
         }
     }
 
@@ -296,6 +315,30 @@ mod tests {
             schedule: RetrySchedule::parse("10ms").unwrap(),
             max_retry_after: Duration::from_secs(3600),
         }
+    }
+
+    #[test]
+    fn a_webhook_schedule_replaces_the_service_one_with_its_jitter() {
+        let mut own = route();
+        own.controls.retry_schedule = Some(RetrySchedule::parse("1s").unwrap());
+        let rules = RetryRules {
+            schedule: RetrySchedule::parse("10ms,20ms").unwrap().with_jitter(0.0),
+            max_retry_after: Duration::from_secs(3600),
+        };
+        let schedule = schedule_of(&rules, &own);
+        assert_eq!(schedule.delays(), [Duration::from_secs(1)]);
+        assert_eq!(schedule.jitter(), 0.0, "the configured jitter");
+        assert_eq!(schedule_of(&rules, &route()).max_attempts(), 3);
+        let failed = Outcome {
+            status: Some(500),
+            ..Outcome::default()
+        };
+        let second = judge(&rules, &own, &job(), 2, (0, 1), Vec::new(), failed, false);
+        assert_eq!(
+            second.status,
+            DeliveryStatus::Failed,
+            "its one retry was used"
+        );
     }
 
     #[test]

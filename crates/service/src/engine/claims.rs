@@ -30,6 +30,9 @@ pub(crate) struct Claims {
     pub(super) wake_scheduler: Notify,
     /// Set once the engine starts stopping.
     pub(super) stopping: watch::Sender<bool>,
+    /// Instances sharing the store (1 for the embedded store): each paces
+    /// a rate-limited webhook at its share of the limit.
+    pub(super) live_instances: std::sync::atomic::AtomicU32,
 }
 
 impl Claims {

@@ -16,6 +16,10 @@
 //! webhook's queued deliveries are held (they keep their claims; the ones
 //! behind them wait in the store) and only its probe goes out.
 //!
+//! A webhook with a rate limit has a [`TokenBucket`]: while it is empty the
+//! webhook's queue waits (on the same timer as an open circuit) and the
+//! others flow; answers of 429, 502, 503 and 504 slow it down further.
+//!
 //! The dispatcher decides; a [`Launch`] starts what it decided (in the
 //! service, the attempt's own task: [`super::runner`]), so the decisions
 //! are tested without a network or a store.
@@ -29,6 +33,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use webhook_domain::ids::{DeliveryId, WebhookId};
+use webhook_domain::pacing::TokenBucket;
 use webhook_domain::timefmt::now_ms;
 
 use super::circuit::{Circuit, CircuitView, Verdict};
@@ -42,8 +47,11 @@ pub enum Command {
     Submit(Vec<DueDelivery>),
     /// An attempt to this webhook has run for [`SLOW_AFTER`].
     Slow(WebhookId),
-    /// An attempt to this webhook finished; `true` if it had been reported slow.
-    Done(WebhookId, Verdict, bool),
+    /// An attempt to this webhook finished; `true` if it had been reported
+    /// slow; then `true` if the endpoint answered an overload status.
+    Done(WebhookId, Verdict, bool, bool),
+    /// Webhooks' settings changed: read their rate limits again.
+    ControlsChanged,
     /// Answer with the circuits of these webhooks (closed for any the
     /// dispatcher holds nothing of).
     Circuits(Vec<WebhookId>, oneshot::Sender<Vec<CircuitView>>),
@@ -58,6 +66,11 @@ pub trait Launch {
     /// to the dispatcher as [`Command::Done`] (and [`Command::Slow`] first if
     /// it runs for [`SLOW_AFTER`]).
     fn launch(&self, job: DueDelivery);
+
+    /// Every rate-limited webhook with its limit, in deliveries a second.
+    fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+        Vec::new()
+    }
 }
 
 /// How long an attempt runs before it counts as slow and leaves the global cap.
@@ -83,6 +96,8 @@ struct EndpointQueue {
     slow: usize,
     ready: bool,
     circuit: Circuit,
+    /// Pacing of a rate-limited webhook.
+    bucket: Option<TokenBucket>,
 }
 
 /// The dispatcher's state: queues, counts and circuits.
@@ -100,6 +115,11 @@ pub struct Dispatcher<L> {
     /// Slow attempts, counted against the slow budget instead.
     slow: usize,
     stopping: bool,
+    /// The origin of the buckets' clock.
+    origin: Instant,
+    /// Rate limits of the webhooks that have one, read from the launcher
+    /// when settings change (not per delivery: most webhooks have none).
+    limits: crate::FastMap<WebhookId, u32>,
 }
 
 impl<L: Launch> Dispatcher<L> {
@@ -115,13 +135,33 @@ impl<L: Launch> Dispatcher<L> {
             in_flight: 0,
             slow: 0,
             stopping: false,
+            origin: Instant::now(),
+            limits: crate::FastMap::default(),
         }
     }
 
+    fn clock(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.origin)
+    }
+
     fn submit(&mut self, jobs: Vec<DueDelivery>) {
+        let now = self.clock(Instant::now());
         for job in jobs {
             let id = job.webhook_id.clone();
-            let q = self.queues.entry(id.clone()).or_default();
+            let q = self
+                .queues
+                .entry(id.clone())
+                .or_insert_with(|| EndpointQueue {
+                    // `ControlsChanged` updates the buckets of existing queues.
+                    bucket: if self.limits.is_empty() {
+                        None // the common case: no webhook is rate-limited
+                    } else {
+                        self.limits
+                            .get(&id)
+                            .map(|limit| TokenBucket::new(*limit, now))
+                    },
+                    ..EndpointQueue::default()
+                });
             q.queue.push_back(job);
             if !q.ready {
                 q.ready = true;
@@ -142,7 +182,36 @@ impl<L: Launch> Dispatcher<L> {
         }
     }
 
-    fn done(&mut self, webhook: WebhookId, verdict: Verdict, was_slow: bool, now: Instant) {
+    /// Reads every queued webhook's rate limit again; a queue that waited
+    /// only for its bucket may go at once.
+    fn controls_changed(&mut self, now: Instant) {
+        let clock = self.clock(now);
+        self.limits = self.launcher.rate_limits().into_iter().collect();
+        for (id, q) in &mut self.queues {
+            q.bucket = match (self.limits.get(id).copied(), q.bucket.take()) {
+                (None, _) => None,
+                (Some(limit), None) => Some(TokenBucket::new(limit, clock)),
+                (Some(limit), Some(mut bucket)) => {
+                    bucket.set_limit(limit, clock);
+                    Some(bucket)
+                }
+            };
+            if !q.ready && !q.queue.is_empty() && q.circuit.may_start(now, q.in_flight) {
+                q.ready = true;
+                self.ready.push_back(id.clone());
+            }
+        }
+    }
+
+    fn done(
+        &mut self,
+        webhook: WebhookId,
+        verdict: Verdict,
+        was_slow: bool,
+        overloaded: bool,
+        now: Instant,
+    ) {
+        let clock = self.clock(now);
         // The attempts of one webhook that were reported slow are alike: any
         // of them may give back a slot of the slow budget.
         let moved = was_slow
@@ -160,8 +229,18 @@ impl<L: Launch> Dispatcher<L> {
         if let Some(q) = self.queues.get_mut(&webhook) {
             q.in_flight = q.in_flight.saturating_sub(1);
             q.circuit.observe(verdict, now);
-            // A healthy, empty queue is forgotten; a failing one keeps its breaker state.
-            if q.queue.is_empty() && q.in_flight == 0 && q.circuit.is_clean() {
+            if overloaded && let Some(bucket) = &mut q.bucket {
+                bucket.slow_down(clock);
+            }
+            // A healthy, empty queue is forgotten; a failing one keeps its
+            // breaker state, and a paced one its bucket until it is full
+            // again (a new bucket starts full: forgetting a spent one would
+            // allow a second burst).
+            if q.queue.is_empty()
+                && q.in_flight == 0
+                && q.circuit.is_clean()
+                && q.bucket.as_ref().is_none_or(|b| b.is_idle(clock))
+            {
                 self.queues.remove(&webhook);
             } else if !q.ready && !q.queue.is_empty() {
                 q.ready = true;
@@ -172,6 +251,7 @@ impl<L: Launch> Dispatcher<L> {
 
     fn start_what_fits(&mut self, now: Instant) {
         let per_webhook = self.caps.per_webhook;
+        let clock = self.clock(now);
         while !self.stopping && self.in_flight < self.caps.max_in_flight {
             let Some(id) = self.ready.pop_front() else {
                 break;
@@ -186,6 +266,18 @@ impl<L: Launch> Dispatcher<L> {
                 if let Some(until) = q.circuit.probe_due_at() {
                     self.cooling.push(Reverse((until, id)));
                 }
+                continue;
+            }
+            if q.queue.is_empty() {
+                q.ready = false;
+                continue;
+            }
+            if let Some(bucket) = &mut q.bucket
+                && let Err(wait) = bucket.try_take(clock)
+            {
+                // Paced: it waits for its next token; the others go on.
+                q.ready = false;
+                self.cooling.push(Reverse((now + wait, id)));
                 continue;
             }
             let Some(job) = q.queue.pop_front() else {
@@ -260,6 +352,7 @@ pub async fn run<L: Launch>(
     claims: Arc<Claims>,
     mut commands: mpsc::UnboundedReceiver<Command>,
 ) {
+    d.controls_changed(Instant::now());
     loop {
         let command = match d.next_probe() {
             None => commands.recv().await,
@@ -282,7 +375,10 @@ pub async fn run<L: Launch>(
             }
             Command::Submit(jobs) => d.submit(jobs),
             Command::Slow(webhook) => d.slow(webhook),
-            Command::Done(webhook, verdict, slow) => d.done(webhook, verdict, slow, Instant::now()),
+            Command::Done(webhook, verdict, slow, overloaded) => {
+                d.done(webhook, verdict, slow, overloaded, Instant::now())
+            }
+            Command::ControlsChanged => d.controls_changed(Instant::now()),
             Command::Circuits(ids, reply) => {
                 let _ = reply.send(d.circuits(&ids));
                 continue;
@@ -294,9 +390,10 @@ pub async fn run<L: Launch>(
                 while d.in_flight + d.slow > 0 {
                     match tokio::time::timeout_at(deadline, commands.recv()).await {
                         Ok(Some(Command::Slow(webhook))) => d.slow(webhook),
-                        Ok(Some(Command::Done(webhook, verdict, slow))) => {
-                            d.done(webhook, verdict, slow, Instant::now())
+                        Ok(Some(Command::Done(webhook, verdict, slow, overloaded))) => {
+                            d.done(webhook, verdict, slow, overloaded, Instant::now())
                         }
+                        Ok(Some(Command::ControlsChanged)) => {}
                         Ok(Some(Command::Submit(jobs))) => {
                             let back = jobs.into_iter().map(|j| (j.webhook_id, j.id)).collect();
                             claims.hand_back(back).await;
@@ -314,7 +411,11 @@ pub async fn run<L: Launch>(
                 return;
             }
         }
-        d.start_what_fits(Instant::now());
+        // Under a steady stream of commands the timer above may never fire:
+        // webhooks whose cool-down or pacing wait ended are woken here too.
+        let now = Instant::now();
+        d.wake_cooled(now);
+        d.start_what_fits(now);
     }
 }
 
@@ -329,11 +430,18 @@ mod tests {
 
     /// Records what the dispatcher started instead of sending it.
     #[derive(Clone, Default)]
-    struct Started(Rc<RefCell<Vec<DueDelivery>>>);
+    struct Started(
+        Rc<RefCell<Vec<DueDelivery>>>,
+        Rc<RefCell<Vec<(WebhookId, u32)>>>,
+    );
 
     impl Launch for Started {
         fn launch(&self, job: DueDelivery) {
             self.0.borrow_mut().push(job);
+        }
+
+        fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+            self.1.borrow().clone()
         }
     }
 
@@ -390,12 +498,12 @@ mod tests {
         // At the global cap: nothing more until one ends.
         d.start_what_fits(now);
         assert!(started.take().is_empty());
-        d.done(a.clone(), Verdict::Healthy, false, now);
+        d.done(a.clone(), Verdict::Healthy, false, false, now);
         d.start_what_fits(now);
         assert_eq!(webhooks_of(&started.take()), vec![a.clone()]);
         // Per-webhook cap: with room globally, `b` still holds only two.
-        d.done(a.clone(), Verdict::Healthy, false, now);
-        d.done(a.clone(), Verdict::Healthy, false, now);
+        d.done(a.clone(), Verdict::Healthy, false, false, now);
+        d.done(a.clone(), Verdict::Healthy, false, false, now);
         d.start_what_fits(now);
         assert_eq!(webhooks_of(&started.take()), [a.clone(), a.clone()]);
         assert_eq!(d.in_flight, 4);
@@ -420,7 +528,7 @@ mod tests {
         }
         assert_eq!(d.slow, SLOW_BUDGET_FACTOR);
         // A slow attempt that ends gives its slot back to the budget.
-        d.done(hanging.clone(), Verdict::Failing, true, now);
+        d.done(hanging.clone(), Verdict::Failing, true, false, now);
         assert_eq!(d.slow, SLOW_BUDGET_FACTOR - 1);
     }
 
@@ -434,7 +542,7 @@ mod tests {
         assert_eq!(started.take().len(), TRIP_AFTER as usize);
         d.submit(jobs(&webhook, 3));
         for _ in 0..TRIP_AFTER {
-            d.done(webhook.clone(), Verdict::Failing, false, now);
+            d.done(webhook.clone(), Verdict::Failing, false, false, now);
         }
         d.start_what_fits(now);
         assert!(started.take().is_empty(), "held while open");
@@ -456,7 +564,7 @@ mod tests {
         );
 
         // It succeeds: the rest flows at once.
-        d.done(webhook.clone(), Verdict::Healthy, false, probe_at);
+        d.done(webhook.clone(), Verdict::Healthy, false, false, probe_at);
         d.start_what_fits(probe_at);
         assert_eq!(started.take().len(), 2);
         assert_eq!(
@@ -475,7 +583,7 @@ mod tests {
         let first = started.take().len();
         assert_eq!(first, TRIP_AFTER as usize + 2);
         for _ in 0..first {
-            d.done(webhook.clone(), Verdict::Failing, false, now);
+            d.done(webhook.clone(), Verdict::Failing, false, false, now);
         }
         d.submit(jobs(&webhook, 2));
         d.start_what_fits(now);
@@ -483,7 +591,7 @@ mod tests {
         d.wake_cooled(probe_at);
         d.start_what_fits(probe_at);
         assert_eq!(started.take().len(), 1);
-        d.done(webhook.clone(), Verdict::Failing, false, probe_at);
+        d.done(webhook.clone(), Verdict::Failing, false, false, probe_at);
         d.start_what_fits(probe_at);
         let next = d.next_probe().expect("scheduled again");
         assert!(next > probe_at, "a new cool-down");
@@ -504,13 +612,58 @@ mod tests {
         d.submit(jobs(&failing, 1));
         d.start_what_fits(now);
         assert_eq!(started.take().len(), 2);
-        d.done(healthy.clone(), Verdict::Healthy, false, now);
-        d.done(failing.clone(), Verdict::Failing, false, now);
+        d.done(healthy.clone(), Verdict::Healthy, false, false, now);
+        d.done(failing.clone(), Verdict::Failing, false, false, now);
         assert!(!d.queues.contains_key(&healthy));
         let views = d.circuits(&[healthy, failing]);
         assert_eq!(views[0], CircuitView::CLOSED);
         assert_eq!(views[1].state, CircuitState::Closed);
         assert_eq!(views[1].failures_in_a_row, 1);
+    }
+
+    #[test]
+    fn a_rate_limited_webhook_waits_for_tokens_while_others_flow() {
+        let (mut d, started) = dispatcher(100, 100);
+        let (limited, free) = (WebhookId::generate(), WebhookId::generate());
+        started.1.borrow_mut().push((limited.clone(), 2));
+        d.controls_changed(Instant::now());
+        d.submit(jobs(&limited, 6));
+        d.submit(jobs(&free, 6));
+        let now = Instant::now();
+        d.start_what_fits(now);
+        let first = webhooks_of(&started.take());
+        assert_eq!(
+            first.iter().filter(|w| **w == limited).count(),
+            2,
+            "a burst of 2"
+        );
+        assert_eq!(first.iter().filter(|w| **w == free).count(), 6);
+        // Its next token is half a second away; the timer is set for it.
+        let at = d.next_probe().expect("woken for its next token");
+        assert!(at > now && at <= now + Duration::from_millis(500));
+        d.wake_cooled(at);
+        d.start_what_fits(at);
+        assert_eq!(webhooks_of(&started.take()), std::slice::from_ref(&limited));
+        // An overload answer halves the rate: the next token takes a second.
+        d.done(limited.clone(), Verdict::Failing, false, true, at);
+        d.start_what_fits(at);
+        assert!(started.take().is_empty());
+        let half = at + Duration::from_millis(600);
+        d.wake_cooled(half);
+        d.start_what_fits(half);
+        assert!(
+            started.take().is_empty(),
+            "slowed down: no token after 600 ms"
+        );
+        let full = at + Duration::from_millis(1001);
+        d.wake_cooled(full);
+        d.start_what_fits(full);
+        assert_eq!(webhooks_of(&started.take()), std::slice::from_ref(&limited));
+        // The limit lifted: what is queued goes at once.
+        started.1.borrow_mut().clear();
+        d.controls_changed(full);
+        d.start_what_fits(full);
+        assert_eq!(started.take().len(), 2);
     }
 
     #[test]
@@ -523,7 +676,7 @@ mod tests {
         d.stopping = true;
         let queued = d.drain_queued();
         assert_eq!(queued.len(), 2);
-        d.done(webhook, Verdict::Healthy, false, Instant::now());
+        d.done(webhook, Verdict::Healthy, false, false, Instant::now());
         d.start_what_fits(Instant::now());
         assert!(started.take().is_empty());
     }

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use webhook_domain::envelope::Event;
+use webhook_domain::filter::filter_envelope;
 use webhook_domain::ids::{DeliveryId, WebhookId};
 
 use super::Accepted;
@@ -35,14 +36,24 @@ impl Ingest {
         let mut items = Vec::with_capacity(events.len());
         for event in events {
             let routes = self.routes.matching(&event.user_id, &event.event_type);
-            let deliveries: Vec<NewDelivery> = routes
-                .iter()
-                .map(|route| NewDelivery {
+            // Built once per event, and only if a matching webhook has a
+            // filter: webhooks without one pay an `Option` check.
+            let mut envelope = None;
+            let mut deliveries = Vec::with_capacity(routes.len());
+            for route in &routes {
+                if let Some(filter) = &route.controls.filter {
+                    let envelope = envelope.get_or_insert_with(|| filter_envelope(&event));
+                    if !filter.matches(envelope) {
+                        self.metrics.observe_filtered(&route.id, 1);
+                        continue;
+                    }
+                }
+                deliveries.push(NewDelivery {
                     id: DeliveryId::generate(),
                     webhook_id: route.id.clone(),
                     claimed: self.claims.window.try_reserve(&route.id),
-                })
-                .collect();
+                });
+            }
             let payload = Bytes::from(event.envelope_bytes());
             items.push(IngestItem {
                 event_id: event.id,

@@ -79,16 +79,21 @@ const RELOAD_RETRY: Duration = claims::RETRY_PAUSE;
 async fn follow_webhook_changes(
     claims: Arc<Claims>,
     routes: Arc<RoutingTable>,
+    dispatch: mpsc::UnboundedSender<Command>,
     mut changes: watch::Receiver<u64>,
 ) {
     while changes.changed().await.is_ok() {
-        reload_until_done(&claims, &routes).await;
+        reload_until_done(&claims, &routes, &dispatch).await;
     }
 }
 
 /// Reloads the whole routing table, retrying until the store answers, then
 /// wakes the scheduler (a re-enabled webhook may have deliveries waiting).
-async fn reload_until_done(claims: &Claims, routes: &RoutingTable) {
+async fn reload_until_done(
+    claims: &Claims,
+    routes: &RoutingTable,
+    dispatch: &mpsc::UnboundedSender<Command>,
+) {
     let mut failed = false;
     while let Err(e) = routes.reload(claims.store.as_ref()).await {
         // Once per outage: the store logs the rest.
@@ -98,7 +103,50 @@ async fn reload_until_done(claims: &Claims, routes: &RoutingTable) {
         }
         tokio::time::sleep(RELOAD_RETRY).await;
     }
+    apply_rate_limits(claims, routes, dispatch);
     claims.wake_scheduler.notify_one();
+}
+
+/// How often a shared store is asked how many instances share it.
+const INSTANCES_EVERY: Duration = Duration::from_secs(2);
+
+/// Keeps this instance's part of every rate limit current as instances
+/// join and leave a shared store (each paces at limit / instances).
+async fn follow_instances(
+    claims: Arc<Claims>,
+    routes: Arc<RoutingTable>,
+    dispatch: mpsc::UnboundedSender<Command>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    loop {
+        if let Ok(n) = claims.store.live_instances().await {
+            let n = n.max(1);
+            if claims.live_instances.swap(n, Relaxed) != n {
+                apply_rate_limits(&claims, &routes, &dispatch);
+            }
+        }
+        tokio::time::sleep(INSTANCES_EVERY).await;
+    }
+}
+
+/// Applies the routing table's rate limits: to deliveries already queued
+/// (the dispatcher's buckets), not only to new ones, and to the window (a
+/// paced webhook's backlog waits in the store).
+fn apply_rate_limits(
+    claims: &Claims,
+    routes: &RoutingTable,
+    dispatch: &mpsc::UnboundedSender<Command>,
+) {
+    let instances = claims
+        .live_instances
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let limits = routes.rate_limits(instances);
+    claims.window.set_shares(
+        limits
+            .into_iter()
+            .map(|(id, limit)| (id, Window::paced_share(limit))),
+    );
+    let _ = dispatch.send(Command::ControlsChanged);
 }
 
 /// Handle to the running engine.
@@ -157,6 +205,7 @@ impl Engine {
             },
             wake_scheduler: Notify::new(),
             stopping: watch::channel(false).0,
+            live_instances: std::sync::atomic::AtomicU32::new(1),
         });
         let ingest = Arc::new(Ingest {
             routes: routes.clone(),
@@ -185,6 +234,7 @@ impl Engine {
             },
             metrics.clone(),
         );
+        apply_rate_limits(&claims, &routes, &dispatch);
         let recorder = Recorder {
             claims: claims.clone(),
             metrics,
@@ -199,9 +249,15 @@ impl Engine {
             tokio::spawn(scheduler::prune(claims.clone(), log_retention)),
         ];
         if let Some(changes) = claims.store.webhook_changes() {
+            tasks.push(tokio::spawn(follow_instances(
+                claims.clone(),
+                routes.clone(),
+                dispatch.clone(),
+            )));
             tasks.push(tokio::spawn(follow_webhook_changes(
                 claims.clone(),
                 routes.clone(),
+                dispatch.clone(),
                 changes,
             )));
         }
@@ -247,10 +303,14 @@ impl Engine {
                 Err(e) => {
                     tracing::warn!(error = %e, webhook_id = %id, "cannot read a changed webhook back; reloading all");
                     let (claims, routes) = (self.claims.clone(), self.routes.clone());
-                    tokio::spawn(async move { reload_until_done(&claims, &routes).await });
+                    let dispatch = self.dispatch.clone();
+                    tokio::spawn(
+                        async move { reload_until_done(&claims, &routes, &dispatch).await },
+                    );
                 }
             }
         }
+        apply_rate_limits(&self.claims, &self.routes, &self.dispatch);
         self.wake();
     }
 

@@ -13,7 +13,7 @@ use webhook_domain::event_type::{EventType, Subscription};
 use webhook_domain::ids::{UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
-use crate::store::{Store, StoreError, WebhookRecord};
+use crate::store::{DeliveryControls, Store, StoreError, WebhookRecord};
 
 /// What the engine needs to deliver to one webhook.
 #[derive(Debug)]
@@ -34,6 +34,8 @@ pub struct Route {
     pub secret: WebhookSecret,
     /// Previous secret and the end of its grace period (unix ms).
     pub previous_secret: Option<(WebhookSecret, i64)>,
+    /// Filter, rate limit, retry schedule and timeout.
+    pub controls: DeliveryControls,
 }
 
 impl Route {
@@ -51,6 +53,7 @@ impl Route {
             scope_all: record.scope_all,
             secret: record.secret,
             previous_secret: record.previous_secret,
+            controls: record.controls,
         })
     }
 
@@ -186,6 +189,21 @@ impl RoutingTable {
             .chain(table.active_scope_all.iter())
             .filter(|r| r.subscription.matches(event_type))
             .cloned()
+            .collect()
+    }
+
+    /// Every webhook with a rate limit, and this instance's part of it
+    /// when `instances` share the store (at least 1 a second each), so that
+    /// together they keep to the limit.
+    pub fn rate_limits(&self, instances: u32) -> Vec<(WebhookId, u32)> {
+        let instances = instances.max(1);
+        self.snapshot()
+            .by_id
+            .values()
+            .filter_map(|r| {
+                let limit = r.controls.rate_limit_per_second?;
+                Some((r.id.clone(), (limit / instances).max(1)))
+            })
             .collect()
     }
 

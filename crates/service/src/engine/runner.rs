@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 use webhook_domain::envelope::Event;
-use webhook_domain::ids::DeliveryId;
+use webhook_domain::ids::{DeliveryId, WebhookId};
 use webhook_domain::timefmt::now_ms;
 use webhook_outbound::OutboundClient;
 
@@ -55,6 +55,14 @@ impl Launch for Arc<Runner> {
     fn launch(&self, job: DueDelivery) {
         tokio::spawn(self.clone().run(job));
     }
+
+    fn rate_limits(&self) -> Vec<(WebhookId, u32)> {
+        let instances = self
+            .claims
+            .live_instances
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.routes.rate_limits(instances)
+    }
 }
 
 impl Runner {
@@ -62,6 +70,7 @@ impl Runner {
     async fn run(self: Arc<Self>, job: DueDelivery) {
         let webhook = job.webhook_id.clone();
         let mut slow = false;
+        let mut overloaded = false;
         let verdict = match self.routes.get(&webhook) {
             // Deleted (its rows went with it, and the release finds nothing), or
             // not in this instance's table yet (created on another instance, not
@@ -102,11 +111,17 @@ impl Runner {
                 self.metrics
                     .observe_attempt(u64::from(report.attempt.duration_ms) * 1000);
                 let verdict = verdict_of(&report);
+                overloaded = report
+                    .attempt
+                    .status_code
+                    .is_some_and(webhook_domain::pacing::is_overload_status);
                 let _ = self.recorder.send(RecorderMsg::Report(Box::new(report)));
                 verdict
             }
         };
-        let _ = self.dispatch.send(Command::Done(webhook, verdict, slow));
+        let _ = self
+            .dispatch
+            .send(Command::Done(webhook, verdict, slow, overloaded));
     }
 
     /// Sends `event` to `webhook` once, synchronously: stores it with one

@@ -6,15 +6,36 @@
 //! and one webhook's backlog cannot take the slots of the others: when a
 //! webhook's share is full, its new deliveries stay unclaimed in the store
 //! and the scheduler brings them in as slots free up.
+//!
+//! A rate-limited webhook gets a smaller share (see [`Window::set_shares`]):
+//! a paced backlog waits in the store, not in memory, so that it does not
+//! hold slots the other webhooks could use.
 
 use std::sync::Mutex;
 
 use webhook_domain::ids::WebhookId;
 
+/// Seconds of a rate-limited webhook's sending held in memory at most.
+pub const PACED_SHARE_SECS: usize = 10;
+/// The smallest share of a rate-limited webhook.
+pub const MIN_PACED_SHARE: usize = 16;
+
 #[derive(Debug, Default)]
 struct Counts {
     total: usize,
     per_webhook: crate::FastMap<WebhookId, usize>,
+    /// Shares other than the default (rate-limited webhooks).
+    shares: crate::FastMap<WebhookId, usize>,
+}
+
+impl Counts {
+    fn share_of(&self, webhook: &WebhookId, default: usize) -> usize {
+        // Most services have no rate-limited webhook: no lookup then.
+        if self.shares.is_empty() {
+            return default;
+        }
+        self.shares.get(webhook).copied().unwrap_or(default)
+    }
 }
 
 /// Slot accounting shared by ingest, the scheduler and the recorder.
@@ -47,7 +68,7 @@ impl Window {
             return false;
         }
         let n = c.per_webhook.get(webhook).copied().unwrap_or(0);
-        if n >= self.per_webhook {
+        if n >= c.share_of(webhook, self.per_webhook) {
             return false;
         }
         c.total += 1;
@@ -72,8 +93,9 @@ impl Window {
         let total_crossed = c.total == self.capacity.div_ceil(2);
         c.total = c.total.saturating_sub(1);
         let mut share_crossed = false;
+        let share = c.share_of(webhook, self.per_webhook);
         if let Some(n) = c.per_webhook.get_mut(webhook) {
-            share_crossed = *n == self.per_webhook.div_ceil(2);
+            share_crossed = *n == share.div_ceil(2);
             *n = n.saturating_sub(1);
             if *n == 0 {
                 c.per_webhook.remove(webhook);
@@ -94,12 +116,31 @@ impl Window {
 
     /// Webhooks whose share is full (the scheduler skips their due work).
     pub fn saturated(&self) -> Vec<WebhookId> {
-        self.counts()
-            .per_webhook
+        let c = self.counts();
+        c.per_webhook
             .iter()
-            .filter(|(_, n)| **n >= self.per_webhook)
+            .filter(|(id, n)| **n >= c.share_of(id, self.per_webhook))
             .map(|(id, _)| id.clone())
             .collect()
+    }
+
+    /// Gives these webhooks their own (smaller) shares, replacing the
+    /// previous ones; the others keep the default share. A share is capped
+    /// at the default.
+    pub fn set_shares(&self, shares: impl IntoIterator<Item = (WebhookId, usize)>) {
+        let shares = shares
+            .into_iter()
+            .map(|(id, n)| (id, n.clamp(1, self.per_webhook)))
+            .collect();
+        self.counts().shares = shares;
+    }
+
+    /// The share of a webhook limited to `per_second` deliveries a second:
+    /// [`PACED_SHARE_SECS`] of its sending, at least [`MIN_PACED_SHARE`].
+    pub fn paced_share(per_second: u32) -> usize {
+        (per_second as usize)
+            .saturating_mul(PACED_SHARE_SECS)
+            .max(MIN_PACED_SHARE)
     }
 }
 
@@ -123,6 +164,32 @@ mod tests {
         assert!(w.saturated().is_empty());
         assert!(w.try_reserve(&b));
         assert_eq!(w.used(), 3);
+    }
+
+    #[test]
+    fn a_rate_limited_webhook_has_its_own_smaller_share() {
+        let w = Window::new(100, 50);
+        let (paced, other) = (
+            WebhookId::parse("wh_paced").unwrap(),
+            WebhookId::parse("wh_other").unwrap(),
+        );
+        w.set_shares([(paced.clone(), 4)]);
+        for _ in 0..4 {
+            assert!(w.try_reserve(&paced));
+        }
+        assert!(!w.try_reserve(&paced), "its own share");
+        assert_eq!(w.saturated(), vec![paced.clone()]);
+        for _ in 0..50 {
+            assert!(w.try_reserve(&other), "the default share");
+        }
+        assert!(!w.release(&paced), "4 -> 3 of 4");
+        assert!(!w.release(&paced), "3 -> 2: half, not below");
+        assert!(w.release(&paced), "2 -> 1: below half of its share");
+        // Lifted: the default share again.
+        w.set_shares([]);
+        assert!(w.try_reserve(&paced));
+        assert_eq!(Window::paced_share(50), 500);
+        assert_eq!(Window::paced_share(1), MIN_PACED_SHARE);
     }
 
     #[test]

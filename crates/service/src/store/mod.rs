@@ -9,6 +9,7 @@
 //! Ownership is part of every user-facing query: methods take an
 //! [`Owner`] and a row of another user is indistinguishable from a missing one.
 
+mod controls;
 mod headers;
 pub mod health;
 pub(crate) mod migrations;
@@ -16,6 +17,7 @@ pub mod postgres;
 pub mod sqlite;
 mod visible;
 
+pub use self::controls::{ControlsPatch, DeliveryControls};
 pub(crate) use self::headers::headers_json;
 pub use self::visible::{StatsScope, VisibleWebhook};
 
@@ -106,6 +108,8 @@ pub struct WebhookRecord {
     pub created_at: i64,
     /// Last change (unix ms).
     pub updated_at: i64,
+    /// Filter, rate limit, retry schedule and timeout.
+    pub controls: DeliveryControls,
 }
 
 /// A new webhook.
@@ -129,6 +133,8 @@ pub struct NewWebhook {
     pub secret: WebhookSecret,
     /// Creation time (unix ms).
     pub now: i64,
+    /// Filter, rate limit, retry schedule and timeout.
+    pub controls: DeliveryControls,
 }
 
 /// A change to a webhook; `None` leaves a field as it is.
@@ -146,6 +152,8 @@ pub struct WebhookPatch {
     pub secret: Option<WebhookSecret>,
     /// Time of the change (unix ms).
     pub now: i64,
+    /// Changes to the filter, rate limit, retry schedule and timeout.
+    pub controls: ControlsPatch,
 }
 
 /// An event to store with its deliveries, committed together.
@@ -519,6 +527,12 @@ pub trait Store: Send + Sync + 'static {
     /// so the old ones are a range of the primary key: no index of their
     /// creation time, and no scan of the whole table when none is old yet.
     async fn prune(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// Instances alive on this store (a heartbeat within the claims' time to
+    /// live), this one included; 1 when this process is the only one.
+    async fn live_instances(&self) -> Result<u32, StoreError> {
+        Ok(1)
+    }
 
     /// Changes to webhooks made by any instance sharing this store: the
     /// value is bumped after each change that affects routing or signing

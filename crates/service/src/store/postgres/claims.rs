@@ -121,6 +121,22 @@ const FORGET_INSTANCES: &str = concat!(
     " - $1"
 );
 
+const LIVE_INSTANCES: &str = concat!(
+    "SELECT COUNT(*) FROM instances WHERE heartbeat_at > ",
+    db_now!(),
+    " - $1"
+);
+
+/// Instances with a heartbeat within `ttl_ms`.
+pub(super) async fn live_instances(c: &mut Conn, ttl_ms: i64) -> Result<u32, StoreError> {
+    let n: i64 = get(
+        &c.query_one(LIVE_INSTANCES, &[&ttl_ms]).await?,
+        0,
+        "instances",
+    )?;
+    Ok(u32::try_from(n).unwrap_or(u32::MAX))
+}
+
 /// Records that `owner` is alive now.
 pub(super) async fn heartbeat(c: &mut Conn, owner: &str, ttl_ms: i64) -> Result<(), StoreError> {
     c.execute(HEARTBEAT, &[&owner, &ttl_ms]).await?;

@@ -292,6 +292,11 @@ impl Store for PostgresStore {
         claims::release(&mut c, owner, &deliveries).await
     }
 
+    async fn live_instances(&self) -> Result<u32, StoreError> {
+        let mut c = self.pool.get().await?;
+        claims::live_instances(&mut c, self.claim_ttl_ms).await
+    }
+
     async fn recover_claims(&self, live_owner: &str) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
         claims::recover(&mut c, live_owner, self.claim_ttl_ms).await

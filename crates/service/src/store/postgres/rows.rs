@@ -9,13 +9,14 @@ use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use crate::crypto::SecretCipher;
-use crate::store::{AttemptRecord, DeliveryRecord, StoreError, WebhookRecord};
+use crate::store::{AttemptRecord, DeliveryControls, DeliveryRecord, StoreError, WebhookRecord};
 
 /// The columns [`webhook`] reads, in order.
 macro_rules! webhook_columns {
     () => {
         "id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, prev_secret_enc, \
-         prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, created_at, updated_at"
+         prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, created_at, updated_at, \
+         delivery_controls::text"
     };
 }
 pub(super) use webhook_columns;
@@ -98,6 +99,9 @@ pub(super) fn webhook(cipher: &SecretCipher, row: &Row) -> Result<WebhookRecord,
         consecutive_exhausted: u32::try_from(exhausted).unwrap_or(u32::MAX),
         created_at: get(row, 14, "webhook created_at")?,
         updated_at: get(row, 15, "webhook updated_at")?,
+        controls: DeliveryControls::from_column(
+            get::<Option<String>>(row, 16, "webhook delivery controls")?.as_deref(),
+        )?,
     })
 }
 

@@ -14,7 +14,7 @@ const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended('webhook
 const COUNT_OWNED: &str = "SELECT COUNT(*) FROM webhooks WHERE owner_id = $1";
 const INSERT: &str = concat!(
     "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
-     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ",
+     created_at, updated_at, delivery_controls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::text::jsonb) RETURNING ",
     webhook_columns!()
 );
 const GET: &str = concat!(
@@ -46,7 +46,9 @@ const UPDATE: &str = concat!(
      disabled_at = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE disabled_at END, \
      failing_since = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE failing_since END, \
      consecutive_exhausted = CASE WHEN $9::bool AND NOT is_active THEN 0 ELSE consecutive_exhausted END, \
-     updated_at = $10::int8 \
+     updated_at = $10::int8, \
+     delivery_controls = CASE WHEN $11::bool THEN NULLIF((COALESCE(delivery_controls, '{}'::jsonb) || $12::text::jsonb) \
+     - $13::text[], '{}'::jsonb) ELSE delivery_controls END \
      WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
     webhook_columns!()
 );
@@ -106,6 +108,7 @@ pub(super) async fn create(
                     &new.scope_all,
                     &sealed,
                     &new.now,
+                    &new.controls.to_column(),
                 ],
             )
             .await
@@ -176,6 +179,10 @@ pub(super) async fn update(
     // clauses read the row's old `is_active`): the front end sends
     // `isActive: true` with every edit of an active webhook.
     let reenabled = patch.is_active == Some(true);
+    // Merged into the stored controls in the statement, so that concurrent
+    // changes of different controls (on any instance) all stay.
+    let change_controls = !patch.controls.is_empty();
+    let (controls_set, controls_cleared) = patch.controls.set_and_cleared();
     let row = c
         .query_opt(
             UPDATE,
@@ -190,6 +197,9 @@ pub(super) async fn update(
                 &secret_enc,
                 &reenabled,
                 &patch.now,
+                &change_controls,
+                &controls_set,
+                &controls_cleared,
             ],
         )
         .await?;

@@ -6,7 +6,7 @@ use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use crate::crypto::SecretCipher;
-use crate::store::{DeliveryRecord, StoreError, WebhookRecord};
+use crate::store::{DeliveryControls, DeliveryRecord, StoreError, WebhookRecord};
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -14,7 +14,7 @@ pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 pub(super) const WEBHOOK_COLUMNS: &str = "id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
      prev_secret_enc, prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, \
-     created_at, updated_at";
+     created_at, updated_at, delivery_controls";
 
 /// A webhook row before its secrets are opened.
 pub(super) struct RawWebhook {
@@ -34,6 +34,7 @@ pub(super) struct RawWebhook {
     consecutive_exhausted: i64,
     created_at: i64,
     updated_at: i64,
+    delivery_controls: Option<String>,
 }
 
 pub(super) fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
@@ -54,6 +55,7 @@ pub(super) fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
         consecutive_exhausted: r.get(13)?,
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        delivery_controls: r.get(16)?,
     })
 }
 
@@ -94,6 +96,7 @@ pub(super) fn finish_webhook(
         consecutive_exhausted: u32::try_from(raw.consecutive_exhausted).unwrap_or(u32::MAX),
         created_at: raw.created_at,
         updated_at: raw.updated_at,
+        controls: DeliveryControls::from_column(raw.delivery_controls.as_deref())?,
     })
 }
 

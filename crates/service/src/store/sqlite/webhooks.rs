@@ -32,7 +32,7 @@ pub fn create_webhook(
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
     c.prepare_cached(
         "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+         created_at, updated_at, delivery_controls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -44,6 +44,7 @@ pub fn create_webhook(
         new.scope_all,
         sealed,
         new.now,
+        new.controls.to_column(),
     ])?;
     get_webhook(c, cipher, &new.id, None)?
         .ok_or_else(|| StoreError::Unavailable("webhook vanished after insert".into()))
@@ -117,6 +118,8 @@ pub fn update_webhook(
     // not keep a dead endpoint from ever being disabled.
     let reenabled = patch.is_active == Some(true) && !current.is_active;
     let is_active = patch.is_active.unwrap_or(current.is_active);
+    // Merged here: the writer's transaction serialises updates.
+    let controls = current.controls.patched(&patch.controls);
     c.prepare_cached(
         "UPDATE webhooks SET url = ?2, event_types = ?3, description = ?4, is_active = ?5, \
          secret_enc = COALESCE(?6, secret_enc), \
@@ -126,7 +129,7 @@ pub fn update_webhook(
          disabled_at = CASE WHEN ?7 THEN NULL ELSE disabled_at END, \
          failing_since = CASE WHEN ?7 THEN NULL ELSE failing_since END, \
          consecutive_exhausted = CASE WHEN ?7 THEN 0 ELSE consecutive_exhausted END, \
-         updated_at = ?8 WHERE id = ?1",
+         updated_at = ?8, delivery_controls = ?9 WHERE id = ?1",
     )?
     .execute(params![
         id.as_str(),
@@ -137,6 +140,7 @@ pub fn update_webhook(
         secret_enc,
         reenabled,
         patch.now,
+        controls.to_column(),
     ])?;
     get_webhook(c, cipher, id, None)
 }
