@@ -65,7 +65,18 @@ fn previous_binary() -> Result<PathBuf, String> {
         "building the previous release ({PREVIOUS_RELEASE}) into {}",
         dir.display()
     );
-    let built = Command::new(env!("CARGO"))
+    // The toolchain's own rustc beside its cargo: through rustup's proxy,
+    // a dependency's `rust-toolchain` file would pick another toolchain.
+    let cargo = PathBuf::from(env!("CARGO"));
+    let mut build = Command::new(&cargo);
+    if let Some(rustc) = cargo
+        .parent()
+        .map(|bin| bin.join("rustc"))
+        .filter(|r| r.exists())
+    {
+        build.env("RUSTC", rustc);
+    }
+    let built = build
         .args([
             "build",
             "-q",
