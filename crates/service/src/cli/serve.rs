@@ -1,0 +1,172 @@
+//! `serve`, `migrate` and `token`: the service itself and its set-up commands.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use webhook_domain::ids::UserId;
+use webhook_domain::retry::parse_duration;
+use webhook_service::config::{Config, Settings};
+use webhook_service::{auth, devmode, server, telemetry};
+
+use super::CliError;
+
+/// Options of `serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Local development: generated secrets, http and loopback destinations allowed, pretty logs,
+    /// one line per delivery attempt on the terminal.
+    #[arg(long)]
+    dev: bool,
+    /// Listen port (overrides PORT).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Listen address (overrides HOST).
+    #[arg(long)]
+    host: Option<IpAddr>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// TOML file with settings (keys are the environment variable names).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// Options of `token`.
+#[derive(Args)]
+pub struct TokenArgs {
+    /// User id (the token's userId claim; the platform's ids are UUIDs).
+    #[arg(long)]
+    user: String,
+    /// Email claim.
+    #[arg(long)]
+    email: Option<String>,
+    /// Add the admin role.
+    #[arg(long)]
+    admin: bool,
+    /// Lifetime, e.g. 15m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    ttl: String,
+    /// Use the secret that `serve --dev` generated in the data directory.
+    #[arg(long)]
+    dev: bool,
+    /// TOML file with settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+/// The loopback ranges `--dev` allows as destinations besides WEBHOOK_ALLOWED_CIDRS.
+const DEV_LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::load(args.config.as_deref())?;
+    let mut config = Config::from_settings(&settings, args.dev)?;
+    if let Some(port) = args.port {
+        config.port = port;
+    }
+    if let Some(host) = args.host {
+        config.host = host;
+    }
+    if args.dev {
+        // Before printing too: `--print-config` shows what `serve --dev` runs with.
+        let generated = devmode::fill_missing(&mut config)?;
+        if !generated.is_empty() && !args.print_config {
+            eprintln!(
+                "--dev: using generated {} kept in {}",
+                generated.join(", "),
+                devmode::secrets_path(&config.data_dir).display()
+            );
+        }
+    }
+    if args.print_config {
+        let mut shown = config.redacted();
+        if args.dev
+            && let Some(cidrs) = shown.get_mut("allowedCidrs").and_then(|v| v.as_array_mut())
+        {
+            cidrs.extend(DEV_LOOPBACK.iter().map(|c| serde_json::json!(c)));
+        }
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+        return Ok(());
+    }
+    telemetry::init(&config.log_level, config.log_format);
+    if args.dev {
+        eprintln!(
+            "--dev: receive deliveries with `webhook-service listen --dev --register user.created`,\n\
+             --dev: send an event with `webhook-service send user.created --dev --example`,\n\
+             --dev: mint a token with `webhook-service token --dev --user <user-id> [--admin]`"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(server::run(config))
+}
+
+pub fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
+    let settings = Settings::load(config.as_deref())?;
+    let config = Config::from_settings(&settings, true)?;
+    if let Some(url) = &config.database_url {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let applied = runtime.block_on(
+            webhook_service::store::postgres::PostgresStore::migrate_only(url.expose()),
+        )?;
+        println!("{applied} migrations applied in the PostgreSQL database of DATABASE_URL");
+        return Ok(());
+    }
+    let applied = webhook_service::store::sqlite::SqliteStore::migrate_only(&config.data_dir)?;
+    println!(
+        "{applied} migrations applied in {}",
+        config.data_dir.display()
+    );
+    Ok(())
+}
+
+/// Whether `text` is a UUID in its usual hyphenated form.
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+pub fn token(args: TokenArgs) -> Result<(), CliError> {
+    let user = UserId::parse(&args.user)
+        .map_err(|e| CliError::Usage(format!("--user {:?}: {}", args.user, e.reason)))?;
+    if !is_uuid(user.as_str()) {
+        // Accepted (events may carry any user id), but a token for a user id the
+        // platform never emits sees no platform event: say so instead of staying silent.
+        eprintln!(
+            "warning: --user {:?} is not a UUID; the platform's user ids are UUIDs, so its events will not match this token's user",
+            user.as_str()
+        );
+    }
+    let settings = Settings::load(args.config.as_deref()).map_err(anyhow::Error::from)?;
+    let config = Config::from_settings(&settings, true).map_err(anyhow::Error::from)?;
+    let ttl: Duration =
+        parse_duration(&args.ttl).map_err(|e| CliError::Usage(format!("--ttl: {e}")))?;
+    let secret = match (&config.jwt.secret, args.dev) {
+        // `serve --dev` also prefers a configured JWT_SECRET over the generated one.
+        (Some(secret), _) => secret.clone(),
+        (None, true) => devmode::jwt_secret(&config.data_dir).map_err(anyhow::Error::from)?,
+        (None, false) => {
+            return Err(CliError::Usage(
+                "JWT_SECRET is not set (use --dev for the secret of `serve --dev`)".into(),
+            ));
+        }
+    };
+    let token = auth::mint_token(
+        &secret,
+        user.as_str(),
+        args.email.as_deref(),
+        args.admin,
+        ttl,
+    )
+    .map_err(anyhow::Error::from)?;
+    println!("{token}");
+    Ok(())
+}
