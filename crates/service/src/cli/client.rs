@@ -12,6 +12,7 @@ use webhook_domain::retry::parse_duration;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 
 use super::connect::Service;
+use super::output::outln;
 use super::output::{Tone, cell, paint, print_fields, print_json, print_table, status_tone};
 use super::{CliError, Connection};
 
@@ -264,7 +265,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             if service.json {
                 print_json(&Value::Array(items));
             } else if items.is_empty() {
-                println!(
+                outln!(
                     "no webhooks yet: create one with `webhook-service webhooks create --url URL --events TYPES`"
                 );
             } else {
@@ -345,7 +346,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             if service.json {
                 print_json(&envelope["data"]);
             } else {
-                println!("deleted {id}");
+                outln!("deleted {id}");
             }
             Ok(())
         }
@@ -399,7 +400,7 @@ async fn toggle(id: String, connection: Connection, active: bool) -> Result<(), 
     if service.json {
         print_json(&envelope["data"]);
     } else {
-        println!("{id} {}", if active { "enabled" } else { "disabled" });
+        outln!("{id} {}", if active { "enabled" } else { "disabled" });
     }
     Ok(())
 }
@@ -514,7 +515,7 @@ pub async fn deliveries(cmd: DeliveriesCommand) -> Result<(), CliError> {
                 .unwrap_or_default();
             print_fields(&Value::Object(summary));
             let attempts = data["attempts"].as_array().cloned().unwrap_or_default();
-            println!();
+            outln!();
             let rows: Vec<Vec<String>> = attempts
                 .iter()
                 .map(|a| {
@@ -552,7 +553,7 @@ pub async fn deliveries(cmd: DeliveriesCommand) -> Result<(), CliError> {
             if service.json {
                 print_json(&envelope["data"]);
             } else {
-                println!("{id} queued for redelivery");
+                outln!("{id} queued for redelivery");
             }
             Ok(())
         }
@@ -600,7 +601,7 @@ async fn list_deliveries(args: ListArgs) -> Result<(), CliError> {
         if service.json {
             print_json(&Value::Array(items));
         } else if items.is_empty() {
-            println!("no deliveries match");
+            outln!("no deliveries match");
         } else {
             let rows: Vec<Vec<String>> = items.iter().map(delivery_row).collect();
             print_table(&DELIVERY_HEADERS, &rows);
@@ -627,10 +628,10 @@ async fn follow(
     };
     let print = |d: &Value| {
         if service.json {
-            println!("{d}");
+            outln!("{d}");
         } else {
             let status = d["status"].as_str().unwrap_or("-");
-            println!(
+            outln!(
                 "{}  {}  {}  {}  {}  attempts {}  {}",
                 cell(&d["updatedAt"]),
                 cell(&d["id"]),
@@ -712,7 +713,7 @@ pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {
     if service.json {
         print_json(&envelope["data"]);
     } else {
-        println!(
+        outln!(
             "{} deliveries of {} queued for redelivery",
             cell(&envelope["data"]["replayed"]),
             args.webhook

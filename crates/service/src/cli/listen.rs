@@ -21,6 +21,7 @@ use webhook_verify::{DEFAULT_TOLERANCE_SECS, StandardHeaders, verify_legacy, ver
 
 use super::connect::Service;
 use super::http::HttpClient;
+use super::output::outln;
 use super::output::{Tone, paint, status_tone};
 use super::{CliError, Connection};
 
@@ -443,7 +444,7 @@ async fn handle(
     } else {
         report.block()
     };
-    println!("{text}");
+    outln!("{text}");
     if answered.status.is_none() {
         // Holding the request is the point: the service's attempt times out.
         tokio::time::sleep(HOLD).await;

@@ -10,6 +10,7 @@ use webhook_service::devmode;
 use webhook_service::store::sqlite::backup;
 
 use super::CliError;
+use super::output::outln;
 use super::output::{Tone, paint, print_json};
 
 pub const BACKUP_AFTER_HELP: &str = "\
@@ -99,7 +100,7 @@ pub fn backup(args: BackupArgs) -> Result<(), CliError> {
             &json!({"file": args.to.display().to_string(), "pages": report.pages, "bytes": report.bytes}),
         );
     } else {
-        println!(
+        outln!(
             "backed up {} to {} ({} KiB)",
             config.data_dir.display(),
             args.to.display(),
@@ -117,7 +118,7 @@ pub fn restore(args: RestoreArgs) -> Result<(), CliError> {
         ));
     }
     backup::restore(&config.data_dir, &args.from, args.force).map_err(file_op)?;
-    println!(
+    outln!(
         "restored {} into {}",
         args.from.display(),
         config.data_dir.display()
@@ -211,7 +212,7 @@ pub async fn check(args: CheckArgs) -> Result<(), CliError> {
             } else {
                 paint("✗", Tone::Bad)
             };
-            println!("{mark} {name}: {detail}");
+            outln!("{mark} {name}: {detail}");
         }
     }
     if ok {

@@ -1,9 +1,26 @@
 //! Output conventions: aligned tables for people, `--json` for scripts,
 //! colour only when stdout is a terminal (and `NO_COLOR` is unset).
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 
 use serde_json::Value;
+
+/// `println!` that ends the command quietly when stdout is closed (`| head`)
+/// instead of panicking on the broken pipe.
+macro_rules! outln {
+    () => { $crate::cli::output::write_line("") };
+    ($($arg:tt)*) => { $crate::cli::output::write_line(&format!($($arg)*)) };
+}
+pub(crate) use outln;
+
+/// Writes one line to stdout; a reader that went away ends the process.
+pub fn write_line(text: &str) {
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{text}").and_then(|()| out.flush()).is_err() {
+        // Nobody reads any more: what is left to print has no reader either.
+        std::process::exit(0);
+    }
+}
 
 /// Whether stdout takes ANSI colours.
 pub fn colour() -> bool {
@@ -46,7 +63,7 @@ pub fn status_tone(status: &str) -> Tone {
 
 /// Prints `value` as pretty JSON.
 pub fn print_json(value: &Value) {
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
     );
@@ -75,7 +92,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         }
         out
     };
-    println!(
+    outln!(
         "{}",
         line(
             headers
@@ -85,7 +102,7 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
         )
     );
     for row in rows {
-        println!("{}", line(row.clone()));
+        outln!("{}", line(row.clone()));
     }
 }
 
@@ -127,6 +144,6 @@ pub fn print_fields(object: &Value) {
             Value::Array(items) if items.iter().any(Value::is_object) => value.to_string(),
             _ => cell(value),
         };
-        println!("{key:<width$}  {shown}");
+        outln!("{key:<width$}  {shown}");
     }
 }

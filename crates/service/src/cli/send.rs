@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use webhook_domain::event_type::catalogue;
 
 use super::connect::Service;
+use super::output::outln;
 use super::output::{Tone, paint, print_json};
 use super::{CliError, Connection};
 
@@ -85,7 +86,12 @@ async fn send_one(service: &Service, args: &SendArgs) -> Result<(), CliError> {
                     "--example: {event_type:?} is not in the catalogue; `webhook-service event-types` lists the types"
                 ))
             })?;
-        serde_json::from_str(info.example).map_err(anyhow::Error::from)?
+        // The catalogue's example is a whole envelope; the event's data is its `data`.
+        let mut example: Value = serde_json::from_str(info.example).map_err(anyhow::Error::from)?;
+        match example.get_mut("data") {
+            Some(data) => data.take(),
+            None => example,
+        }
     } else {
         match &args.data {
             Some(spec) => {
@@ -124,16 +130,16 @@ async fn send_one(service: &Service, args: &SendArgs) -> Result<(), CliError> {
     let deliveries = data["deliveries"].as_u64().unwrap_or(0);
     let id = data["eventId"].as_str().unwrap_or("?");
     if data["duplicate"].as_bool() == Some(true) {
-        println!("{id} was already stored (duplicate id): not delivered again");
+        outln!("{id} was already stored (duplicate id): not delivered again");
     } else {
-        println!(
+        outln!(
             "{} {id} ({event_type}) → {deliveries} deliver{}",
             paint("accepted", Tone::Good),
             if deliveries == 1 { "y" } else { "ies" }
         );
     }
     if deliveries == 0 {
-        println!(
+        outln!(
             "{}",
             paint(
                 "no active webhook of this user subscribes to this type (register one with `webhook-service listen --dev --register <type>`)",
@@ -248,14 +254,14 @@ async fn send_batch(service: &Service, path: &PathBuf) -> Result<(), CliError> {
                 LineResult::Rejected(_) => 0,
             })
             .sum();
-        println!(
+        outln!(
             "{} {accepted} events ({deliveries} deliveries), {} {rejected}",
             paint("accepted", Tone::Good),
             paint("rejected", if rejected > 0 { Tone::Bad } else { Tone::Dim })
         );
         for (line, r) in &results {
             if let LineResult::Rejected(errors) = r {
-                println!("line {line}: {}", errors.join("; "));
+                outln!("line {line}: {}", errors.join("; "));
             }
         }
     }

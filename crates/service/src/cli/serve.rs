@@ -11,6 +11,7 @@ use webhook_service::config::{Config, Settings};
 use webhook_service::{auth, devmode, server, telemetry};
 
 use super::CliError;
+use super::output::outln;
 
 /// Options of `serve`.
 #[derive(Args)]
@@ -86,10 +87,27 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         {
             cidrs.extend(DEV_LOOPBACK.iter().map(|c| serde_json::json!(c)));
         }
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        outln!("{}", serde_json::to_string_pretty(&shown)?);
         return Ok(());
     }
-    telemetry::init(&config.log_level, config.log_format);
+    let filter = if args.dev {
+        // A developer watching a local run sees each attempt's outcome.
+        // (A bare level is widened as telemetry::init widens it, so that
+        // adding a directive does not turn dependencies' logs on.)
+        let level = &config.log_level;
+        let base = if level.contains('=') || level.contains(',') {
+            level.clone()
+        } else {
+            format!("warn,webhook_service={level},webhook_outbound={level}")
+        };
+        format!(
+            "{base},{}=debug",
+            webhook_service::engine::DELIVERY_LOG_TARGET
+        )
+    } else {
+        config.log_level.clone()
+    };
+    telemetry::init(&filter, config.log_format);
     if args.dev {
         eprintln!(
             "--dev: receive deliveries with `webhook-service listen --dev --register user.created`,\n\
@@ -113,11 +131,11 @@ pub fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
         let applied = runtime.block_on(
             webhook_service::store::postgres::PostgresStore::migrate_only(url.expose()),
         )?;
-        println!("{applied} migrations applied in the PostgreSQL database of DATABASE_URL");
+        outln!("{applied} migrations applied in the PostgreSQL database of DATABASE_URL");
         return Ok(());
     }
     let applied = webhook_service::store::sqlite::SqliteStore::migrate_only(&config.data_dir)?;
-    println!(
+    outln!(
         "{applied} migrations applied in {}",
         config.data_dir.display()
     );
@@ -167,6 +185,6 @@ pub fn token(args: TokenArgs) -> Result<(), CliError> {
         ttl,
     )
     .map_err(anyhow::Error::from)?;
-    println!("{token}");
+    outln!("{token}");
     Ok(())
 }
