@@ -13,13 +13,13 @@ use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 
 use super::connect::Service;
 use super::output::outln;
-use super::output::{Tone, cell, paint, print_fields, print_json, print_table, status_tone};
+use super::output::{cell, paint, print_fields, print_json, print_table, status_tone};
 use super::{CliError, Connection};
 
 pub const WEBHOOKS_AFTER_HELP: &str = "\
 Examples:
   webhook-service webhooks list --dev
-  webhook-service webhooks create --url https://example.com/hooks --events user.created,credit.* --dev
+  webhook-service webhooks create --endpoint https://example.com/hooks --events user.created,credit.* --dev
   webhook-service webhooks disable wh_01J... --dev
   webhook-service webhooks test wh_01J... --event-type credit.low --dev
   webhook-service webhooks list --json --token \"$WEBHOOK_TOKEN\" --url https://webhooks.example.com";
@@ -52,9 +52,9 @@ pub enum WebhooksCommand {
     },
     /// Create a webhook; prints its secret once.
     Create {
-        /// Destination URL.
-        #[arg(long)]
-        url: String,
+        /// Destination URL of the webhook (--url is the service's).
+        #[arg(long, value_name = "URL")]
+        endpoint: String,
         /// Event types or patterns, comma separated (user.created, credit.*, *).
         #[arg(long, value_delimiter = ',', required = true)]
         events: Vec<String>,
@@ -72,8 +72,8 @@ pub enum WebhooksCommand {
         /// Webhook id.
         id: String,
         /// New destination URL.
-        #[arg(long)]
-        url: Option<String>,
+        #[arg(long, value_name = "URL")]
+        endpoint: Option<String>,
         /// New event types, comma separated.
         #[arg(long, value_delimiter = ',')]
         events: Option<Vec<String>>,
@@ -266,7 +266,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
                 print_json(&Value::Array(items));
             } else if items.is_empty() {
                 outln!(
-                    "no webhooks yet: create one with `webhook-service webhooks create --url URL --events TYPES`"
+                    "no webhooks yet: create one with `webhook-service webhooks create --endpoint URL --events TYPES`"
                 );
             } else {
                 print_table(
@@ -285,7 +285,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             Ok(())
         }
         WebhooksCommand::Create {
-            url,
+            endpoint: url,
             events,
             description,
             secret,
@@ -307,7 +307,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
         }
         WebhooksCommand::Update {
             id,
-            url,
+            endpoint: url,
             events,
             description,
             connection,
@@ -325,7 +325,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             }
             if body.as_object().is_some_and(|o| o.is_empty()) {
                 return Err(CliError::Usage(
-                    "nothing to change: pass --url, --events or --description".into(),
+                    "nothing to change: pass --endpoint, --events or --description".into(),
                 ));
             }
             let envelope = service
@@ -508,13 +508,13 @@ pub async fn deliveries(cmd: DeliveriesCommand) -> Result<(), CliError> {
                 .as_object()
                 .map(|o| {
                     o.iter()
-                        .filter(|(k, _)| k.as_str() != "attempts" && k.as_str() != "event")
+                        .filter(|(k, _)| k.as_str() != "attemptLog" && k.as_str() != "event")
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect()
                 })
                 .unwrap_or_default();
             print_fields(&Value::Object(summary));
-            let attempts = data["attempts"].as_array().cloned().unwrap_or_default();
+            let attempts = data["attemptLog"].as_array().cloned().unwrap_or_default();
             outln!();
             let rows: Vec<Vec<String>> = attempts
                 .iter()
@@ -651,12 +651,8 @@ async fn follow(
         print(d);
         seen.insert(cell(&d["id"]), key(d));
     }
-    if !service.json {
-        eprintln!(
-            "{}",
-            paint("following new deliveries (Ctrl-C to stop)", Tone::Dim)
-        );
-    }
+    // On stderr even with --json: scripts may wait for it before producing events.
+    eprintln!("following new deliveries (Ctrl-C to stop)");
     // The start of the watch, so that new deliveries are never crowded out by old ones.
     let watch_since = since.unwrap_or_else(|| format_rfc3339_millis(now_ms() - 60_000));
     let stop = super::listen::shutdown_signal();

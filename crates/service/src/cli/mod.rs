@@ -198,3 +198,14 @@ fn block_on<F: std::future::Future<Output = Result<(), CliError>>>(
         .map_err(|e| CliError::Other(anyhow::anyhow!("cannot start the runtime: {e}")))?;
     runtime.block_on(future)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        // Every subcommand: unique names, valid defaults and conflicts.
+        super::Cli::command().debug_assert();
+    }
+}

@@ -98,6 +98,33 @@ fn applied_versions(conn: &Connection, path: &Path) -> Result<Vec<i64>, FileOpEr
         .map_err(sqlite(path))
 }
 
+/// How often a copy step that found the source locked is tried again.
+const BUSY_RETRIES: u32 = 200;
+
+/// Copies every page of `source` into `target` in one backup step, so under
+/// one read transaction: the copy is `source` as of one commit. `path` names
+/// the source in errors.
+fn copy_all(source: &Connection, target: &mut Connection, path: &Path) -> Result<i32, FileOpError> {
+    let copy = Backup::new(source, target).map_err(sqlite(path))?;
+    for _ in 0..BUSY_RETRIES {
+        // -1: all pages at once (a partial step would let a commit in between
+        // restart the copy, or under a steady load never let it finish).
+        match copy.step(-1).map_err(sqlite(path))? {
+            StepResult::Done => return Ok(copy.progress().pagecount),
+            // Busy, Locked (and More, which one step over all pages does not
+            // answer): the writer holds the file; try again shortly.
+            _ => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+    Err(FileOpError::Sqlite {
+        path: path.to_path_buf(),
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            Some("the store stayed locked for 10 s".into()),
+        ),
+    })
+}
+
 /// What a finished backup copied.
 #[derive(Debug)]
 pub struct BackupReport {
@@ -122,20 +149,7 @@ pub fn backup(data_dir: &Path, dest: &Path) -> Result<BackupReport, FileOpError>
     // A previous failed attempt's leftovers; absence is fine.
     let _ = std::fs::remove_file(&partial);
     let mut target = Connection::open(&partial).map_err(sqlite(&partial))?;
-    let pages = {
-        let copy = Backup::new(&source, &mut target).map_err(sqlite(&partial))?;
-        loop {
-            // -1: every page in one step, under one read transaction.
-            match copy.step(-1).map_err(sqlite(&path))? {
-                StepResult::Done => break,
-                StepResult::More | StepResult::Busy | StepResult::Locked => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                _ => std::thread::sleep(std::time::Duration::from_millis(50)),
-            }
-        }
-        copy.progress().pagecount
-    };
+    let pages = copy_all(&source, &mut target, &path)?;
     // The copy keeps the source's WAL mode; fold it into one file.
     target
         .execute_batch("PRAGMA journal_mode = DELETE;")
@@ -176,9 +190,7 @@ pub fn restore(data_dir: &Path, from: &Path, force: bool) -> Result<(), FileOpEr
     let _ = std::fs::remove_file(&partial);
     {
         let mut target = Connection::open(&partial).map_err(sqlite(&partial))?;
-        let copy = Backup::new(&source, &mut target).map_err(sqlite(&partial))?;
-        copy.run_to_completion(-1, std::time::Duration::ZERO, None)
-            .map_err(sqlite(from))?;
+        copy_all(&source, &mut target, from)?;
     }
     // The old store's WAL must not be replayed onto the restored file.
     for suffix in ["-wal", "-shm"] {
