@@ -4,8 +4,6 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 // glibc's allocator spent ~15 % of the service's CPU under load (arena locks,
 // consolidation); mimalloc's thread-local free lists avoid most of it.
 // `--features system-allocator` keeps glibc's, so that heap profilers
@@ -15,5 +13,5 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    cli::run(cli::Cli::parse())
+    cli::run(cli::parse())
 }

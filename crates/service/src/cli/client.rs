@@ -22,7 +22,7 @@ Examples:
   webhook-service webhooks create --endpoint https://example.com/hooks --events user.created,credit.* --dev
   webhook-service webhooks disable wh_01J... --dev
   webhook-service webhooks test wh_01J... --event-type credit.low --dev
-  webhook-service webhooks list --json --token \"$WEBHOOK_TOKEN\" --url https://webhooks.example.com";
+  webhook-service webhooks list --json --token \"$WEBHOOK_TOKEN\" --url http://10.0.0.5:3005";
 
 pub const DELIVERIES_AFTER_HELP: &str = "\
 Examples:
@@ -39,11 +39,15 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
     /// List the webhooks the token may see.
+    #[command(
+        after_help = "Example:\n  webhook-service webhooks list --dev\n  webhook-service webhooks list --json --url http://10.0.0.5:3005 --token \"$WEBHOOK_TOKEN\""
+    )]
     List {
         #[command(flatten)]
         connection: Connection,
     },
     /// Show one webhook.
+    #[command(after_help = "Example:\n  webhook-service webhooks get wh_01J... --dev")]
     Get {
         /// Webhook id (wh_...).
         id: String,
@@ -51,6 +55,9 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Create a webhook; prints its secret once.
+    #[command(
+        after_help = "Example:\n  webhook-service webhooks create --endpoint https://example.com/hooks --events user.created,credit.* --dev"
+    )]
     Create {
         /// Destination URL of the webhook (--url is the service's).
         #[arg(long, value_name = "URL")]
@@ -68,6 +75,9 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Change a webhook's URL, event types or description.
+    #[command(
+        after_help = "Example:\n  webhook-service webhooks update wh_01J... --events 'user.*' --dev"
+    )]
     Update {
         /// Webhook id.
         id: String,
@@ -84,6 +94,7 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Delete a webhook and its delivery logs.
+    #[command(after_help = "Example:\n  webhook-service webhooks delete wh_01J... --dev")]
     Delete {
         /// Webhook id.
         id: String,
@@ -91,6 +102,7 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Resume deliveries (clears a disable reason).
+    #[command(after_help = "Example:\n  webhook-service webhooks enable wh_01J... --dev")]
     Enable {
         /// Webhook id.
         id: String,
@@ -98,6 +110,7 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Stop deliveries.
+    #[command(after_help = "Example:\n  webhook-service webhooks disable wh_01J... --dev")]
     Disable {
         /// Webhook id.
         id: String,
@@ -105,6 +118,7 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Replace the secret; the previous one keeps signing during the grace period.
+    #[command(after_help = "Example:\n  webhook-service webhooks rotate-secret wh_01J... --dev")]
     RotateSecret {
         /// Webhook id.
         id: String,
@@ -112,6 +126,9 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Send a test event to the webhook.
+    #[command(
+        after_help = "Example:\n  webhook-service webhooks test wh_01J... --event-type credit.low --dev"
+    )]
     Test {
         /// Webhook id.
         id: String,
@@ -126,8 +143,12 @@ pub enum WebhooksCommand {
 #[derive(Subcommand)]
 pub enum DeliveriesCommand {
     /// List deliveries, newest first (of one webhook, or of all visible ones).
+    #[command(
+        after_help = "Example:\n  webhook-service deliveries list --status failed --since 1h --dev\n  webhook-service deliveries list --follow --dev"
+    )]
     List(ListArgs),
     /// Show a delivery with every attempt.
+    #[command(after_help = "Example:\n  webhook-service deliveries get dlv_01J... --dev")]
     Get {
         /// Delivery id (dlv_...).
         id: String,
@@ -138,6 +159,7 @@ pub enum DeliveriesCommand {
         connection: Connection,
     },
     /// Deliver again now.
+    #[command(after_help = "Example:\n  webhook-service deliveries retry dlv_01J... --dev")]
     Retry {
         /// Delivery id (dlv_...).
         id: String,

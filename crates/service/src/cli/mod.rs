@@ -18,15 +18,17 @@ mod serve;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches as _, Parser, Subcommand};
 
 pub use error::CliError;
 
-/// Environment variables and exit codes, shown after every command's help.
-const AFTER_HELP: &str = "\
+/// The exit codes, shown at the end of every command's help.
+const EXIT_CODES: &str = "\
 Exit codes: 0 success; 1 the service answered an error, an event was rejected or a
-signature failed verification; 2 usage error; 3 the service cannot be reached.
+check failed; 2 usage error; 3 the service cannot be reached.";
 
+/// Where client commands find the service, shown after the top-level help.
+const AFTER_HELP: &str = "\
 Client commands find the service with --url (WEBHOOK_SERVICE_URL, default http://127.0.0.1:3005),
 a user token --token (WEBHOOK_TOKEN) and the internal secret --internal-secret
 (INTERNAL_SERVICE_SECRET). With --dev they read the secrets `serve --dev` generated
@@ -151,6 +153,32 @@ enum Command {
         shell: clap_complete::Shell,
     },
     // The portal's `portal-link` subcommand is merged here by the portal work.
+}
+
+/// Parses the process's arguments; every command's help ends with the exit codes.
+pub fn parse() -> Cli {
+    let command = with_exit_codes(Cli::command());
+    let matches = command.get_matches();
+    // The matches come from this very command tree, so they always convert;
+    // clap's own error (exit code 2) covers the impossible case anyway.
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `command`'s help text with the exit codes appended (and its subcommands').
+fn with_exit_codes(command: clap::Command) -> clap::Command {
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .collect();
+    let mut command = command;
+    for name in names {
+        command = command.mut_subcommand(name, with_exit_codes);
+    }
+    let text = match command.get_after_help() {
+        Some(existing) => format!("{existing}\n\n{EXIT_CODES}"),
+        None => EXIT_CODES.to_string(),
+    };
+    command.after_help(text)
 }
 
 /// Runs a parsed command line and maps the outcome to the documented exit code.
