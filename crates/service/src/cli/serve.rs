@@ -8,6 +8,7 @@ use clap::Args;
 use webhook_domain::ids::UserId;
 use webhook_domain::retry::parse_duration;
 use webhook_service::config::{Config, Settings};
+use webhook_service::store::sqlite::backup;
 use webhook_service::{auth, devmode, server, telemetry};
 
 use super::CliError;
@@ -134,12 +135,86 @@ pub fn migrate(config: Option<PathBuf>) -> anyhow::Result<()> {
         outln!("{applied} migrations applied in the PostgreSQL database of DATABASE_URL");
         return Ok(());
     }
-    let applied = webhook_service::store::sqlite::SqliteStore::migrate_only(&config.data_dir)?;
+    let plan = backup::migration_plan(&config.data_dir).ok();
+    let progress = plan
+        .as_ref()
+        .filter(|p| !p.pending.is_empty() && p.rows > 0)
+        .map(|p| {
+            eprintln!(
+                "applying migrations {:?} to {} ({} rows, {} MiB); a table rebuild copies every row",
+                p.pending,
+                config.data_dir.display(),
+                p.rows,
+                p.bytes / (1024 * 1024)
+            );
+            MigrateProgress::start(backup::wal_path(&config.data_dir), p.bytes)
+        });
+    let result = webhook_service::store::sqlite::SqliteStore::migrate_only(&config.data_dir);
+    if let Some(progress) = progress {
+        progress.finish();
+    }
+    let applied = result?;
     outln!(
         "{applied} migrations applied in {}",
         config.data_dir.display()
     );
     Ok(())
+}
+
+/// A progress bar with an estimate of the time left, on stderr while a
+/// migration runs (only on a terminal). A table rebuild writes about as many
+/// pages as the store holds, all through the write-ahead log, so the log's
+/// size over the store's is the share done; the estimate extrapolates the
+/// rate so far.
+struct MigrateProgress {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MigrateProgress {
+    fn start(wal: PathBuf, expected_bytes: u64) -> Self {
+        use std::io::{IsTerminal as _, Write as _};
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if !std::io::stderr().is_terminal() {
+            return MigrateProgress { done, thread: None };
+        }
+        let flag = done.clone();
+        let started = std::time::Instant::now();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let written = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+                let share = (written as f64 / expected_bytes.max(1) as f64).min(0.99);
+                let elapsed = started.elapsed().as_secs_f64();
+                let left = if share > 0.02 {
+                    format!("~{:.0} s left", elapsed / share - elapsed)
+                } else {
+                    "estimating".to_string()
+                };
+                let width = 30;
+                let filled = (share * width as f64) as usize;
+                eprint!(
+                    "\r[{}{}] {:>3.0}%  {elapsed:.0} s, {left}   ",
+                    "=".repeat(filled),
+                    " ".repeat(width - filled),
+                    share * 100.0
+                );
+                let _ = std::io::stderr().flush();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            eprintln!();
+        });
+        MigrateProgress {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Whether `text` is a UUID in its usual hyphenated form.
