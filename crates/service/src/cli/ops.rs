@@ -7,6 +7,7 @@ use serde_json::json;
 use webhook_service::config::{Config, Settings};
 use webhook_service::crypto::SecretCipher;
 use webhook_service::devmode;
+use webhook_service::store::postgres::PostgresStore;
 use webhook_service::store::sqlite::backup;
 
 use super::CliError;
@@ -145,34 +146,38 @@ pub async fn check(args: CheckArgs) -> Result<(), CliError> {
         }
     };
     if let Some(config) = &config {
-        if config.database_url.is_some() {
-            results.push((
-                "store",
-                true,
-                "PostgreSQL: not inspected by check (run `webhook-service migrate` to migrate it)"
-                    .to_string(),
-            ));
-        } else {
-            let cipher = config.encryption_key.as_ref().map(SecretCipher::new);
-            match backup::check(&config.data_dir, cipher.as_ref()) {
-                Ok(report) => {
-                    let migrated = report.applied >= report.known;
-                    results.push((
-                        "store",
-                        migrated,
-                        format!(
-                            "{}: {} of {} migrations applied{}",
-                            config.data_dir.join("webhooks.db").display(),
-                            report.applied,
-                            report.known,
-                            if migrated {
-                                ""
-                            } else {
-                                " (run `webhook-service migrate`)"
-                            }
-                        ),
-                    ));
-                    match &cipher {
+        let cipher = config.encryption_key.as_ref().map(SecretCipher::new);
+        let (location, checked) = match &config.database_url {
+            Some(url) => (
+                "the PostgreSQL database of DATABASE_URL".to_string(),
+                PostgresStore::check(url.expose(), cipher.as_ref())
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            None => (
+                config.data_dir.join("webhooks.db").display().to_string(),
+                backup::check(&config.data_dir, cipher.as_ref()).map_err(|e| e.to_string()),
+            ),
+        };
+        match checked {
+            Ok(report) => {
+                let migrated = report.applied >= report.known;
+                results.push((
+                    "store",
+                    migrated,
+                    format!(
+                        "{}: {} of {} migrations applied{}",
+                        location,
+                        report.applied,
+                        report.known,
+                        if migrated {
+                            ""
+                        } else {
+                            " (run `webhook-service migrate`)"
+                        }
+                    ),
+                ));
+                match &cipher {
                         None => results.push((
                             "encryption key",
                             false,
@@ -193,9 +198,8 @@ pub async fn check(args: CheckArgs) -> Result<(), CliError> {
                             ),
                         )),
                     }
-                }
-                Err(e) => results.push(("store", false, e.to_string())),
             }
+            Err(e) => results.push(("store", false, format!("{location}: {e}"))),
         }
     }
     let ok = results.iter().all(|(_, passed, _)| *passed);

@@ -9,6 +9,7 @@ use rusqlite::backup::{Backup, StepResult};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::crypto::SecretCipher;
+use crate::store::check::StoreCheck;
 use crate::store::migrations::SQLITE;
 
 /// The store's file in a data directory.
@@ -203,19 +204,6 @@ pub fn restore(data_dir: &Path, from: &Path, force: bool) -> Result<(), FileOpEr
     std::fs::rename(&partial, &path).map_err(io(&path))?;
     drop(lock);
     Ok(())
-}
-
-/// What `check` found in the store file.
-#[derive(Debug)]
-pub struct StoreCheck {
-    /// Migrations recorded in the file.
-    pub applied: usize,
-    /// Migrations this release knows.
-    pub known: usize,
-    /// Webhooks whose secret was opened with the key.
-    pub secrets_opened: usize,
-    /// Webhook ids whose secret the key does not open.
-    pub secrets_failed: Vec<String>,
 }
 
 /// Reads the store of `data_dir` (without migrating or writing): its
