@@ -33,8 +33,12 @@ Examples:
 
 /// Deliveries listed per webhook and page.
 const PAGE: u64 = 100;
-/// How often `--follow` asks for new deliveries.
-const FOLLOW_EVERY: Duration = Duration::from_millis(500);
+/// How often `--follow` asks for new deliveries. Each round is one request
+/// per followed webhook, counted against the user's API rate limit (by
+/// default 1000 an hour), so a round trip every 2 s, not faster.
+const FOLLOW_EVERY: Duration = Duration::from_secs(2);
+/// How long `--follow` waits when the rate limit was reached and the service gave no `Retry-After`.
+const RATE_LIMITED_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
@@ -689,7 +693,16 @@ async fn follow(
         rounds += 1;
         if args.webhook.is_none() && rounds.is_multiple_of(10) {
             // Webhooks created while following are followed too.
-            webhooks = webhook_ids(service, None).await?;
+            match webhook_ids(service, None).await {
+                Ok(ids) => webhooks = ids,
+                Err(CliError::RateLimited {
+                    retry_after_secs, ..
+                }) => {
+                    wait_for_rate_limit(retry_after_secs).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         let wide = ListArgs {
             webhook: None,
@@ -700,7 +713,17 @@ async fn follow(
             follow: true,
             connection: args.connection.clone(),
         };
-        let items = newest_deliveries(service, &webhooks, &wide, Some(watch_since.clone())).await?;
+        let items =
+            match newest_deliveries(service, &webhooks, &wide, Some(watch_since.clone())).await {
+                Ok(items) => items,
+                Err(CliError::RateLimited {
+                    retry_after_secs, ..
+                }) => {
+                    wait_for_rate_limit(retry_after_secs).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
         for d in items.iter().rev() {
             let id = cell(&d["id"]);
             let now = key(d);
@@ -710,6 +733,18 @@ async fn follow(
             }
         }
     }
+}
+
+/// A follow outlives a rate-limit window: it says so and waits instead of ending.
+async fn wait_for_rate_limit(retry_after_secs: Option<u64>) {
+    let wait = retry_after_secs
+        .map(Duration::from_secs)
+        .unwrap_or(RATE_LIMITED_WAIT);
+    eprintln!(
+        "the service's rate limit was reached (RATE_LIMIT_MAX_REQUESTS); following resumes in {} s",
+        wait.as_secs()
+    );
+    tokio::time::sleep(wait).await;
 }
 
 pub async fn replay(args: ReplayArgs) -> Result<(), CliError> {

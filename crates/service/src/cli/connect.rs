@@ -231,6 +231,17 @@ impl Service {
         if let Some(hint) = hint {
             text.push_str(&format!("\nhint: {hint}"));
         }
+        if answer.status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after_secs = answer
+                .headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse().ok());
+            return CliError::RateLimited {
+                message: text,
+                retry_after_secs,
+            };
+        }
         CliError::Service(text)
     }
 }

@@ -9,6 +9,14 @@ pub enum CliError {
     /// The service answered with an error status.
     #[error("{0}")]
     Service(String),
+    /// The service's rate limit refused the call; it may be retried after the wait.
+    #[error("{message}")]
+    RateLimited {
+        /// What the service said, with the hint.
+        message: String,
+        /// The service's `Retry-After`, in seconds.
+        retry_after_secs: Option<u64>,
+    },
     /// The command ran but its result is a failure: an event was rejected,
     /// a signature did not verify, a check did not pass.
     #[error("{0}")]
@@ -27,7 +35,10 @@ impl CliError {
         match self {
             CliError::Unreachable(_) => 3,
             CliError::Usage(_) => 2,
-            CliError::Service(_) | CliError::Failed(_) | CliError::Other(_) => 1,
+            CliError::Service(_)
+            | CliError::RateLimited { .. }
+            | CliError::Failed(_)
+            | CliError::Other(_) => 1,
         }
     }
 }
