@@ -365,6 +365,33 @@ async fn send_publishes_examples_and_batches_and_reports_rejected_lines() {
     let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(answer["deliveries"], 1, "{answer}");
 
+    // `--data -` reads the data from stdin.
+    let mut args = vec!["send", "user.created", "--user", USER, "--data", "-"];
+    args.extend(base);
+    let mut cmd = cli(&args);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = cmd.spawn().expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(br#"{"from":"stdin"}"#)
+            .expect("write stdin");
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("join");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let got = receiver.wait_for(3, DEADLINE).await.expect("deliveries");
+    assert!(
+        got.iter().any(|r| r.json()["data"]["from"] == "stdin"),
+        "no delivery carried the stdin data"
+    );
+
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("events.ndjson");
     std::fs::write(
@@ -557,6 +584,22 @@ async fn client_commands_answer_json_tables_and_say_what_is_wrong() {
     .await;
     assert_eq!(code(&out), 1);
     assert!(text(&out.stderr).contains("answered 404"));
+    // Publishing with a user token needs an admin: the 403 says so.
+    let out = run(cli(&[
+        "send",
+        "user.created",
+        "--user",
+        USER,
+        "--url",
+        &app.base,
+        "--token",
+        &token,
+    ]))
+    .await;
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("answered 403"), "{stderr}");
+    assert!(stderr.contains("--admin"), "{stderr}");
 }
 
 /// Acknowledged event ids, from batches posted until `stop` is set.
