@@ -557,6 +557,20 @@ async fn client_commands_answer_json_tables_and_say_what_is_wrong() {
             .is_some_and(|t| t.iter().any(|e| e["type"] == "credit.low"))
     );
 
+    // A test send's exit code says whether the endpoint accepted it.
+    let mut args = vec!["webhooks", "test", &id, "--event-type", "credit.low"];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    receiver.set_behavior(Behavior::Status(500));
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("did not accept") && stderr.contains("500"),
+        "{stderr}"
+    );
+
     let mut args = vec!["webhooks", "delete", &id];
     args.extend(conn.iter().copied());
     assert_eq!(code(&run(cli(&args)).await), 0);

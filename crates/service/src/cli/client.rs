@@ -404,10 +404,21 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
                     body.as_ref(),
                 )
                 .await?;
+            let data = &envelope["data"];
             if service.json {
-                print_json(&envelope["data"]);
+                print_json(data);
             } else {
-                print_fields(&envelope["data"]);
+                print_fields(data);
+            }
+            // The service answers 200 whatever the endpoint did; the exit code tells.
+            if data["success"].as_bool() == Some(false) {
+                return Err(CliError::Failed(format!(
+                    "the endpoint did not accept the test event ({})",
+                    match &data["statusCode"] {
+                        Value::Null => cell(&data["error"]),
+                        code => format!("status {code}"),
+                    }
+                )));
             }
             Ok(())
         }
