@@ -7,6 +7,7 @@
 
 mod client;
 mod connect;
+mod deliveries;
 mod error;
 mod http;
 mod listen;
@@ -117,13 +118,13 @@ enum Command {
     #[command(subcommand, after_help = client::WEBHOOKS_AFTER_HELP)]
     Webhooks(client::WebhooksCommand),
     /// Read delivery logs, follow them, and retry a delivery.
-    #[command(subcommand, after_help = client::DELIVERIES_AFTER_HELP)]
-    Deliveries(client::DeliveriesCommand),
+    #[command(subcommand, after_help = deliveries::DELIVERIES_AFTER_HELP)]
+    Deliveries(deliveries::DeliveriesCommand),
     /// Redeliver a webhook's deliveries of a time range.
     #[command(
         after_help = "Example:\n  webhook-service replay wh_01J... --since 24h --status all --dev"
     )]
-    Replay(client::ReplayArgs),
+    Replay(deliveries::ReplayArgs),
     /// Delivery statistics of one webhook or of all visible ones.
     #[command(
         after_help = "Examples:\n  webhook-service stats --dev\n  webhook-service stats wh_01J... --json"
@@ -190,8 +191,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Listen(args) => block_on(listen::run(args)),
         Command::Send(args) => block_on(send::run(args)),
         Command::Webhooks(cmd) => block_on(client::webhooks(cmd)),
-        Command::Deliveries(cmd) => block_on(client::deliveries(cmd)),
-        Command::Replay(args) => block_on(client::replay(args)),
+        Command::Deliveries(cmd) => block_on(deliveries::deliveries(cmd)),
+        Command::Replay(args) => block_on(deliveries::replay(args)),
         Command::Stats(args) => block_on(client::stats(args)),
         Command::EventTypes { connection } => block_on(client::event_types(connection)),
         Command::Backup(args) => ops::backup(args),
