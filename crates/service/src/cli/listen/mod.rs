@@ -2,6 +2,8 @@
 //! verified (both signature schemes), printed, and answered as told
 //! (`--respond`) or with what the developer's app answers (`--forward-to`).
 
+mod report;
+
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -14,15 +16,16 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::TcpListener;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 use webhook_verify::{DEFAULT_TOLERANCE_SECS, StandardHeaders, verify_legacy, verify_standard};
 
+use self::report::{Answered, Check, Delivery};
 use super::connect::Service;
 use super::http::HttpClient;
 use super::output::outln;
-use super::output::{Tone, paint, status_tone};
+use super::output::{Tone, paint};
 use super::{CliError, Connection};
 
 pub const AFTER_HELP: &str = "\
@@ -104,40 +107,6 @@ struct Receiver {
     quiet: bool,
     json: bool,
     http: HttpClient,
-}
-
-/// The outcome of one signature check.
-enum Check {
-    Verified,
-    Failed(String),
-    NotChecked,
-}
-
-impl Check {
-    fn json(&self) -> Value {
-        match self {
-            Check::Verified => json!("verified"),
-            Check::Failed(why) => json!(format!("failed: {why}")),
-            Check::NotChecked => json!("not checked (no --secret)"),
-        }
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Check::Verified => paint("✓ verified", Tone::Good),
-            Check::Failed(why) => paint(&format!("✗ FAILED ({why})"), Tone::Bad),
-            Check::NotChecked => paint("not checked (no --secret)", Tone::Dim),
-        }
-    }
-}
-
-/// What the app answered a forwarded delivery.
-type Forwarded = Result<(StatusCode, Bytes, Duration), String>;
-
-/// The answer the service got, and the app's when forwarded.
-struct Answered {
-    status: Option<StatusCode>,
-    forwarded: Option<Forwarded>,
 }
 
 pub async fn run(args: ListenArgs) -> Result<(), CliError> {
@@ -450,125 +419,4 @@ async fn handle(
         tokio::time::sleep(HOLD).await;
     }
     Ok(response)
-}
-
-/// One received delivery, for printing.
-struct Delivery<'a> {
-    received_at: &'a str,
-    headers: &'a http::HeaderMap,
-    body: &'a Bytes,
-    legacy: &'a Check,
-    standard: &'a Check,
-    answered: &'a Answered,
-    forward_to: Option<&'a str>,
-}
-
-impl Delivery<'_> {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-")
-    }
-
-    fn envelope(&self) -> Value {
-        serde_json::from_slice(self.body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(self.body).into_owned()))
-    }
-
-    fn answer_text(&self) -> String {
-        match self.answered.status {
-            Some(status) => paint(&status.as_u16().to_string(), status_tone(status.as_str())),
-            None => paint("none (holding until the service times out)", Tone::Warn),
-        }
-    }
-
-    fn json(&self) -> Value {
-        let forwarded = match &self.answered.forwarded {
-            None => Value::Null,
-            Some(Ok((status, body, took))) => json!({
-                "url": self.forward_to,
-                "status": status.as_u16(),
-                "body": String::from_utf8_lossy(body),
-                "durationMs": took.as_millis() as u64,
-            }),
-            Some(Err(e)) => json!({"url": self.forward_to, "error": e}),
-        };
-        json!({
-            "receivedAt": self.received_at,
-            "eventType": self.header("x-webhook-event"),
-            "eventId": self.header("x-webhook-id"),
-            "deliveryId": self.header("x-webhook-delivery"),
-            "attempt": self.header("x-webhook-attempt").parse::<u32>().ok(),
-            "signatures": {
-                "X-Webhook-Signature": self.legacy.json(),
-                "standardWebhooks": self.standard.json(),
-            },
-            "verified": match (self.legacy, self.standard) {
-                (Check::Verified, Check::Verified) => json!(true),
-                (Check::NotChecked, Check::NotChecked) => Value::Null,
-                _ => json!(false),
-            },
-            "answered": self.answered.status.map(|s| s.as_u16()),
-            "forwarded": forwarded,
-            "envelope": self.envelope(),
-        })
-    }
-
-    fn line(&self) -> String {
-        let short = |c: &Check| match c {
-            Check::Verified => paint("ok", Tone::Good),
-            Check::Failed(_) => paint("FAILED", Tone::Bad),
-            Check::NotChecked => paint("-", Tone::Dim),
-        };
-        format!(
-            "{}  {}  {}  {}  attempt {}  sig {} std {}  → {}",
-            self.received_at,
-            self.header("x-webhook-event"),
-            self.header("x-webhook-id"),
-            self.header("x-webhook-delivery"),
-            self.header("x-webhook-attempt"),
-            short(self.legacy),
-            short(self.standard),
-            self.answer_text(),
-        )
-    }
-
-    fn block(&self) -> String {
-        let mut out = format!(
-            "── {}  {}\n   event      {}\n   delivery   {} (attempt {})\n   X-Webhook-Signature  {}\n   Standard Webhooks    {}\n",
-            self.received_at,
-            paint(self.header("x-webhook-event"), Tone::Warn),
-            self.header("x-webhook-id"),
-            self.header("x-webhook-delivery"),
-            self.header("x-webhook-attempt"),
-            self.legacy.text(),
-            self.standard.text(),
-        );
-        match (&self.answered.forwarded, self.forward_to) {
-            (Some(Ok((status, body, took))), Some(url)) => {
-                out.push_str(&format!(
-                    "   forwarded  {url} → {} in {} ms: {}\n",
-                    paint(&status.as_u16().to_string(), status_tone(status.as_str())),
-                    took.as_millis(),
-                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim()
-                ));
-            }
-            (Some(Err(e)), Some(url)) => {
-                out.push_str(&format!(
-                    "   forwarded  {url} → {}\n",
-                    paint(&format!("failed: {e}"), Tone::Bad)
-                ));
-            }
-            _ => {}
-        }
-        out.push_str(&format!("   answered   {}\n", self.answer_text()));
-        let pretty = serde_json::to_string_pretty(&self.envelope()).unwrap_or_default();
-        for line in pretty.lines() {
-            out.push_str("   ");
-            out.push_str(line);
-            out.push('\n');
-        }
-        out
-    }
 }
