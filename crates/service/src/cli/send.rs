@@ -368,3 +368,50 @@ impl Progress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_all_rejected_chunk_maps_each_problem_to_its_line() {
+        let chunk = [(3, "{}"), (7, "{}")];
+        let envelope = json!({"success": false, "error": {"code": "VALIDATION_ERROR", "message": "No event",
+        "details": [
+            {"field": "events[0].eventType", "message": "eventType is required"},
+            {"field": "events[1]", "message": "event is not an object"},
+            {"field": "events[1].userId", "message": "userId is required"},
+        ]}});
+        let results = chunk_results(&chunk, StatusCode::BAD_REQUEST, &envelope).expect("mapped");
+        let lines: Vec<(usize, Vec<String>)> = results
+            .into_iter()
+            .map(|(line, r)| match r {
+                LineResult::Rejected(errors) => (line, errors),
+                LineResult::Accepted { .. } => panic!("nothing was accepted"),
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (3, vec!["eventType is required".to_string()]),
+                (
+                    7,
+                    vec![
+                        "event is not an object".to_string(),
+                        "userId is required".to_string()
+                    ]
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn another_error_of_the_batch_route_is_not_taken_for_rejected_lines() {
+        let envelope =
+            json!({"success": false, "error": {"code": "RATE_LIMITED", "message": "slow down"}});
+        assert!(matches!(
+            chunk_results(&[(1, "{}")], StatusCode::TOO_MANY_REQUESTS, &envelope),
+            Err(CliError::Failed(_))
+        ));
+    }
+}

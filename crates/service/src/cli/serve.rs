@@ -263,3 +263,17 @@ pub fn token(args: TokenArgs) -> Result<(), CliError> {
     outln!("{token}");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_uuid;
+
+    #[test]
+    fn uuids_are_recognised_in_their_hyphenated_form_only() {
+        assert!(is_uuid("0f8fad5b-d9cb-469f-a165-70867728950e"));
+        assert!(is_uuid("0F8FAD5B-D9CB-469F-A165-70867728950E"));
+        assert!(!is_uuid("not-a-uuid"));
+        assert!(!is_uuid("0f8fad5bd9cb469fa16570867728950e"));
+        assert!(!is_uuid("0f8fad5b-d9cb-469f-a165-70867728950g"));
+    }
+}

@@ -420,3 +420,16 @@ async fn handle(
     }
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn respond_takes_a_status_or_timeout() {
+        assert!(matches!(parse_respond("410"), Ok(Respond::Status(s)) if s == StatusCode::GONE));
+        assert!(matches!(parse_respond("TIMEOUT"), Ok(Respond::Timeout)));
+        assert!(parse_respond("100").is_err());
+        assert!(parse_respond("soon").is_err());
+    }
+}
