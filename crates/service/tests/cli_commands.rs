@@ -557,6 +557,45 @@ async fn client_commands_answer_json_tables_and_say_what_is_wrong() {
             .is_some_and(|t| t.iter().any(|e| e["type"] == "credit.low"))
     );
 
+    // Redelivery: one delivery now, and a replay of the last hour's.
+    let mut args = vec!["deliveries", "retry", &delivery_id];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("queued for redelivery"));
+    receiver.wait_for(2, DEADLINE).await.expect("redelivered");
+    // Replay takes deliveries at rest: wait for the retry's outcome to be logged.
+    app.wait_for_logs(&token, &id, DEADLINE, |items| {
+        items.iter().any(|d| {
+            d["id"] == delivery_id.as_str() && d["attempts"] == 2 && d["status"] == "delivered"
+        })
+    })
+    .await;
+    let mut args = vec!["replay", &id, "--since", "1h", "--status", "all", "--json"];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let replayed: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(replayed["replayed"], 1, "{replayed}");
+
+    // Update and rotate: the answers show the change.
+    let mut args = vec![
+        "webhooks",
+        "update",
+        &id,
+        "--events",
+        "credit.low",
+        "--json",
+    ];
+    args.extend(conn.iter().copied());
+    let updated: Value = serde_json::from_slice(&run(cli(&args)).await.stdout).expect("json");
+    assert_eq!(updated["eventTypes"], json!(["credit.low"]));
+    let mut args = vec!["webhooks", "rotate-secret", &id, "--json"];
+    args.extend(conn.iter().copied());
+    let rotated: Value = serde_json::from_slice(&run(cli(&args)).await.stdout).expect("json");
+    assert_eq!(rotated["secretMasked"], false);
+    assert_ne!(rotated["secret"], created["secret"]);
+
     // A test send's exit code says whether the endpoint accepted it.
     let mut args = vec!["webhooks", "test", &id, "--event-type", "credit.low"];
     args.extend(conn.iter().copied());
