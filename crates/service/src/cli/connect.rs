@@ -119,7 +119,11 @@ impl Service {
     /// An unauthenticated `GET` (the event catalogue).
     pub async fn public(&self, path: &str) -> Result<Value, CliError> {
         let url = format!("{}{path}", self.base);
-        let answer = self.http.send(Method::GET, &url, &[], None).await?;
+        let answer = self
+            .http
+            .send(Method::GET, &url, &[], None)
+            .await
+            .map_err(service_hint)?;
         self.success(answer, Credential::Token)
     }
 
@@ -172,6 +176,7 @@ impl Service {
         self.http
             .send(method, &url, &[(header::AUTHORIZATION, auth)], body)
             .await
+            .map_err(service_hint)
     }
 
     /// The envelope of a 2xx answer, or the error it means.
@@ -243,6 +248,17 @@ impl Service {
             };
         }
         CliError::Service(text)
+    }
+}
+
+/// An unreachable service: say how to start one or where to point.
+fn service_hint(e: CliError) -> CliError {
+    match e {
+        CliError::Unreachable(text) => CliError::Unreachable(format!(
+            "{text}. Is the service running there? Start it with `webhook-service serve --dev` \
+             or point --url (WEBHOOK_SERVICE_URL) at it"
+        )),
+        other => other,
     }
 }
 

@@ -39,7 +39,8 @@ impl HttpClient {
         }
     }
 
-    /// Sends one request; `Unreachable` names the URL when no answer comes.
+    /// Sends one request; `Unreachable` names the URL when no answer comes
+    /// (only plain http: https URLs are refused by the connector).
     pub async fn send(
         &self,
         method: Method,
@@ -57,12 +58,8 @@ impl HttpClient {
         let request = request
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| CliError::Usage(format!("{url} is not a usable URL: {e}")))?;
-        let unreachable = |reason: String| {
-            CliError::Unreachable(format!(
-                "no answer from {url}: {reason}. Is the service running there? Start it with \
-                 `webhook-service serve --dev` or point --url (WEBHOOK_SERVICE_URL) at it"
-            ))
-        };
+        let unreachable =
+            |reason: String| CliError::Unreachable(format!("no answer from {url}: {reason}"));
         let response = tokio::time::timeout(REQUEST_TIMEOUT, self.inner.request(request))
             .await
             .map_err(|_| unreachable(format!("no answer within {REQUEST_TIMEOUT:?}")))?

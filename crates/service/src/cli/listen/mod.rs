@@ -116,6 +116,13 @@ pub async fn run(args: ListenArgs) -> Result<(), CliError> {
             args.path
         )));
     }
+    if let Some(url) = &args.forward_to
+        && !url.starts_with("http://")
+    {
+        return Err(CliError::Usage(format!(
+            "--forward-to {url}: only http:// URLs (the app runs locally while you develop it)"
+        )));
+    }
     let service = Service::connect(&args.connection)?;
     let listener = TcpListener::bind((args.host, args.port))
         .await
