@@ -20,7 +20,7 @@ Examples:
   webhook-service webhooks create --endpoint https://example.com/hooks --events user.created,credit.* --dev
   webhook-service webhooks disable wh_01J... --dev
   webhook-service webhooks test wh_01J... --event-type credit.low --dev
-  webhook-service webhooks list --json --token \"$WEBHOOK_TOKEN\" --url http://10.0.0.5:3005";
+  webhook-service webhooks list --json --token \"$WEBHOOK_TOKEN\" --url https://webhooks.example.com";
 
 /// Deliveries listed per webhook and page.
 pub const PAGE: u64 = 100;
@@ -28,7 +28,7 @@ pub const PAGE: u64 = 100;
 pub enum WebhooksCommand {
     /// List the webhooks the token may see.
     #[command(
-        after_help = "Example:\n  webhook-service webhooks list --dev\n  webhook-service webhooks list --json --url http://10.0.0.5:3005 --token \"$WEBHOOK_TOKEN\""
+        after_help = "Example:\n  webhook-service webhooks list --dev\n  webhook-service webhooks list --json --url https://webhooks.example.com --token \"$WEBHOOK_TOKEN\""
     )]
     List {
         #[command(flatten)]

@@ -73,9 +73,9 @@ impl Service {
             .unwrap_or_else(|| DEFAULT_URL.to_string())
             .trim_end_matches('/')
             .to_string();
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(CliError::Usage(format!(
-                "--url {base}: only http:// URLs are supported (the service listens on plain HTTP behind its proxy)"
+                "--url {base}: give the service's http:// or https:// address"
             )));
         }
         Ok(Service {
@@ -84,7 +84,7 @@ impl Service {
             internal_secret,
             dev_user,
             json: c.json,
-            http: HttpClient::new(),
+            http: HttpClient::new()?,
         })
     }
 

@@ -1,12 +1,13 @@
-//! A small HTTP/1.1 client for the commands that talk to a running service
-//! (hyper-util's client, already built for the service's own tests of the
-//! engine; no second HTTP stack).
+//! A small HTTP/1.1 client for the commands that talk to a running service:
+//! hyper-util's client over hyper-rustls, so `--url` may be `https://` (a
+//! service behind its TLS proxy) or plain `http://` on loopback.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -26,21 +27,28 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// A plain-HTTP client (the service and local receivers speak http on loopback).
+/// An HTTP/1.1 client for http and https URLs (certificates checked against the webpki roots).
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl HttpClient {
-    pub fn new() -> Self {
-        HttpClient {
-            inner: Client::builder(TokioExecutor::new()).build_http(),
-        }
+    pub fn new() -> Result<Self, CliError> {
+        // The ring provider named explicitly: which default rustls would pick
+        // depends on the features other crates of the build enable.
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| CliError::Other(anyhow::anyhow!("cannot set up TLS: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(HttpClient {
+            inner: Client::builder(TokioExecutor::new()).build(connector),
+        })
     }
 
-    /// Sends one request; `Unreachable` names the URL when no answer comes
-    /// (only plain http: https URLs are refused by the connector).
+    /// Sends one request; `Unreachable` names the URL when no answer comes.
     pub async fn send(
         &self,
         method: Method,

@@ -118,9 +118,10 @@ pub async fn run(args: ListenArgs) -> Result<(), CliError> {
     }
     if let Some(url) = &args.forward_to
         && !url.starts_with("http://")
+        && !url.starts_with("https://")
     {
         return Err(CliError::Usage(format!(
-            "--forward-to {url}: only http:// URLs (the app runs locally while you develop it)"
+            "--forward-to {url}: give the app's http:// or https:// address"
         )));
     }
     let service = Service::connect(&args.connection)?;
