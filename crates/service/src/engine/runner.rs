@@ -211,7 +211,6 @@ impl Runner {
     }
 }
 
-/// What one attempt says about its endpoint, for the circuit breaker.
 /// The tracing target of the one-line-per-attempt log `serve --dev` shows.
 pub const DELIVERY_LOG_TARGET: &str = "webhook_service::delivery";
 
@@ -240,6 +239,7 @@ fn attempt_line(job: &DueDelivery, url: &str, report: &AttemptReport) -> String 
     )
 }
 
+/// What one attempt says about its endpoint, for the circuit breaker.
 fn verdict_of(report: &AttemptReport) -> Verdict {
     use webhook_domain::delivery::{AttemptErrorKind as K, DeliveryStatus};
     if report.status == DeliveryStatus::Delivered {
