@@ -99,3 +99,34 @@ pub fn fill_missing(config: &mut Config) -> Result<Vec<&'static str>, std::io::E
 pub fn jwt_secret(data_dir: &Path) -> Result<SecretString, std::io::Error> {
     Ok(SecretString::new(load_or_create(data_dir)?.jwt_secret))
 }
+
+/// The secrets a client command needs to talk to a `serve --dev` service.
+#[derive(Debug)]
+pub struct DevClientSecrets {
+    /// Signs the tokens the client mints.
+    pub jwt_secret: SecretString,
+    /// Authenticates the client on `/internal`.
+    pub internal_service_secret: SecretString,
+}
+
+/// Reads the secrets `serve --dev` generated in `data_dir`, without creating
+/// them: a client finding none is pointed at a data directory no dev service uses.
+pub fn read_client_secrets(data_dir: &Path) -> Result<DevClientSecrets, std::io::Error> {
+    let path = secrets_path(data_dir);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot read {}: {e}; start the service with `webhook-service serve --dev` first \
+                 (or set WEBHOOK_DATA_DIR to the data directory it uses)",
+                path.display()
+            ),
+        )
+    })?;
+    let secrets: DevSecrets = serde_json::from_str(&text)
+        .map_err(|e| std::io::Error::other(format!("{} is not valid: {e}", path.display())))?;
+    Ok(DevClientSecrets {
+        jwt_secret: SecretString::new(secrets.jwt_secret),
+        internal_service_secret: SecretString::new(secrets.internal_service_secret),
+    })
+}

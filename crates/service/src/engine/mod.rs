@@ -38,6 +38,7 @@ use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
 use webhook_outbound::OutboundClient;
 
 pub use attempt::sent_headers;
+pub use runner::DELIVERY_LOG_TARGET;
 pub use runner::TestSendError;
 
 use crate::config::DeliveryConfig;

@@ -115,6 +115,14 @@ impl Runner {
                     .attempt
                     .status_code
                     .is_some_and(webhook_domain::pacing::is_overload_status);
+                // One readable line per attempt for a developer watching
+                // `serve --dev`, which enables this target; production's
+                // default filter (`info`) leaves it off, so no per-delivery log.
+                tracing::debug!(
+                    target: DELIVERY_LOG_TARGET,
+                    "{}",
+                    attempt_line(&job, route.url.as_str(), &report)
+                );
                 let _ = self.recorder.send(RecorderMsg::Report(Box::new(report)));
                 verdict
             }
@@ -216,6 +224,34 @@ impl Runner {
             .map_err(|e| StoreError::Unavailable(format!("test send task failed: {e}")))??;
         Ok(report)
     }
+}
+
+/// The tracing target of the one-line-per-attempt log `serve --dev` shows.
+pub const DELIVERY_LOG_TARGET: &str = "webhook_service::delivery";
+
+/// `user.created evt_… → http://… : delivered (200 in 12 ms, attempt 1)`.
+fn attempt_line(job: &DueDelivery, url: &str, report: &AttemptReport) -> String {
+    let a = &report.attempt;
+    let answer = match (a.status_code, &a.error_message) {
+        (Some(code), _) => format!("{code} in {} ms", a.duration_ms),
+        (None, Some(error)) => format!("{error} after {} ms", a.duration_ms),
+        (None, None) => format!("no answer after {} ms", a.duration_ms),
+    };
+    let next = match report.next_attempt_at {
+        Some(at) => format!(
+            ", next attempt at {}",
+            webhook_domain::timefmt::format_rfc3339_millis(at)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "{} {} {} → {url}: {} ({answer}, attempt {}{next})",
+        job.event_type,
+        job.event_id,
+        job.id,
+        report.status.as_str(),
+        a.attempt
+    )
 }
 
 /// What one attempt says about its endpoint, for the circuit breaker.

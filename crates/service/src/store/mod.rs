@@ -9,6 +9,7 @@
 //! Ownership is part of every user-facing query: methods take an
 //! [`Owner`] and a row of another user is indistinguishable from a missing one.
 
+pub mod check;
 mod controls;
 mod headers;
 pub mod health;

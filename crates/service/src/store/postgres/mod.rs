@@ -15,6 +15,7 @@
 //!   [`StoreError::Unavailable`]; the next call after it returns reconnects.
 
 mod changes;
+mod check;
 mod claims;
 mod ingest;
 mod logs;

@@ -15,6 +15,7 @@
 //! opens connections and holds the reader pool; `migrations` checks an
 //! existing file and brings its schema up to date.
 
+pub mod backup;
 mod checkpointer;
 mod claims;
 mod connection;

@@ -9,16 +9,30 @@ use webhook_service::devmode;
 use webhook_service::portal::cli::link_for;
 
 /// The command's arguments.
-pub struct Args {
-    pub user: String,
-    pub admin: bool,
-    pub read_only: bool,
-    pub expires_in: String,
-    pub dev: bool,
-    pub config: Option<PathBuf>,
+#[derive(clap::Args)]
+pub struct PortalLinkArgs {
+    /// User id whose view the link opens.
+    #[arg(long)]
+    user: String,
+    /// The user is an operator: the link sees every user's webhooks.
+    #[arg(long)]
+    admin: bool,
+    /// Only reads: the link cannot change anything.
+    #[arg(long)]
+    read_only: bool,
+    /// Lifetime, e.g. 15m, 1h, 7d (at most 7d).
+    #[arg(long, default_value = "1h")]
+    expires_in: String,
+    /// Use the key that `serve --dev` generated in the data directory.
+    #[arg(long)]
+    dev: bool,
+    /// TOML file with settings.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// Prints the link.
+pub fn run(args: PortalLinkArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args.config.as_deref())?;
     // As for `token`: minting needs only the key, not every setting `serve`
     // requires (JWT_SECRET, INTERNAL_SERVICE_SECRET).
