@@ -172,12 +172,18 @@ where
     }
 }
 
+/// How long a full disk stays reported while only other writes than new
+/// events succeed: producers retry within it, and each refusal renews it.
+const DISK_FULL_HOLD: Duration = Duration::from_secs(30);
+
 /// Runs the writer until every sender of `jobs` is gone.
 ///
 /// `rewind_due` is the checkpointer's signal to rewind the WAL; `disk_full`
-/// says whether the last batch that had anything to write found the disk
-/// full (set by that failure, cleared by the next commit that writes rows),
-/// for the health check.
+/// says, for the health check, whether the disk was found full: set by that
+/// failure, cleared by the next commit that stores events, or by any commit
+/// that writes rows once [`DISK_FULL_HOLD`] has passed without another
+/// failure. Attempt results keep committing into pages the store already
+/// has while new events find no room, so their commits alone prove little.
 pub(super) fn writer_loop(
     conn: Connection,
     jobs: mpsc::Receiver<Box<dyn WriteJob>>,
@@ -186,6 +192,7 @@ pub(super) fn writer_loop(
 ) {
     let mut last_restart = Instant::now();
     let mut last_jobs = 0;
+    let mut last_disk_full: Option<Instant> = None;
     while let Ok(first) = jobs.recv() {
         let began = Instant::now();
         let gather = last_jobs >= GATHER_AFTER;
@@ -198,9 +205,11 @@ pub(super) fn writer_loop(
         let mut aborted = None;
         let mut next = Some(first);
         let mut tx = TxState::default();
+        let mut stores_events = false;
         // Everything that queued up while the last commit was being fsynced joins this one.
         while let Some(job) = next.take() {
             let (completion, failure) = job.run(&conn, &mut tx);
+            stores_events |= tx.ingester.is_some();
             completions.push(completion);
             if failure.is_some() {
                 aborted = failure;
@@ -231,9 +240,15 @@ pub(super) fn writer_loop(
         // health check agreeing. A commit that writes nothing (a health
         // check's) proves nothing about space.
         match &outcome {
-            Err(StoreError::DiskFull(_)) => disk_full.store(true, Ordering::Release),
+            Err(StoreError::DiskFull(_)) => {
+                last_disk_full = Some(Instant::now());
+                disk_full.store(true, Ordering::Release);
+            }
             Ok(()) if conn.total_changes() > changes_before => {
-                disk_full.store(false, Ordering::Release)
+                let held = last_disk_full.is_some_and(|at| at.elapsed() < DISK_FULL_HOLD);
+                if stores_events || !held {
+                    disk_full.store(false, Ordering::Release);
+                }
             }
             _ => {}
         }
