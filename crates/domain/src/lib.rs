@@ -7,6 +7,7 @@
 
 pub mod address;
 pub mod delivery;
+pub mod endpoint;
 pub mod envelope;
 pub mod event_type;
 pub mod ids;

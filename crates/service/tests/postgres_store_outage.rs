@@ -75,6 +75,7 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() -> Ran {
                 scope_all: false,
                 secret: WebhookSecret::parse("whsec_outage-test-secret-0000").unwrap(),
                 now: 1,
+                endpoint: Default::default(),
             },
             100,
         )

@@ -5,6 +5,7 @@
 //! knows about status codes and JSON envelopes.
 
 mod deliveries;
+mod endpoint;
 pub mod error;
 mod events;
 pub mod extract;

@@ -8,12 +8,14 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use webhook_domain::endpoint::EndpointOptions;
 use webhook_domain::event_type::{Subscription, catalogue};
 use webhook_domain::ids::WebhookId;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 use webhook_domain::webhook::{Description, HostKind, WebhookSecret, WebhookUrl};
 
 use super::AppState;
+use super::endpoint::{self, EndpointBody, EndpointView};
 use super::error::{ApiError, FieldProblem, ok};
 use super::extract::{
     KnownFields, MAX_ACTION_BODY, NoFields, OptionalJson, Pagination, StrictJson,
@@ -59,6 +61,9 @@ pub struct WebhookView {
     pub updated_at: String,
     /// This instance's circuit breaker of the webhook's endpoint.
     pub circuit: CircuitBody,
+    /// Custom headers and endpoint authentication, masked.
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
 }
 
 /// A webhook's circuit breaker, as this instance sees it. Each instance
@@ -117,6 +122,7 @@ impl WebhookView {
             created_at: format_rfc3339_millis(r.created_at),
             updated_at: format_rfc3339_millis(r.updated_at),
             circuit: CircuitView::CLOSED.into(),
+            endpoint: EndpointView::new(&r.endpoint),
         }
     }
 
@@ -166,6 +172,9 @@ pub struct WebhookBody {
     #[schema(value_type = Option<String>)]
     #[serde(deserialize_with = "present")]
     pub scope: Option<Value>,
+    /// Custom headers and endpoint authentication.
+    #[serde(flatten)]
+    pub endpoint: EndpointBody,
 }
 
 impl KnownFields for WebhookBody {
@@ -177,6 +186,8 @@ impl KnownFields for WebhookBody {
         "description",
         "isActive",
         "scope",
+        endpoint::FIELDS[0],
+        endpoint::FIELDS[1],
     ];
 }
 
@@ -207,6 +218,8 @@ struct ParsedBody {
     description: Option<Option<String>>,
     is_active: Option<bool>,
     scope_all: Option<bool>,
+    /// The whole new endpoint options; `None`: unchanged.
+    endpoint: Option<EndpointOptions>,
 }
 
 fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
@@ -264,10 +277,14 @@ async fn check_destination(state: &AppState, url: &WebhookUrl) -> Result<(), Fie
 async fn parse_body(
     state: &AppState,
     body: WebhookBody,
-    creating: bool,
+    current: Option<&WebhookRecord>,
 ) -> Result<ParsedBody, ApiError> {
+    let creating = current.is_none();
     let mut problems = Vec::new();
-    let mut parsed = ParsedBody::default();
+    let mut parsed = ParsedBody {
+        endpoint: endpoint::parse(body.endpoint, current.map(|c| &c.endpoint), &mut problems),
+        ..ParsedBody::default()
+    };
     match body.url {
         None | Some(Value::Null) if creating => problems.push(problem("url", "url is required")),
         None | Some(Value::Null) => {}
@@ -412,7 +429,7 @@ pub async fn create(
     Extension(p): Extension<Principal>,
     StrictJson(body): StrictJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
-    let parsed = parse_body(&state, body, true).await?;
+    let parsed = parse_body(&state, body, None).await?;
     let scope_all = parsed.scope_all.unwrap_or(false);
     if scope_all && !p.is_admin {
         return Err(ApiError::forbidden(
@@ -446,6 +463,7 @@ pub async fn create(
                 scope_all,
                 secret,
                 now: now_ms(),
+                endpoint: parsed.endpoint.unwrap_or_default(),
             },
             state.config.max_webhooks_per_user,
         )
@@ -529,7 +547,7 @@ pub async fn update(
     StrictJson(body): StrictJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
     let current = visible_webhook(&state, &p, &id).await?;
-    let parsed = parse_body(&state, body, false).await?;
+    let parsed = parse_body(&state, body, Some(&current)).await?;
     if parsed.scope_all.is_some_and(|all| all != current.scope_all) {
         return Err(ApiError::field(
             "scope",
@@ -543,6 +561,7 @@ pub async fn update(
         is_active: parsed.is_active,
         secret: parsed.secret,
         now: now_ms(),
+        endpoint: parsed.endpoint,
     };
     let record = apply_patch(&state, &p, &current.id, patch).await?;
     Ok(ok(

@@ -82,12 +82,18 @@ pub fn request_headers(
         // text: none holds a control character, so none is refused.
         let _ = headers.push(name, value);
     }
-    let logged = vec![
+    for (name, value) in &route.endpoint.sent {
+        // Checked when the webhook was written (`CustomHeaders::parse`).
+        let _ = headers.push(name, value);
+    }
+    let mut logged = vec![
         ("x-webhook-signature".to_string(), signatures.legacy),
         ("x-webhook-timestamp".to_string(), ts),
         ("webhook-signature".to_string(), signatures.standard),
         ("user-agent".to_string(), user_agent.to_string()),
     ];
+    // Names with masked values: a log must never hold a credential.
+    logged.extend(route.endpoint.logged.iter().cloned());
     SentHeaders { headers, logged }
 }
 
@@ -139,7 +145,15 @@ pub fn sent_headers(
             .unwrap_or_default()
     };
     let timestamp = get("x-webhook-timestamp");
-    [
+    // What the log keeps beyond the service's own headers: the endpoint's
+    // custom headers and authorization, masked when they were logged.
+    let endpoint = stored.iter().filter(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "x-webhook-signature" | "x-webhook-timestamp" | "webhook-signature" | "user-agent"
+        )
+    });
+    let mut headers: Vec<(String, String)> = [
         ("content-type", "application/json".to_string()),
         ("user-agent", get("user-agent")),
         ("x-webhook-signature", get("x-webhook-signature")),
@@ -154,7 +168,9 @@ pub fn sent_headers(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect();
+    headers.extend(endpoint.cloned());
+    headers
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -268,6 +284,7 @@ mod tests {
             scope_all: false,
             secret: WebhookSecret::parse("a-secret-of-sixteen+").unwrap(),
             previous_secret: None,
+            endpoint: Default::default(),
         }
     }
 

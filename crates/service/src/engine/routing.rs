@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use webhook_domain::endpoint::EndpointOptions;
 use webhook_domain::event_type::{EventType, Subscription};
 use webhook_domain::ids::{UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
@@ -34,6 +35,32 @@ pub struct Route {
     pub secret: WebhookSecret,
     /// Previous secret and the end of its grace period (unix ms).
     pub previous_secret: Option<(WebhookSecret, i64)>,
+    /// Custom headers and authentication, ready to send.
+    pub endpoint: EndpointHeaders,
+}
+
+/// The header lines a webhook's endpoint options add to every attempt,
+/// built once per routing change rather than per attempt. Empty for a
+/// webhook without options, which then pays nothing for them.
+#[derive(Debug, Default)]
+pub struct EndpointHeaders {
+    /// As sent (raw credentials); never logged.
+    pub sent: Vec<(String, String)>,
+    /// As delivery logs keep them: names with masked values.
+    pub logged: Vec<(String, String)>,
+}
+
+impl EndpointHeaders {
+    /// The lines of `options`.
+    pub fn new(options: &EndpointOptions) -> Self {
+        if options.is_empty() {
+            return EndpointHeaders::default();
+        }
+        EndpointHeaders {
+            sent: options.request_headers(),
+            logged: options.logged_headers(),
+        }
+    }
 }
 
 impl Route {
@@ -42,6 +69,7 @@ impl Route {
         // catalogue change) is skipped rather than taking the table down.
         let url = url::Url::parse(&record.url).ok()?;
         let subscription = Subscription::parse(&record.event_types).ok()?;
+        let endpoint = EndpointHeaders::new(&record.endpoint);
         Some(Route {
             id: record.id,
             owner_id: record.owner_id,
@@ -51,6 +79,7 @@ impl Route {
             scope_all: record.scope_all,
             secret: record.secret,
             previous_secret: record.previous_secret,
+            endpoint,
         })
     }
 

@@ -9,6 +9,7 @@
 //! Ownership is part of every user-facing query: methods take an
 //! [`Owner`] and a row of another user is indistinguishable from a missing one.
 
+mod endpoint;
 mod headers;
 pub mod health;
 pub(crate) mod migrations;
@@ -16,6 +17,7 @@ pub mod postgres;
 pub mod sqlite;
 mod visible;
 
+pub(crate) use self::endpoint::{open_endpoint, seal_endpoint};
 pub(crate) use self::headers::headers_json;
 pub use self::visible::{StatsScope, VisibleWebhook};
 
@@ -23,6 +25,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
+use webhook_domain::endpoint::EndpointOptions;
 use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
@@ -106,6 +109,8 @@ pub struct WebhookRecord {
     pub created_at: i64,
     /// Last change (unix ms).
     pub updated_at: i64,
+    /// Custom headers and authentication (sealed at rest).
+    pub endpoint: EndpointOptions,
 }
 
 /// A new webhook.
@@ -129,6 +134,8 @@ pub struct NewWebhook {
     pub secret: WebhookSecret,
     /// Creation time (unix ms).
     pub now: i64,
+    /// Custom headers and authentication.
+    pub endpoint: EndpointOptions,
 }
 
 /// A change to a webhook; `None` leaves a field as it is.
@@ -146,6 +153,8 @@ pub struct WebhookPatch {
     pub secret: Option<WebhookSecret>,
     /// Time of the change (unix ms).
     pub now: i64,
+    /// Replace the custom headers and authentication, all of them.
+    pub endpoint: Option<EndpointOptions>,
 }
 
 /// An event to store with its deliveries, committed together.

@@ -7,14 +7,14 @@ use webhook_domain::webhook::WebhookSecret;
 use super::pool::Conn;
 use super::rows::{self, get, webhook_columns};
 use crate::crypto::SecretCipher;
-use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord};
+use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord, seal_endpoint};
 
 // The lock serialises creations of one owner across instances, so the cap is exact.
 const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || $1, 0))";
 const COUNT_OWNED: &str = "SELECT COUNT(*) FROM webhooks WHERE owner_id = $1";
 const INSERT: &str = concat!(
     "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
-     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ",
+     created_at, updated_at, endpoint_enc) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING ",
     webhook_columns!()
 );
 const GET: &str = concat!(
@@ -46,7 +46,7 @@ const UPDATE: &str = concat!(
      disabled_at = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE disabled_at END, \
      failing_since = CASE WHEN $9::bool AND NOT is_active THEN NULL ELSE failing_since END, \
      consecutive_exhausted = CASE WHEN $9::bool AND NOT is_active THEN 0 ELSE consecutive_exhausted END, \
-     updated_at = $10::int8 \
+     updated_at = $10::int8, endpoint_enc = CASE WHEN $11::bool THEN $12::text ELSE endpoint_enc END \
      WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
     webhook_columns!()
 );
@@ -86,6 +86,7 @@ pub(super) async fn create(
     limit: u32,
 ) -> Result<WebhookRecord, StoreError> {
     let sealed = seal(cipher, &new.secret, &new.id)?;
+    let endpoint_enc = seal_endpoint(cipher, &new.endpoint, &new.id)?;
     let row = c
         .transaction(async |c| {
             let owner = new.owner_id.as_str();
@@ -106,6 +107,7 @@ pub(super) async fn create(
                     &new.scope_all,
                     &sealed,
                     &new.now,
+                    &endpoint_enc,
                 ],
             )
             .await
@@ -176,6 +178,10 @@ pub(super) async fn update(
     // clauses read the row's old `is_active`): the front end sends
     // `isActive: true` with every edit of an active webhook.
     let reenabled = patch.is_active == Some(true);
+    let (set_endpoint, endpoint_enc) = match &patch.endpoint {
+        Some(options) => (true, seal_endpoint(cipher, options, id)?),
+        None => (false, None),
+    };
     let row = c
         .query_opt(
             UPDATE,
@@ -190,6 +196,8 @@ pub(super) async fn update(
                 &secret_enc,
                 &reenabled,
                 &patch.now,
+                &set_endpoint,
+                &endpoint_enc,
             ],
         )
         .await?;

@@ -6,7 +6,7 @@ use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use crate::crypto::SecretCipher;
-use crate::store::{DeliveryRecord, StoreError, WebhookRecord};
+use crate::store::{DeliveryRecord, StoreError, WebhookRecord, open_endpoint};
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -14,7 +14,7 @@ pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 pub(super) const WEBHOOK_COLUMNS: &str = "id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
      prev_secret_enc, prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, \
-     created_at, updated_at";
+     created_at, updated_at, endpoint_enc";
 
 /// A webhook row before its secrets are opened.
 pub(super) struct RawWebhook {
@@ -34,6 +34,7 @@ pub(super) struct RawWebhook {
     consecutive_exhausted: i64,
     created_at: i64,
     updated_at: i64,
+    endpoint_enc: Option<String>,
 }
 
 pub(super) fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
@@ -54,6 +55,7 @@ pub(super) fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
         consecutive_exhausted: r.get(13)?,
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        endpoint_enc: r.get(16)?,
     })
 }
 
@@ -77,6 +79,7 @@ pub(super) fn finish_webhook(
         (Some(sealed), Some(until)) => Some((open_secret(cipher, sealed, &raw.id)?, until)),
         _ => None,
     };
+    let endpoint = open_endpoint(cipher, raw.endpoint_enc.as_deref(), &raw.id)?;
     Ok(WebhookRecord {
         id: WebhookId::parse(&raw.id).map_err(|e| corrupt("webhook id", e))?,
         owner_id: UserId::parse(&raw.owner_id).map_err(|e| corrupt("webhook owner", e))?,
@@ -94,6 +97,7 @@ pub(super) fn finish_webhook(
         consecutive_exhausted: u32::try_from(raw.consecutive_exhausted).unwrap_or(u32::MAX),
         created_at: raw.created_at,
         updated_at: raw.updated_at,
+        endpoint,
     })
 }
 

@@ -6,7 +6,7 @@ use webhook_domain::webhook::WebhookSecret;
 
 use super::rows::{WEBHOOK_COLUMNS, finish_webhook, raw_webhook};
 use crate::crypto::SecretCipher;
-use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord};
+use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord, seal_endpoint};
 
 fn event_types_json(types: &[String]) -> String {
     serde_json::Value::from(types.to_vec()).to_string()
@@ -30,9 +30,10 @@ pub fn create_webhook(
     let sealed = cipher
         .seal(new.secret.expose(), new.id.as_str())
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let endpoint_enc = seal_endpoint(cipher, &new.endpoint, &new.id)?;
     c.prepare_cached(
         "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+         created_at, updated_at, endpoint_enc) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -44,6 +45,7 @@ pub fn create_webhook(
         new.scope_all,
         sealed,
         new.now,
+        endpoint_enc,
     ])?;
     get_webhook(c, cipher, &new.id, None)?
         .ok_or_else(|| StoreError::Unavailable("webhook vanished after insert".into()))
@@ -116,6 +118,10 @@ pub fn update_webhook(
     // sends `isActive: true` with every edit of an active webhook, which must
     // not keep a dead endpoint from ever being disabled.
     let reenabled = patch.is_active == Some(true) && !current.is_active;
+    let (set_endpoint, endpoint_enc) = match &patch.endpoint {
+        Some(options) => (true, seal_endpoint(cipher, options, id)?),
+        None => (false, None),
+    };
     let is_active = patch.is_active.unwrap_or(current.is_active);
     c.prepare_cached(
         "UPDATE webhooks SET url = ?2, event_types = ?3, description = ?4, is_active = ?5, \
@@ -126,7 +132,7 @@ pub fn update_webhook(
          disabled_at = CASE WHEN ?7 THEN NULL ELSE disabled_at END, \
          failing_since = CASE WHEN ?7 THEN NULL ELSE failing_since END, \
          consecutive_exhausted = CASE WHEN ?7 THEN 0 ELSE consecutive_exhausted END, \
-         updated_at = ?8 WHERE id = ?1",
+         updated_at = ?8, endpoint_enc = CASE WHEN ?9 THEN ?10 ELSE endpoint_enc END WHERE id = ?1",
     )?
     .execute(params![
         id.as_str(),
@@ -137,6 +143,8 @@ pub fn update_webhook(
         secret_enc,
         reenabled,
         patch.now,
+        set_endpoint,
+        endpoint_enc,
     ])?;
     get_webhook(c, cipher, id, None)
 }

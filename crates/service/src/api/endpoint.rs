@@ -1,0 +1,192 @@
+//! The webhook fields that say how a delivery reaches its endpoint beyond
+//! the URL: `headers` (custom headers) and `auth` (Basic or bearer). Parsed
+//! into `webhook_domain::endpoint` types; shown with every credential masked.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use webhook_domain::endpoint::{
+    CustomHeaders, EndpointAuth, EndpointOptions, InvalidEndpointOption, MASK,
+};
+
+use super::error::FieldProblem;
+
+/// The request fields of endpoint options; absent fields are left as they
+/// are on update, `null` clears them.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", default)]
+pub struct EndpointBody {
+    /// Custom headers sent with every attempt and test send, as
+    /// `{"X-Api-Key": "..."}`: at most 32, names HTTP tokens of at most 128
+    /// characters, values of at most 2048 bytes without control characters.
+    /// The service's own headers (`X-Webhook-*`, `webhook-*`, `Content-Type`,
+    /// `Content-Length`, `Host`, `User-Agent`, `Transfer-Encoding`,
+    /// `Connection`) are refused. Replaces all custom headers; `null` or `{}`
+    /// removes them. Values are sealed at rest and masked in every read.
+    #[schema(value_type = Option<std::collections::HashMap<String, String>>)]
+    #[serde(deserialize_with = "present")]
+    pub headers: Option<Value>,
+    /// Endpoint authentication: `{"type": "basic", "username", "password"}`
+    /// or `{"type": "bearer", "token"}`, sent as `Authorization`; `null`
+    /// removes it. Secrets are sealed at rest and masked in every read.
+    #[schema(value_type = Option<Object>)]
+    #[serde(deserialize_with = "present")]
+    pub auth: Option<Value>,
+}
+
+/// The top-level fields [`EndpointBody`] adds to a webhook body.
+pub const FIELDS: [&str; 2] = ["headers", "auth"];
+
+/// Reads a field that is in the body, `null` included, as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Endpoint options as the API shows them: header names and the Basic user
+/// name in clear, every other value masked.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointView {
+    /// Custom header names, each with a masked value.
+    #[schema(value_type = std::collections::HashMap<String, String>)]
+    pub headers: Map<String, Value>,
+    /// `{"type": "basic", "username", "password": "********"}`,
+    /// `{"type": "bearer", "token": "********"}` or null.
+    #[schema(value_type = Option<Object>)]
+    pub auth: Option<Value>,
+}
+
+impl EndpointView {
+    /// The masked view of `options`.
+    pub fn new(options: &EndpointOptions) -> Self {
+        let headers = options
+            .headers()
+            .names()
+            .map(|n| (n.to_string(), Value::from(MASK)))
+            .collect();
+        let auth = options.auth().map(|auth| match auth {
+            EndpointAuth::Basic { username, .. } => {
+                json!({"type": "basic", "username": username, "password": MASK})
+            }
+            EndpointAuth::Bearer { .. } => json!({"type": "bearer", "token": MASK}),
+        });
+        EndpointView { headers, auth }
+    }
+}
+
+fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
+    FieldProblem {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn parse_headers(value: Value) -> Result<CustomHeaders, FieldProblem> {
+    let object = match value {
+        Value::Null => return Ok(CustomHeaders::default()),
+        Value::Object(object) => object,
+        _ => {
+            return Err(problem(
+                "headers",
+                "headers must be an object of header names to string values",
+            ));
+        }
+    };
+    let mut pairs = Vec::with_capacity(object.len());
+    for (name, value) in object {
+        match value {
+            Value::String(value) => pairs.push((name, value)),
+            _ => {
+                let shown: String = name.chars().take(64).collect();
+                return Err(problem(
+                    "headers",
+                    format!("value of header {shown} must be a string"),
+                ));
+            }
+        }
+    }
+    CustomHeaders::parse(pairs).map_err(|e| problem("headers", e.to_string()))
+}
+
+fn parse_auth(value: Value) -> Result<Option<EndpointAuth>, FieldProblem> {
+    let mut object = match value {
+        Value::Null => return Ok(None),
+        Value::Object(object) => object,
+        _ => {
+            return Err(problem(
+                "auth",
+                "auth must be an object with a type, or null",
+            ));
+        }
+    };
+    let kind = match object.remove("type") {
+        Some(Value::String(kind)) => kind,
+        _ => return Err(problem("auth", InvalidEndpointOption::AuthType.to_string())),
+    };
+    let known: &[&str] = match kind.as_str() {
+        "basic" => &["username", "password"],
+        "bearer" => &["token"],
+        _ => return Err(problem("auth", InvalidEndpointOption::AuthType.to_string())),
+    };
+    if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
+        let shown: String = unknown.chars().take(64).collect();
+        return Err(problem(
+            "auth",
+            format!(
+                "auth.{shown} is not a field of {kind} auth (it takes {})",
+                known.join(", ")
+            ),
+        ));
+    }
+    let mut take = |field: &'static str| match object.remove(field) {
+        Some(Value::String(text)) => Ok(text),
+        _ => Err(problem("auth", format!("auth.{field} must be a string"))),
+    };
+    let auth = if kind == "basic" {
+        EndpointAuth::basic(take("username")?, take("password")?)
+    } else {
+        EndpointAuth::bearer(take("token")?)
+    };
+    auth.map(Some).map_err(|e| problem("auth", e.to_string()))
+}
+
+/// The endpoint options a request asks for, given the webhook's current
+/// ones (`None` on create): `None` when the request leaves them as they are.
+pub fn parse(
+    body: EndpointBody,
+    current: Option<&EndpointOptions>,
+    problems: &mut Vec<FieldProblem>,
+) -> Option<EndpointOptions> {
+    if body.headers.is_none() && body.auth.is_none() {
+        return None;
+    }
+    let mut failed = false;
+    let headers = match body.headers.map(parse_headers).transpose() {
+        Ok(headers) => headers,
+        Err(p) => {
+            problems.push(p);
+            failed = true;
+            None
+        }
+    };
+    let auth = match body.auth.map(parse_auth).transpose() {
+        Ok(auth) => auth,
+        Err(p) => {
+            problems.push(p);
+            failed = true;
+            None
+        }
+    };
+    if failed {
+        return None;
+    }
+    let headers =
+        headers.unwrap_or_else(|| current.map(|c| c.headers().clone()).unwrap_or_default());
+    let auth = auth.unwrap_or_else(|| current.and_then(|c| c.auth().cloned()));
+    match EndpointOptions::new(headers, auth) {
+        Ok(options) => Some(options),
+        Err(e) => {
+            problems.push(problem("headers", e.to_string()));
+            None
+        }
+    }
+}
