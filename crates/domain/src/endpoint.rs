@@ -1,5 +1,5 @@
 //! How a delivery reaches an endpoint beyond its URL: custom headers and
-//! endpoint authentication (Basic, bearer).
+//! endpoint authentication (Basic, bearer, a client certificate).
 //!
 //! Every value here may be a credential (an API key in `X-Api-Key`, a
 //! password, a token), so none of them has `Display`, `Debug` is masked,
@@ -21,6 +21,8 @@ pub const MAX_HEADER_NAME_LEN: usize = 128;
 pub const MAX_HEADER_VALUE_LEN: usize = 2048;
 /// What reads and delivery logs show instead of a credential.
 pub const MASK: &str = "********";
+/// Longest PEM text (certificate chain or private key), in bytes.
+pub const MAX_PEM_LEN: usize = 16 * 1024;
 
 /// Headers the service writes itself; exact names, compared case-insensitively.
 const RESERVED_NAMES: [&str; 6] = [
@@ -65,7 +67,7 @@ pub enum InvalidEndpointOption {
     )]
     HeaderValue(String),
     /// An `auth` object without a known `type`.
-    #[error("auth.type must be \"basic\" or \"bearer\"")]
+    #[error("auth.type must be \"basic\", \"bearer\" or \"mtls\"")]
     AuthType,
     /// A field of `auth` missing, not a string, or malformed.
     #[error("auth.{field} {problem}")]
@@ -153,6 +155,13 @@ pub enum EndpointAuth {
         /// The token; never shown.
         token: String,
     },
+    /// A client certificate presented on the TLS handshake (mutual TLS).
+    Mtls {
+        /// PEM certificate chain, leaf first; shown in reads (it is public).
+        certificate: String,
+        /// PEM private key; never shown.
+        private_key: String,
+    },
 }
 
 impl EndpointAuth {
@@ -188,29 +197,56 @@ impl EndpointAuth {
         Ok(EndpointAuth::Bearer { token })
     }
 
-    /// `basic` or `bearer`.
+    /// Checks the shape of a client certificate and key: PEM blocks of at
+    /// most [`MAX_PEM_LEN`] bytes. (Whether TLS can use them is checked by
+    /// the HTTP client, which owns the TLS library.)
+    pub fn mtls(certificate: String, private_key: String) -> Result<Self, InvalidEndpointOption> {
+        if certificate.len() > MAX_PEM_LEN || !certificate.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(InvalidEndpointOption::AuthField {
+                field: "certificate",
+                problem: "must be a PEM certificate chain (-----BEGIN CERTIFICATE-----) of at most 16 KiB",
+            });
+        }
+        if private_key.len() > MAX_PEM_LEN || !private_key.contains("PRIVATE KEY-----") {
+            return Err(InvalidEndpointOption::AuthField {
+                field: "privateKey",
+                problem: "must be a PEM private key (PKCS#8, PKCS#1 or SEC1) of at most 16 KiB",
+            });
+        }
+        Ok(EndpointAuth::Mtls {
+            certificate,
+            private_key,
+        })
+    }
+
+    /// `basic`, `bearer` or `mtls`.
     pub fn type_name(&self) -> &'static str {
         match self {
             EndpointAuth::Basic { .. } => "basic",
             EndpointAuth::Bearer { .. } => "bearer",
+            EndpointAuth::Mtls { .. } => "mtls",
         }
     }
 
-    /// The `Authorization` header value sent to the endpoint.
-    pub fn authorization(&self) -> String {
+    /// The `Authorization` header value sent to the endpoint, if this
+    /// authentication sends one.
+    pub fn authorization(&self) -> Option<String> {
         match self {
-            EndpointAuth::Basic { username, password } => {
-                format!("Basic {}", BASE64.encode(format!("{username}:{password}")))
-            }
-            EndpointAuth::Bearer { token } => format!("Bearer {token}"),
+            EndpointAuth::Basic { username, password } => Some(format!(
+                "Basic {}",
+                BASE64.encode(format!("{username}:{password}"))
+            )),
+            EndpointAuth::Bearer { token } => Some(format!("Bearer {token}")),
+            EndpointAuth::Mtls { .. } => None,
         }
     }
 
     /// The `Authorization` header value as delivery logs show it.
-    pub fn masked_authorization(&self) -> String {
+    pub fn masked_authorization(&self) -> Option<String> {
         match self {
-            EndpointAuth::Basic { .. } => format!("Basic {MASK}"),
-            EndpointAuth::Bearer { .. } => format!("Bearer {MASK}"),
+            EndpointAuth::Basic { .. } => Some(format!("Basic {MASK}")),
+            EndpointAuth::Bearer { .. } => Some(format!("Bearer {MASK}")),
+            EndpointAuth::Mtls { .. } => None,
         }
     }
 }
@@ -224,6 +260,9 @@ impl fmt::Debug for EndpointAuth {
                 .field("password", &MASK)
                 .finish(),
             EndpointAuth::Bearer { .. } => f.debug_struct("Bearer").field("token", &MASK).finish(),
+            EndpointAuth::Mtls { .. } => {
+                f.debug_struct("Mtls").field("private_key", &MASK).finish()
+            }
         }
     }
 }
@@ -248,8 +287,17 @@ struct Stored {
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum StoredAuth {
-    Basic { username: String, password: String },
-    Bearer { token: String },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    Mtls {
+        certificate: String,
+        private_key: String,
+    },
 }
 
 /// A stored value that does not read back as endpoint options.
@@ -263,7 +311,9 @@ impl EndpointOptions {
         headers: CustomHeaders,
         auth: Option<EndpointAuth>,
     ) -> Result<Self, InvalidEndpointOption> {
-        if auth.is_some() && headers.has("authorization") {
+        if auth.as_ref().is_some_and(|a| a.authorization().is_some())
+            && headers.has("authorization")
+        {
             return Err(InvalidEndpointOption::AuthorizationTwice);
         }
         Ok(EndpointOptions { headers, auth })
@@ -288,8 +338,8 @@ impl EndpointOptions {
     /// `Authorization`.
     pub fn request_headers(&self) -> Vec<(String, String)> {
         let mut lines = self.headers.0.clone();
-        if let Some(auth) = &self.auth {
-            lines.push(("authorization".to_string(), auth.authorization()));
+        if let Some(value) = self.auth.as_ref().and_then(EndpointAuth::authorization) {
+            lines.push(("authorization".to_string(), value));
         }
         lines
     }
@@ -301,8 +351,12 @@ impl EndpointOptions {
             .names()
             .map(|n| (n.to_ascii_lowercase(), MASK.to_string()))
             .collect();
-        if let Some(auth) = &self.auth {
-            lines.push(("authorization".to_string(), auth.masked_authorization()));
+        if let Some(value) = self
+            .auth
+            .as_ref()
+            .and_then(EndpointAuth::masked_authorization)
+        {
+            lines.push(("authorization".to_string(), value));
         }
         lines
     }
@@ -318,6 +372,13 @@ impl EndpointOptions {
                 },
                 EndpointAuth::Bearer { token } => StoredAuth::Bearer {
                     token: token.clone(),
+                },
+                EndpointAuth::Mtls {
+                    certificate,
+                    private_key,
+                } => StoredAuth::Mtls {
+                    certificate: certificate.clone(),
+                    private_key: private_key.clone(),
                 },
             }),
         };
@@ -339,6 +400,13 @@ impl EndpointOptions {
             ),
             Some(StoredAuth::Bearer { token }) => Some(
                 EndpointAuth::bearer(token).map_err(|e| CorruptEndpointOptions(e.to_string()))?,
+            ),
+            Some(StoredAuth::Mtls {
+                certificate,
+                private_key,
+            }) => Some(
+                EndpointAuth::mtls(certificate, private_key)
+                    .map_err(|e| CorruptEndpointOptions(e.to_string()))?,
             ),
         };
         EndpointOptions::new(headers, auth).map_err(|e| CorruptEndpointOptions(e.to_string()))
@@ -414,12 +482,23 @@ mod tests {
     #[test]
     fn auth_is_checked_and_encoded() {
         let basic = EndpointAuth::basic("alice".into(), "s3cr3t pass".into()).unwrap();
-        assert_eq!(basic.authorization(), "Basic YWxpY2U6czNjcjN0IHBhc3M=");
+        assert_eq!(
+            basic.authorization().as_deref(),
+            Some("Basic YWxpY2U6czNjcjN0IHBhc3M=")
+        );
         assert!(EndpointAuth::basic("a:b".into(), "p".into()).is_err());
         assert!(EndpointAuth::basic("a".into(), String::new()).is_err());
         assert!(EndpointAuth::basic("a".into(), "p\n".into()).is_err());
         let bearer = EndpointAuth::bearer("tok.en-1".into()).unwrap();
-        assert_eq!(bearer.authorization(), "Bearer tok.en-1");
+        assert_eq!(bearer.authorization().as_deref(), Some("Bearer tok.en-1"));
+        let mtls = EndpointAuth::mtls(
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----".into(),
+            "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----".into(),
+        )
+        .unwrap();
+        assert_eq!(mtls.authorization(), None);
+        assert!(!format!("{mtls:?}").contains("BEGIN PRIVATE"));
+        assert!(EndpointAuth::mtls("x".into(), "y".into()).is_err());
         assert!(EndpointAuth::bearer("two words".into()).is_err());
         let with_header = CustomHeaders::parse(pairs(&[("Authorization", "x")])).unwrap();
         assert_eq!(

@@ -30,6 +30,8 @@ pub(crate) struct Destination {
     pub port: u16,
     /// Set when `host` is an IP literal (already checked against the policy).
     pub literal: Option<IpAddr>,
+    /// The client certificate presented (`ClientIdentity` id; 0: none).
+    pub identity: u64,
 }
 
 /// The byte stream of one connection.

@@ -27,6 +27,7 @@ mod headers;
 mod http1;
 mod resolver;
 mod response;
+mod tls;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use webhook_domain::address::AddressPolicy;
 
 pub use error::{ErrorKind, OutboundError, OutboundInitError};
 pub use headers::{InvalidHeader, RequestHeaders};
+pub use tls::{ClientIdentity, ExtraRoots, InvalidPem, TlsSettings, TrustRoots, UnknownTrustRoots};
 
 use conn::{Destination, Pool};
 use error::Stage;
@@ -60,6 +62,8 @@ pub struct OutboundConfig {
     pub pool_idle_per_host: usize,
     /// How long an idle pooled connection is kept before it is closed.
     pub pool_idle_timeout: Duration,
+    /// Trusted roots.
+    pub tls: TlsSettings,
 }
 
 /// A pooled HTTP/1.1 client (plain or TLS) for webhook deliveries; cheap to clone.
@@ -71,6 +75,8 @@ pub struct OutboundClient {
 struct Inner {
     pool: Arc<Pool>,
     tls: TlsConnector,
+    /// The trusted roots, shared by the configurations of client certificates.
+    roots: Arc<rustls::RootCertStore>,
     policy: Arc<AddressPolicy>,
     timeout: Duration,
     max_response_body: usize,
@@ -127,20 +133,8 @@ impl OutboundClient {
             return Err(OutboundInitError::InvalidUserAgent(config.user_agent));
         }
 
-        // ring chosen explicitly rather than through rustls' process-wide
-        // default, which panics if another crate in the binary enables a
-        // second provider.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(OutboundInitError::Tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        // The client speaks HTTP/1.1 only; every HTTPS server accepts it.
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let roots = Arc::new(tls::root_store(&config.tls)?);
+        let tls = tls::client_config(roots.clone(), None)?;
 
         let pool = Arc::new(Pool::new(
             config.pool_idle_per_host,
@@ -154,6 +148,7 @@ impl OutboundClient {
             inner: Arc::new(Inner {
                 pool,
                 tls: TlsConnector::from(Arc::new(tls)),
+                roots,
                 policy: config.policy,
                 timeout: config.timeout,
                 max_response_body: config.max_response_body,
@@ -171,11 +166,23 @@ impl OutboundClient {
         headers: impl Into<RequestHeaders>,
         body: Bytes,
     ) -> Outcome {
+        self.post_as(url, headers, body, None).await
+    }
+
+    /// [`OutboundClient::post`], presenting `identity` when the server asks
+    /// for a client certificate.
+    pub async fn post_as(
+        &self,
+        url: &Url,
+        headers: impl Into<RequestHeaders>,
+        body: Bytes,
+        identity: Option<&ClientIdentity>,
+    ) -> Outcome {
         let headers = headers.into();
         let started = Instant::now();
         let mut outcome = Outcome::default();
         if let Err(error) = self
-            .attempt(url, &headers, &body, started, &mut outcome)
+            .attempt(url, &headers, &body, identity, started, &mut outcome)
             .await
         {
             outcome.error = Some(error);
@@ -189,11 +196,24 @@ impl OutboundClient {
         url: &Url,
         headers: &RequestHeaders,
         body: &[u8],
+        identity: Option<&ClientIdentity>,
         started: Instant,
         outcome: &mut Outcome,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
-        let target = self.target(url)?;
+        let mut target = self.target(url)?;
+        let connector = match identity {
+            None => &inner.tls,
+            Some(identity) => {
+                target.dest.identity = identity.id();
+                identity.connector(&inner.roots).map_err(|e| {
+                    OutboundError::new(
+                        ErrorKind::Tls,
+                        format!("the client certificate cannot be used: {e}"),
+                    )
+                })?
+            }
+        };
         let request = http1::encode_request(
             target.path,
             target.host_header,
@@ -203,7 +223,7 @@ impl OutboundClient {
         );
         let deadline = tokio::time::Instant::from_std(started) + inner.timeout;
         let mut excerpt = Vec::new();
-        let exchange = self.exchange(&target.dest, &request, outcome, &mut excerpt);
+        let exchange = self.exchange(&target.dest, connector, &request, outcome, &mut excerpt);
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Err(error)) => Err(error),
             Ok(Ok(())) => response::finish(outcome, excerpt, false, inner.timeout),
@@ -217,6 +237,7 @@ impl OutboundClient {
     async fn exchange(
         &self,
         dest: &Destination,
+        connector: &TlsConnector,
         request: &[u8],
         outcome: &mut Outcome,
         excerpt: &mut Vec<u8>,
@@ -224,7 +245,7 @@ impl OutboundClient {
         let inner = &*self.inner;
         let mut conn = match inner.pool.take(dest) {
             Some(conn) => conn,
-            None => conn::connect(dest, &inner.policy, &inner.tls).await?,
+            None => conn::connect(dest, &inner.policy, connector).await?,
         };
         let head = loop {
             let answer = match http1::send(&mut conn, request).await {
@@ -243,7 +264,7 @@ impl OutboundClient {
                 Err(HeadError::Io {
                     any_bytes: false, ..
                 }) if conn.reused => {
-                    conn = conn::connect(dest, &inner.policy, &inner.tls).await?;
+                    conn = conn::connect(dest, &inner.policy, connector).await?;
                 }
                 Err(HeadError::Io { error, .. }) => {
                     return Err(error::from_io(&error, Stage::Exchange));
@@ -298,6 +319,7 @@ impl OutboundClient {
                 host,
                 port,
                 literal,
+                identity: 0,
             },
             host_header: &url[Position::BeforeHost..Position::BeforePath],
             path: &url[Position::BeforePath..Position::AfterQuery],

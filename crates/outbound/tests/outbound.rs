@@ -177,6 +177,7 @@ fn client_with(policy: Arc<AddressPolicy>, timeout: Duration) -> OutboundClient 
         policy,
         pool_idle_per_host: 8,
         pool_idle_timeout: Duration::from_secs(30),
+        tls: Default::default(),
     })
     .unwrap()
 }
@@ -564,6 +565,7 @@ fn invalid_settings_are_refused() {
         policy: loopback_policy(),
         pool_idle_per_host: 1,
         pool_idle_timeout: Duration::from_secs(1),
+        tls: Default::default(),
     };
     assert!(OutboundClient::new(config.clone()).is_err());
     let bad_agent = OutboundConfig {

@@ -157,6 +157,47 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     /// Server-side limit on reading a request and producing its response.
     pub request_timeout: Duration,
+    /// How deliveries leave: trusted roots.
+    pub egress: EgressConfig,
+}
+
+/// How deliveries reach endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct EgressConfig {
+    /// Trusted roots (`WEBHOOK_TLS_ROOTS`, default `bundled`) and extra
+    /// roots (`WEBHOOK_CA_FILE`, PEM).
+    pub tls: webhook_outbound::TlsSettings,
+    /// `WEBHOOK_CA_FILE`, as given.
+    pub ca_file: Option<PathBuf>,
+}
+
+fn egress_config(settings: &Settings) -> Result<EgressConfig, ConfigError> {
+    let roots = match settings.get("WEBHOOK_TLS_ROOTS") {
+        None => webhook_outbound::TrustRoots::default(),
+        Some(text) => text
+            .parse()
+            .map_err(|e: webhook_outbound::UnknownTrustRoots| {
+                config_error("WEBHOOK_TLS_ROOTS", e.to_string())
+            })?,
+    };
+    let ca_file = settings.get("WEBHOOK_CA_FILE").map(PathBuf::from);
+    let extra_roots = match &ca_file {
+        None => webhook_outbound::ExtraRoots::default(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                config_error(
+                    "WEBHOOK_CA_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            webhook_outbound::ExtraRoots::from_pem(&pem)
+                .map_err(|e| config_error("WEBHOOK_CA_FILE", format!("{}: {e}", path.display())))?
+        }
+    };
+    Ok(EgressConfig {
+        tls: webhook_outbound::TlsSettings { roots, extra_roots },
+        ca_file,
+    })
 }
 
 /// Key/value settings gathered from the TOML file and the environment.
@@ -535,6 +576,7 @@ impl Config {
                 Duration::from_secs(1),
                 Duration::from_secs(3600),
             )?,
+            egress: egress_config(settings)?,
         })
     }
 
@@ -582,6 +624,8 @@ impl Config {
             "logLevel": self.log_level,
             "logFormat": match self.log_format { LogFormat::Json => "json", LogFormat::Pretty => "pretty" },
             "allowedOrigins": self.allowed_origins,
+            "tlsRoots": self.egress.tls.roots.as_str(),
+            "caFile": self.egress.ca_file.as_ref().map(|p| p.display().to_string()),
         })
     }
 }
@@ -819,5 +863,33 @@ mod tests {
         assert_eq!(parse_key(&"ab".repeat(32)).unwrap(), [0xab; 32]);
         assert!(parse_key("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").is_ok());
         assert!(parse_key("AAAA").unwrap_err().contains("32 bytes"));
+    }
+
+    #[test]
+    fn egress_settings_name_their_variable() {
+        let with = |extra: Vec<(&'static str, String)>| {
+            let mut pairs: Vec<(&str, String)> = prod()
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect();
+            pairs.extend(extra);
+            Config::from_settings(&Settings::from_pairs(pairs), false)
+        };
+        let config = with(vec![]).unwrap();
+        assert_eq!(
+            config.egress.tls.roots,
+            webhook_outbound::TrustRoots::Bundled
+        );
+        let err = with(vec![("WEBHOOK_TLS_ROOTS", "mozilla".into())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_TLS_ROOTS", "{err}");
+        let err = with(vec![("WEBHOOK_CA_FILE", "/nonexistent/ca.pem".into())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_CA_FILE", "{err}");
+        let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("not-a-ca.pem");
+        std::fs::write(&file, "no certificate here").unwrap();
+        let err = with(vec![("WEBHOOK_CA_FILE", file.display().to_string())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_CA_FILE", "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

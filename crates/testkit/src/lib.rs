@@ -7,6 +7,8 @@
 //!   ([`ReceivedRequest::verify_signatures`]).
 //! * [`CountingReceiver`] answers `200` as fast as possible and records only
 //!   event ids and receive times; it can go down and come back on the same port.
+//! * [`TlsReceiver`] answers HTTPS with a certificate of a [`TestCa`] made
+//!   for the test, and can demand a client certificate.
 //!
 //! Both listen on `127.0.0.1` on an ephemeral port, speak HTTP/1.1 with
 //! keep-alive and HTTP/2 with prior knowledge, must be started inside a Tokio
@@ -17,7 +19,9 @@
 mod counting;
 mod receiver;
 mod server;
+mod tls;
 mod wire;
 
 pub use counting::CountingReceiver;
 pub use receiver::{Behavior, ReceivedRequest, Receiver};
+pub use tls::{PemPair, TestCa, TlsReceiver, TlsRequest};

@@ -1,5 +1,6 @@
 //! The webhook fields that say how a delivery reaches its endpoint beyond
-//! the URL: `headers` (custom headers) and `auth` (Basic or bearer). Parsed
+//! the URL: `headers` (custom headers) and `auth` (Basic, bearer or a
+//! client certificate). Parsed
 //! into `webhook_domain::endpoint` types; shown with every credential masked.
 
 use serde::{Deserialize, Serialize};
@@ -7,6 +8,8 @@ use serde_json::{Map, Value, json};
 use webhook_domain::endpoint::{
     CustomHeaders, EndpointAuth, EndpointOptions, InvalidEndpointOption, MASK,
 };
+
+use webhook_outbound::{ClientIdentity, InvalidPem};
 
 use super::error::FieldProblem;
 
@@ -26,8 +29,10 @@ pub struct EndpointBody {
     #[serde(deserialize_with = "present")]
     pub headers: Option<Value>,
     /// Endpoint authentication: `{"type": "basic", "username", "password"}`
-    /// or `{"type": "bearer", "token"}`, sent as `Authorization`; `null`
-    /// removes it. Secrets are sealed at rest and masked in every read.
+    /// or `{"type": "bearer", "token"}`, sent as `Authorization`; or
+    /// `{"type": "mtls", "certificate": "PEM", "privateKey": "PEM"}`, a
+    /// client certificate presented on the TLS handshake. `null` removes it.
+    /// Secrets are sealed at rest and masked in every read.
     #[schema(value_type = Option<Object>)]
     #[serde(deserialize_with = "present")]
     pub auth: Option<Value>,
@@ -50,7 +55,8 @@ pub struct EndpointView {
     #[schema(value_type = std::collections::HashMap<String, String>)]
     pub headers: Map<String, Value>,
     /// `{"type": "basic", "username", "password": "********"}`,
-    /// `{"type": "bearer", "token": "********"}` or null.
+    /// `{"type": "bearer", "token": "********"}`,
+    /// `{"type": "mtls", "certificate": "PEM", "privateKey": "********"}` or null.
     #[schema(value_type = Option<Object>)]
     pub auth: Option<Value>,
 }
@@ -68,6 +74,9 @@ impl EndpointView {
                 json!({"type": "basic", "username": username, "password": MASK})
             }
             EndpointAuth::Bearer { .. } => json!({"type": "bearer", "token": MASK}),
+            EndpointAuth::Mtls { certificate, .. } => {
+                json!({"type": "mtls", "certificate": certificate, "privateKey": MASK})
+            }
         });
         EndpointView { headers, auth }
     }
@@ -78,6 +87,22 @@ fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
         field: field.into(),
         message: message.into(),
     }
+}
+
+/// What is wrong with a client certificate or key, in words (never their text).
+fn tls_problem(e: &InvalidPem) -> InvalidEndpointOption {
+    let (field, problem) = match e {
+        InvalidPem::Certificates(_) => ("certificate", "cannot be read as a PEM certificate chain"),
+        InvalidPem::PrivateKey(_) => (
+            "privateKey",
+            "cannot be read as a PEM private key (PKCS#8, PKCS#1 or SEC1)",
+        ),
+        InvalidPem::Unusable(_) => (
+            "privateKey",
+            "cannot be used for TLS (an unsupported key type)",
+        ),
+    };
+    InvalidEndpointOption::AuthField { field, problem }
 }
 
 fn parse_headers(value: Value) -> Result<CustomHeaders, FieldProblem> {
@@ -125,6 +150,7 @@ fn parse_auth(value: Value) -> Result<Option<EndpointAuth>, FieldProblem> {
     let known: &[&str] = match kind.as_str() {
         "basic" => &["username", "password"],
         "bearer" => &["token"],
+        "mtls" => &["certificate", "privateKey"],
         _ => return Err(problem("auth", InvalidEndpointOption::AuthType.to_string())),
     };
     if let Some(unknown) = object.keys().find(|k| !known.contains(&k.as_str())) {
@@ -141,10 +167,26 @@ fn parse_auth(value: Value) -> Result<Option<EndpointAuth>, FieldProblem> {
         Some(Value::String(text)) => Ok(text),
         _ => Err(problem("auth", format!("auth.{field} must be a string"))),
     };
-    let auth = if kind == "basic" {
-        EndpointAuth::basic(take("username")?, take("password")?)
-    } else {
-        EndpointAuth::bearer(take("token")?)
+    let auth = match kind.as_str() {
+        "basic" => EndpointAuth::basic(take("username")?, take("password")?),
+        "bearer" => EndpointAuth::bearer(take("token")?),
+        _ => {
+            let (certificate, private_key) = (take("certificate")?, take("privateKey")?);
+            EndpointAuth::mtls(certificate, private_key).and_then(|auth| {
+                // The shape is the domain's; whether TLS can present them is
+                // the HTTP client's, checked now rather than at the first delivery.
+                if let EndpointAuth::Mtls {
+                    certificate,
+                    private_key,
+                } = &auth
+                    && let Err(e) =
+                        ClientIdentity::from_pem(certificate.as_bytes(), private_key.as_bytes())
+                {
+                    return Err(tls_problem(&e));
+                }
+                Ok(auth)
+            })
+        }
     };
     auth.map(Some).map_err(|e| problem("auth", e.to_string()))
 }

@@ -111,7 +111,14 @@ pub async fn attempt(
     let started_at = now_ms();
     let SentHeaders { headers, logged } =
         request_headers(route, job, number, started_at, user_agent);
-    let outcome = client.post(&route.url, headers, job.payload.clone()).await;
+    let outcome = client
+        .post_as(
+            &route.url,
+            headers,
+            job.payload.clone(),
+            route.endpoint.identity.as_ref(),
+        )
+        .await;
     let answered_at = now_ms();
     judge(
         rules,

@@ -9,10 +9,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use webhook_domain::endpoint::EndpointOptions;
+use webhook_domain::endpoint::{EndpointAuth, EndpointOptions};
 use webhook_domain::event_type::{EventType, Subscription};
 use webhook_domain::ids::{UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
+use webhook_outbound::ClientIdentity;
 
 use crate::store::{Store, StoreError, WebhookRecord};
 
@@ -48,6 +49,8 @@ pub struct EndpointHeaders {
     pub sent: Vec<(String, String)>,
     /// As delivery logs keep them: names with masked values.
     pub logged: Vec<(String, String)>,
+    /// The client certificate presented on the TLS handshake.
+    pub identity: Option<ClientIdentity>,
 }
 
 impl EndpointHeaders {
@@ -56,9 +59,19 @@ impl EndpointHeaders {
         if options.is_empty() {
             return EndpointHeaders::default();
         }
+        let identity = match options.auth() {
+            // Checked when the webhook was written; one the TLS library no
+            // longer accepts is sent without it, and the endpoint says so.
+            Some(EndpointAuth::Mtls {
+                certificate,
+                private_key,
+            }) => ClientIdentity::from_pem(certificate.as_bytes(), private_key.as_bytes()).ok(),
+            _ => None,
+        };
         EndpointHeaders {
             sent: options.request_headers(),
             logged: options.logged_headers(),
+            identity,
         }
     }
 }
