@@ -67,7 +67,7 @@ pub enum InvalidEndpointOption {
     )]
     HeaderValue(String),
     /// An `auth` object without a known `type`.
-    #[error("auth.type must be \"basic\", \"bearer\" or \"mtls\"")]
+    #[error("auth.type must be \"basic\", \"bearer\", \"oauth2\" or \"mtls\"")]
     AuthType,
     /// A field of `auth` missing, not a string, or malformed.
     #[error("auth.{field} {problem}")]
@@ -155,6 +155,21 @@ pub enum EndpointAuth {
         /// The token; never shown.
         token: String,
     },
+    /// `Authorization: Bearer <token>` with a token obtained by the OAuth2
+    /// client-credentials grant (RFC 6749 §4.4) from `token_url`.
+    OAuth2 {
+        /// The token endpoint; checked against the address policy like the
+        /// webhook's URL.
+        token_url: String,
+        /// Client id; shown in reads.
+        client_id: String,
+        /// Client secret; never shown.
+        client_secret: String,
+        /// `scope` parameter, if any.
+        scope: Option<String>,
+        /// `audience` parameter, if any (Auth0 and others).
+        audience: Option<String>,
+    },
     /// A client certificate presented on the TLS handshake (mutual TLS).
     Mtls {
         /// PEM certificate chain, leaf first; shown in reads (it is public).
@@ -197,6 +212,51 @@ impl EndpointAuth {
         Ok(EndpointAuth::Bearer { token })
     }
 
+    /// Checks OAuth2 client credentials (the token URL is checked by the
+    /// caller, which knows the address policy).
+    pub fn oauth2(
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        scope: Option<String>,
+        audience: Option<String>,
+    ) -> Result<Self, InvalidEndpointOption> {
+        let text = |v: &str| !v.is_empty() && valid_value(v);
+        if token_url.is_empty() || token_url.len() > MAX_HEADER_VALUE_LEN {
+            return Err(InvalidEndpointOption::AuthField {
+                field: "tokenUrl",
+                problem: "must be an https URL of at most 2048 characters",
+            });
+        }
+        if !text(&client_id) {
+            return Err(InvalidEndpointOption::AuthField {
+                field: "clientId",
+                problem: "must be 1-2048 bytes without control characters",
+            });
+        }
+        if !text(&client_secret) {
+            return Err(InvalidEndpointOption::AuthField {
+                field: "clientSecret",
+                problem: "must be 1-2048 bytes without control characters",
+            });
+        }
+        for (field, value) in [("scope", &scope), ("audience", &audience)] {
+            if value.as_deref().is_some_and(|v| !text(v)) {
+                return Err(InvalidEndpointOption::AuthField {
+                    field,
+                    problem: "must be 1-2048 bytes without control characters, or absent",
+                });
+            }
+        }
+        Ok(EndpointAuth::OAuth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            audience,
+        })
+    }
+
     /// Checks the shape of a client certificate and key: PEM blocks of at
     /// most [`MAX_PEM_LEN`] bytes. (Whether TLS can use them is checked by
     /// the HTTP client, which owns the TLS library.)
@@ -224,12 +284,13 @@ impl EndpointAuth {
         match self {
             EndpointAuth::Basic { .. } => "basic",
             EndpointAuth::Bearer { .. } => "bearer",
+            EndpointAuth::OAuth2 { .. } => "oauth2",
             EndpointAuth::Mtls { .. } => "mtls",
         }
     }
 
     /// The `Authorization` header value sent to the endpoint, if this
-    /// authentication sends one.
+    /// authentication sends a fixed one (OAuth2's changes with each token).
     pub fn authorization(&self) -> Option<String> {
         match self {
             EndpointAuth::Basic { username, password } => Some(format!(
@@ -237,7 +298,7 @@ impl EndpointAuth {
                 BASE64.encode(format!("{username}:{password}"))
             )),
             EndpointAuth::Bearer { token } => Some(format!("Bearer {token}")),
-            EndpointAuth::Mtls { .. } => None,
+            EndpointAuth::OAuth2 { .. } | EndpointAuth::Mtls { .. } => None,
         }
     }
 
@@ -245,7 +306,9 @@ impl EndpointAuth {
     pub fn masked_authorization(&self) -> Option<String> {
         match self {
             EndpointAuth::Basic { .. } => Some(format!("Basic {MASK}")),
-            EndpointAuth::Bearer { .. } => Some(format!("Bearer {MASK}")),
+            EndpointAuth::Bearer { .. } | EndpointAuth::OAuth2 { .. } => {
+                Some(format!("Bearer {MASK}"))
+            }
             EndpointAuth::Mtls { .. } => None,
         }
     }
@@ -260,6 +323,16 @@ impl fmt::Debug for EndpointAuth {
                 .field("password", &MASK)
                 .finish(),
             EndpointAuth::Bearer { .. } => f.debug_struct("Bearer").field("token", &MASK).finish(),
+            EndpointAuth::OAuth2 {
+                token_url,
+                client_id,
+                ..
+            } => f
+                .debug_struct("OAuth2")
+                .field("token_url", token_url)
+                .field("client_id", client_id)
+                .field("client_secret", &MASK)
+                .finish(),
             EndpointAuth::Mtls { .. } => {
                 f.debug_struct("Mtls").field("private_key", &MASK).finish()
             }
@@ -294,6 +367,16 @@ enum StoredAuth {
     Bearer {
         token: String,
     },
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scope: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        audience: Option<String>,
+    },
     Mtls {
         certificate: String,
         private_key: String,
@@ -311,7 +394,9 @@ impl EndpointOptions {
         headers: CustomHeaders,
         auth: Option<EndpointAuth>,
     ) -> Result<Self, InvalidEndpointOption> {
-        if auth.as_ref().is_some_and(|a| a.authorization().is_some())
+        if auth
+            .as_ref()
+            .is_some_and(|a| a.masked_authorization().is_some())
             && headers.has("authorization")
         {
             return Err(InvalidEndpointOption::AuthorizationTwice);
@@ -373,6 +458,19 @@ impl EndpointOptions {
                 EndpointAuth::Bearer { token } => StoredAuth::Bearer {
                     token: token.clone(),
                 },
+                EndpointAuth::OAuth2 {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    scope,
+                    audience,
+                } => StoredAuth::OAuth2 {
+                    token_url: token_url.clone(),
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    scope: scope.clone(),
+                    audience: audience.clone(),
+                },
                 EndpointAuth::Mtls {
                     certificate,
                     private_key,
@@ -400,6 +498,16 @@ impl EndpointOptions {
             ),
             Some(StoredAuth::Bearer { token }) => Some(
                 EndpointAuth::bearer(token).map_err(|e| CorruptEndpointOptions(e.to_string()))?,
+            ),
+            Some(StoredAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+            }) => Some(
+                EndpointAuth::oauth2(token_url, client_id, client_secret, scope, audience)
+                    .map_err(|e| CorruptEndpointOptions(e.to_string()))?,
             ),
             Some(StoredAuth::Mtls {
                 certificate,

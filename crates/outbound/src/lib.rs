@@ -114,6 +114,17 @@ pub struct Outcome {
     pub retry_after: Option<String>,
 }
 
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What one POST carries.
+struct Request<'a> {
+    url: &'a Url,
+    content_type: &'a str,
+    headers: &'a RequestHeaders,
+    body: &'a [u8],
+}
+
 /// Where one request goes and what its head says about the URL.
 struct Target<'a> {
     dest: Destination,
@@ -178,13 +189,37 @@ impl OutboundClient {
         body: Bytes,
         identity: Option<&ClientIdentity>,
     ) -> Outcome {
-        let headers = headers.into();
+        self.send(url, JSON, headers.into(), &body, identity).await
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`), such as an OAuth2
+    /// token request, under the same rules as a delivery.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        headers: impl Into<RequestHeaders>,
+        body: Bytes,
+    ) -> Outcome {
+        self.send(url, FORM, headers.into(), &body, None).await
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        content_type: &str,
+        headers: RequestHeaders,
+        body: &[u8],
+        identity: Option<&ClientIdentity>,
+    ) -> Outcome {
         let started = Instant::now();
         let mut outcome = Outcome::default();
-        if let Err(error) = self
-            .attempt(url, &headers, &body, identity, started, &mut outcome)
-            .await
-        {
+        let request = Request {
+            url,
+            content_type,
+            headers: &headers,
+            body,
+        };
+        if let Err(error) = self.attempt(request, identity, started, &mut outcome).await {
             outcome.error = Some(error);
         }
         outcome.duration = started.elapsed();
@@ -193,9 +228,12 @@ impl OutboundClient {
 
     async fn attempt(
         &self,
-        url: &Url,
-        headers: &RequestHeaders,
-        body: &[u8],
+        Request {
+            url,
+            content_type,
+            headers,
+            body,
+        }: Request<'_>,
         identity: Option<&ClientIdentity>,
         started: Instant,
         outcome: &mut Outcome,
@@ -218,6 +256,7 @@ impl OutboundClient {
             target.path,
             target.host_header,
             &inner.user_agent,
+            content_type,
             headers,
             body,
         );

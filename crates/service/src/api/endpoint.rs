@@ -29,7 +29,10 @@ pub struct EndpointBody {
     #[serde(deserialize_with = "present")]
     pub headers: Option<Value>,
     /// Endpoint authentication: `{"type": "basic", "username", "password"}`
-    /// or `{"type": "bearer", "token"}`, sent as `Authorization`; or
+    /// or `{"type": "bearer", "token"}`, sent as `Authorization`;
+    /// `{"type": "oauth2", "tokenUrl", "clientId", "clientSecret", "scope"?,
+    /// "audience"?}`, a bearer token from the client-credentials grant
+    /// (the token URL is checked like `url`); or
     /// `{"type": "mtls", "certificate": "PEM", "privateKey": "PEM"}`, a
     /// client certificate presented on the TLS handshake. `null` removes it.
     /// Secrets are sealed at rest and masked in every read.
@@ -56,6 +59,7 @@ pub struct EndpointView {
     pub headers: Map<String, Value>,
     /// `{"type": "basic", "username", "password": "********"}`,
     /// `{"type": "bearer", "token": "********"}`,
+    /// `{"type": "oauth2", "tokenUrl", "clientId", "clientSecret": "********", "scope", "audience"}`,
     /// `{"type": "mtls", "certificate": "PEM", "privateKey": "********"}` or null.
     #[schema(value_type = Option<Object>)]
     pub auth: Option<Value>,
@@ -74,6 +78,14 @@ impl EndpointView {
                 json!({"type": "basic", "username": username, "password": MASK})
             }
             EndpointAuth::Bearer { .. } => json!({"type": "bearer", "token": MASK}),
+            EndpointAuth::OAuth2 {
+                token_url,
+                client_id,
+                scope,
+                audience,
+                ..
+            } => json!({"type": "oauth2", "tokenUrl": token_url, "clientId": client_id,
+                        "clientSecret": MASK, "scope": scope, "audience": audience}),
             EndpointAuth::Mtls { certificate, .. } => {
                 json!({"type": "mtls", "certificate": certificate, "privateKey": MASK})
             }
@@ -150,6 +162,7 @@ fn parse_auth(value: Value) -> Result<Option<EndpointAuth>, FieldProblem> {
     let known: &[&str] = match kind.as_str() {
         "basic" => &["username", "password"],
         "bearer" => &["token"],
+        "oauth2" => &["tokenUrl", "clientId", "clientSecret", "scope", "audience"],
         "mtls" => &["certificate", "privateKey"],
         _ => return Err(problem("auth", InvalidEndpointOption::AuthType.to_string())),
     };
@@ -170,6 +183,16 @@ fn parse_auth(value: Value) -> Result<Option<EndpointAuth>, FieldProblem> {
     let auth = match kind.as_str() {
         "basic" => EndpointAuth::basic(take("username")?, take("password")?),
         "bearer" => EndpointAuth::bearer(take("token")?),
+        "oauth2" => {
+            let (url, id, secret) = (take("tokenUrl")?, take("clientId")?, take("clientSecret")?);
+            let mut optional = |field: &'static str| match object.remove(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(text)) => Ok(Some(text)),
+                Some(_) => Err(problem("auth", format!("auth.{field} must be a string"))),
+            };
+            let (scope, audience) = (optional("scope")?, optional("audience")?);
+            EndpointAuth::oauth2(url, id, secret, scope, audience)
+        }
         _ => {
             let (certificate, private_key) = (take("certificate")?, take("privateKey")?);
             EndpointAuth::mtls(certificate, private_key).and_then(|auth| {

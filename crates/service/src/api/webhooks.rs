@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use webhook_domain::endpoint::EndpointOptions;
+use webhook_domain::endpoint::{EndpointAuth, EndpointOptions};
 use webhook_domain::event_type::{Subscription, catalogue};
 use webhook_domain::ids::WebhookId;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
@@ -285,6 +285,24 @@ async fn parse_body(
         endpoint: endpoint::parse(body.endpoint, current.map(|c| &c.endpoint), &mut problems),
         ..ParsedBody::default()
     };
+    if let Some(EndpointAuth::OAuth2 { token_url, .. }) =
+        parsed.endpoint.as_ref().and_then(EndpointOptions::auth)
+    {
+        // The token URL is a destination like the endpoint: the same policy.
+        let checked = match WebhookUrl::parse(token_url, &state.policy, state.config.dev) {
+            Ok(url) => check_destination(state, &url).await,
+            Err(e) => Err(problem("url", e.to_string())),
+        };
+        if let Err(p) = checked {
+            problems.push(problem(
+                "auth",
+                format!(
+                    "auth.tokenUrl: {}",
+                    p.message.replacen("url", "tokenUrl", 1)
+                ),
+            ));
+        }
+    }
     match body.url {
         None | Some(Value::Null) if creating => problems.push(problem("url", "url is required")),
         None | Some(Value::Null) => {}

@@ -9,8 +9,9 @@ use webhook_domain::delivery::{
 use webhook_domain::retry::RetrySchedule;
 use webhook_domain::signing::sign_delivery;
 use webhook_domain::timefmt::now_ms;
-use webhook_outbound::{ErrorKind, OutboundClient, Outcome, RequestHeaders};
+use webhook_outbound::{ErrorKind, OutboundClient, OutboundError, Outcome, RequestHeaders};
 
+use super::oauth::TokenError;
 use super::routing::Route;
 use crate::store::{AttemptRecord, AttemptReport, DueDelivery};
 
@@ -109,16 +110,47 @@ pub async fn attempt(
 ) -> AttemptReport {
     let number = job.attempts + 1;
     let started_at = now_ms();
-    let SentHeaders { headers, logged } =
-        request_headers(route, job, number, started_at, user_agent);
-    let outcome = client
-        .post_as(
+    let oauth = route.endpoint.oauth.as_deref();
+    let token = match oauth {
+        None => None,
+        Some(source) => match source.token(client, None).await {
+            Ok(token) => Some(token),
+            Err(e) => {
+                let logged = request_headers(route, job, number, started_at, user_agent).logged;
+                return auth_failed(rules, route, job, number, started_at, logged, e, test_send);
+            }
+        },
+    };
+    let send = |authorization: Option<String>| {
+        let SentHeaders {
+            mut headers,
+            logged,
+        } = request_headers(route, job, number, started_at, user_agent);
+        if let Some(value) = &authorization {
+            // A printable token (checked when it was received).
+            let _ = headers.push("authorization", value);
+        }
+        let outcome = client.post_as(
             &route.url,
             headers,
             job.payload.clone(),
             route.endpoint.identity.as_ref(),
-        )
-        .await;
+        );
+        async move { (outcome.await, logged) }
+    };
+    let (mut outcome, mut logged) = send(token.as_ref().map(|t| t.authorization.clone())).await;
+    // An endpoint that refuses a token the cache still holds (revoked, or
+    // its clock differs) gets one new token, once.
+    if let (Some(source), Some(old), Some(401), None) =
+        (oauth, &token, outcome.status, &outcome.error)
+    {
+        match source.token(client, Some(old.generation)).await {
+            Ok(fresh) => (outcome, logged) = send(Some(fresh.authorization)).await,
+            Err(e) => {
+                return auth_failed(rules, route, job, number, started_at, logged, e, test_send);
+            }
+        }
+    }
     let answered_at = now_ms();
     judge(
         rules,
@@ -130,6 +162,40 @@ pub async fn attempt(
         outcome,
         test_send,
     )
+}
+
+/// The report of an attempt that sent nothing because no OAuth2 token
+/// could be had: a failure like any other (retried, counted towards
+/// disabling), of its own kind.
+#[allow(clippy::too_many_arguments)]
+fn auth_failed(
+    rules: &RetryRules,
+    route: &Route,
+    job: &DueDelivery,
+    number: u32,
+    started_at: i64,
+    logged: Vec<(String, String)>,
+    error: TokenError,
+    test_send: bool,
+) -> AttemptReport {
+    let message = error.to_string();
+    let outcome = Outcome {
+        error: Some(OutboundError::new(ErrorKind::Connect, message.clone())),
+        ..Outcome::default()
+    };
+    let mut report = judge(
+        rules,
+        route,
+        job,
+        number,
+        (started_at, now_ms()),
+        logged,
+        outcome,
+        test_send,
+    );
+    report.attempt.error_kind = Some(AttemptErrorKind::Auth);
+    report.attempt.error_message = Some(message);
+    report
 }
 
 /// The headers an attempt was sent with, rebuilt from what was stored

@@ -15,6 +15,7 @@ use webhook_domain::ids::{UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 use webhook_outbound::ClientIdentity;
 
+use super::oauth::TokenSource;
 use crate::store::{Store, StoreError, WebhookRecord};
 
 /// What the engine needs to deliver to one webhook.
@@ -51,6 +52,10 @@ pub struct EndpointHeaders {
     pub logged: Vec<(String, String)>,
     /// The client certificate presented on the TLS handshake.
     pub identity: Option<ClientIdentity>,
+    /// Where OAuth2 tokens come from; its cache lives as long as the route.
+    pub oauth: Option<Arc<TokenSource>>,
+    /// The options these lines were built from.
+    options: EndpointOptions,
 }
 
 impl EndpointHeaders {
@@ -68,10 +73,29 @@ impl EndpointHeaders {
             }) => ClientIdentity::from_pem(certificate.as_bytes(), private_key.as_bytes()).ok(),
             _ => None,
         };
+        let oauth = match options.auth() {
+            Some(EndpointAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+            }) => TokenSource::new(
+                token_url,
+                client_id,
+                client_secret,
+                scope.as_deref(),
+                audience.as_deref(),
+            )
+            .map(Arc::new),
+            _ => None,
+        };
         EndpointHeaders {
             sent: options.request_headers(),
             logged: options.logged_headers(),
             identity,
+            oauth,
+            options: options.clone(),
         }
     }
 }
@@ -102,6 +126,15 @@ impl Route {
         let mut route = Route::from_record(record)?;
         route.is_active = true;
         Some(route)
+    }
+
+    /// Takes the token cache of `live` (the routing table's route of the
+    /// same webhook) when the credentials are the same, so that a test
+    /// send shares the token deliveries use instead of fetching its own.
+    pub(crate) fn share_tokens_of(&mut self, live: &Route) {
+        if self.endpoint.options == live.endpoint.options {
+            self.endpoint.oauth.clone_from(&live.endpoint.oauth);
+        }
     }
 
     /// Secrets that sign a delivery made at `now_ms`: the current one, then the previous one during its grace period.
