@@ -13,6 +13,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
+use crate::asymmetric::{Ed25519Signing, StoredSigning};
+
 /// Most custom headers a webhook may have.
 pub const MAX_CUSTOM_HEADERS: usize = 32;
 /// Longest custom header name, in bytes.
@@ -346,6 +348,9 @@ impl fmt::Debug for EndpointAuth {
 pub struct EndpointOptions {
     headers: CustomHeaders,
     auth: Option<EndpointAuth>,
+    /// `Some`: `webhook-signature` carries Ed25519 `v1a` signatures
+    /// instead of HMAC `v1` ones.
+    signing: Option<Ed25519Signing>,
 }
 
 /// Stored form (sealed by the service before it reaches the store).
@@ -355,6 +360,8 @@ struct Stored {
     headers: Vec<(String, String)>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     auth: Option<StoredAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ed25519: Option<StoredSigning>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -401,12 +408,27 @@ impl EndpointOptions {
         {
             return Err(InvalidEndpointOption::AuthorizationTwice);
         }
-        Ok(EndpointOptions { headers, auth })
+        Ok(EndpointOptions {
+            headers,
+            auth,
+            signing: None,
+        })
+    }
+
+    /// The same options, signing with `signing` (`None`: HMAC).
+    pub fn with_signing(mut self, signing: Option<Ed25519Signing>) -> Self {
+        self.signing = signing;
+        self
+    }
+
+    /// The Ed25519 keys, when the webhook signs with them.
+    pub fn signing(&self) -> Option<&Ed25519Signing> {
+        self.signing.as_ref()
     }
 
     /// No headers and no auth: nothing to store or send.
     pub fn is_empty(&self) -> bool {
-        self.headers.is_empty() && self.auth.is_none()
+        self.headers.is_empty() && self.auth.is_none() && self.signing.is_none()
     }
 
     /// The custom headers.
@@ -479,6 +501,7 @@ impl EndpointOptions {
                     private_key: private_key.clone(),
                 },
             }),
+            ed25519: self.signing.as_ref().map(Ed25519Signing::stored),
         };
         // Strings and vectors of strings always serialise.
         serde_json::to_string(&stored).unwrap_or_default()
@@ -517,7 +540,14 @@ impl EndpointOptions {
                     .map_err(|e| CorruptEndpointOptions(e.to_string()))?,
             ),
         };
-        EndpointOptions::new(headers, auth).map_err(|e| CorruptEndpointOptions(e.to_string()))
+        let signing = stored
+            .ed25519
+            .map(Ed25519Signing::from_stored)
+            .transpose()
+            .map_err(CorruptEndpointOptions)?;
+        EndpointOptions::new(headers, auth)
+            .map(|options| options.with_signing(signing))
+            .map_err(|e| CorruptEndpointOptions(e.to_string()))
     }
 }
 

@@ -6,6 +6,7 @@
 //! already guarantees.
 
 pub mod address;
+pub mod asymmetric;
 pub mod delivery;
 pub mod endpoint;
 pub mod envelope;

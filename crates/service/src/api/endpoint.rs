@@ -5,10 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+use webhook_domain::asymmetric::Ed25519Signing;
 use webhook_domain::endpoint::{
     CustomHeaders, EndpointAuth, EndpointOptions, InvalidEndpointOption, MASK,
 };
 
+use webhook_domain::timefmt::now_ms;
 use webhook_outbound::{ClientIdentity, InvalidPem};
 
 use super::error::FieldProblem;
@@ -39,10 +41,16 @@ pub struct EndpointBody {
     #[schema(value_type = Option<Object>)]
     #[serde(deserialize_with = "present")]
     pub auth: Option<Value>,
+    /// `hmac` (the default: `webhook-signature` carries `v1,` HMAC
+    /// signatures) or `ed25519` (`v1a,` Ed25519 signatures; receivers verify
+    /// with `publicKey`). `X-Webhook-Signature` is HMAC either way.
+    #[schema(value_type = Option<String>)]
+    #[serde(deserialize_with = "present")]
+    pub signing: Option<Value>,
 }
 
 /// The top-level fields [`EndpointBody`] adds to a webhook body.
-pub const FIELDS: [&str; 2] = ["headers", "auth"];
+pub const FIELDS: [&str; 3] = ["headers", "auth", "signing"];
 
 /// Reads a field that is in the body, `null` included, as `Some`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -63,6 +71,12 @@ pub struct EndpointView {
     /// `{"type": "mtls", "certificate": "PEM", "privateKey": "********"}` or null.
     #[schema(value_type = Option<Object>)]
     pub auth: Option<Value>,
+    /// `hmac` or `ed25519`.
+    pub signing: &'static str,
+    /// With `ed25519`: the `whpk_` public key that verifies `v1a` signatures.
+    pub public_key: Option<String>,
+    /// During a rotation's grace period: the previous key, which still signs.
+    pub previous_public_key: Option<String>,
 }
 
 impl EndpointView {
@@ -90,7 +104,14 @@ impl EndpointView {
                 json!({"type": "mtls", "certificate": certificate, "privateKey": MASK})
             }
         });
-        EndpointView { headers, auth }
+        let signing = options.signing();
+        EndpointView {
+            headers,
+            auth,
+            signing: if signing.is_some() { "ed25519" } else { "hmac" },
+            public_key: signing.map(Ed25519Signing::public_key),
+            previous_public_key: signing.and_then(|s| s.previous_public_key(now_ms())),
+        }
     }
 }
 
@@ -221,10 +242,23 @@ pub fn parse(
     current: Option<&EndpointOptions>,
     problems: &mut Vec<FieldProblem>,
 ) -> Option<EndpointOptions> {
-    if body.headers.is_none() && body.auth.is_none() {
+    if body.headers.is_none() && body.auth.is_none() && body.signing.is_none() {
         return None;
     }
     let mut failed = false;
+    let ed25519 = match body.signing {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s == "hmac" => Some(false),
+        Some(Value::String(s)) if s == "ed25519" => Some(true),
+        Some(_) => {
+            problems.push(problem(
+                "signing",
+                "signing must be \"hmac\" or \"ed25519\"",
+            ));
+            failed = true;
+            None
+        }
+    };
     let headers = match body.headers.map(parse_headers).transpose() {
         Ok(headers) => headers,
         Err(p) => {
@@ -247,8 +281,22 @@ pub fn parse(
     let headers =
         headers.unwrap_or_else(|| current.map(|c| c.headers().clone()).unwrap_or_default());
     let auth = auth.unwrap_or_else(|| current.and_then(|c| c.auth().cloned()));
+    let kept = current.and_then(|c| c.signing().cloned());
+    let signing = match ed25519 {
+        None => kept,
+        Some(false) => None,
+        // A webhook that signs with Ed25519 already keeps its keys.
+        Some(true) => match kept.map_or_else(Ed25519Signing::generate, Ok) {
+            Ok(keys) => Some(keys),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot generate an Ed25519 key");
+                problems.push(problem("signing", "no key could be generated; try again"));
+                return None;
+            }
+        },
+    };
     match EndpointOptions::new(headers, auth) {
-        Ok(options) => Some(options),
+        Ok(options) => Some(options.with_signing(signing)),
         Err(e) => {
             problems.push(problem("headers", e.to_string()));
             None

@@ -188,6 +188,7 @@ impl KnownFields for WebhookBody {
         "scope",
         endpoint::FIELDS[0],
         endpoint::FIELDS[1],
+        endpoint::FIELDS[2],
     ];
 }
 
@@ -666,11 +667,32 @@ pub async fn rotate_secret(
     })?;
     let now = now_ms();
     let grace_until = now + state.config.secret_grace.as_millis() as i64;
-    let record = state
+    let mut record = state
         .store
         .rotate_secret(&current.id, owner(&p), secret, grace_until, now)
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
+    // An Ed25519 webhook rotates its key too, with the same grace period.
+    if let Some(keys) = record.endpoint.signing() {
+        let rotated = keys.rotated(grace_until).map_err(|e| {
+            tracing::error!(error = %e, "cannot generate an Ed25519 key");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error",
+            )
+        })?;
+        let patch = WebhookPatch {
+            endpoint: Some(record.endpoint.clone().with_signing(Some(rotated))),
+            now,
+            ..WebhookPatch::default()
+        };
+        record = state
+            .store
+            .update_webhook(&record.id, owner(&p), patch)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Webhook"))?;
+    }
     // The change holds for the next event.
     state.engine.webhook_changed(&record.id).await;
     Ok(ok(

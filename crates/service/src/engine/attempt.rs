@@ -56,13 +56,17 @@ pub fn request_headers(
 ) -> SentHeaders {
     let timestamp = now_ms.div_euclid(1000);
     let previous = route.previous_secret_at(now_ms);
-    let signatures = sign_delivery(
+    let mut signatures = sign_delivery(
         &route.secret,
         previous.as_slice(),
         job.event_id.as_str(),
         timestamp,
         &job.payload,
     );
+    if let Some(keys) = &route.endpoint.signing {
+        // Standard Webhooks v1a; X-Webhook-Signature stays the guide's HMAC.
+        signatures.standard = keys.sign(job.event_id.as_str(), timestamp, &job.payload, now_ms);
+    }
     let ts = timestamp.to_string();
     let event_id = job.event_id.as_str();
     let attempt = attempt.to_string();

@@ -9,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use webhook_domain::asymmetric::Ed25519Signing;
 use webhook_domain::endpoint::{EndpointAuth, EndpointOptions};
 use webhook_domain::event_type::{EventType, Subscription};
 use webhook_domain::ids::{UserId, WebhookId};
@@ -54,6 +55,8 @@ pub struct EndpointHeaders {
     pub identity: Option<ClientIdentity>,
     /// Where OAuth2 tokens come from; its cache lives as long as the route.
     pub oauth: Option<Arc<TokenSource>>,
+    /// Ed25519 keys, when `webhook-signature` carries `v1a` signatures.
+    pub signing: Option<Ed25519Signing>,
     /// The options these lines were built from.
     options: EndpointOptions,
 }
@@ -95,6 +98,7 @@ impl EndpointHeaders {
             logged: options.logged_headers(),
             identity,
             oauth,
+            signing: options.signing().cloned(),
             options: options.clone(),
         }
     }
