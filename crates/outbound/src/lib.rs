@@ -25,6 +25,7 @@ mod conn;
 mod error;
 mod headers;
 mod http1;
+mod proxy;
 mod resolver;
 mod response;
 mod tls;
@@ -41,6 +42,7 @@ use webhook_domain::address::AddressPolicy;
 
 pub use error::{ErrorKind, OutboundError, OutboundInitError};
 pub use headers::{InvalidHeader, RequestHeaders};
+pub use proxy::{InvalidProxy, Proxy};
 pub use tls::{ClientIdentity, ExtraRoots, InvalidPem, TlsSettings, TrustRoots, UnknownTrustRoots};
 
 use conn::{Destination, Pool};
@@ -64,6 +66,8 @@ pub struct OutboundConfig {
     pub pool_idle_timeout: Duration,
     /// Trusted roots.
     pub tls: TlsSettings,
+    /// Egress proxy for every destination it applies to.
+    pub proxy: Option<Proxy>,
 }
 
 /// A pooled HTTP/1.1 client (plain or TLS) for webhook deliveries; cheap to clone.
@@ -77,6 +81,7 @@ struct Inner {
     tls: TlsConnector,
     /// The trusted roots, shared by the configurations of client certificates.
     roots: Arc<rustls::RootCertStore>,
+    proxy: Option<Proxy>,
     policy: Arc<AddressPolicy>,
     timeout: Duration,
     max_response_body: usize,
@@ -160,6 +165,7 @@ impl OutboundClient {
                 pool,
                 tls: TlsConnector::from(Arc::new(tls)),
                 roots,
+                proxy: config.proxy,
                 policy: config.policy,
                 timeout: config.timeout,
                 max_response_body: config.max_response_body,
@@ -284,7 +290,7 @@ impl OutboundClient {
         let inner = &*self.inner;
         let mut conn = match inner.pool.take(dest) {
             Some(conn) => conn,
-            None => conn::connect(dest, &inner.policy, connector).await?,
+            None => conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref()).await?,
         };
         let head = loop {
             let answer = match http1::send(&mut conn, request).await {
@@ -303,7 +309,8 @@ impl OutboundClient {
                 Err(HeadError::Io {
                     any_bytes: false, ..
                 }) if conn.reused => {
-                    conn = conn::connect(dest, &inner.policy, connector).await?;
+                    conn =
+                        conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref()).await?;
                 }
                 Err(HeadError::Io { error, .. }) => {
                     return Err(error::from_io(&error, Stage::Exchange));

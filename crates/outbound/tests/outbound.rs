@@ -178,6 +178,7 @@ fn client_with(policy: Arc<AddressPolicy>, timeout: Duration) -> OutboundClient 
         pool_idle_per_host: 8,
         pool_idle_timeout: Duration::from_secs(30),
         tls: Default::default(),
+        proxy: None,
     })
     .unwrap()
 }
@@ -566,6 +567,7 @@ fn invalid_settings_are_refused() {
         pool_idle_per_host: 1,
         pool_idle_timeout: Duration::from_secs(1),
         tls: Default::default(),
+        proxy: None,
     };
     assert!(OutboundClient::new(config.clone()).is_err());
     let bad_agent = OutboundConfig {

@@ -169,6 +169,9 @@ pub struct EgressConfig {
     pub tls: webhook_outbound::TlsSettings,
     /// `WEBHOOK_CA_FILE`, as given.
     pub ca_file: Option<PathBuf>,
+    /// `WEBHOOK_PROXY` (`http://` CONNECT or `socks5://`, credentials
+    /// optional), skipped for the destinations of `WEBHOOK_NO_PROXY`.
+    pub proxy: Option<webhook_outbound::Proxy>,
 }
 
 fn egress_config(settings: &Settings) -> Result<EgressConfig, ConfigError> {
@@ -194,9 +197,21 @@ fn egress_config(settings: &Settings) -> Result<EgressConfig, ConfigError> {
                 .map_err(|e| config_error("WEBHOOK_CA_FILE", format!("{}: {e}", path.display())))?
         }
     };
+    let no_proxy = settings.get("WEBHOOK_NO_PROXY").unwrap_or("");
+    let proxy = match settings.get("WEBHOOK_PROXY") {
+        None => None,
+        Some(url) => Some(webhook_outbound::Proxy::parse(url, no_proxy).map_err(|e| {
+            let var = match e {
+                webhook_outbound::InvalidProxy::NoProxy(_) => "WEBHOOK_NO_PROXY",
+                webhook_outbound::InvalidProxy::Url(_) => "WEBHOOK_PROXY",
+            };
+            config_error(var, e.to_string())
+        })?),
+    };
     Ok(EgressConfig {
         tls: webhook_outbound::TlsSettings { roots, extra_roots },
         ca_file,
+        proxy,
     })
 }
 
@@ -626,6 +641,7 @@ impl Config {
             "allowedOrigins": self.allowed_origins,
             "tlsRoots": self.egress.tls.roots.as_str(),
             "caFile": self.egress.ca_file.as_ref().map(|p| p.display().to_string()),
+            "proxy": self.egress.proxy.as_ref().map(webhook_outbound::Proxy::redacted),
         })
     }
 }
@@ -882,6 +898,21 @@ mod tests {
         );
         let err = with(vec![("WEBHOOK_TLS_ROOTS", "mozilla".into())]).unwrap_err();
         assert_eq!(err.var, "WEBHOOK_TLS_ROOTS", "{err}");
+        let err = with(vec![("WEBHOOK_PROXY", "ftp://u:hidden@proxy:21".into())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_PROXY", "{err}");
+        assert!(!err.to_string().contains("hidden"), "{err}");
+        let err = with(vec![
+            ("WEBHOOK_PROXY", "http://proxy:3128".into()),
+            ("WEBHOOK_NO_PROXY", "not a host".into()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_NO_PROXY", "{err}");
+        let config = with(vec![(
+            "WEBHOOK_PROXY",
+            "socks5://u:hidden@proxy:1080".into(),
+        )])
+        .unwrap();
+        assert!(!config.redacted().to_string().contains("hidden"));
         let err = with(vec![("WEBHOOK_CA_FILE", "/nonexistent/ca.pem".into())]).unwrap_err();
         assert_eq!(err.var, "WEBHOOK_CA_FILE", "{err}");
         let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));

@@ -7,6 +7,8 @@
 //!   ([`ReceivedRequest::verify_signatures`]).
 //! * [`CountingReceiver`] answers `200` as fast as possible and records only
 //!   event ids and receive times; it can go down and come back on the same port.
+//! * [`TestProxy`] is an HTTP `CONNECT` or SOCKS5 egress proxy to loopback
+//!   that records the targets of its tunnels.
 //! * [`TlsReceiver`] answers HTTPS with a certificate of a [`TestCa`] made
 //!   for the test, and can demand a client certificate.
 //!
@@ -17,11 +19,13 @@
 #![warn(missing_docs)]
 
 mod counting;
+mod proxy;
 mod receiver;
 mod server;
 mod tls;
 mod wire;
 
 pub use counting::CountingReceiver;
+pub use proxy::{ProxyProtocol, TestProxy};
 pub use receiver::{Behavior, ReceivedRequest, Receiver};
 pub use tls::{PemPair, TestCa, TlsReceiver, TlsRequest};
