@@ -178,6 +178,7 @@ async fn headers_the_service_writes_itself_are_refused() {
         (json!({"X Bad": "x"}), "X Bad"),
         (json!({"X-Ok": "a\r\nX-Evil: 1"}), "X-Ok"),
         (json!({"X-Ok": 5}), "X-Ok"),
+        (json!({"X-Api-Key": "********"}), "masked value"),
         (json!(["X-Ok"]), "object"),
     ] {
         let (status, body) = app
@@ -210,6 +211,7 @@ async fn headers_the_service_writes_itself_are_refused() {
         json!({"type": "bearer", "token": "two words"}),
         json!({"type": "digest"}),
         json!({"type": "bearer", "token": "t", "extra": 1}),
+        json!({"type": "bearer", "token": "********"}),
         json!("bearer t"),
     ] {
         let (status, body) = app

@@ -138,6 +138,14 @@ fn tls_problem(e: &InvalidPem) -> InvalidEndpointOption {
     InvalidEndpointOption::AuthField { field, problem }
 }
 
+/// A read shows every secret as the mask: one sent back would replace the
+/// secret with the mask itself, silently breaking the endpoint.
+fn masked_value(what: &str) -> String {
+    format!(
+        "{what} is the masked value that reads show ({MASK}); send the real value, or leave the field out to keep it"
+    )
+}
+
 fn parse_headers(value: Value) -> Result<CustomHeaders, FieldProblem> {
     let object = match value {
         Value::Null => return Ok(CustomHeaders::default()),
@@ -152,6 +160,10 @@ fn parse_headers(value: Value) -> Result<CustomHeaders, FieldProblem> {
     let mut pairs = Vec::with_capacity(object.len());
     for (name, value) in object {
         match value {
+            Value::String(value) if value == MASK => {
+                let shown: String = name.chars().take(64).collect();
+                return Err(problem("headers", masked_value(&format!("header {shown}"))));
+            }
             Value::String(value) => pairs.push((name, value)),
             _ => {
                 let shown: String = name.chars().take(64).collect();
@@ -198,6 +210,9 @@ fn parse_auth(value: Value) -> Result<Option<EndpointAuth>, FieldProblem> {
         ));
     }
     let mut take = |field: &'static str| match object.remove(field) {
+        Some(Value::String(text)) if text == MASK => {
+            Err(problem("auth", masked_value(&format!("auth.{field}"))))
+        }
         Some(Value::String(text)) => Ok(text),
         _ => Err(problem("auth", format!("auth.{field} must be a string"))),
     };
