@@ -393,6 +393,24 @@ mod tests {
     }
 
     #[test]
+    fn a_route_never_shows_its_endpoint_credentials() {
+        use webhook_domain::endpoint::{CustomHeaders, EndpointAuth, EndpointOptions};
+        let options = EndpointOptions::new(
+            CustomHeaders::parse(vec![("X-Api-Key".into(), "raw-key-value".into())]).unwrap(),
+            Some(EndpointAuth::bearer("raw-token-value".into()).unwrap()),
+        )
+        .unwrap();
+        let mut route = route();
+        route.endpoint = super::super::routing::EndpointHeaders::new(&options);
+        let shown = format!("{route:?}");
+        assert!(!shown.contains("raw-key-value") && !shown.contains("raw-token-value"));
+        assert!(shown.contains("x-api-key"), "{shown}");
+        let sent = request_headers(&route, &job(), 1, 1_000, "ua");
+        let logged = format!("{:?}", sent.logged);
+        assert!(!logged.contains("raw-key-value") && !logged.contains("raw-token-value"));
+    }
+
+    #[test]
     fn retry_after_counts_from_the_answer_not_from_the_start() {
         // Sent at 10_000.9 (read as 10_000), answered 5.9 ms later (a
         // duration of 5 whole ms) at 10_006.8 (read as 10_006): the next

@@ -45,7 +45,7 @@ pub struct Route {
 /// The header lines a webhook's endpoint options add to every attempt,
 /// built once per routing change rather than per attempt. Empty for a
 /// webhook without options, which then pays nothing for them.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct EndpointHeaders {
     /// As sent (raw credentials); never logged.
     pub sent: Vec<(String, String)>,
@@ -59,6 +59,18 @@ pub struct EndpointHeaders {
     pub signing: Option<Ed25519Signing>,
     /// The options these lines were built from.
     options: EndpointOptions,
+}
+
+impl std::fmt::Debug for EndpointHeaders {
+    /// The masked lines only: `sent` holds credentials in clear.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointHeaders")
+            .field("lines", &self.logged)
+            .field("identity", &self.identity)
+            .field("oauth", &self.oauth)
+            .field("signing", &self.signing)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EndpointHeaders {
