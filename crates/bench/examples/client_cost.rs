@@ -74,6 +74,8 @@ async fn main() {
         )),
         pool_idle_per_host: 256,
         pool_idle_timeout: Duration::from_secs(90),
+        tls: Default::default(),
+        proxy: None,
     })
     .unwrap();
     let target = url::Url::parse(&url).unwrap();

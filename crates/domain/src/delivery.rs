@@ -92,7 +92,7 @@ impl DeliveryStatus {
 named_enum!(
     /// Why one delivery attempt failed.
     AttemptErrorKind, "attempt error kind",
-    "timeout, connect, tls, dns, blocked_address, http_status, redirect",
+    "timeout, connect, tls, dns, blocked_address, http_status, redirect, auth",
     {
         /// No complete response within the timeout.
         Timeout => "timeout",
@@ -108,6 +108,9 @@ named_enum!(
         HttpStatus => "http_status",
         /// The receiver answered with a redirect, which is never followed.
         Redirect => "redirect",
+        /// The endpoint's credentials could not be obtained (an OAuth2
+        /// token request failed), so nothing was sent.
+        Auth => "auth",
     }
 );
 
@@ -206,6 +209,7 @@ mod tests {
             (AttemptErrorKind::BlockedAddress, "blocked_address"),
             (AttemptErrorKind::HttpStatus, "http_status"),
             (AttemptErrorKind::Redirect, "redirect"),
+            (AttemptErrorKind::Auth, "auth"),
         ];
         for (kind, text) in all {
             assert_eq!(kind.as_str(), text);

@@ -6,7 +6,9 @@
 //! already guarantees.
 
 pub mod address;
+pub mod asymmetric;
 pub mod delivery;
+pub mod endpoint;
 pub mod envelope;
 pub mod event_type;
 pub mod filter;

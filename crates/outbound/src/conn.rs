@@ -18,6 +18,7 @@ use tokio_rustls::client::TlsStream;
 use webhook_domain::address::AddressPolicy;
 
 use crate::error::{self, Stage};
+use crate::proxy::Proxy;
 use crate::{OutboundError, resolver};
 
 /// Where a request goes; also the pool's key.
@@ -30,6 +31,8 @@ pub(crate) struct Destination {
     pub port: u16,
     /// Set when `host` is an IP literal (already checked against the policy).
     pub literal: Option<IpAddr>,
+    /// The client certificate presented (`ClientIdentity` id; 0: none).
+    pub identity: u64,
 }
 
 /// The byte stream of one connection.
@@ -111,7 +114,9 @@ pub(crate) async fn connect(
     dest: &Destination,
     policy: &AddressPolicy,
     tls: &TlsConnector,
+    proxy: Option<&Proxy>,
 ) -> Result<Conn, OutboundError> {
+    let proxy = proxy.filter(|p| p.applies_to(&dest.host, dest.literal));
     let addrs = match dest.literal {
         Some(ip) => vec![SocketAddr::new(ip, dest.port)],
         None => resolver::resolve(policy, &dest.host, dest.port)
@@ -121,7 +126,12 @@ pub(crate) async fn connect(
     let mut last_error = None;
     let mut tcp = None;
     for addr in addrs {
-        match TcpStream::connect(addr).await {
+        // Through a proxy, the tunnel goes to the address checked above.
+        let stream = match proxy {
+            Some(proxy) => proxy.connect(addr).await,
+            None => TcpStream::connect(addr).await,
+        };
+        match stream {
             Ok(stream) => {
                 tcp = Some(stream);
                 break;

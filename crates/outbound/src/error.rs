@@ -74,6 +74,12 @@ pub enum OutboundInitError {
     /// rustls refused the TLS configuration.
     #[error("could not set up TLS: {0}")]
     Tls(#[source] rustls::Error),
+    /// Only the system's roots were asked for, and none could be read.
+    #[error("no trusted root certificate could be read from the operating system's store: {0}")]
+    SystemRoots(String),
+    /// An extra root certificate cannot serve as a trust anchor.
+    #[error("an extra root certificate cannot be used as a trust anchor: {0}")]
+    ExtraRoot(String),
 }
 
 /// Where in an attempt an I/O error happened.
@@ -115,6 +121,15 @@ pub(crate) fn from_io(err: &io::Error, stage: Stage) -> OutboundError {
             (None, _) => format!("TLS handshake failed: {err}"),
         };
         return OutboundError::new(ErrorKind::Tls, message);
+    }
+    // Under TLS 1.3 the client's handshake ends before the server has
+    // judged the client certificate: a server that refuses it (or wants
+    // one) says so with an alert on the first read.
+    if let Some(tls) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return OutboundError::new(ErrorKind::Tls, format!("TLS failed: {tls}"));
     }
     let message = match err.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_string(),

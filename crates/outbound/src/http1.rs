@@ -24,6 +24,7 @@ pub(crate) fn encode_request(
     target: &str,
     host: &str,
     user_agent: &str,
+    content_type: &str,
     headers: &RequestHeaders,
     body: &[u8],
 ) -> Vec<u8> {
@@ -35,7 +36,9 @@ pub(crate) fn encode_request(
     out.extend_from_slice(host.as_bytes());
     out.extend_from_slice(b"\r\nuser-agent: ");
     out.extend_from_slice(user_agent.as_bytes());
-    out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+    out.extend_from_slice(b"\r\ncontent-type: ");
+    out.extend_from_slice(content_type.as_bytes());
+    out.extend_from_slice(b"\r\ncontent-length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\n");
     // Checked lines without the client's own headers (see `RequestHeaders`).

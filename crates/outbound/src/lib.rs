@@ -25,8 +25,10 @@ mod conn;
 mod error;
 mod headers;
 mod http1;
+mod proxy;
 mod resolver;
 mod response;
+mod tls;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -40,6 +42,8 @@ use webhook_domain::address::AddressPolicy;
 
 pub use error::{ErrorKind, OutboundError, OutboundInitError};
 pub use headers::{InvalidHeader, RequestHeaders};
+pub use proxy::{InvalidProxy, Proxy};
+pub use tls::{ClientIdentity, ExtraRoots, InvalidPem, TlsSettings, TrustRoots, UnknownTrustRoots};
 
 use conn::{Destination, Pool};
 use error::Stage;
@@ -60,6 +64,10 @@ pub struct OutboundConfig {
     pub pool_idle_per_host: usize,
     /// How long an idle pooled connection is kept before it is closed.
     pub pool_idle_timeout: Duration,
+    /// Trusted roots.
+    pub tls: TlsSettings,
+    /// Egress proxy for every destination it applies to.
+    pub proxy: Option<Proxy>,
 }
 
 /// A pooled HTTP/1.1 client (plain or TLS) for webhook deliveries; cheap to clone.
@@ -71,6 +79,9 @@ pub struct OutboundClient {
 struct Inner {
     pool: Arc<Pool>,
     tls: TlsConnector,
+    /// The trusted roots, shared by the configurations of client certificates.
+    roots: Arc<rustls::RootCertStore>,
+    proxy: Option<Proxy>,
     policy: Arc<AddressPolicy>,
     timeout: Duration,
     max_response_body: usize,
@@ -108,6 +119,17 @@ pub struct Outcome {
     pub retry_after: Option<String>,
 }
 
+const JSON: &str = "application/json";
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What one POST carries.
+struct Request<'a> {
+    url: &'a Url,
+    content_type: &'a str,
+    headers: &'a RequestHeaders,
+    body: &'a [u8],
+}
+
 /// Where one request goes and what its head says about the URL.
 struct Target<'a> {
     dest: Destination,
@@ -127,20 +149,8 @@ impl OutboundClient {
             return Err(OutboundInitError::InvalidUserAgent(config.user_agent));
         }
 
-        // ring chosen explicitly rather than through rustls' process-wide
-        // default, which panics if another crate in the binary enables a
-        // second provider.
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(OutboundInitError::Tls)?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        // The client speaks HTTP/1.1 only; every HTTPS server accepts it.
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let roots = Arc::new(tls::root_store(&config.tls)?);
+        let tls = tls::client_config(roots.clone(), None)?;
 
         let pool = Arc::new(Pool::new(
             config.pool_idle_per_host,
@@ -154,6 +164,8 @@ impl OutboundClient {
             inner: Arc::new(Inner {
                 pool,
                 tls: TlsConnector::from(Arc::new(tls)),
+                roots,
+                proxy: config.proxy,
                 policy: config.policy,
                 timeout: config.timeout,
                 max_response_body: config.max_response_body,
@@ -171,7 +183,7 @@ impl OutboundClient {
         headers: impl Into<RequestHeaders>,
         body: Bytes,
     ) -> Outcome {
-        self.post_with_timeout(url, headers, body, self.inner.timeout)
+        self.send(url, JSON, headers.into(), &body, None, self.inner.timeout)
             .await
     }
 
@@ -184,11 +196,56 @@ impl OutboundClient {
         body: Bytes,
         timeout: Duration,
     ) -> Outcome {
-        let headers = headers.into();
+        self.send(url, JSON, headers.into(), &body, None, timeout)
+            .await
+    }
+
+    /// [`OutboundClient::post`], presenting `identity` when the server asks
+    /// for a client certificate, under `timeout` when one is given.
+    pub async fn post_as(
+        &self,
+        url: &Url,
+        headers: impl Into<RequestHeaders>,
+        body: Bytes,
+        identity: Option<&ClientIdentity>,
+        timeout: Option<Duration>,
+    ) -> Outcome {
+        let timeout = timeout.unwrap_or(self.inner.timeout);
+        self.send(url, JSON, headers.into(), &body, identity, timeout)
+            .await
+    }
+
+    /// POSTs a form (`application/x-www-form-urlencoded`), such as an OAuth2
+    /// token request, under the same rules as a delivery.
+    pub async fn post_form(
+        &self,
+        url: &Url,
+        headers: impl Into<RequestHeaders>,
+        body: Bytes,
+    ) -> Outcome {
+        self.send(url, FORM, headers.into(), &body, None, self.inner.timeout)
+            .await
+    }
+
+    async fn send(
+        &self,
+        url: &Url,
+        content_type: &str,
+        headers: RequestHeaders,
+        body: &[u8],
+        identity: Option<&ClientIdentity>,
+        timeout: Duration,
+    ) -> Outcome {
         let started = Instant::now();
         let mut outcome = Outcome::default();
+        let request = Request {
+            url,
+            content_type,
+            headers: &headers,
+            body,
+        };
         if let Err(error) = self
-            .attempt(url, &headers, &body, started, timeout, &mut outcome)
+            .attempt(request, identity, started, timeout, &mut outcome)
             .await
         {
             outcome.error = Some(error);
@@ -199,25 +256,42 @@ impl OutboundClient {
 
     async fn attempt(
         &self,
-        url: &Url,
-        headers: &RequestHeaders,
-        body: &[u8],
+        Request {
+            url,
+            content_type,
+            headers,
+            body,
+        }: Request<'_>,
+        identity: Option<&ClientIdentity>,
         started: Instant,
         timeout: Duration,
         outcome: &mut Outcome,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
-        let target = self.target(url)?;
+        let mut target = self.target(url)?;
+        let connector = match identity {
+            None => &inner.tls,
+            Some(identity) => {
+                target.dest.identity = identity.id();
+                identity.connector(&inner.roots).map_err(|e| {
+                    OutboundError::new(
+                        ErrorKind::Tls,
+                        format!("the client certificate cannot be used: {e}"),
+                    )
+                })?
+            }
+        };
         let request = http1::encode_request(
             target.path,
             target.host_header,
             &inner.user_agent,
+            content_type,
             headers,
             body,
         );
         let deadline = tokio::time::Instant::from_std(started) + timeout;
         let mut excerpt = Vec::new();
-        let exchange = self.exchange(&target.dest, &request, outcome, &mut excerpt);
+        let exchange = self.exchange(&target.dest, connector, &request, outcome, &mut excerpt);
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Err(error)) => Err(error),
             Ok(Ok(())) => response::finish(outcome, excerpt, false, timeout),
@@ -231,6 +305,7 @@ impl OutboundClient {
     async fn exchange(
         &self,
         dest: &Destination,
+        connector: &TlsConnector,
         request: &[u8],
         outcome: &mut Outcome,
         excerpt: &mut Vec<u8>,
@@ -238,7 +313,7 @@ impl OutboundClient {
         let inner = &*self.inner;
         let mut conn = match inner.pool.take(dest) {
             Some(conn) => conn,
-            None => conn::connect(dest, &inner.policy, &inner.tls).await?,
+            None => conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref()).await?,
         };
         let head = loop {
             let answer = match http1::send(&mut conn, request).await {
@@ -257,7 +332,8 @@ impl OutboundClient {
                 Err(HeadError::Io {
                     any_bytes: false, ..
                 }) if conn.reused => {
-                    conn = conn::connect(dest, &inner.policy, &inner.tls).await?;
+                    conn =
+                        conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref()).await?;
                 }
                 Err(HeadError::Io { error, .. }) => {
                     return Err(error::from_io(&error, Stage::Exchange));
@@ -312,6 +388,7 @@ impl OutboundClient {
                 host,
                 port,
                 literal,
+                identity: 0,
             },
             host_header: &url[Position::BeforeHost..Position::BeforePath],
             path: &url[Position::BeforePath..Position::AfterQuery],

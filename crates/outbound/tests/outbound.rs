@@ -177,6 +177,8 @@ fn client_with(policy: Arc<AddressPolicy>, timeout: Duration) -> OutboundClient 
         policy,
         pool_idle_per_host: 8,
         pool_idle_timeout: Duration::from_secs(30),
+        tls: Default::default(),
+        proxy: None,
     })
     .unwrap()
 }
@@ -585,6 +587,8 @@ fn invalid_settings_are_refused() {
         policy: loopback_policy(),
         pool_idle_per_host: 1,
         pool_idle_timeout: Duration::from_secs(1),
+        tls: Default::default(),
+        proxy: None,
     };
     assert!(OutboundClient::new(config.clone()).is_err());
     let bad_agent = OutboundConfig {

@@ -162,6 +162,62 @@ pub struct Config {
     pub request_timeout: Duration,
     /// The portal's settings (`WEBHOOK_PORTAL_*`, `WEBHOOK_PUBLIC_URL`).
     pub portal: crate::portal::PortalSettings,
+    /// How deliveries leave: trusted roots.
+    pub egress: EgressConfig,
+}
+
+/// How deliveries reach endpoints.
+#[derive(Debug, Clone, Default)]
+pub struct EgressConfig {
+    /// Trusted roots (`WEBHOOK_TLS_ROOTS`, default `bundled`) and extra
+    /// roots (`WEBHOOK_CA_FILE`, PEM).
+    pub tls: webhook_outbound::TlsSettings,
+    /// `WEBHOOK_CA_FILE`, as given.
+    pub ca_file: Option<PathBuf>,
+    /// `WEBHOOK_PROXY` (`http://` CONNECT or `socks5://`, credentials
+    /// optional), skipped for the destinations of `WEBHOOK_NO_PROXY`.
+    pub proxy: Option<webhook_outbound::Proxy>,
+}
+
+fn egress_config(settings: &Settings) -> Result<EgressConfig, ConfigError> {
+    let roots = match settings.get("WEBHOOK_TLS_ROOTS") {
+        None => webhook_outbound::TrustRoots::default(),
+        Some(text) => text
+            .parse()
+            .map_err(|e: webhook_outbound::UnknownTrustRoots| {
+                config_error("WEBHOOK_TLS_ROOTS", e.to_string())
+            })?,
+    };
+    let ca_file = settings.get("WEBHOOK_CA_FILE").map(PathBuf::from);
+    let extra_roots = match &ca_file {
+        None => webhook_outbound::ExtraRoots::default(),
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                config_error(
+                    "WEBHOOK_CA_FILE",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            webhook_outbound::ExtraRoots::from_pem(&pem)
+                .map_err(|e| config_error("WEBHOOK_CA_FILE", format!("{}: {e}", path.display())))?
+        }
+    };
+    let no_proxy = settings.get("WEBHOOK_NO_PROXY").unwrap_or("");
+    let proxy = match settings.get("WEBHOOK_PROXY") {
+        None => None,
+        Some(url) => Some(webhook_outbound::Proxy::parse(url, no_proxy).map_err(|e| {
+            let var = match e {
+                webhook_outbound::InvalidProxy::NoProxy(_) => "WEBHOOK_NO_PROXY",
+                webhook_outbound::InvalidProxy::Url(_) => "WEBHOOK_PROXY",
+            };
+            config_error(var, e.to_string())
+        })?),
+    };
+    Ok(EgressConfig {
+        tls: webhook_outbound::TlsSettings { roots, extra_roots },
+        ca_file,
+        proxy,
+    })
 }
 
 /// Key/value settings gathered from the TOML file and the environment.
@@ -422,6 +478,7 @@ impl Config {
                 Duration::from_secs(3600),
             )?,
             portal: crate::portal::PortalSettings::from_settings(settings)?,
+            egress: egress_config(settings)?,
         })
     }
 
@@ -470,6 +527,9 @@ impl Config {
             "logLevel": self.log_level,
             "logFormat": match self.log_format { LogFormat::Json => "json", LogFormat::Pretty => "pretty" },
             "allowedOrigins": self.allowed_origins,
+            "tlsRoots": self.egress.tls.roots.as_str(),
+            "caFile": self.egress.ca_file.as_ref().map(|p| p.display().to_string()),
+            "proxy": self.egress.proxy.as_ref().map(webhook_outbound::Proxy::redacted),
         })
     }
 }
@@ -902,5 +962,48 @@ mod tests {
         assert_eq!(parse_key(&"ab".repeat(32)).unwrap(), [0xab; 32]);
         assert!(parse_key("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=").is_ok());
         assert!(parse_key("AAAA").unwrap_err().contains("32 bytes"));
+    }
+
+    #[test]
+    fn egress_settings_name_their_variable() {
+        let with = |extra: Vec<(&'static str, String)>| {
+            let mut pairs: Vec<(&str, String)> = prod()
+                .into_iter()
+                .map(|(k, v)| (k, v.to_string()))
+                .collect();
+            pairs.extend(extra);
+            Config::from_settings(&Settings::from_pairs(pairs), false)
+        };
+        let config = with(vec![]).unwrap();
+        assert_eq!(
+            config.egress.tls.roots,
+            webhook_outbound::TrustRoots::Bundled
+        );
+        let err = with(vec![("WEBHOOK_TLS_ROOTS", "mozilla".into())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_TLS_ROOTS", "{err}");
+        let err = with(vec![("WEBHOOK_PROXY", "ftp://u:hidden@proxy:21".into())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_PROXY", "{err}");
+        assert!(!err.to_string().contains("hidden"), "{err}");
+        let err = with(vec![
+            ("WEBHOOK_PROXY", "http://proxy:3128".into()),
+            ("WEBHOOK_NO_PROXY", "not a host".into()),
+        ])
+        .unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_NO_PROXY", "{err}");
+        let config = with(vec![(
+            "WEBHOOK_PROXY",
+            "socks5://u:hidden@proxy:1080".into(),
+        )])
+        .unwrap();
+        assert!(!config.redacted().to_string().contains("hidden"));
+        let err = with(vec![("WEBHOOK_CA_FILE", "/nonexistent/ca.pem".into())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_CA_FILE", "{err}");
+        let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("not-a-ca.pem");
+        std::fs::write(&file, "no certificate here").unwrap();
+        let err = with(vec![("WEBHOOK_CA_FILE", file.display().to_string())]).unwrap_err();
+        assert_eq!(err.var, "WEBHOOK_CA_FILE", "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

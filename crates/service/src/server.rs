@@ -70,6 +70,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         policy: policy.clone(),
         pool_idle_per_host: 256,
         pool_idle_timeout: Duration::from_secs(90),
+        tls: config.egress.tls.clone(),
+        proxy: config.egress.proxy.clone(),
     })
     .context("cannot build the HTTP client")?;
     let engine = Engine::start(

@@ -76,6 +76,7 @@ async fn calls_fail_fast_while_unreachable_and_recover_by_themselves() -> Ran {
                 secret: WebhookSecret::parse("whsec_outage-test-secret-0000").unwrap(),
                 now: 1,
                 controls: Default::default(),
+                endpoint: Default::default(),
             },
             100,
         )

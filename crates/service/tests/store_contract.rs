@@ -218,6 +218,7 @@ fn new_webhook(owner: &str, now: i64) -> NewWebhook {
         secret: secret("whsec_0123456789abcdef0123456789"),
         now,
         controls: DeliveryControls::default(),
+        endpoint: Default::default(),
     }
 }
 
@@ -402,6 +403,7 @@ async fn contract_webhook_crud_and_ownership(store: &dyn Store) {
         secret: None,
         now: 3000,
         controls: ControlsPatch::default(),
+        endpoint: None,
     };
     assert!(
         store
@@ -2274,6 +2276,81 @@ async fn futures_join_all<F: std::future::Future>(
         .collect()
 }
 
+/// A webhook's custom headers and auth read back as written, are never
+/// stored in plaintext, are kept by a patch that does not name them and
+/// replaced whole by one that does.
+async fn contract_endpoint_options_sealed_and_replaced_whole(f: &Fixture) {
+    use webhook_domain::endpoint::{CustomHeaders, EndpointAuth, EndpointOptions};
+    let store = f.store();
+    let options = EndpointOptions::new(
+        CustomHeaders::parse(vec![("X-Api-Key".into(), "plain-api-key-4411".into())]).unwrap(),
+        Some(EndpointAuth::basic("alice".into(), "plain-password-4412".into()).unwrap()),
+    )
+    .unwrap();
+    let mut new = new_webhook("alice", 1000);
+    new.endpoint = options.clone();
+    let created = store.create_webhook(new, 10).await.unwrap();
+    assert_eq!(created.endpoint, options);
+    let plain = create(store, "bob", 1000).await;
+    assert!(plain.endpoint.is_empty());
+    let raw = f.raw_webhook_storage().await;
+    for secret in ["plain-api-key-4411", "plain-password-4412", "X-Api-Key"] {
+        assert!(
+            !raw.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} stored in plaintext"
+        );
+    }
+    let kept = store
+        .update_webhook(
+            &created.id,
+            Owner::Any,
+            WebhookPatch {
+                description: Some(None),
+                now: 2000,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.endpoint, options);
+    let bearer = EndpointOptions::new(
+        CustomHeaders::default(),
+        Some(EndpointAuth::bearer("t".into()).unwrap()),
+    )
+    .unwrap();
+    let replaced = store
+        .update_webhook(
+            &created.id,
+            Owner::Any,
+            WebhookPatch {
+                endpoint: Some(bearer.clone()),
+                now: 3000,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced.endpoint, bearer);
+    let cleared = store
+        .update_webhook(
+            &created.id,
+            Owner::Any,
+            WebhookPatch {
+                endpoint: Some(EndpointOptions::default()),
+                now: 4000,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cleared.endpoint.is_empty());
+    let all = store.all_webhooks().await.unwrap();
+    assert!(all.iter().all(|w| w.endpoint.is_empty()));
+}
+
 // ---------------------------------------------------------------- runners
 
 /// Runs each named contract against the embedded store and against
@@ -2351,6 +2428,7 @@ contracts!(
         contract_secret_not_in_plaintext,
         contract_children_go_with_their_parents,
         contract_deleting_while_writing_leaves_no_orphans,
+        contract_endpoint_options_sealed_and_replaced_whole,
 );
 
 // ------------------------------------------------- schema versions

@@ -7,6 +7,10 @@
 //!   ([`ReceivedRequest::verify_signatures`]).
 //! * [`CountingReceiver`] answers `200` as fast as possible and records only
 //!   event ids and receive times; it can go down and come back on the same port.
+//! * [`TestProxy`] is an HTTP `CONNECT` or SOCKS5 egress proxy to loopback
+//!   that records the targets of its tunnels.
+//! * [`TlsReceiver`] answers HTTPS with a certificate of a [`TestCa`] made
+//!   for the test, and can demand a client certificate.
 //!
 //! * [`response_fuzz::ResponseFuzzer`] serves arbitrary response bytes from a
 //!   raw socket to the outbound client and checks what it makes of them (the
@@ -19,10 +23,14 @@
 #![warn(missing_docs)]
 
 mod counting;
+mod proxy;
 mod receiver;
 pub mod response_fuzz;
 mod server;
+mod tls;
 mod wire;
 
 pub use counting::CountingReceiver;
+pub use proxy::{ProxyProtocol, TestProxy};
 pub use receiver::{Behavior, ReceivedRequest, Receiver};
+pub use tls::{PemPair, TestCa, TlsReceiver, TlsRequest};

@@ -74,6 +74,15 @@ pub enum Behavior {
         /// Body length.
         bytes: usize,
     },
+    /// Answer 200 when the request carries header `name` with exactly
+    /// `value`, and 401 otherwise: an endpoint behind a gateway that
+    /// demands a credential.
+    RequireHeader {
+        /// Header name (case-insensitive).
+        name: String,
+        /// The value demanded.
+        value: String,
+    },
 }
 
 impl Default for Behavior {
@@ -131,7 +140,7 @@ fn small(status: u16, headers: Vec<(String, String)>) -> Reply {
 
 impl Behavior {
     /// The plan for the `index`-th request under this behavior.
-    fn plan(&self, index: usize) -> Plan {
+    fn plan(&self, index: usize, request: &ReceivedRequest) -> Plan {
         match self {
             Behavior::Status(s) => Plan::Reply(small(*s, Vec::new())),
             Behavior::StatusWithHeaders(s, h) => Plan::Reply(small(*s, h.clone())),
@@ -159,7 +168,7 @@ impl Behavior {
                 ..small(*status, Vec::new())
             }),
             Behavior::Sequence(items) => match items.get(index).or(items.last()) {
-                Some(item) => item.plan(index),
+                Some(item) => item.plan(index, request),
                 None => Plan::Reply(small(200, Vec::new())),
             },
             Behavior::Body { status, body } => Plan::Reply(Reply {
@@ -174,6 +183,14 @@ impl Behavior {
                 headers: Vec::new(),
                 body: BodyPlan::Big(*bytes),
             }),
+            Behavior::RequireHeader { name, value } => {
+                let status = if request.header(name) == Some(value.as_str()) {
+                    200
+                } else {
+                    401
+                };
+                Plan::Reply(small(status, Vec::new()))
+            }
         }
     }
 }
@@ -281,7 +298,7 @@ impl Shared {
             let mut state = lock(&self.behavior);
             let index = state.1;
             state.1 += 1;
-            state.0.plan(index)
+            state.0.plan(index, &request)
         };
         lock(&self.requests).push(request);
         self.count.send_modify(|c| *c += 1);

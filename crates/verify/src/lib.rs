@@ -9,9 +9,14 @@
 //!   `{id}.{timestamp}.{body}`, keyed with the base64-decoded part of a
 //!   `whsec_` secret (or the secret's bytes for any other secret).
 //!
+//! Standard Webhooks' asymmetric `v1a` (Ed25519, `whsk_` / `whpk_` keys) is
+//! in [`asymmetric`]: a receiver verifies it with a public key only.
+//!
 //! The sender (the webhook service) and receivers share this one
 //! implementation, so what is signed and what is checked cannot drift apart.
 //! Every comparison is constant-time.
+
+pub mod asymmetric;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -46,6 +51,9 @@ pub enum VerifyError {
     /// No signature matched the body.
     #[error("no signature matches the payload")]
     SignatureMismatch,
+    /// The key given to verify with is not a key of the scheme.
+    #[error("the verification key is malformed")]
+    MalformedKey,
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {

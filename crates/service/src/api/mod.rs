@@ -6,6 +6,7 @@
 
 mod controls;
 mod deliveries;
+mod endpoint;
 pub mod error;
 mod events;
 pub mod extract;

@@ -54,6 +54,49 @@ impl utoipa::Modify for Security {
     }
 }
 
+/// Merges the properties of the structs a schema flattens (utoipa writes
+/// them as an `allOf` of references) into the schema itself, so that the
+/// body is one object whose every field is listed in `properties`, which
+/// `additionalProperties: false` and the field constraints below rely on.
+fn inline_flattened(schemas: &mut Map<String, Value>, names: &[&str]) {
+    for name in names {
+        let Some(parts) = schemas
+            .get_mut(*name)
+            .and_then(Value::as_object_mut)
+            .and_then(|s| s.remove("allOf"))
+        else {
+            continue;
+        };
+        let mut properties = Map::new();
+        let mut required = Vec::new();
+        for part in parts.as_array().into_iter().flatten() {
+            // A flattened struct is a `$ref`, possibly wrapped in a `oneOf`.
+            let reference = part
+                .get("$ref")
+                .or_else(|| part.pointer("/oneOf/0/$ref"))
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"));
+            let source = match reference {
+                Some(target) => schemas.get(target).cloned().unwrap_or(Value::Null),
+                None => part.clone(),
+            };
+            if let Some(props) = source.get("properties").and_then(Value::as_object) {
+                properties.extend(props.clone());
+            }
+            if let Some(list) = source.get("required").and_then(Value::as_array) {
+                required.extend(list.iter().cloned());
+            }
+        }
+        if let Some(schema) = schemas.get_mut(*name).and_then(Value::as_object_mut) {
+            schema.insert("type".into(), json!("object"));
+            schema.insert("properties".into(), Value::Object(properties));
+            if !required.is_empty() {
+                schema.insert("required".into(), Value::Array(required));
+            }
+        }
+    }
+}
+
 /// The document as served: the handlers' annotations name the `data` of a
 /// success, while every answer is wrapped in the envelope of `error.rs`; and
 /// the layers in front of every handler (authentication, rate limit, JSON
@@ -73,6 +116,7 @@ pub fn document() -> Value {
         .pointer_mut("/components/schemas")
         .and_then(Value::as_object_mut)
     {
+        inline_flattened(schemas, &["WebhookBody", "WebhookView"]);
         constrain_bodies(schemas);
     }
     let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use webhook_domain::endpoint::{EndpointAuth, EndpointOptions};
 use webhook_domain::event_type::{Subscription, catalogue};
 use webhook_domain::ids::WebhookId;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
@@ -15,6 +16,7 @@ use webhook_domain::webhook::{Description, HostKind, WebhookSecret, WebhookUrl};
 
 use super::AppState;
 use super::controls::{ControlsBody, ControlsView};
+use super::endpoint::{self, EndpointBody, EndpointView};
 use super::error::{ApiError, FieldProblem, ok};
 use super::extract::{
     KnownFields, MAX_ACTION_BODY, NoFields, OptionalJson, Pagination, StrictJson,
@@ -65,6 +67,9 @@ pub struct WebhookView {
     /// Payload filter, rate limit, retry schedule and timeout.
     #[serde(flatten)]
     pub controls: ControlsView,
+    /// Custom headers and endpoint authentication, masked.
+    #[serde(flatten)]
+    pub endpoint: EndpointView,
 }
 
 /// A webhook's circuit breaker, as this instance sees it. Each instance
@@ -124,6 +129,7 @@ impl WebhookView {
             updated_at: format_rfc3339_millis(r.updated_at),
             circuit: CircuitView::CLOSED.into(),
             controls: (&r.controls).into(),
+            endpoint: EndpointView::new(&r.endpoint),
         }
     }
 
@@ -196,6 +202,9 @@ pub struct WebhookBody {
     #[schema(value_type = Option<u64>, example = 5000)]
     #[serde(deserialize_with = "present")]
     pub timeout_ms: Option<Value>,
+    /// Custom headers and endpoint authentication.
+    #[serde(flatten)]
+    pub endpoint: EndpointBody,
 }
 
 impl KnownFields for WebhookBody {
@@ -211,6 +220,9 @@ impl KnownFields for WebhookBody {
         "rateLimitPerSecond",
         "retrySchedule",
         "timeoutMs",
+        endpoint::FIELDS[0],
+        endpoint::FIELDS[1],
+        endpoint::FIELDS[2],
     ];
 }
 
@@ -242,6 +254,8 @@ struct ParsedBody {
     is_active: Option<bool>,
     scope_all: Option<bool>,
     controls: ControlsPatch,
+    /// The whole new endpoint options; `None`: unchanged.
+    endpoint: Option<EndpointOptions>,
 }
 
 fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
@@ -299,10 +313,32 @@ async fn check_destination(state: &AppState, url: &WebhookUrl) -> Result<(), Fie
 async fn parse_body(
     state: &AppState,
     body: WebhookBody,
-    creating: bool,
+    current: Option<&WebhookRecord>,
 ) -> Result<ParsedBody, ApiError> {
+    let creating = current.is_none();
     let mut problems = Vec::new();
-    let mut parsed = ParsedBody::default();
+    let mut parsed = ParsedBody {
+        endpoint: endpoint::parse(body.endpoint, current.map(|c| &c.endpoint), &mut problems),
+        ..ParsedBody::default()
+    };
+    if let Some(EndpointAuth::OAuth2 { token_url, .. }) =
+        parsed.endpoint.as_ref().and_then(EndpointOptions::auth)
+    {
+        // The token URL is a destination like the endpoint: the same policy.
+        let checked = match WebhookUrl::parse(token_url, &state.policy, state.config.dev) {
+            Ok(url) => check_destination(state, &url).await,
+            Err(e) => Err(problem("url", e.to_string())),
+        };
+        if let Err(p) = checked {
+            problems.push(problem(
+                "auth",
+                format!(
+                    "auth.tokenUrl: {}",
+                    p.message.replacen("url", "tokenUrl", 1)
+                ),
+            ));
+        }
+    }
     match body.url {
         None | Some(Value::Null) if creating => problems.push(problem("url", "url is required")),
         None | Some(Value::Null) => {}
@@ -454,7 +490,7 @@ pub async fn create(
     Extension(p): Extension<Principal>,
     StrictJson(body): StrictJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
-    let parsed = parse_body(&state, body, true).await?;
+    let parsed = parse_body(&state, body, None).await?;
     let scope_all = parsed.scope_all.unwrap_or(false);
     if scope_all && !p.is_admin {
         return Err(ApiError::forbidden(
@@ -489,6 +525,7 @@ pub async fn create(
                 secret,
                 now: now_ms(),
                 controls: DeliveryControls::default().patched(&parsed.controls),
+                endpoint: parsed.endpoint.unwrap_or_default(),
             },
             state.config.max_webhooks_per_user,
         )
@@ -572,7 +609,7 @@ pub async fn update(
     StrictJson(body): StrictJson<WebhookBody>,
 ) -> Result<Response, ApiError> {
     let current = visible_webhook(&state, &p, &id).await?;
-    let parsed = parse_body(&state, body, false).await?;
+    let parsed = parse_body(&state, body, Some(&current)).await?;
     if parsed.scope_all.is_some_and(|all| all != current.scope_all) {
         return Err(ApiError::field(
             "scope",
@@ -587,6 +624,7 @@ pub async fn update(
         secret: parsed.secret,
         now: now_ms(),
         controls: parsed.controls,
+        endpoint: parsed.endpoint,
     };
     let record = apply_patch(&state, &p, &current.id, patch).await?;
     Ok(ok(
@@ -673,11 +711,32 @@ pub async fn rotate_secret(
     })?;
     let now = now_ms();
     let grace_until = now + state.config.secret_grace.as_millis() as i64;
-    let record = state
+    let mut record = state
         .store
         .rotate_secret(&current.id, owner(&p), secret, grace_until, now)
         .await?
         .ok_or_else(|| ApiError::not_found("Webhook"))?;
+    // An Ed25519 webhook rotates its key too, with the same grace period.
+    if let Some(keys) = record.endpoint.signing() {
+        let rotated = keys.rotated(grace_until).map_err(|e| {
+            tracing::error!(error = %e, "cannot generate an Ed25519 key");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL_ERROR",
+                "Internal server error",
+            )
+        })?;
+        let patch = WebhookPatch {
+            endpoint: Some(record.endpoint.clone().with_signing(Some(rotated))),
+            now,
+            ..WebhookPatch::default()
+        };
+        record = state
+            .store
+            .update_webhook(&record.id, owner(&p), patch)
+            .await?
+            .ok_or_else(|| ApiError::not_found("Webhook"))?;
+    }
     // The change holds for the next event.
     state.engine.webhook_changed(&record.id).await;
     Ok(ok(

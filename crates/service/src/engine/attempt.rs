@@ -9,8 +9,9 @@ use webhook_domain::delivery::{
 use webhook_domain::retry::RetrySchedule;
 use webhook_domain::signing::sign_delivery;
 use webhook_domain::timefmt::now_ms;
-use webhook_outbound::{ErrorKind, OutboundClient, Outcome, RequestHeaders};
+use webhook_outbound::{ErrorKind, OutboundClient, OutboundError, Outcome, RequestHeaders};
 
+use super::oauth::TokenError;
 use super::routing::Route;
 use crate::store::{AttemptRecord, AttemptReport, DueDelivery};
 
@@ -55,13 +56,17 @@ pub fn request_headers(
 ) -> SentHeaders {
     let timestamp = now_ms.div_euclid(1000);
     let previous = route.previous_secret_at(now_ms);
-    let signatures = sign_delivery(
+    let mut signatures = sign_delivery(
         &route.secret,
         previous.as_slice(),
         job.event_id.as_str(),
         timestamp,
         &job.payload,
     );
+    if let Some(keys) = &route.endpoint.signing {
+        // Standard Webhooks v1a; X-Webhook-Signature stays the guide's HMAC.
+        signatures.standard = keys.sign(job.event_id.as_str(), timestamp, &job.payload, now_ms);
+    }
     let ts = timestamp.to_string();
     let event_id = job.event_id.as_str();
     let attempt = attempt.to_string();
@@ -82,12 +87,18 @@ pub fn request_headers(
         // text: none holds a control character, so none is refused.
         let _ = headers.push(name, value);
     }
-    let logged = vec![
+    for (name, value) in &route.endpoint.sent {
+        // Checked when the webhook was written (`CustomHeaders::parse`).
+        let _ = headers.push(name, value);
+    }
+    let mut logged = vec![
         ("x-webhook-signature".to_string(), signatures.legacy),
         ("x-webhook-timestamp".to_string(), ts),
         ("webhook-signature".to_string(), signatures.standard),
         ("user-agent".to_string(), user_agent.to_string()),
     ];
+    // Names with masked values: a log must never hold a credential.
+    logged.extend(route.endpoint.logged.iter().cloned());
     SentHeaders { headers, logged }
 }
 
@@ -103,16 +114,48 @@ pub async fn attempt(
 ) -> AttemptReport {
     let number = job.attempts + 1;
     let started_at = now_ms();
-    let SentHeaders { headers, logged } =
-        request_headers(route, job, number, started_at, user_agent);
-    let outcome = match route.controls.timeout {
-        None => client.post(&route.url, headers, job.payload.clone()).await,
-        Some(timeout) => {
-            client
-                .post_with_timeout(&route.url, headers, job.payload.clone(), timeout)
-                .await
-        }
+    let oauth = route.endpoint.oauth.as_deref();
+    let token = match oauth {
+        None => None,
+        Some(source) => match source.token(client, None).await {
+            Ok(token) => Some(token),
+            Err(e) => {
+                let logged = request_headers(route, job, number, started_at, user_agent).logged;
+                return auth_failed(rules, route, job, number, started_at, logged, e, test_send);
+            }
+        },
     };
+    let send = |authorization: Option<String>| {
+        let SentHeaders {
+            mut headers,
+            logged,
+        } = request_headers(route, job, number, started_at, user_agent);
+        if let Some(value) = &authorization {
+            // A printable token (checked when it was received).
+            let _ = headers.push("authorization", value);
+        }
+        let outcome = client.post_as(
+            &route.url,
+            headers,
+            job.payload.clone(),
+            route.endpoint.identity.as_ref(),
+            route.controls.timeout,
+        );
+        async move { (outcome.await, logged) }
+    };
+    let (mut outcome, mut logged) = send(token.as_ref().map(|t| t.authorization.clone())).await;
+    // An endpoint that refuses a token the cache still holds (revoked, or
+    // its clock differs) gets one new token, once.
+    if let (Some(source), Some(old), Some(401), None) =
+        (oauth, &token, outcome.status, &outcome.error)
+    {
+        match source.token(client, Some(old.generation)).await {
+            Ok(fresh) => (outcome, logged) = send(Some(fresh.authorization)).await,
+            Err(e) => {
+                return auth_failed(rules, route, job, number, started_at, logged, e, test_send);
+            }
+        }
+    }
     let answered_at = now_ms();
     judge(
         rules,
@@ -124,6 +167,40 @@ pub async fn attempt(
         outcome,
         test_send,
     )
+}
+
+/// The report of an attempt that sent nothing because no OAuth2 token
+/// could be had: a failure like any other (retried, counted towards
+/// disabling), of its own kind.
+#[allow(clippy::too_many_arguments)]
+fn auth_failed(
+    rules: &RetryRules,
+    route: &Route,
+    job: &DueDelivery,
+    number: u32,
+    started_at: i64,
+    logged: Vec<(String, String)>,
+    error: TokenError,
+    test_send: bool,
+) -> AttemptReport {
+    let message = error.to_string();
+    let outcome = Outcome {
+        error: Some(OutboundError::new(ErrorKind::Connect, message.clone())),
+        ..Outcome::default()
+    };
+    let mut report = judge(
+        rules,
+        route,
+        job,
+        number,
+        (started_at, now_ms()),
+        logged,
+        outcome,
+        test_send,
+    );
+    report.attempt.error_kind = Some(AttemptErrorKind::Auth);
+    report.attempt.error_message = Some(message);
+    report
 }
 
 /// The headers an attempt was sent with, rebuilt from what was stored
@@ -146,7 +223,15 @@ pub fn sent_headers(
             .unwrap_or_default()
     };
     let timestamp = get("x-webhook-timestamp");
-    [
+    // What the log keeps beyond the service's own headers: the endpoint's
+    // custom headers and authorization, masked when they were logged.
+    let endpoint = stored.iter().filter(|(k, _)| {
+        !matches!(
+            k.as_str(),
+            "x-webhook-signature" | "x-webhook-timestamp" | "webhook-signature" | "user-agent"
+        )
+    });
+    let mut headers: Vec<(String, String)> = [
         ("content-type", "application/json".to_string()),
         ("user-agent", get("user-agent")),
         ("x-webhook-signature", get("x-webhook-signature")),
@@ -161,7 +246,9 @@ pub fn sent_headers(
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    .collect();
+    headers.extend(endpoint.cloned());
+    headers
 }
 
 /// The schedule a webhook's deliveries are retried by: its own, with the
@@ -287,6 +374,7 @@ mod tests {
             secret: WebhookSecret::parse("a-secret-of-sixteen+").unwrap(),
             previous_secret: None,
             controls: Default::default(),
+            endpoint: Default::default(),
         }
     }
 
@@ -339,6 +427,24 @@ mod tests {
             DeliveryStatus::Failed,
             "its one retry was used"
         );
+    }
+
+    #[test]
+    fn a_route_never_shows_its_endpoint_credentials() {
+        use webhook_domain::endpoint::{CustomHeaders, EndpointAuth, EndpointOptions};
+        let options = EndpointOptions::new(
+            CustomHeaders::parse(vec![("X-Api-Key".into(), "raw-key-value".into())]).unwrap(),
+            Some(EndpointAuth::bearer("raw-token-value".into()).unwrap()),
+        )
+        .unwrap();
+        let mut route = route();
+        route.endpoint = super::super::routing::EndpointHeaders::new(&options);
+        let shown = format!("{route:?}");
+        assert!(!shown.contains("raw-key-value") && !shown.contains("raw-token-value"));
+        assert!(shown.contains("x-api-key"), "{shown}");
+        let sent = request_headers(&route, &job(), 1, 1_000, "ua");
+        let logged = format!("{:?}", sent.logged);
+        assert!(!logged.contains("raw-key-value") && !logged.contains("raw-token-value"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod circuit;
 mod claims;
 mod dispatcher;
 mod ingest;
+pub mod oauth;
 mod recorder;
 pub mod routing;
 mod runner;

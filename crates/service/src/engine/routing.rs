@@ -9,10 +9,14 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use webhook_domain::asymmetric::Ed25519Signing;
+use webhook_domain::endpoint::{EndpointAuth, EndpointOptions};
 use webhook_domain::event_type::{EventType, Subscription};
 use webhook_domain::ids::{UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
+use webhook_outbound::ClientIdentity;
 
+use super::oauth::TokenSource;
 use crate::store::{DeliveryControls, Store, StoreError, WebhookRecord};
 
 /// What the engine needs to deliver to one webhook.
@@ -36,6 +40,82 @@ pub struct Route {
     pub previous_secret: Option<(WebhookSecret, i64)>,
     /// Filter, rate limit, retry schedule and timeout.
     pub controls: DeliveryControls,
+    /// Custom headers and authentication, ready to send.
+    pub endpoint: EndpointHeaders,
+}
+
+/// The header lines a webhook's endpoint options add to every attempt,
+/// built once per routing change rather than per attempt. Empty for a
+/// webhook without options, which then pays nothing for them.
+#[derive(Default)]
+pub struct EndpointHeaders {
+    /// As sent (raw credentials); never logged.
+    pub sent: Vec<(String, String)>,
+    /// As delivery logs keep them: names with masked values.
+    pub logged: Vec<(String, String)>,
+    /// The client certificate presented on the TLS handshake.
+    pub identity: Option<ClientIdentity>,
+    /// Where OAuth2 tokens come from; its cache lives as long as the route.
+    pub oauth: Option<Arc<TokenSource>>,
+    /// Ed25519 keys, when `webhook-signature` carries `v1a` signatures.
+    pub signing: Option<Ed25519Signing>,
+    /// The options these lines were built from.
+    options: EndpointOptions,
+}
+
+impl std::fmt::Debug for EndpointHeaders {
+    /// The masked lines only: `sent` holds credentials in clear.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointHeaders")
+            .field("lines", &self.logged)
+            .field("identity", &self.identity)
+            .field("oauth", &self.oauth)
+            .field("signing", &self.signing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EndpointHeaders {
+    /// The lines of `options`.
+    pub fn new(options: &EndpointOptions) -> Self {
+        if options.is_empty() {
+            return EndpointHeaders::default();
+        }
+        let identity = match options.auth() {
+            // Checked when the webhook was written; one the TLS library no
+            // longer accepts is sent without it, and the endpoint says so.
+            Some(EndpointAuth::Mtls {
+                certificate,
+                private_key,
+            }) => ClientIdentity::from_pem(certificate.as_bytes(), private_key.as_bytes()).ok(),
+            _ => None,
+        };
+        let oauth = match options.auth() {
+            Some(EndpointAuth::OAuth2 {
+                token_url,
+                client_id,
+                client_secret,
+                scope,
+                audience,
+            }) => TokenSource::new(
+                token_url,
+                client_id,
+                client_secret,
+                scope.as_deref(),
+                audience.as_deref(),
+            )
+            .map(Arc::new),
+            _ => None,
+        };
+        EndpointHeaders {
+            sent: options.request_headers(),
+            logged: options.logged_headers(),
+            identity,
+            oauth,
+            signing: options.signing().cloned(),
+            options: options.clone(),
+        }
+    }
 }
 
 impl Route {
@@ -44,6 +124,7 @@ impl Route {
         // catalogue change) is skipped rather than taking the table down.
         let url = url::Url::parse(&record.url).ok()?;
         let subscription = Subscription::parse(&record.event_types).ok()?;
+        let endpoint = EndpointHeaders::new(&record.endpoint);
         Some(Route {
             id: record.id,
             owner_id: record.owner_id,
@@ -54,6 +135,7 @@ impl Route {
             secret: record.secret,
             previous_secret: record.previous_secret,
             controls: record.controls,
+            endpoint,
         })
     }
 
@@ -63,6 +145,15 @@ impl Route {
         let mut route = Route::from_record(record)?;
         route.is_active = true;
         Some(route)
+    }
+
+    /// Takes the token cache of `live` (the routing table's route of the
+    /// same webhook) when the credentials are the same, so that a test
+    /// send shares the token deliveries use instead of fetching its own.
+    pub(crate) fn share_tokens_of(&mut self, live: &Route) {
+        if self.endpoint.options == live.endpoint.options {
+            self.endpoint.oauth.clone_from(&live.endpoint.oauth);
+        }
     }
 
     /// Secrets that sign a delivery made at `now_ms`: the current one, then the previous one during its grace period.

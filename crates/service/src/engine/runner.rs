@@ -145,8 +145,11 @@ impl Runner {
         webhook: WebhookRecord,
     ) -> Result<AttemptReport, TestSendError> {
         let webhook_id = webhook.id.clone();
-        let route = Route::for_test_send(webhook)
+        let mut route = Route::for_test_send(webhook)
             .ok_or_else(|| TestSendError::Unroutable(webhook_id.to_string()))?;
+        if let Some(live) = self.routes.get(&webhook_id) {
+            route.share_tokens_of(&live);
+        }
         let payload = Bytes::from(event.envelope_bytes());
         let job = DueDelivery {
             id: DeliveryId::generate(),

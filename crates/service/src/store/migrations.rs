@@ -34,6 +34,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 4,
         sql: include_str!("../../migrations/sqlite/0004_delivery_controls.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../migrations/sqlite/0005_endpoint_options.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -61,6 +65,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 6,
         sql: include_str!("../../migrations/postgres/0006_delivery_controls.sql"),
+    },
+    Migration {
+        version: 7,
+        sql: include_str!("../../migrations/postgres/0007_endpoint_options.sql"),
     },
 ];
 
@@ -95,10 +103,13 @@ mod tests {
     #[test]
     fn pending_skips_applied_and_refuses_newer_versions() {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
-        assert_eq!(versions(pending("db", SQLITE, &[]).unwrap()), [1, 2, 3, 4]);
-        assert_eq!(versions(pending("db", SQLITE, &[1, 2]).unwrap()), [3, 4]);
-        assert!(pending("db", SQLITE, &[1, 2, 3, 4]).unwrap().is_empty());
-        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 9]).unwrap_err();
+        assert_eq!(
+            versions(pending("db", SQLITE, &[]).unwrap()),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(versions(pending("db", SQLITE, &[1, 2]).unwrap()), [3, 4, 5]);
+        assert!(pending("db", SQLITE, &[1, 2, 3, 4, 5]).unwrap().is_empty());
+        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 9]).unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains('9')),
             "{err}"

@@ -11,6 +11,7 @@
 
 pub mod check;
 mod controls;
+mod endpoint;
 mod headers;
 pub mod health;
 pub(crate) mod migrations;
@@ -19,6 +20,7 @@ pub mod sqlite;
 mod visible;
 
 pub use self::controls::{ControlsPatch, DeliveryControls};
+pub(crate) use self::endpoint::{open_endpoint, seal_endpoint};
 pub(crate) use self::headers::headers_json;
 pub use self::visible::{StatsScope, VisibleWebhook};
 
@@ -26,6 +28,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use serde::Serialize;
 use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
+use webhook_domain::endpoint::EndpointOptions;
 use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
@@ -111,6 +114,8 @@ pub struct WebhookRecord {
     pub updated_at: i64,
     /// Filter, rate limit, retry schedule and timeout.
     pub controls: DeliveryControls,
+    /// Custom headers and authentication (sealed at rest).
+    pub endpoint: EndpointOptions,
 }
 
 /// A new webhook.
@@ -136,6 +141,8 @@ pub struct NewWebhook {
     pub now: i64,
     /// Filter, rate limit, retry schedule and timeout.
     pub controls: DeliveryControls,
+    /// Custom headers and authentication.
+    pub endpoint: EndpointOptions,
 }
 
 /// A change to a webhook; `None` leaves a field as it is.
@@ -155,6 +162,8 @@ pub struct WebhookPatch {
     pub now: i64,
     /// Changes to the filter, rate limit, retry schedule and timeout.
     pub controls: ControlsPatch,
+    /// Replace the custom headers and authentication, all of them.
+    pub endpoint: Option<EndpointOptions>,
 }
 
 /// An event to store with its deliveries, committed together.

@@ -113,6 +113,8 @@ impl ResponseFuzzer {
             policy,
             pool_idle_per_host: 0,
             pool_idle_timeout: Duration::from_secs(1),
+            tls: Default::default(),
+            proxy: None,
         })
         .map_err(io::Error::other)?;
         let url = Url::parse(&format!("http://{addr}/hook")).map_err(io::Error::other)?;

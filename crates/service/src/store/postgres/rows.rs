@@ -9,14 +9,16 @@ use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use crate::crypto::SecretCipher;
-use crate::store::{AttemptRecord, DeliveryControls, DeliveryRecord, StoreError, WebhookRecord};
+use crate::store::{
+    AttemptRecord, DeliveryControls, DeliveryRecord, StoreError, WebhookRecord, open_endpoint,
+};
 
 /// The columns [`webhook`] reads, in order.
 macro_rules! webhook_columns {
     () => {
         "id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, prev_secret_enc, \
          prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, created_at, updated_at, \
-         delivery_controls::text"
+         delivery_controls::text, endpoint_enc"
     };
 }
 pub(super) use webhook_columns;
@@ -83,6 +85,8 @@ pub(super) fn webhook(cipher: &SecretCipher, row: &Row) -> Result<WebhookRecord,
         _ => None,
     };
     let exhausted: i64 = get(row, 13, "exhausted count")?;
+    let endpoint_enc: Option<String> = get(row, 17, "endpoint options")?;
+    let endpoint = open_endpoint(cipher, endpoint_enc.as_deref(), &id)?;
     Ok(WebhookRecord {
         id: WebhookId::parse(&id).map_err(|e| corrupt("webhook id", e))?,
         owner_id: UserId::parse(&owner).map_err(|e| corrupt("webhook owner", e))?,
@@ -102,6 +106,7 @@ pub(super) fn webhook(cipher: &SecretCipher, row: &Row) -> Result<WebhookRecord,
         controls: DeliveryControls::from_column(
             get::<Option<String>>(row, 16, "webhook delivery controls")?.as_deref(),
         )?,
+        endpoint,
     })
 }
 

@@ -7,14 +7,15 @@ use webhook_domain::webhook::WebhookSecret;
 use super::pool::Conn;
 use super::rows::{self, get, webhook_columns};
 use crate::crypto::SecretCipher;
-use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord};
+use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord, seal_endpoint};
 
 // The lock serialises creations of one owner across instances, so the cap is exact.
 const LOCK_OWNER: &str = "SELECT pg_advisory_xact_lock(hashtextextended('webhooks:' || $1, 0))";
 const COUNT_OWNED: &str = "SELECT COUNT(*) FROM webhooks WHERE owner_id = $1";
 const INSERT: &str = concat!(
     "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
-     created_at, updated_at, delivery_controls) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::text::jsonb) RETURNING ",
+     created_at, updated_at, delivery_controls, endpoint_enc) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10::text::jsonb, $11) RETURNING ",
     webhook_columns!()
 );
 const GET: &str = concat!(
@@ -48,7 +49,8 @@ const UPDATE: &str = concat!(
      consecutive_exhausted = CASE WHEN $9::bool AND NOT is_active THEN 0 ELSE consecutive_exhausted END, \
      updated_at = $10::int8, \
      delivery_controls = CASE WHEN $11::bool THEN NULLIF((COALESCE(delivery_controls, '{}'::jsonb) || $12::text::jsonb) \
-     - $13::text[], '{}'::jsonb) ELSE delivery_controls END \
+     - $13::text[], '{}'::jsonb) ELSE delivery_controls END, \
+     endpoint_enc = CASE WHEN $14::bool THEN $15::text ELSE endpoint_enc END \
      WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) RETURNING ",
     webhook_columns!()
 );
@@ -88,6 +90,7 @@ pub(super) async fn create(
     limit: u32,
 ) -> Result<WebhookRecord, StoreError> {
     let sealed = seal(cipher, &new.secret, &new.id)?;
+    let endpoint_enc = seal_endpoint(cipher, &new.endpoint, &new.id)?;
     let row = c
         .transaction(async |c| {
             let owner = new.owner_id.as_str();
@@ -109,6 +112,7 @@ pub(super) async fn create(
                     &sealed,
                     &new.now,
                     &new.controls.to_column(),
+                    &endpoint_enc,
                 ],
             )
             .await
@@ -183,6 +187,10 @@ pub(super) async fn update(
     // changes of different controls (on any instance) all stay.
     let change_controls = !patch.controls.is_empty();
     let (controls_set, controls_cleared) = patch.controls.set_and_cleared();
+    let (set_endpoint, endpoint_enc) = match &patch.endpoint {
+        Some(options) => (true, seal_endpoint(cipher, options, id)?),
+        None => (false, None),
+    };
     let row = c
         .query_opt(
             UPDATE,
@@ -200,6 +208,8 @@ pub(super) async fn update(
                 &change_controls,
                 &controls_set,
                 &controls_cleared,
+                &set_endpoint,
+                &endpoint_enc,
             ],
         )
         .await?;

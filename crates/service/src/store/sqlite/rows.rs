@@ -6,7 +6,7 @@ use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
 use webhook_domain::webhook::WebhookSecret;
 
 use crate::crypto::SecretCipher;
-use crate::store::{DeliveryControls, DeliveryRecord, StoreError, WebhookRecord};
+use crate::store::{DeliveryControls, DeliveryRecord, StoreError, WebhookRecord, open_endpoint};
 
 pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
@@ -14,7 +14,7 @@ pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 pub(super) const WEBHOOK_COLUMNS: &str = "id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
      prev_secret_enc, prev_secret_until, disabled_reason, disabled_at, failing_since, consecutive_exhausted, \
-     created_at, updated_at, delivery_controls";
+     created_at, updated_at, delivery_controls, endpoint_enc";
 
 /// A webhook row before its secrets are opened.
 pub(super) struct RawWebhook {
@@ -35,6 +35,7 @@ pub(super) struct RawWebhook {
     created_at: i64,
     updated_at: i64,
     delivery_controls: Option<String>,
+    endpoint_enc: Option<String>,
 }
 
 pub(super) fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
@@ -56,6 +57,7 @@ pub(super) fn raw_webhook(r: &Row<'_>) -> rusqlite::Result<RawWebhook> {
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
         delivery_controls: r.get(16)?,
+        endpoint_enc: r.get(17)?,
     })
 }
 
@@ -79,6 +81,7 @@ pub(super) fn finish_webhook(
         (Some(sealed), Some(until)) => Some((open_secret(cipher, sealed, &raw.id)?, until)),
         _ => None,
     };
+    let endpoint = open_endpoint(cipher, raw.endpoint_enc.as_deref(), &raw.id)?;
     Ok(WebhookRecord {
         id: WebhookId::parse(&raw.id).map_err(|e| corrupt("webhook id", e))?,
         owner_id: UserId::parse(&raw.owner_id).map_err(|e| corrupt("webhook owner", e))?,
@@ -97,6 +100,7 @@ pub(super) fn finish_webhook(
         created_at: raw.created_at,
         updated_at: raw.updated_at,
         controls: DeliveryControls::from_column(raw.delivery_controls.as_deref())?,
+        endpoint,
     })
 }
 

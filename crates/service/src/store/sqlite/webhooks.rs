@@ -6,7 +6,7 @@ use webhook_domain::webhook::WebhookSecret;
 
 use super::rows::{WEBHOOK_COLUMNS, finish_webhook, raw_webhook};
 use crate::crypto::SecretCipher;
-use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord};
+use crate::store::{NewWebhook, Page, StoreError, WebhookPatch, WebhookRecord, seal_endpoint};
 
 fn event_types_json(types: &[String]) -> String {
     serde_json::Value::from(types.to_vec()).to_string()
@@ -30,9 +30,11 @@ pub fn create_webhook(
     let sealed = cipher
         .seal(new.secret.expose(), new.id.as_str())
         .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let endpoint_enc = seal_endpoint(cipher, &new.endpoint, &new.id)?;
     c.prepare_cached(
         "INSERT INTO webhooks (id, owner_id, url, event_types, description, is_active, scope_all, secret_enc, \
-         created_at, updated_at, delivery_controls) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
+         created_at, updated_at, delivery_controls, endpoint_enc) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
     )?
     .execute(params![
         new.id.as_str(),
@@ -45,6 +47,7 @@ pub fn create_webhook(
         sealed,
         new.now,
         new.controls.to_column(),
+        endpoint_enc,
     ])?;
     get_webhook(c, cipher, &new.id, None)?
         .ok_or_else(|| StoreError::Unavailable("webhook vanished after insert".into()))
@@ -117,6 +120,10 @@ pub fn update_webhook(
     // sends `isActive: true` with every edit of an active webhook, which must
     // not keep a dead endpoint from ever being disabled.
     let reenabled = patch.is_active == Some(true) && !current.is_active;
+    let (set_endpoint, endpoint_enc) = match &patch.endpoint {
+        Some(options) => (true, seal_endpoint(cipher, options, id)?),
+        None => (false, None),
+    };
     let is_active = patch.is_active.unwrap_or(current.is_active);
     // Merged here: the writer's transaction serialises updates.
     let controls = current.controls.patched(&patch.controls);
@@ -129,7 +136,8 @@ pub fn update_webhook(
          disabled_at = CASE WHEN ?7 THEN NULL ELSE disabled_at END, \
          failing_since = CASE WHEN ?7 THEN NULL ELSE failing_since END, \
          consecutive_exhausted = CASE WHEN ?7 THEN 0 ELSE consecutive_exhausted END, \
-         updated_at = ?8, delivery_controls = ?9 WHERE id = ?1",
+         updated_at = ?8, delivery_controls = ?9, \
+         endpoint_enc = CASE WHEN ?10 THEN ?11 ELSE endpoint_enc END WHERE id = ?1",
     )?
     .execute(params![
         id.as_str(),
@@ -141,6 +149,8 @@ pub fn update_webhook(
         reenabled,
         patch.now,
         controls.to_column(),
+        set_endpoint,
+        endpoint_enc,
     ])?;
     get_webhook(c, cipher, id, None)
 }
