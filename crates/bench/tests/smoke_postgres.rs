@@ -38,10 +38,15 @@ async fn throughput_and_batch_run_on_postgres_without_loss() -> Ran {
         let failures = report.smoke_failures();
         assert!(failures.is_empty(), "{name}: {failures:?}");
         if std::path::Path::new("/proc").exists() {
+            // Reported, as a number. Its value is the CPU of every
+            // `postgres` process of the machine: while other tests' database
+            // connections end during a smoke run (their CPU leaves the sum),
+            // it can be 0 or below, so only the benchmark, on a quiet
+            // machine, reads it as a figure.
             let pg = report.extra.get("postgres_cpu_ms_per_delivery");
             assert!(
-                pg.and_then(|v| v.as_f64()).is_some_and(|ms| ms > 0.0),
-                "{name}: the database server's CPU was not counted: {pg:?}"
+                pg.and_then(|v| v.as_f64()).is_some_and(f64::is_finite),
+                "{name}: the database server's CPU was not reported: {pg:?}"
             );
         }
     }

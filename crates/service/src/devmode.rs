@@ -13,6 +13,11 @@ use crate::crypto::EncryptionKey;
 /// File holding the generated development secrets.
 pub const DEV_SECRETS_FILE: &str = "dev-secrets.json";
 
+/// The one user of `--dev`: the portal link `serve --dev` prints, and the
+/// commands `listen --dev` and `send --dev`, all act as this user, so what
+/// one of them creates the others see.
+pub const DEV_USER: &str = "00000000-0000-4000-8000-000000000001";
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct DevSecrets {

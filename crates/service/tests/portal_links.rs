@@ -448,7 +448,9 @@ async fn serve_dev_prints_a_portal_link_that_opens() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some((_, url)) = line.split_once("open the portal as 'dev-user': ") {
+            if let Some((_, url)) =
+                line.split_once("open the portal as '00000000-0000-4000-8000-000000000001': ")
+            {
                 let _ = tx.send(url.trim().to_string());
             }
         }

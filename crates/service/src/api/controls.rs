@@ -200,14 +200,31 @@ pub(super) fn add_examples(schemas: &mut serde_json::Map<String, Value>) {
         ),
     ];
     for (schema, field, example) in examples {
-        if let Some(property) = schemas
-            .get_mut(schema)
-            .and_then(|s| s.pointer_mut(&format!("/properties/{field}")))
-            .and_then(Value::as_object_mut)
-        {
+        if let Some(property) = schemas.get_mut(schema).and_then(|s| property_mut(s, field)) {
             property.insert("example".into(), example);
         }
     }
+}
+
+/// `field`'s schema among `schema`'s properties, or those of its `allOf`
+/// parts (a body with flattened fields is documented as an `allOf`).
+fn property_mut<'a>(
+    schema: &'a mut Value,
+    field: &str,
+) -> Option<&'a mut serde_json::Map<String, Value>> {
+    if schema.pointer(&format!("/properties/{field}")).is_some() {
+        return schema
+            .pointer_mut(&format!("/properties/{field}"))
+            .and_then(Value::as_object_mut);
+    }
+    schema
+        .get_mut("allOf")?
+        .as_array_mut()?
+        .iter_mut()
+        .find_map(|part| {
+            part.pointer_mut(&format!("/properties/{field}"))
+                .and_then(Value::as_object_mut)
+        })
 }
 
 /// Body of `POST /api/v1/webhooks/filter-test`.

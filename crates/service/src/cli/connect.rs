@@ -13,8 +13,9 @@ use super::http::{Answer, HttpClient};
 use super::{CliError, Connection};
 
 /// The user `--dev` commands act as unless `--as-user` says otherwise, so that
-/// `listen --dev --register` and `send --dev` meet without any set-up.
-pub const DEV_USER: &str = "00000000-0000-4000-8000-000000000001";
+/// `listen --dev --register`, `send --dev` and the portal link of `serve
+/// --dev` meet without any set-up.
+pub use webhook_service::devmode::DEV_USER;
 
 /// The service's default address (its default PORT on loopback).
 const DEFAULT_URL: &str = "http://127.0.0.1:3005";

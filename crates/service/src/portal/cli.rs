@@ -9,7 +9,7 @@ use super::link;
 use crate::config::Config;
 
 /// The user `serve --dev` prints a portal link for.
-pub const DEV_USER: &str = "dev-user";
+pub use crate::devmode::DEV_USER;
 
 /// What cannot be minted from the command line.
 #[derive(Debug, thiserror::Error)]
