@@ -6,8 +6,8 @@
 //! stored, and recovers without a restart; and an API request stuck on a
 //! lock does not stop an instance's heartbeat (no work sent twice).
 //!
-//! Skipped (with a line saying so) when no PostgreSQL server is reachable,
-//! unless `WEBHOOK_REQUIRE_POSTGRES=1`.
+//! Listed as ignored (with the reason) when no PostgreSQL server is
+//! reachable, unless `WEBHOOK_REQUIRE_POSTGRES=1` or `CI=true`, where they fail.
 
 mod common;
 mod harness;

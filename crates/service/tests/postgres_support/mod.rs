@@ -76,18 +76,6 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates a fresh database, or returns `None` (after saying so once)
-    /// when PostgreSQL is not reachable and not required.
-    pub async fn create() -> Option<TestDatabase> {
-        match Self::fresh().await {
-            Ok(db) => Some(db),
-            Err(_) => {
-                skipped(&host_port(&base_url()));
-                None
-            }
-        }
-    }
-
     /// Creates a fresh database, or says why there is none (PostgreSQL not
     /// reachable, and not required).
     pub async fn fresh() -> Result<TestDatabase, String> {
@@ -118,18 +106,6 @@ impl TestDatabase {
             name,
             admin_url,
         })
-    }
-}
-
-/// Says once per test binary, past the test harness's output capture, that
-/// PostgreSQL tests were skipped.
-fn skipped(place: &str) {
-    static SAID: AtomicBool = AtomicBool::new(false);
-    if !SAID.swap(true, Ordering::SeqCst) {
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: PostgreSQL not reachable on {place} (set WEBHOOK_TEST_POSTGRES_URL, or WEBHOOK_REQUIRE_POSTGRES=1 to fail instead)"
-        );
     }
 }
 
