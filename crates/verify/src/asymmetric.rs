@@ -194,6 +194,30 @@ mod tests {
         assert!(!format!("{key:?}").contains(&text[5..]));
     }
 
+    /// The signing vector of the Standard Webhooks reference library (Go,
+    /// `TestAsymmetricWebhookSign`): a 32-byte seed given as `whsk_`.
+    #[test]
+    fn standard_webhooks_reference_vector_signs_and_verifies() {
+        let key = SigningKey::parse("whsk_VEVTVFNJR05JTkdLRVlET05PVFVTRVRISVNGT1JBTlk=").unwrap();
+        let (id, timestamp, body) = (
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            1_614_265_330,
+            br#"{"test": 2432232314}"#,
+        );
+        let expected = "v1a,tQ9V2XOqn7jL/DQenEFpqIugdBVtiMmER5mhSkXBNwM0mkATuDe6KYYUuxqtaiHeYGb7KaaBRdM5WqyeFiL8Ag==";
+        assert_eq!(sign_v1a(&key, id, timestamp, body), expected);
+        let ts = timestamp.to_string();
+        let headers = StandardHeaders {
+            id: Some(id),
+            timestamp: Some(&ts),
+            signature: Some(expected),
+        };
+        assert_eq!(
+            verify_v1a(&key.public_key(), headers, body, timestamp, 300),
+            Ok(())
+        );
+    }
+
     #[test]
     fn rfc_8032_signature_of_the_empty_message() {
         // The same primitive sign_v1a uses, on the RFC's message.

@@ -194,18 +194,55 @@ fn too_large(limit: usize) -> ApiError {
 
 async fn read_body(body: Body, limit: usize) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, limit).await.map_err(|e| {
-        // to_bytes reports the length limit through its error source.
-        let text = format!("{e:?}");
-        if text.contains("LengthLimit") {
+        let source = e.into_inner();
+        if source
+            .downcast_ref::<http_body_util::LengthLimitError>()
+            .is_some()
+        {
             too_large(limit)
         } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "BAD_REQUEST",
-                "Could not read the request body",
+                format!("Could not read the request body: {source}"),
             )
         }
     })
+}
+
+/// serde_json's nesting limit: a document deeper than this fails to parse
+/// (its recursion budget of 128 runs out on the 128th level).
+const SERDE_JSON_DEPTH_LIMIT: usize = 127;
+
+/// Whether `bytes` nests arrays and objects deeper than serde_json reads.
+///
+/// serde_json reports its recursion limit only as a syntax error, so this
+/// tells the two apart after a failed parse (never on the hot path).
+fn nested_too_deeply(bytes: &[u8]) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > SERDE_JSON_DEPTH_LIMIT {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// Parses a JSON object body, naming where it is malformed or what does not fit.
@@ -222,7 +259,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         use serde_json::error::Category;
         let (code, message) = match e.classify() {
-            Category::Syntax | Category::Eof if e.to_string().contains("recursion limit") => (
+            Category::Syntax | Category::Eof if nested_too_deeply(bytes) => (
                 "INVALID_JSON",
                 format!(
                     "JSON is nested too deeply (line {} column {})",
@@ -411,6 +448,17 @@ mod tests {
         let deep = "{\"a\":".repeat(1000) + "1" + &"}".repeat(1000);
         let err = parse_json::<Value>(deep.as_bytes()).unwrap_err();
         assert!(err.message.contains("nested too deeply"), "{}", err.message);
+        // Exactly at serde_json's limit parses; brackets inside strings do
+        // not count, so a malformed shallow document is called malformed.
+        let nested = |levels: usize| "{\"a\":".repeat(levels) + "1" + &"}".repeat(levels);
+        let at_limit = nested(127);
+        assert!(parse_json::<Value>(at_limit.as_bytes()).is_ok());
+        let over_limit = nested(128);
+        let err = parse_json::<Value>(over_limit.as_bytes()).unwrap_err();
+        assert!(err.message.contains("nested too deeply"), "{}", err.message);
+        let quoted = format!("{{\"a\": \"{}\",}}", "[".repeat(500));
+        let err = parse_json::<Value>(quoted.as_bytes()).unwrap_err();
+        assert!(err.message.starts_with("Malformed JSON"), "{}", err.message);
         #[derive(Debug, serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         #[allow(dead_code)]

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{self, PoolError, QueueMode, RecycleError, RecycleResult};
+use tokio_postgres::error::SqlState;
 use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Connection, NoTls, Row, Socket, Statement};
@@ -160,6 +161,20 @@ fn breaks_connection(e: &tokio_postgres::Error) -> bool {
     }
 }
 
+/// The store error a failed statement stands for: a full disk and damaged
+/// data say so (the operator's fix is space or a restore, not a restart);
+/// everything else is the backend being unavailable.
+fn classify(e: &tokio_postgres::Error) -> StoreError {
+    let detail = describe(e);
+    match e.code() {
+        Some(code) if *code == SqlState::DISK_FULL => StoreError::DiskFull(detail),
+        Some(code) if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED => {
+            StoreError::Corrupt(detail)
+        }
+        _ => StoreError::Unavailable(detail),
+    }
+}
+
 /// One connection with its cache of prepared statements.
 pub(super) struct Conn {
     client: Client,
@@ -208,7 +223,7 @@ impl Conn {
         if breaks_connection(&e) {
             self.broken = true;
         }
-        StoreError::Unavailable(describe(&e))
+        classify(&e)
     }
 
     async fn statement(&mut self, sql: &'static str) -> Result<Statement, StoreError> {
@@ -500,5 +515,46 @@ mod tests {
         // that does not queue behind the abandoned statement.
         let mut next = pool.get().await.unwrap();
         assert_ne!(backend_pid(&mut next).await, pid);
+    }
+
+    /// PostgreSQL raises the errors a full disk or damaged pages give.
+    #[tokio::test]
+    async fn a_full_disk_and_damaged_data_are_named_not_called_unavailable() {
+        let Some(pool) = pool_of_one(Duration::from_secs(5)).await else {
+            return;
+        };
+        let mut conn = pool.get().await.unwrap();
+        let full = conn
+            .execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = 'disk_full'; END $$",
+                &[],
+            )
+            .await;
+        assert!(
+            matches!(full, Err(StoreError::DiskFull(ref m)) if m.contains("53100")),
+            "{full:?}"
+        );
+        let damaged = conn
+            .execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'invalid page in block 7' USING ERRCODE = 'data_corrupted'; END $$",
+                &[],
+            )
+            .await;
+        assert!(
+            matches!(damaged, Err(StoreError::Corrupt(ref m)) if m.contains("XX001")),
+            "{damaged:?}"
+        );
+        let other = conn
+            .execute(
+                "DO $$ BEGIN RAISE EXCEPTION 'too many connections' USING ERRCODE = 'too_many_connections'; END $$",
+                &[],
+            )
+            .await;
+        assert!(
+            matches!(other, Err(StoreError::Unavailable(_))),
+            "{other:?}"
+        );
+        // None of them breaks the connection.
+        assert!(!conn.is_broken());
     }
 }

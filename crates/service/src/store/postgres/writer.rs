@@ -133,12 +133,8 @@ async fn connect(connector: &Connector) -> Result<Conn, StoreError> {
 }
 
 fn fail_all(jobs: Vec<Job>, error: &StoreError) {
-    let reason = match error {
-        StoreError::Unavailable(reason) => reason.clone(),
-        other => other.to_string(),
-    };
     for job in jobs {
-        let _ = job.reply.send(Err(StoreError::Unavailable(reason.clone())));
+        let _ = job.reply.send(Err(error.clone()));
     }
 }
 
