@@ -10,6 +10,7 @@
 pub mod load;
 pub mod machine;
 pub mod metrics;
+mod reads;
 pub mod scenarios;
 pub mod service;
 

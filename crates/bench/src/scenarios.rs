@@ -23,6 +23,7 @@ pub const ALL: &[&str] = &[
     "backlog",
     "isolation",
     "ratelimit",
+    "portal-reads",
 ];
 
 /// Runs one scenario by name.
@@ -41,6 +42,7 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
         "latency" => latency(s).await,
         "backlog" => backlog(s).await,
         "isolation" => isolation(s).await,
+        "portal-reads" => crate::reads::run(s).await,
         other => bail!("unknown scenario '{other}' (known: {})", ALL.join(", ")),
     }?;
     let shares = before
@@ -91,7 +93,7 @@ fn trigger_body(user: &'static str) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync>
 
 /// Request bodies for `POST /internal/events/batch`, body `i` carrying events
 /// `i * batch_size ..` up to `(i + 1) * batch_size`.
-fn batch_body(batch_size: usize) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
+pub(crate) fn batch_body(batch_size: usize) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
     Arc::new(move |i| {
         let mut out = String::with_capacity(16 + 320 * batch_size);
         out.push_str(r#"{"events":["#);
@@ -106,7 +108,12 @@ fn batch_body(batch_size: usize) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
     })
 }
 
-async fn create_webhook(http: &Http, svc: &Service, token: &str, url: &str) -> anyhow::Result<()> {
+pub(crate) async fn create_webhook(
+    http: &Http,
+    svc: &Service,
+    token: &str,
+    url: &str,
+) -> anyhow::Result<()> {
     create_webhook_with(http, svc, token, url, json!({})).await
 }
 
@@ -171,7 +178,7 @@ async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u
 /// rates and latencies stay those of the measurement. Last, the service's
 /// histogram of ingest commits goes into the report (`ingest_commit_ms`).
 #[allow(clippy::too_many_arguments)]
-async fn settle(
+pub(crate) async fn settle(
     r: &mut Report,
     http: &Http,
     svc: &Service,
@@ -225,7 +232,7 @@ const CEILING_ROUNDS: usize = 3;
 /// The best of [`CEILING_ROUNDS`] rounds: on this shared machine one round of
 /// a second or two varied from 24,000 to 74,000 requests/s between runs, and
 /// a ceiling is the fastest the machine was seen to go, not an average.
-async fn ceiling(requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+pub(crate) async fn ceiling(requests: usize, concurrency: usize) -> anyhow::Result<f64> {
     let mut best: f64 = 0.0;
     for _ in 0..CEILING_ROUNDS {
         best = best.max(ceiling_round(requests, concurrency).await?);
@@ -309,12 +316,12 @@ fn percentiles(mut values: Vec<f64>) -> Value {
     json!({"p50": at(0.50), "p99": at(0.99), "p999": at(0.999)})
 }
 
-fn start(s: &Settings, extra: &[(&str, String)]) -> anyhow::Result<Service> {
+pub(crate) fn start(s: &Settings, extra: &[(&str, String)]) -> anyhow::Result<Service> {
     Service::start(&s.binary, s.database_url.as_deref(), extra)
 }
 
 /// Fills the report from what was sent and received.
-fn report(
+pub(crate) fn report(
     name: &str,
     s: &Settings,
     sent: &Sent,
