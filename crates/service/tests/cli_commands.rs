@@ -965,8 +965,7 @@ async fn filter_test_says_whether_a_filter_matches() {
 }
 
 #[tokio::test]
-async fn a_webhook_signed_with_ed25519_or_presenting_a_certificate_is_created_from_the_command_line()
- {
+async fn ed25519_signing_client_certificates_basic_and_oauth2_are_set_from_the_command_line() {
     let app = spawn_app().await;
     let token = app.token(USER, false);
     let conn = connection(&app, &token);
@@ -1037,6 +1036,60 @@ async fn a_webhook_signed_with_ed25519_or_presenting_a_certificate_is_created_fr
     assert_eq!(created["auth"]["type"], "mtls", "{created}");
     assert_eq!(created["auth"]["privateKey"], "********");
     assert_eq!(created["signing"], "hmac");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    // Another kind of auth replaces it; what reads show in clear is shown.
+    let token_url = receiver.url("/token");
+    let updated = webhooks_json(
+        &conn,
+        &[
+            "update",
+            &id,
+            "--auth-oauth2-token-url",
+            &token_url,
+            "--auth-oauth2-client-id",
+            "hooks",
+            "--auth-oauth2-client-secret",
+            "cs-789",
+            "--auth-oauth2-scope",
+            "events:write",
+        ],
+    )
+    .await;
+    assert_eq!(
+        updated["auth"],
+        json!({"type": "oauth2", "tokenUrl": token_url, "clientId": "hooks",
+               "clientSecret": "********", "scope": "events:write", "audience": null})
+    );
+    let mut args = vec!["webhooks", "get", &id];
+    args.extend(conn.iter().copied());
+    let shown = text(&run(cli(&args)).await.stdout);
+    assert!(
+        shown.contains(&format!(
+            "oauth2 (client hooks at {token_url}, scope events:write)"
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains("cs-789"), "{shown}");
+    let updated = webhooks_json(
+        &conn,
+        &["update", &id, "--auth-basic", "alice:pw:with:colons"],
+    )
+    .await;
+    assert_eq!(
+        updated["auth"],
+        json!({"type": "basic", "username": "alice", "password": "********"})
+    );
+    app.trigger("user.created", USER, json!({"email": "a@example.com"}))
+        .await;
+    // Both webhooks subscribe to user.created: the Ed25519 one sends no Authorization.
+    let received = receiver.wait_for(2, DEADLINE).await.expect("deliveries");
+    let basic = received
+        .iter()
+        .find_map(|r| r.header("authorization"))
+        .expect("an Authorization header");
+    // base64("alice:pw:with:colons"): the password keeps its colons.
+    assert_eq!(basic, "Basic YWxpY2U6cHc6d2l0aDpjb2xvbnM=");
 }
 
 /// Acknowledged event ids, from batches posted until `stop` is set.
