@@ -655,6 +655,443 @@ async fn client_commands_answer_json_tables_and_say_what_is_wrong() {
     assert!(stderr.contains("--admin"), "{stderr}");
 }
 
+/// Runs `webhooks ARGS... --json` (with the connection) and parses its answer.
+async fn webhooks_json(conn: &[&str], args: &[&str]) -> Value {
+    let mut all = vec!["webhooks"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    all.extend_from_slice(conn);
+    let out = run(cli(&all)).await;
+    assert_eq!(code(&out), 0, "{args:?}: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("json")
+}
+
+#[tokio::test]
+async fn endpoint_options_set_on_the_command_line_shape_every_delivery() {
+    let app = spawn_app().await;
+    let token = app.token(USER, false);
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let url = receiver.url("/in");
+    let conn = connection(&app, &token);
+    // The API key sits in a file and the bearer token in the environment:
+    // neither appears on the command line.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key_file = dir.path().join("api-key.txt");
+    std::fs::write(&key_file, "k-123\n").expect("write key");
+    let key_header = format!("X-Api-Key: @{}", key_file.display());
+
+    let mut args = vec![
+        "webhooks",
+        "create",
+        "--endpoint",
+        &url,
+        "--events",
+        "credit.low",
+        "--filter",
+        r#"{"data": {"balance": {"$lt": 10}}}"#,
+        "--rate-limit",
+        "50",
+        "--header",
+        &key_header,
+        "--header",
+        "X-Tenant: acme",
+        "--auth-bearer",
+        "env:ENDPOINT_TOKEN",
+        "--json",
+    ];
+    args.extend(conn.iter().copied());
+    let mut create = cli(&args);
+    create.env("ENDPOINT_TOKEN", "tok-456");
+    let out = run(create).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    // Reads show what is set, every secret masked.
+    let got = webhooks_json(&conn, &["get", &id]).await;
+    assert_eq!(got["filter"], json!({"data": {"balance": {"$lt": 10}}}));
+    assert_eq!(got["rateLimitPerSecond"], 50);
+    assert_eq!(
+        got["headers"],
+        json!({"X-Api-Key": "********", "X-Tenant": "********"})
+    );
+    assert_eq!(got["auth"], json!({"type": "bearer", "token": "********"}));
+    assert!(!got.to_string().contains("k-123") && !got.to_string().contains("tok-456"));
+    let mut args = vec!["webhooks", "get", &id];
+    args.extend(conn.iter().copied());
+    let shown = text(&run(cli(&args)).await.stdout);
+    for line in [
+        "rateLimit ",
+        "50/s",
+        r#"{"data":{"balance":{"$lt":10}}}"#,
+        "X-Api-Key: ********, X-Tenant: ********",
+        "bearer",
+    ] {
+        assert!(shown.contains(line), "{line:?} missing from:\n{shown}");
+    }
+    // Options at their defaults are not listed.
+    assert!(
+        !shown.contains("timeout") && !shown.contains("publicKey"),
+        "{shown}"
+    );
+
+    // An event the filter refuses is not delivered; one it matches arrives
+    // with the header and the Authorization the command line set.
+    let (_, rich) = app
+        .trigger("credit.low", USER, json!({"balance": 50}))
+        .await;
+    assert_eq!(rich["data"]["deliveries"], 0, "{rich}");
+    let (_, low) = app.trigger("credit.low", USER, json!({"balance": 3})).await;
+    assert_eq!(low["data"]["deliveries"], 1, "{low}");
+    let received = receiver.wait_for(1, DEADLINE).await.expect("delivery");
+    assert_eq!(received[0].json()["data"]["balance"], 3);
+    assert_eq!(received[0].header("x-api-key"), Some("k-123"));
+    assert_eq!(received[0].header("x-tenant"), Some("acme"));
+    assert_eq!(received[0].header("authorization"), Some("Bearer tok-456"));
+
+    // Update clears the filter and sets a schedule; what it does not name stays.
+    let updated = webhooks_json(
+        &conn,
+        &[
+            "update",
+            &id,
+            "--no-filter",
+            "--retry-schedule",
+            "5s,1m",
+            "--timeout-ms",
+            "5000",
+        ],
+    )
+    .await;
+    assert_eq!(updated["filter"], Value::Null, "{updated}");
+    assert_eq!(updated["retrySchedule"], json!(["5s", "1m"]));
+    assert_eq!(updated["timeoutMs"], 5000);
+    assert_eq!(updated["rateLimitPerSecond"], 50);
+    assert_eq!(updated["auth"]["type"], "bearer");
+    // The headers given replace the set; the resets put the defaults back.
+    let updated = webhooks_json(
+        &conn,
+        &[
+            "update",
+            &id,
+            "--header",
+            "X-Tenant: globex",
+            "--no-auth",
+            "--no-rate-limit",
+            "--default-retry-schedule",
+            "--default-timeout",
+        ],
+    )
+    .await;
+    assert_eq!(updated["headers"], json!({"X-Tenant": "********"}));
+    assert_eq!(updated["auth"], Value::Null);
+    assert_eq!(updated["rateLimitPerSecond"], Value::Null);
+    assert_eq!(updated["retrySchedule"], Value::Null);
+    assert_eq!(updated["timeoutMs"], Value::Null);
+    let (_, rich) = app
+        .trigger("credit.low", USER, json!({"balance": 50}))
+        .await;
+    assert_eq!(rich["data"]["deliveries"], 1, "{rich}");
+    let received = receiver.wait_for(2, DEADLINE).await.expect("delivery");
+    assert_eq!(received[1].header("x-tenant"), Some("globex"));
+    assert_eq!(received[1].header("x-api-key"), None);
+    assert_eq!(received[1].header("authorization"), None);
+    let updated = webhooks_json(&conn, &["update", &id, "--no-headers"]).await;
+    assert_eq!(updated["headers"], json!({}));
+}
+
+#[tokio::test]
+async fn endpoint_option_mistakes_say_what_to_fix() {
+    let app = spawn_app().await;
+    let token = app.token(USER, false);
+    let conn = connection(&app, &token);
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let url = receiver.url("/in");
+
+    // The service's refusal of a filter names its path and operator.
+    let mut args = vec![
+        "webhooks",
+        "create",
+        "--endpoint",
+        &url,
+        "--events",
+        "credit.low",
+        "--filter",
+        r#"{"data": {"balance": {"$regex": "^1"}}}"#,
+    ];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("answered 400") && stderr.contains("filter.data.balance.$regex"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("is not an operator"), "{stderr}");
+
+    // Mistakes the command line can see are refused before any request:
+    // the "service" here is a receiver that counts what reaches it.
+    let counting = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("counting receiver");
+    let base = counting.url("");
+    let refused: &[(&[&str], &str)] = &[
+        (
+            &["--auth-basic", "alice:pw", "--auth-bearer", "t"],
+            "cannot be used with",
+        ),
+        (
+            &["--auth-bearer", "t", "--auth-oauth2-client-id", "c"],
+            "--auth-oauth2-token-url",
+        ),
+        (&["--auth-mtls-cert", "client.pem"], "--auth-mtls-key"),
+        (&["--filter", "{not json"], "--filter is not valid JSON"),
+        (&["--header", "X-Api-Key k-123"], "'Name: value'"),
+        (&["--auth-basic", "alice"], "USER:PASSWORD"),
+        (
+            &["--auth-bearer", "env:WEBHOOK_CLI_TEST_UNSET"],
+            "WEBHOOK_CLI_TEST_UNSET is not set",
+        ),
+    ];
+    for (flags, says) in refused {
+        let mut args = vec![
+            "webhooks",
+            "create",
+            "--endpoint",
+            &url,
+            "--events",
+            "credit.low",
+        ];
+        args.extend_from_slice(flags);
+        args.extend(["--url", &base, "--token", &token]);
+        let out = run(cli(&args)).await;
+        assert_eq!(code(&out), 2, "{flags:?}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+    }
+    // Clearing is for update only, and cannot be mixed with setting the same option.
+    let out = run(cli(&[
+        "webhooks",
+        "create",
+        "--endpoint",
+        &url,
+        "--events",
+        "credit.low",
+        "--no-filter",
+        "--url",
+        &base,
+    ]))
+    .await;
+    assert_eq!(code(&out), 2);
+    let out = run(cli(&[
+        "webhooks",
+        "update",
+        "wh_x",
+        "--no-auth",
+        "--auth-bearer",
+        "t",
+        "--url",
+        &base,
+    ]))
+    .await;
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("cannot be used with"));
+    assert_eq!(counting.count(), 0, "a refused command line sent a request");
+}
+
+#[tokio::test]
+async fn filter_test_says_whether_a_filter_matches() {
+    let app = spawn_app().await;
+    let token = app.token(USER, false);
+    let conn = connection(&app, &token);
+    let filter = r#"{"data": {"balance": {"$lt": 10}}}"#;
+    let filter_test = |extra: &[&str]| {
+        let mut args = vec!["webhooks", "filter-test", "--filter", filter];
+        args.extend_from_slice(extra);
+        args.extend(conn.iter().copied());
+        cli(&args)
+    };
+
+    // The catalogue's credit.low example has a balance of 8.
+    let out = run(filter_test(&["--event-type", "credit.low"])).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "match");
+    // No match is an answer too: exit code 0.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let event_file = dir.path().join("event.json");
+    std::fs::write(
+        &event_file,
+        r#"{"eventType": "credit.low", "data": {"balance": 80}}"#,
+    )
+    .expect("write event");
+    let event_arg = format!("@{}", event_file.display());
+    let out = run(filter_test(&["--event", &event_arg])).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "no match");
+    let out = run(filter_test(&[
+        "--event",
+        r#"{"data": {"balance": 2}}"#,
+        "--json",
+    ]))
+    .await;
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer, json!({"matches": true}));
+
+    // A bad filter is the service's 400, naming the path.
+    let mut args = vec![
+        "webhooks",
+        "filter-test",
+        "--filter",
+        r#"{"data": {"balance": {"$lt": "ten", "$near": 1}}}"#,
+        "--event-type",
+        "credit.low",
+    ];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("filter.data.balance"), "{stderr}");
+    // A sample is required, and an unknown type is named.
+    let out = run(filter_test(&[])).await;
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("--event"));
+    let out = run(filter_test(&["--event-type", "credit.stolen"])).await;
+    assert_eq!(code(&out), 2);
+    assert!(text(&out.stderr).contains("event-types"));
+}
+
+#[tokio::test]
+async fn ed25519_signing_client_certificates_basic_and_oauth2_are_set_from_the_command_line() {
+    let app = spawn_app().await;
+    let token = app.token(USER, false);
+    let conn = connection(&app, &token);
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let url = receiver.url("/in");
+
+    let mut args = vec![
+        "webhooks",
+        "create",
+        "--endpoint",
+        &url,
+        "--events",
+        "user.created",
+        "--signing",
+        "ed25519",
+    ];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let key_line = shown
+        .lines()
+        .find(|l| l.starts_with("publicKey"))
+        .unwrap_or_else(|| panic!("no publicKey line in:\n{shown}"));
+    let public_key = key_line.split_whitespace().nth(1).expect("key");
+    assert!(public_key.starts_with("whpk_"), "{key_line}");
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("signing") && l.ends_with("ed25519")),
+        "{shown}"
+    );
+    let id = shown
+        .lines()
+        .find_map(|l| l.strip_prefix("id "))
+        .expect("id line")
+        .trim()
+        .to_string();
+    let got = webhooks_json(&conn, &["get", &id]).await;
+    assert_eq!(got["signing"], "ed25519");
+    assert_eq!(got["publicKey"], public_key);
+
+    // A client certificate comes from PEM files; the key is never shown.
+    let ca = webhook_testkit::TestCa::generate().expect("test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert = dir.path().join("client.pem");
+    let key = dir.path().join("client-key.pem");
+    std::fs::write(&cert, &ca.client.certificate).expect("write cert");
+    std::fs::write(&key, &ca.client.private_key).expect("write key");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let created = webhooks_json(
+        &conn,
+        &[
+            "create",
+            "--endpoint",
+            &url,
+            "--events",
+            "user.created",
+            "--auth-mtls-cert",
+            &cert,
+            "--auth-mtls-key",
+            &key,
+        ],
+    )
+    .await;
+    assert_eq!(created["auth"]["type"], "mtls", "{created}");
+    assert_eq!(created["auth"]["privateKey"], "********");
+    assert_eq!(created["signing"], "hmac");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    // Another kind of auth replaces it; what reads show in clear is shown.
+    let token_url = receiver.url("/token");
+    let updated = webhooks_json(
+        &conn,
+        &[
+            "update",
+            &id,
+            "--auth-oauth2-token-url",
+            &token_url,
+            "--auth-oauth2-client-id",
+            "hooks",
+            "--auth-oauth2-client-secret",
+            "cs-789",
+            "--auth-oauth2-scope",
+            "events:write",
+        ],
+    )
+    .await;
+    assert_eq!(
+        updated["auth"],
+        json!({"type": "oauth2", "tokenUrl": token_url, "clientId": "hooks",
+               "clientSecret": "********", "scope": "events:write", "audience": null})
+    );
+    let mut args = vec!["webhooks", "get", &id];
+    args.extend(conn.iter().copied());
+    let shown = text(&run(cli(&args)).await.stdout);
+    assert!(
+        shown.contains(&format!(
+            "oauth2 (client hooks at {token_url}, scope events:write)"
+        )),
+        "{shown}"
+    );
+    assert!(!shown.contains("cs-789"), "{shown}");
+    let updated = webhooks_json(
+        &conn,
+        &["update", &id, "--auth-basic", "alice:pw:with:colons"],
+    )
+    .await;
+    assert_eq!(
+        updated["auth"],
+        json!({"type": "basic", "username": "alice", "password": "********"})
+    );
+    app.trigger("user.created", USER, json!({"email": "a@example.com"}))
+        .await;
+    // Both webhooks subscribe to user.created: the Ed25519 one sends no Authorization.
+    let received = receiver.wait_for(2, DEADLINE).await.expect("deliveries");
+    let basic = received
+        .iter()
+        .find_map(|r| r.header("authorization"))
+        .expect("an Authorization header");
+    // base64("alice:pw:with:colons"): the password keeps its colons.
+    assert_eq!(basic, "Basic YWxpY2U6cHc6d2l0aDpjb2xvbnM=");
+}
+
 /// Acknowledged event ids, from batches posted until `stop` is set.
 async fn ingest_until(
     client: reqwest::Client,
@@ -829,6 +1266,11 @@ async fn completions_generate_for_each_shell() {
         assert!(script.contains("webhook-service"), "{shell}");
         assert!(
             script.contains("listen") && script.contains("deliveries"),
+            "{shell}"
+        );
+        // Derived flags and subcommands are completed without a list kept by hand.
+        assert!(
+            script.contains("filter-test") && script.contains("auth-bearer"),
             "{shell}"
         );
     }

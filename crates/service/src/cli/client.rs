@@ -10,14 +10,21 @@ use webhook_domain::retry::parse_duration;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 
 use super::connect::Service;
+use super::filter_test;
 use super::output::outln;
 use super::output::{cell, paint, print_fields, print_json, print_table, status_tone};
+use super::webhook_options::{
+    CREATE_AFTER_HELP, OPTION_FIELDS, OptionFlags, ResetFlags, Signing, UPDATE_AFTER_HELP,
+    apply_signing, option_lines,
+};
 use super::{CliError, Connection};
 
 pub const WEBHOOKS_AFTER_HELP: &str = "\
 Examples:
   webhook-service webhooks list --dev
   webhook-service webhooks create --endpoint https://example.com/hooks --events user.created,credit.* --dev
+  webhook-service webhooks update wh_01J... --rate-limit 50 --header 'X-Api-Key: @api-key.txt' --dev
+  webhook-service webhooks filter-test --filter '{\"data\":{\"balance\":{\"$lt\":10}}}' --event-type credit.low --dev
   webhook-service webhooks disable wh_01J... --dev
   webhook-service webhooks test wh_01J... --event-type credit.low --dev
   webhook-service webhooks list --json --token \"$WEBHOOK_TOKEN\" --url https://webhooks.example.com";
@@ -43,9 +50,7 @@ pub enum WebhooksCommand {
         connection: Connection,
     },
     /// Create a webhook; prints its secret once.
-    #[command(
-        after_help = "Example:\n  webhook-service webhooks create --endpoint https://example.com/hooks --events user.created,credit.* --dev"
-    )]
+    #[command(after_help = CREATE_AFTER_HELP)]
     Create {
         /// Destination URL of the webhook (--url is the service's).
         #[arg(long, value_name = "URL")]
@@ -59,13 +64,16 @@ pub enum WebhooksCommand {
         /// Secret (16-128 printable characters); generated when absent.
         #[arg(long)]
         secret: Option<String>,
+        /// How deliveries are signed (default hmac).
+        #[arg(long, value_enum)]
+        signing: Option<Signing>,
+        #[command(flatten)]
+        options: Box<OptionFlags>,
         #[command(flatten)]
         connection: Connection,
     },
-    /// Change a webhook's URL, event types or description.
-    #[command(
-        after_help = "Example:\n  webhook-service webhooks update wh_01J... --events 'user.*' --dev"
-    )]
+    /// Change a webhook's URL, event types, description or options.
+    #[command(after_help = UPDATE_AFTER_HELP)]
     Update {
         /// Webhook id.
         id: String,
@@ -78,6 +86,10 @@ pub enum WebhooksCommand {
         /// New description.
         #[arg(long)]
         description: Option<String>,
+        #[command(flatten)]
+        options: Box<OptionFlags>,
+        #[command(flatten)]
+        resets: ResetFlags,
         #[command(flatten)]
         connection: Connection,
     },
@@ -113,6 +125,9 @@ pub enum WebhooksCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Try a payload filter on a sample event: prints match or no match.
+    #[command(after_help = filter_test::AFTER_HELP)]
+    FilterTest(filter_test::FilterTestArgs),
     /// Send a test event to the webhook.
     #[command(
         after_help = "Example:\n  webhook-service webhooks test wh_01J... --event-type credit.low --dev"
@@ -184,13 +199,27 @@ fn webhook_rows(items: &[Value]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// A webhook as `key  value` lines: its own fields, then the options that
+/// are set (the others are at the service's defaults and would only be noise).
 fn show_webhook(service: &Service, envelope: &Value) {
     let data = &envelope["data"];
     if service.json {
         print_json(data);
-    } else {
-        print_fields(data);
+        return;
     }
+    let Some(fields) = data.as_object() else {
+        print_json(data);
+        return;
+    };
+    let mut shown: serde_json::Map<String, Value> = fields
+        .iter()
+        .filter(|(key, _)| !OPTION_FIELDS.contains(&key.as_str()))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    for (label, text) in option_lines(data) {
+        shown.insert(label.to_string(), Value::String(text));
+    }
+    print_fields(&Value::Object(shown));
 }
 
 pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
@@ -225,18 +254,26 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             events,
             description,
             secret,
+            signing,
+            options,
             connection,
         } => {
-            let service = Service::connect(&connection)?;
-            let mut body = json!({"url": url, "eventTypes": events});
+            let mut body = serde_json::Map::new();
+            body.insert("url".into(), json!(url));
+            body.insert("eventTypes".into(), json!(events));
             if let Some(d) = description {
-                body["description"] = json!(d);
+                body.insert("description".into(), json!(d));
             }
             if let Some(s) = secret {
-                body["secret"] = json!(s);
+                body.insert("secret".into(), json!(s));
             }
+            apply_signing(signing, &mut body);
+            options
+                .apply(&mut body)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            let service = Service::connect(&connection)?;
             let envelope = service
-                .user(Method::POST, "/api/v1/webhooks", Some(&body))
+                .user(Method::POST, "/api/v1/webhooks", Some(&Value::Object(body)))
                 .await?;
             show_webhook(&service, &envelope);
             Ok(())
@@ -246,29 +283,37 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             endpoint: url,
             events,
             description,
+            options,
+            resets,
             connection,
         } => {
-            let service = Service::connect(&connection)?;
-            let mut body = json!({});
+            let mut body = serde_json::Map::new();
             if let Some(u) = url {
-                body["url"] = json!(u);
+                body.insert("url".into(), json!(u));
             }
             if let Some(e) = events {
-                body["eventTypes"] = json!(e);
+                body.insert("eventTypes".into(), json!(e));
             }
             if let Some(d) = description {
-                body["description"] = json!(d);
+                body.insert("description".into(), json!(d));
             }
-            if body.as_object().is_some_and(|o| o.is_empty()) {
+            options
+                .apply(&mut body)
+                .map_err(|e| CliError::Usage(e.to_string()))?;
+            resets.apply(&mut body);
+            if body.is_empty() {
                 return Err(CliError::Usage(
-                    "nothing to change: pass --endpoint, --events or --description".into(),
+                    "nothing to change: pass --endpoint, --events, --description or an option \
+                     (`webhook-service webhooks update --help` lists them)"
+                        .into(),
                 ));
             }
+            let service = Service::connect(&connection)?;
             let envelope = service
                 .user(
                     Method::PATCH,
                     &format!("/api/v1/webhooks/{id}"),
-                    Some(&body),
+                    Some(&Value::Object(body)),
                 )
                 .await?;
             show_webhook(&service, &envelope);
@@ -286,6 +331,7 @@ pub async fn webhooks(cmd: WebhooksCommand) -> Result<(), CliError> {
             }
             Ok(())
         }
+        WebhooksCommand::FilterTest(args) => filter_test::run(args).await,
         WebhooksCommand::Enable { id, connection } => toggle(id, connection, true).await,
         WebhooksCommand::Disable { id, connection } => toggle(id, connection, false).await,
         WebhooksCommand::RotateSecret { id, connection } => {

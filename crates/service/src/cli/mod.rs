@@ -9,6 +9,7 @@ mod client;
 mod connect;
 mod deliveries;
 mod error;
+mod filter_test;
 mod http;
 mod listen;
 mod ops;
@@ -16,6 +17,7 @@ mod output;
 mod portal_link;
 mod send;
 mod serve;
+mod webhook_options;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -115,7 +117,7 @@ enum Command {
     /// Publish an event (or an NDJSON batch) the way the platform's services do.
     #[command(after_help = send::AFTER_HELP)]
     Send(send::SendArgs),
-    /// Manage webhooks (list, get, create, update, delete, enable, disable, rotate-secret, test).
+    /// Manage webhooks (list, get, create, update, delete, enable, disable, rotate-secret, test, filter-test).
     #[command(subcommand, after_help = client::WEBHOOKS_AFTER_HELP)]
     Webhooks(client::WebhooksCommand),
     /// Read delivery logs, follow them, and retry a delivery.
