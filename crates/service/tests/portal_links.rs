@@ -270,6 +270,7 @@ async fn portal_pages_carry_a_strict_policy_and_work_offline() {
         "api.js",
         "dom.js",
         "endpoints.js",
+        "endpoint-options.js",
         "deliveries.js",
         "chart.js",
         "catalogue.js",

@@ -25,6 +25,11 @@ const FILES: &[(&str, &str, &str)] = &[
         include_str!("../../portal/endpoints.js"),
     ),
     (
+        "endpoint-options.js",
+        JS,
+        include_str!("../../portal/endpoint-options.js"),
+    ),
+    (
         "deliveries.js",
         JS,
         include_str!("../../portal/deliveries.js"),
