@@ -306,7 +306,7 @@ function authSummary(auth) {
   const label = (AUTH_TYPES.find(([type]) => type === auth.type) || [auth.type, auth.type])[1];
   const parts = (AUTH_FIELDS[auth.type] || [])
     .filter(([name]) => auth[name] !== null && auth[name] !== undefined && name !== 'certificate')
-    .map(([name, fieldLabel]) => h('span', { class: 'auth-part' }, `${fieldLabel.replace(' (optional)', '')}: `, h('code', {}, String(auth[name]))));
+    .map(([name, fieldLabel]) => h('span', { class: 'auth-part' }, `${fieldLabel.replace(/ \((optional|PEM)\)$/, '')}: `, h('code', {}, String(auth[name]))));
   return [label, parts.length ? h('span', { class: 'auth-parts' }, parts) : null,
     auth.certificate ? h('details', {}, h('summary', {}, 'Client certificate'), pre(auth.certificate, 'Client certificate')) : null];
 }

@@ -14,7 +14,7 @@ use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
 use harness::{DONE, Ran, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
-use webhook_testkit::{Behavior, Receiver};
+use webhook_testkit::{Behavior, Receiver, TestCa, TlsReceiver};
 
 /// Mints a portal link the way the platform does.
 async fn portal_link(app: &TestApp, user: &str, extra: Value) -> Value {
@@ -974,6 +974,38 @@ async fn custom_headers_and_bearer_auth_stay_masked_and_reach_the_receiver() -> 
         "{read}"
     );
     assert_eq!(read["data"]["auth"]["type"], json!("bearer"), "{read}");
+
+    // The open advanced form fits a 375 px screen.
+    browser.resize(375, 812).await;
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    let wide = browser
+        .script(
+            "const w = document.documentElement.clientWidth; return [...document.querySelectorAll('#main *')].filter(e => e.getBoundingClientRect().right > w + 0.5 && ![...e.children].some(c => c.getBoundingClientRect().right > w + 0.5)).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + (e.innerText || '').slice(0, 40))",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the advanced form is wider than 375 px by {overflow}: {wide}"
+    );
+    browser.resize(1440, 1000).await;
+
+    // Removing the only header removes it; the bearer token stays.
+    browser.goto(&page).await;
+    browser.wait_for_text("Send a test event").await;
+    browser.goto(&format!("{page}/edit")).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click(".header-row button", "Remove").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-headers]", "None").await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["headers"], json!({}), "{read}");
+    assert_eq!(read["data"]["auth"]["type"], json!("bearer"), "{read}");
     browser.quit().await;
     DONE
 }
@@ -1054,6 +1086,167 @@ async fn an_ed25519_endpoint_shows_its_public_key_and_read_only_links_cannot_edi
     DONE
 }
 
+/// Sends a test event through the API; returns what the receiver answered.
+async fn test_send(app: &TestApp, token: &str, webhook: &str) -> Value {
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/webhooks/{webhook}/test"),
+            token,
+            json!({"eventType": "user.created"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+async fn basic_auth_is_changed_and_removed_in_the_portal_without_losing_the_password() -> Ran {
+    let Some(browser) = Browser::start("portal basic auth").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    use base64::Engine as _;
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let link = portal_link(&app, "basic-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/basic"), &["user.*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id").to_string();
+    let edit = format!("{}/portal#/endpoints/{id}/edit", app.base);
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/basic").await;
+
+    browser.goto(&edit).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#auth option[value=basic]", "").await;
+    browser.type_into("#auth-basic-username", "hooks").await;
+    browser.type_into("#auth-basic-password", "pw-1").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    let shown = wait_for_text_in(&browser, "[data-test=option-auth]", "HTTP Basic").await;
+    assert!(
+        shown.contains("hooks") && shown.contains("********") && !shown.contains("pw-1"),
+        "{shown}"
+    );
+    test_send(&app, &token, &id).await;
+    let got = receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("sent");
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(basic("hooks", "pw-1").as_str())
+    );
+
+    // A new user name needs the password again: the form says so and sends nothing.
+    browser.goto(&edit).await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#auth-basic-username", "hooks2").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(
+        &browser,
+        "[data-error-for=auth]",
+        "Enter the password again",
+    )
+    .await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["auth"]["username"], json!("hooks"), "{read}");
+    browser.type_into("#auth-basic-password", "pw-2").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-auth]", "hooks2").await;
+    test_send(&app, &token, &id).await;
+    let got = receiver
+        .wait_for(2, Duration::from_secs(10))
+        .await
+        .expect("sent");
+    assert_eq!(
+        got[1].header("authorization"),
+        Some(basic("hooks2", "pw-2").as_str())
+    );
+
+    // None removes it.
+    browser.goto(&edit).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("#auth option[value=none]", "").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-auth]", "None").await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["auth"], Value::Null, "{read}");
+    test_send(&app, &token, &id).await;
+    let got = receiver
+        .wait_for(3, Duration::from_secs(10))
+        .await
+        .expect("sent");
+    assert_eq!(got[2].header("authorization"), None);
+    browser.quit().await;
+    DONE
+}
+
+async fn a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint() -> Ran {
+    let Some(browser) = Browser::start("portal mtls").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let ca = TestCa::generate().expect("test CA");
+    let receiver = TlsReceiver::start(&ca, true).await.expect("TLS receiver");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).expect("CA file");
+    let app = spawn_app_with(&[
+        ("WEBHOOK_CA_FILE", ca_file.to_str().expect("path")),
+        ("WEBHOOK_TLS_ROOTS", "both"),
+    ])
+    .await;
+    let link = portal_link(&app, "mtls-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/mtls"), &["user.*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id").to_string();
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/mtls").await;
+
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/edit", app.base))
+        .await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#auth option[value=mtls]", "").await;
+    browser
+        .type_into("#auth-mtls-certificate", &ca.client.certificate)
+        .await;
+    browser
+        .type_into("#auth-mtls-privateKey", &ca.client.private_key)
+        .await;
+    browser.click("button[type=submit]", "Save changes").await;
+    let shown = wait_for_text_in(&browser, "[data-test=option-auth]", "Client certificate").await;
+    assert!(shown.contains("Private key: ********"), "{shown}");
+    let key_line = ca
+        .client
+        .private_key
+        .lines()
+        .nth(1)
+        .expect("a line of the key")
+        .to_string();
+    assert!(!browser.main_text().await.contains(&key_line));
+
+    // The endpoint demands the certificate; the page's test event gets in.
+    browser.click("button", "Send test event").await;
+    browser.wait_for_text("HTTP 200").await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].client_certificate);
+    browser.quit().await;
+    DONE
+}
+
 fn main() {
     harness::run(tests![
         a_user_manages_an_endpoint_and_its_deliveries_in_the_portal,
@@ -1066,5 +1259,7 @@ fn main() {
         a_user_sets_a_filter_and_a_rate_limit_in_the_advanced_form,
         custom_headers_and_bearer_auth_stay_masked_and_reach_the_receiver,
         an_ed25519_endpoint_shows_its_public_key_and_read_only_links_cannot_edit,
+        basic_auth_is_changed_and_removed_in_the_portal_without_losing_the_password,
+        a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint,
     ]);
 }
