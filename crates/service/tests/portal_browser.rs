@@ -1247,6 +1247,84 @@ async fn a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_
     DONE
 }
 
+async fn an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token() -> Ran {
+    let Some(browser) = Browser::start("portal oauth2").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let token_server = Receiver::start(Behavior::Body {
+        status: 200,
+        body: br#"{"access_token":"tok-from-portal","token_type":"Bearer","expires_in":3600}"#
+            .to_vec(),
+    })
+    .await
+    .expect("token server");
+    let endpoint = Receiver::start(Behavior::RequireHeader {
+        name: "authorization".into(),
+        value: "Bearer tok-from-portal".into(),
+    })
+    .await
+    .expect("endpoint");
+    let link = portal_link(&app, "oauth-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("a", "Add your first endpoint").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#url", &endpoint.url("/oauth")).await;
+    browser.click("input[value='*']", "").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#auth option[value=oauth2]", "").await;
+    browser
+        .type_into("#auth-oauth2-tokenUrl", &token_server.url("/token"))
+        .await;
+    browser
+        .type_into("#auth-oauth2-clientId", "svc-client")
+        .await;
+    browser
+        .type_into("#auth-oauth2-clientSecret", "client-secret-from-portal")
+        .await;
+    browser
+        .type_into("#auth-oauth2-scope", "webhooks:write")
+        .await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    browser.click("a", "Continue to the endpoint").await;
+    let shown = wait_for_text_in(&browser, "[data-test=option-auth]", "OAuth2").await;
+    assert!(
+        shown.contains("svc-client")
+            && shown.contains("webhooks:write")
+            && shown.contains("Client secret: ********")
+            && !shown.contains("client-secret-from-portal"),
+        "{shown}"
+    );
+    let webhooks = webhooks_of(&app, &token).await;
+    assert_eq!(webhooks[0]["auth"]["audience"], Value::Null, "{webhooks:?}");
+
+    // The page's test event: a token from the token URL, then the endpoint.
+    browser.click("button", "Send test event").await;
+    browser.wait_for_text("HTTP 200").await;
+    let grants = token_server
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("a token request");
+    let grant = String::from_utf8_lossy(&grants[0].body).to_string();
+    assert!(
+        grant.contains("grant_type=client_credentials") && grant.contains("scope=webhooks"),
+        "{grant}"
+    );
+    use base64::Engine as _;
+    let client =
+        base64::engine::general_purpose::STANDARD.encode("svc-client:client-secret-from-portal");
+    assert_eq!(
+        grants[0].header("authorization"),
+        Some(format!("Basic {client}").as_str())
+    );
+    assert_eq!(endpoint.count(), 1);
+    browser.quit().await;
+    DONE
+}
+
 fn main() {
     harness::run(tests![
         a_user_manages_an_endpoint_and_its_deliveries_in_the_portal,
@@ -1261,5 +1339,6 @@ fn main() {
         an_ed25519_endpoint_shows_its_public_key_and_read_only_links_cannot_edit,
         basic_auth_is_changed_and_removed_in_the_portal_without_losing_the_password,
         a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint,
+        an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token,
     ]);
 }
