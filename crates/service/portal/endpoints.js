@@ -6,6 +6,7 @@ import {
   copyButton, pre, pretty, percent, badge,
 } from './dom.js';
 import { deliveriesChart } from './chart.js';
+import { advancedOptions, optionsSection } from './endpoint-options.js';
 
 // The circuit breaker holds an endpoint's deliveries after five failures in
 // a row, until a probe succeeds (this instance's view; see `circuit`).
@@ -125,6 +126,12 @@ export async function eventTypes() {
   return catalogueCache;
 }
 
+// The API names a filter's problem by its path (`filter.data.balance.$lt`);
+// the form shows it at the field the path starts with.
+function fieldOf(detail) {
+  return String(detail.field || '').split(/[.[]/)[0];
+}
+
 function fieldError(form, field) {
   return form.querySelector(`[data-error-for="${field}"]`);
 }
@@ -146,6 +153,7 @@ export async function endpointForm(main, ctx, id) {
     render(main, h('h1', {}, title), errorBox(e));
     return;
   }
+  const advanced = await advancedOptions(webhook, types);
   const chosen = new Set(webhook ? webhook.eventTypes : []);
   const categories = [...new Set(types.map((t) => t.category))];
   const option = (value, label, description, example) => h('li', { class: 'type' },
@@ -172,6 +180,7 @@ export async function endpointForm(main, ctx, id) {
         h('summary', {}, `${c} events`),
         h('ul', { class: 'types' }, types.filter((t) => t.category === c).map((t) => option(t.type, '', t.description, t.example))))),
       h('p', { id: 'types-error', class: 'error-text', 'data-error-for': 'eventTypes' })),
+    advanced.element,
     h('div', { class: 'actions' },
       h('button', { type: 'submit' }, id ? 'Save changes' : 'Create endpoint'),
       h('a', { class: 'button secondary', href: id ? `#/endpoints/${encodeURIComponent(id)}` : '#/endpoints' }, 'Cancel')));
@@ -182,14 +191,15 @@ export async function endpointForm(main, ctx, id) {
     form.querySelectorAll('[aria-invalid]').forEach((el) => el.removeAttribute('aria-invalid'));
     const summary = form.querySelector('.error-summary');
     summary.hidden = true;
-    const body = {
-      url: form.url.value.trim(),
-      description: form.description.value.trim(),
-      eventTypes: [...form.querySelectorAll('input[name=eventTypes]:checked')].map((i) => i.value),
-    };
     button.disabled = true;
     button.textContent = 'Saving…';
     try {
+      const body = {
+        url: form.url.value.trim(),
+        description: form.description.value.trim(),
+        eventTypes: [...form.querySelectorAll('input[name=eventTypes]:checked')].map((i) => i.value),
+        ...advanced.changes(),
+      };
       const result = id
         ? await api('PUT', `/webhooks/${encodeURIComponent(id)}`, body)
         : await post('/webhooks', body);
@@ -200,10 +210,16 @@ export async function endpointForm(main, ctx, id) {
         showCreated(main, result.data);
       }
     } catch (e) {
-      for (const detail of e.details) {
-        const el = fieldError(form, detail.field);
-        if (el) el.textContent = detail.message;
-        const input = form.querySelector(`#${CSS.escape(detail.field)}`);
+      for (const detail of e.details || []) {
+        const field = fieldOf(detail);
+        const el = fieldError(form, field);
+        if (el) {
+          el.textContent = detail.message;
+          // A problem in the closed "Advanced" part must be seen.
+          const part = el.closest('details');
+          if (part) part.open = true;
+        }
+        const input = field && form.querySelector(`#${CSS.escape(field)}`);
         if (input) input.setAttribute('aria-invalid', 'true');
       }
       render(summary, h('strong', {}, 'The endpoint was not saved: '), e.message);
@@ -344,6 +360,7 @@ export async function endpointDetail(main, ctx, id) {
       ro ? null : h('button', { type: 'button', class: 'secondary', onclick: () => toggle(webhook, refresh) }, webhook.isActive ? 'Disable' : 'Enable'),
       ro ? null : h('button', { type: 'button', class: 'danger', onclick: () => remove(webhook, () => ctx.go('#/endpoints')) }, 'Delete')),
     h('div', { class: 'grid' }, testSection, secretSection),
+    optionsSection(webhook),
     chartSection);
   drawChart();
 }

@@ -14,7 +14,7 @@ use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
 use harness::{DONE, Ran, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
-use webhook_testkit::{Behavior, Receiver};
+use webhook_testkit::{Behavior, Receiver, TestCa, TlsReceiver};
 
 /// Mints a portal link the way the platform does.
 async fn portal_link(app: &TestApp, user: &str, extra: Value) -> Value {
@@ -673,6 +673,658 @@ async fn the_api_reference_renders_every_route_without_another_host() -> Ran {
     DONE
 }
 
+/// The webhooks of `token`'s user as the API reads them.
+async fn webhooks_of(app: &TestApp, token: &str) -> Vec<Value> {
+    let (status, list) = app.get("/api/v1/webhooks", token).await;
+    assert_eq!(status, 200, "{list}");
+    list["data"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits until the element `css` shows `text`; returns its text.
+async fn wait_for_text_in(browser: &Browser, css: &str, text: &str) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let now = browser.text_of(css).await;
+        if now.contains(text) {
+            return now;
+        }
+        assert!(
+            started.elapsed() < browser_support::WAIT,
+            "'{css}' did not show '{text}'; it shows '{now}', the page:\n{}",
+            browser.main_text().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_user_sets_a_filter_and_a_rate_limit_in_the_advanced_form() -> Ran {
+    let Some(browser) = Browser::start("portal delivery controls").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let link = portal_link(&app, "controls-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("a", "Add your first endpoint").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#url", &receiver.url("/credits")).await;
+    browser.click("input[value='credit.*']", "").await;
+    browser.click("summary", "Advanced").await;
+
+    // A filter the server refuses: its message at the field, nothing created.
+    browser
+        .type_into("#filter", r#"{"data": {"balance": {"$lt": true}}}"#)
+        .await;
+    browser.type_into("#rateLimitPerSecond", "50").await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    let at_field = wait_for_text_in(
+        &browser,
+        "[data-error-for=filter]",
+        "expects a number or a string",
+    )
+    .await;
+    assert!(at_field.contains("filter.data.balance"), "{at_field}");
+    assert!(
+        browser
+            .main_text()
+            .await
+            .contains("The endpoint was not saved")
+    );
+    assert_eq!(
+        browser
+            .script(
+                "return document.getElementById('filter').getAttribute('aria-invalid')",
+                json!([])
+            )
+            .await,
+        json!("true")
+    );
+    assert_eq!(webhooks_of(&app, &token).await, Vec::<Value>::new());
+
+    // "Try it" against the catalogue's examples: credit.low has balance 8.
+    browser
+        .type_into("#filter", r#"{"data": {"balance": {"$lt": 10}}}"#)
+        .await;
+    browser
+        .click("#filter-sample option[value='credit.low']", "")
+        .await;
+    browser.click("button", "Try it").await;
+    wait_for_text_in(
+        &browser,
+        "[data-test=filter-result]",
+        "the example credit.low would be delivered",
+    )
+    .await;
+    assert_eq!(browser.text_of("[data-error-for=filter]").await, "");
+    browser
+        .click("#filter-sample option[value='user.created']", "")
+        .await;
+    browser.click("button", "Try it").await;
+    wait_for_text_in(
+        &browser,
+        "[data-test=filter-result]",
+        "the example user.created would not be delivered",
+    )
+    .await;
+    browser.type_into("#retrySchedule", "5s, 1m").await;
+    browser.type_into("#timeoutMs", "5000").await;
+    browser
+        .script(
+            "document.querySelector('details.advanced').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("17-endpoint-advanced-form").await;
+
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    browser.wait_for_text("shown in full only this once").await;
+    browser.click("a", "Continue to the endpoint").await;
+    browser
+        .wait_for_text("Delivery controls and endpoint options")
+        .await;
+    let shown_filter = browser.text_of("[data-test=option-filter]").await;
+    assert!(
+        shown_filter.contains("\"$lt\": 10"),
+        "the page shows the filter: {shown_filter}"
+    );
+    assert_eq!(
+        browser.text_of("[data-test=option-rate-limit]").await,
+        "50 deliveries a second"
+    );
+    assert_eq!(
+        browser.text_of("[data-test=option-retry-schedule]").await,
+        "5s, 1m"
+    );
+    assert_eq!(
+        browser.text_of("[data-test=option-timeout]").await,
+        "5000 ms"
+    );
+    browser
+        .script(
+            "document.getElementById('options-h').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("18-endpoint-options").await;
+
+    // The API read agrees with the page.
+    let webhooks = webhooks_of(&app, &token).await;
+    assert_eq!(webhooks.len(), 1, "{webhooks:?}");
+    let webhook = &webhooks[0];
+    assert_eq!(webhook["filter"], json!({"data": {"balance": {"$lt": 10}}}));
+    assert_eq!(webhook["rateLimitPerSecond"], json!(50));
+    assert_eq!(webhook["retrySchedule"], json!(["5s", "1m"]));
+    assert_eq!(webhook["timeoutMs"], json!(5000));
+
+    // Emptying the rate limit clears it; what was not touched stays.
+    let id = webhook["id"].as_str().expect("id");
+    browser.click("a", "Edit").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#rateLimitPerSecond", "").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-rate-limit]", "Unlimited").await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["rateLimitPerSecond"], Value::Null, "{read}");
+    assert_eq!(
+        read["data"]["filter"],
+        json!({"data": {"balance": {"$lt": 10}}})
+    );
+    assert_eq!(read["data"]["timeoutMs"], json!(5000));
+    browser.quit().await;
+    DONE
+}
+
+async fn custom_headers_and_bearer_auth_stay_masked_and_reach_the_receiver() -> Ran {
+    let Some(browser) = Browser::start("portal endpoint options").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let link = portal_link(&app, "reach-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/reach"), &["user.*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id").to_string();
+    let page = format!("{}/portal#/endpoints/{id}", app.base);
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/reach").await;
+
+    // A custom header and a bearer token, set in the form.
+    browser.goto(&format!("{page}/edit")).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("button", "Add header").await;
+    browser
+        .type_into("[data-test=header-name]", "X-Tenant")
+        .await;
+    browser
+        .type_into("[data-test=header-value]", "acme-tenant-7")
+        .await;
+    browser.click("#auth option[value=bearer]", "").await;
+    browser
+        .type_into("#auth-bearer-token", "tok-portal-123")
+        .await;
+    browser.click("button[type=submit]", "Save changes").await;
+    browser
+        .wait_for_text("Delivery controls and endpoint options")
+        .await;
+
+    // After a reload the page shows names and masks, never the values.
+    browser.goto(&page).await;
+    let headers = wait_for_text_in(&browser, "[data-test=option-headers]", "X-Tenant").await;
+    assert!(headers.contains("X-Tenant: ********"), "{headers}");
+    let auth = browser.text_of("[data-test=option-auth]").await;
+    assert!(
+        auth.contains("Bearer token") && auth.contains("********"),
+        "{auth}"
+    );
+    let text = browser.main_text().await;
+    assert!(
+        !text.contains("acme-tenant-7") && !text.contains("tok-portal-123"),
+        "{text}"
+    );
+    browser
+        .script(
+            "document.getElementById('options-h').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser
+        .screenshot("19-endpoint-headers-and-auth-masked")
+        .await;
+
+    // A test event from the page carries both to the receiver.
+    browser.click("button", "Send test event").await;
+    browser.wait_for_text("HTTP 200").await;
+    let received = receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("the test event");
+    assert_eq!(received[0].header("x-tenant"), Some("acme-tenant-7"));
+    assert_eq!(
+        received[0].header("authorization"),
+        Some("Bearer tok-portal-123")
+    );
+
+    // Editing something else keeps the stored values (the mask is never sent).
+    browser.goto(&format!("{page}/edit")).await;
+    browser.wait_for_text("Events to send").await;
+    let kept = browser
+        .script(
+            "return [document.querySelector('[data-test=header-value]').value, document.getElementById('auth-bearer-token').value]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(kept, json!(["", ""]), "stored values are never in the form");
+    browser.type_into("#description", "Tenant hooks").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    browser.wait_for_text("Tenant hooks").await;
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/webhooks/{id}/test"),
+            &token,
+            json!({"eventType": "user.created"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let received = receiver
+        .wait_for(2, Duration::from_secs(10))
+        .await
+        .expect("the second test event");
+    assert_eq!(received[1].header("x-tenant"), Some("acme-tenant-7"));
+    assert_eq!(
+        received[1].header("authorization"),
+        Some("Bearer tok-portal-123")
+    );
+
+    // Adding a header replaces them all: the form asks for the stored value
+    // again instead of sending the mask, and nothing changes.
+    browser.goto(&format!("{page}/edit")).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("button", "Add header").await;
+    browser
+        .script(
+            "const names = document.querySelectorAll('[data-test=header-name]'); names[names.length - 1].id = 'new-header-name'; const values = document.querySelectorAll('[data-test=header-value]'); values[values.length - 1].id = 'new-header-value';",
+            json!([]),
+        )
+        .await;
+    browser.type_into("#new-header-name", "X-Region").await;
+    browser.type_into("#new-header-value", "eu").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(
+        &browser,
+        "[data-error-for=headers]",
+        "Enter the value of X-Tenant again",
+    )
+    .await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(
+        read["data"]["headers"],
+        json!({"X-Tenant": "********"}),
+        "{read}"
+    );
+    assert_eq!(read["data"]["auth"]["type"], json!("bearer"), "{read}");
+
+    // The open advanced form fits a 375 px screen.
+    browser.resize(375, 812).await;
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    let wide = browser
+        .script(
+            "const w = document.documentElement.clientWidth; return [...document.querySelectorAll('#main *')].filter(e => e.getBoundingClientRect().right > w + 0.5 && ![...e.children].some(c => c.getBoundingClientRect().right > w + 0.5)).map(e => e.tagName + '#' + e.id + '.' + e.className + ' ' + (e.innerText || '').slice(0, 40))",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the advanced form is wider than 375 px by {overflow}: {wide}"
+    );
+    browser.resize(1440, 1000).await;
+
+    // Removing the only header removes it; the bearer token stays.
+    browser.goto(&page).await;
+    browser.wait_for_text("Send a test event").await;
+    browser.goto(&format!("{page}/edit")).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click(".header-row button", "Remove").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-headers]", "None").await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["headers"], json!({}), "{read}");
+    assert_eq!(read["data"]["auth"]["type"], json!("bearer"), "{read}");
+    browser.quit().await;
+    DONE
+}
+
+async fn an_ed25519_endpoint_shows_its_public_key_and_read_only_links_cannot_edit() -> Ran {
+    let Some(browser) = Browser::start("portal ed25519").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let link = portal_link(&app, "key-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("a", "Add your first endpoint").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#url", &receiver.url("/signed")).await;
+    browser.click("input[value='*']", "").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#signing option[value=ed25519]", "").await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    browser.click("a", "Continue to the endpoint").await;
+    let shown = wait_for_text_in(&browser, "[data-test=public-key]", "whpk_").await;
+    let webhooks = webhooks_of(&app, &token).await;
+    assert_eq!(webhooks[0]["signing"], json!("ed25519"));
+    assert_eq!(
+        webhooks[0]["publicKey"],
+        json!(shown),
+        "the page shows the API's key"
+    );
+    assert!(
+        browser
+            .text_of("[data-test=option-signing]")
+            .await
+            .contains("Ed25519")
+    );
+    let copy = browser
+        .script(
+            "return [...document.querySelectorAll('button')].some(b => b.innerText === 'Copy public key')",
+            json!([]),
+        )
+        .await;
+    assert_eq!(copy, json!(true), "a copy button beside the key");
+    browser
+        .script(
+            "document.getElementById('options-h').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("20-endpoint-ed25519-public-key").await;
+
+    // A read-only link shows the options, and no way to change them.
+    let id = webhooks[0]["id"].as_str().expect("id");
+    let read_only = portal_link(&app, "key-user", json!({"readOnly": true})).await;
+    browser.goto(read_only["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/signed").await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}", app.base))
+        .await;
+    wait_for_text_in(&browser, "[data-test=public-key]", "whpk_").await;
+    let text = browser.main_text().await;
+    assert!(
+        !text.contains("Edit") && !text.contains("Advanced"),
+        "{text}"
+    );
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/edit", app.base))
+        .await;
+    let text = browser.wait_for_text("This portal link is read-only").await;
+    assert!(
+        !text.contains("Advanced") && !text.contains("Try it"),
+        "{text}"
+    );
+    browser.quit().await;
+    DONE
+}
+
+/// Sends a test event through the API; returns what the receiver answered.
+async fn test_send(app: &TestApp, token: &str, webhook: &str) -> Value {
+    let (status, body) = app
+        .post(
+            &format!("/api/v1/webhooks/{webhook}/test"),
+            token,
+            json!({"eventType": "user.created"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].clone()
+}
+
+async fn basic_auth_is_changed_and_removed_in_the_portal_without_losing_the_password() -> Ran {
+    let Some(browser) = Browser::start("portal basic auth").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    use base64::Engine as _;
+    let basic = |user: &str, password: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        )
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let link = portal_link(&app, "basic-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/basic"), &["user.*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id").to_string();
+    let edit = format!("{}/portal#/endpoints/{id}/edit", app.base);
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/basic").await;
+
+    browser.goto(&edit).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#auth option[value=basic]", "").await;
+    browser.type_into("#auth-basic-username", "hooks").await;
+    browser.type_into("#auth-basic-password", "pw-1").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    let shown = wait_for_text_in(&browser, "[data-test=option-auth]", "HTTP Basic").await;
+    assert!(
+        shown.contains("hooks") && shown.contains("********") && !shown.contains("pw-1"),
+        "{shown}"
+    );
+    test_send(&app, &token, &id).await;
+    let got = receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("sent");
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(basic("hooks", "pw-1").as_str())
+    );
+
+    // A new user name needs the password again: the form says so and sends nothing.
+    browser.goto(&edit).await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#auth-basic-username", "hooks2").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(
+        &browser,
+        "[data-error-for=auth]",
+        "Enter the password again",
+    )
+    .await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["auth"]["username"], json!("hooks"), "{read}");
+    browser.type_into("#auth-basic-password", "pw-2").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-auth]", "hooks2").await;
+    test_send(&app, &token, &id).await;
+    let got = receiver
+        .wait_for(2, Duration::from_secs(10))
+        .await
+        .expect("sent");
+    assert_eq!(
+        got[1].header("authorization"),
+        Some(basic("hooks2", "pw-2").as_str())
+    );
+
+    // None removes it.
+    browser.goto(&edit).await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("#auth option[value=none]", "").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-auth]", "None").await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["auth"], Value::Null, "{read}");
+    test_send(&app, &token, &id).await;
+    let got = receiver
+        .wait_for(3, Duration::from_secs(10))
+        .await
+        .expect("sent");
+    assert_eq!(got[2].header("authorization"), None);
+    browser.quit().await;
+    DONE
+}
+
+async fn a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint() -> Ran {
+    let Some(browser) = Browser::start("portal mtls").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let ca = TestCa::generate().expect("test CA");
+    let receiver = TlsReceiver::start(&ca, true).await.expect("TLS receiver");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).expect("CA file");
+    let app = spawn_app_with(&[
+        ("WEBHOOK_CA_FILE", ca_file.to_str().expect("path")),
+        ("WEBHOOK_TLS_ROOTS", "both"),
+    ])
+    .await;
+    let link = portal_link(&app, "mtls-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/mtls"), &["user.*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id").to_string();
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/mtls").await;
+
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/edit", app.base))
+        .await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#auth option[value=mtls]", "").await;
+    browser
+        .type_into("#auth-mtls-certificate", &ca.client.certificate)
+        .await;
+    browser
+        .type_into("#auth-mtls-privateKey", &ca.client.private_key)
+        .await;
+    browser.click("button[type=submit]", "Save changes").await;
+    let shown = wait_for_text_in(&browser, "[data-test=option-auth]", "Client certificate").await;
+    assert!(shown.contains("Private key: ********"), "{shown}");
+    let key_line = ca
+        .client
+        .private_key
+        .lines()
+        .nth(1)
+        .expect("a line of the key")
+        .to_string();
+    assert!(!browser.main_text().await.contains(&key_line));
+
+    // The endpoint demands the certificate; the page's test event gets in.
+    browser.click("button", "Send test event").await;
+    browser.wait_for_text("HTTP 200").await;
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    assert!(requests[0].client_certificate);
+    browser.quit().await;
+    DONE
+}
+
+async fn an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token() -> Ran {
+    let Some(browser) = Browser::start("portal oauth2").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let token_server = Receiver::start(Behavior::Body {
+        status: 200,
+        body: br#"{"access_token":"tok-from-portal","token_type":"Bearer","expires_in":3600}"#
+            .to_vec(),
+    })
+    .await
+    .expect("token server");
+    let endpoint = Receiver::start(Behavior::RequireHeader {
+        name: "authorization".into(),
+        value: "Bearer tok-from-portal".into(),
+    })
+    .await
+    .expect("endpoint");
+    let link = portal_link(&app, "oauth-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("a", "Add your first endpoint").await;
+    browser.wait_for_text("Events to send").await;
+    browser.type_into("#url", &endpoint.url("/oauth")).await;
+    browser.click("input[value='*']", "").await;
+    browser.click("summary", "Advanced").await;
+    browser.click("#auth option[value=oauth2]", "").await;
+    browser
+        .type_into("#auth-oauth2-tokenUrl", &token_server.url("/token"))
+        .await;
+    browser
+        .type_into("#auth-oauth2-clientId", "svc-client")
+        .await;
+    browser
+        .type_into("#auth-oauth2-clientSecret", "client-secret-from-portal")
+        .await;
+    browser
+        .type_into("#auth-oauth2-scope", "webhooks:write")
+        .await;
+    browser
+        .click("button[type=submit]", "Create endpoint")
+        .await;
+    browser.click("a", "Continue to the endpoint").await;
+    let shown = wait_for_text_in(&browser, "[data-test=option-auth]", "OAuth2").await;
+    assert!(
+        shown.contains("svc-client")
+            && shown.contains("webhooks:write")
+            && shown.contains("Client secret: ********")
+            && !shown.contains("client-secret-from-portal"),
+        "{shown}"
+    );
+    let webhooks = webhooks_of(&app, &token).await;
+    assert_eq!(webhooks[0]["auth"]["audience"], Value::Null, "{webhooks:?}");
+
+    // The page's test event: a token from the token URL, then the endpoint.
+    browser.click("button", "Send test event").await;
+    browser.wait_for_text("HTTP 200").await;
+    let grants = token_server
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("a token request");
+    let grant = String::from_utf8_lossy(&grants[0].body).to_string();
+    assert!(
+        grant.contains("grant_type=client_credentials") && grant.contains("scope=webhooks"),
+        "{grant}"
+    );
+    use base64::Engine as _;
+    let client =
+        base64::engine::general_purpose::STANDARD.encode("svc-client:client-secret-from-portal");
+    assert_eq!(
+        grants[0].header("authorization"),
+        Some(format!("Basic {client}").as_str())
+    );
+    assert_eq!(endpoint.count(), 1);
+    browser.quit().await;
+    DONE
+}
+
 fn main() {
     harness::run(tests![
         a_user_manages_an_endpoint_and_its_deliveries_in_the_portal,
@@ -682,5 +1334,11 @@ fn main() {
         the_log_and_the_chart_work_on_postgresql,
         the_portal_works_in_an_iframe_of_an_allowed_origin_only,
         the_api_reference_renders_every_route_without_another_host,
+        a_user_sets_a_filter_and_a_rate_limit_in_the_advanced_form,
+        custom_headers_and_bearer_auth_stay_masked_and_reach_the_receiver,
+        an_ed25519_endpoint_shows_its_public_key_and_read_only_links_cannot_edit,
+        basic_auth_is_changed_and_removed_in_the_portal_without_losing_the_password,
+        a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint,
+        an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token,
     ]);
 }

@@ -270,6 +270,7 @@ async fn portal_pages_carry_a_strict_policy_and_work_offline() {
         "api.js",
         "dom.js",
         "endpoints.js",
+        "endpoint-options.js",
         "deliveries.js",
         "chart.js",
         "catalogue.js",
@@ -299,6 +300,48 @@ async fn portal_pages_carry_a_strict_policy_and_work_offline() {
         .await
         .expect("404");
     assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn the_portal_config_gives_the_bounds_the_api_enforces_on_delivery_controls() {
+    let app = spawn_app_with(&[("WEBHOOK_MAX_ENDPOINT_TIMEOUT", "30000")]).await;
+    let config: Value = reqwest::get(app.url("/portal/config.json"))
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("json");
+    let limits = &config["limits"];
+    assert_eq!(limits["maxTimeoutMs"], json!(30000), "{config}");
+    assert_eq!(limits["maxRateLimitPerSecond"], json!(10000), "{config}");
+    assert_eq!(limits["maxRetryWaits"], json!(50), "{config}");
+    assert_eq!(limits["maxRetryWait"], json!("30d"), "{config}");
+    // The form's hints say what the API accepts: the bound itself, not one more.
+    let token = app.token("bounds-user", false);
+    let receiver = webhook_testkit::Receiver::start(webhook_testkit::Behavior::Status(200))
+        .await
+        .expect("receiver");
+    for (field, accepted, refused) in [
+        ("timeoutMs", json!(30000), json!(30001)),
+        ("rateLimitPerSecond", json!(10000), json!(10001)),
+    ] {
+        let (status, body) = app
+            .post(
+                "/api/v1/webhooks",
+                &token,
+                json!({"url": receiver.url("/b"), "eventTypes": ["*"], field: refused}),
+            )
+            .await;
+        assert_eq!(status, 400, "{field} {refused}: {body}");
+        let (status, body) = app
+            .post(
+                "/api/v1/webhooks",
+                &token,
+                json!({"url": receiver.url("/b"), "eventTypes": ["*"], field: accepted}),
+            )
+            .await;
+        assert_eq!(status, 201, "{field} {accepted}: {body}");
+    }
 }
 
 #[tokio::test]

@@ -22,7 +22,7 @@ use crate::store::{ControlsPatch, DeliveryControls};
 /// Highest `rateLimitPerSecond` accepted.
 pub const MAX_RATE_LIMIT: u64 = 10_000;
 /// Longest single wait of a webhook's retry schedule, as for `WEBHOOK_RETRY_SCHEDULE`.
-const MAX_RETRY_WAIT: Duration = Duration::from_secs(30 * 86_400);
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(30 * 86_400);
 
 /// The controls of a create or update body, as sent (`null` kept as
 /// `Some(Value::Null)`, which clears a control).

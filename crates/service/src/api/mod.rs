@@ -4,7 +4,7 @@
 //! store or the engine, and shape the answer. This is the only layer that
 //! knows about status codes and JSON envelopes.
 
-mod controls;
+pub(crate) mod controls;
 mod deliveries;
 mod endpoint;
 pub mod error;

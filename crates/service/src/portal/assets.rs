@@ -6,8 +6,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde_json::json;
 
+use webhook_domain::retry::{MAX_RETRIES, format_duration};
+
 use super::headers;
 use crate::api::AppState;
+use crate::api::controls::{MAX_RATE_LIMIT, MAX_RETRY_WAIT};
 use crate::api::error::ApiError;
 
 /// `(name, content type, contents)` of every file under `/portal/assets/`.
@@ -20,6 +23,11 @@ const FILES: &[(&str, &str, &str)] = &[
         "endpoints.js",
         JS,
         include_str!("../../portal/endpoints.js"),
+    ),
+    (
+        "endpoint-options.js",
+        JS,
+        include_str!("../../portal/endpoint-options.js"),
     ),
     (
         "deliveries.js",
@@ -76,11 +84,19 @@ pub async fn file(State(state): State<AppState>, Path(name): Path<String>) -> Re
     }
 }
 
-/// `GET /portal/config.json`: the theme (title, brand colour) the pages apply.
+/// `GET /portal/config.json`: the theme (title, brand colour) the pages
+/// apply, and the bounds of a webhook's delivery controls, which the
+/// endpoint form shows beside its fields (the API enforces them).
 pub async fn config(State(state): State<AppState>) -> Response {
     let mut response = axum::Json(json!({
         "title": state.config.portal.title,
         "brandColor": state.config.portal.brand_color,
+        "limits": {
+            "maxRateLimitPerSecond": MAX_RATE_LIMIT,
+            "maxRetryWaits": MAX_RETRIES,
+            "maxRetryWait": format_duration(MAX_RETRY_WAIT),
+            "maxTimeoutMs": state.config.delivery.max_endpoint_timeout.as_millis() as u64,
+        },
     }))
     .into_response();
     headers::apply(response.headers_mut(), &state.config.portal.frame_ancestors);
