@@ -21,6 +21,12 @@ async fn every_scenario_runs_without_loss() {
         println!("{}", report.to_json());
         let failures = report.smoke_failures();
         assert!(failures.is_empty(), "{name}: {failures:?}");
+        // portal-reads: every read of the portal's pages answered 200.
+        for key in ["reads_refused", "reads_refused_under_ingest"] {
+            if let Some(refused) = report.extra.get(key) {
+                assert_eq!(refused, &serde_json::json!([]), "{name}: {key}");
+            }
+        }
         if std::path::Path::new("/proc/stat").exists() {
             for key in ["machine_steal_pct", "machine_busy_pct"] {
                 let pct = report.extra.get(key).and_then(|v| v.as_f64());
