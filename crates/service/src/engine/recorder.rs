@@ -127,6 +127,17 @@ async fn commit(inner: &Recorder, batch: Vec<AttemptReport>) {
     for report in batch.iter() {
         inner.claims.free_slot(&report.webhook_id);
     }
+    // A finished head of a FIFO order lets the next one go: claimed now,
+    // not at the scheduler's next tick.
+    if inner.routes.any_ordered()
+        && inner.routes.orders_finished(
+            batch
+                .iter()
+                .filter(|r| matches!(r.status, DeliveryStatus::Delivered | DeliveryStatus::Failed)),
+        )
+    {
+        inner.claims.wake_scheduler.notify_one();
+    }
     if !disabled.is_empty() {
         announce_disabled(inner, disabled).await;
     }

@@ -218,6 +218,7 @@ fn ingest_item(event: &str, delivery: &str, webhook: &str) -> IngestItem {
             id: DeliveryId::parse(delivery).unwrap(),
             webhook_id: WebhookId::parse(webhook).unwrap(),
             claimed: true,
+            ordering_key: None,
         }],
     }
 }
