@@ -601,11 +601,79 @@ async fn a_request_stuck_on_a_lock_does_not_stop_the_heartbeat() -> Ran {
     DONE
 }
 
+/// A FIFO webhook on two instances: events acknowledged alternately by
+/// each arrive in exactly the order of acknowledgement, though both
+/// instances ingest and both deliver.
+async fn fifo_events_arrive_in_acknowledged_order_across_two_instances() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
+    let first = instance(&db.url, &[]).await;
+    let second = instance(&db.url, &[]).await;
+    let token = first.token("user-a", false);
+    let (status, hook) = first
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/ordered"), "eventTypes": ["user.*"], "ordering": "fifo"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    // The second instance routes to the webhook too (changes reach it within a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = reqwest::Client::new();
+    let mut acked = Vec::with_capacity(1000);
+    for n in 0..1000 {
+        let base = if n % 2 == 0 {
+            &first.base
+        } else {
+            &second.base
+        };
+        let (status, body) = post_event(&client, base, n)
+            .await
+            .expect("instance reachable");
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["data"]["deliveries"], 1, "{body}");
+        acked.push(event_id(&body));
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let arrived = loop {
+        let mut seen = HashSet::new();
+        let firsts: Vec<String> = receiver
+            .received()
+            .iter()
+            .filter_map(|r| r.event_id())
+            .filter(|id| seen.insert(id.clone()))
+            .collect();
+        if firsts.len() >= acked.len() {
+            break firsts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} arrived",
+            firsts.len(),
+            acked.len()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    if let Some(k) = arrived.iter().zip(&acked).position(|(a, b)| a != b) {
+        panic!(
+            "out of order at position {k}: arrived {}, acknowledged {}",
+            arrived[k], acked[k]
+        );
+    }
+    assert_eq!(arrived, acked);
+    DONE
+}
+
 fn main() {
     harness::run(vec![
         Test::new(stringify!(three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over), || Box::pin(three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over())).multi_thread(2),
         Test::new(stringify!(a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second), || Box::pin(a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second())).multi_thread(2),
         Test::new(stringify!(ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged), || Box::pin(ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged())).multi_thread(2),
         Test::new(stringify!(a_request_stuck_on_a_lock_does_not_stop_the_heartbeat), || Box::pin(a_request_stuck_on_a_lock_does_not_stop_the_heartbeat())).multi_thread(2),
+        Test::new(stringify!(fifo_events_arrive_in_acknowledged_order_across_two_instances), || Box::pin(fifo_events_arrive_in_acknowledged_order_across_two_instances())).multi_thread(2),
     ]);
 }
