@@ -386,3 +386,60 @@ async fn the_api_document_describes_ordering_with_examples() {
         );
     }
 }
+
+#[tokio::test]
+async fn switching_ordering_off_releases_a_blocked_queue_at_once() {
+    let app = spawn_app().await;
+    // Fails only the first event, which then holds the order.
+    let receiver = Receiver::start(Behavior::FailWhenBodyContains {
+        needle: "first-in-line".into(),
+        status: 503,
+    })
+    .await
+    .unwrap();
+    let token = app.token("wanda", false);
+    let hook = create(
+        &app,
+        &token,
+        json!({"url": receiver.url("/q"), "eventTypes": ["credit.*"],
+               "ordering": "fifo", "retrySchedule": ["1m"]}),
+    )
+    .await;
+    let id = hook["id"].as_str().unwrap();
+    let (status, _) = app
+        .trigger("credit.purchased", "wanda", json!({"tag": "first-in-line"}))
+        .await;
+    assert_eq!(status, 202);
+    let mut queued = Vec::new();
+    for n in 0..3 {
+        queued.push(acknowledged(&app, "wanda", n).await.unwrap().0);
+    }
+    eventually("the head to fail once", Duration::from_secs(10), || async {
+        (receiver.count() >= 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        receiver.count(),
+        1,
+        "the queue waits behind the failing head"
+    );
+
+    let (status, answer) = patch(&app, &token, id, json!({"ordering": null})).await;
+    assert_eq!(status, 200, "{answer}");
+    let started = std::time::Instant::now();
+    eventually(
+        "the queued events after ordering is switched off",
+        Duration::from_secs(5),
+        || async {
+            let got = first_arrivals(&receiver.received());
+            queued.iter().all(|e| got.contains(e)).then_some(())
+        },
+    )
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "released within a second, not {:?}",
+        started.elapsed()
+    );
+}
