@@ -144,7 +144,7 @@ pub fn claim_ids(
 ) -> Result<Vec<DueDelivery>, StoreError> {
     // Parse everything before the first write: a job must not fail after writing.
     let mut load = c.prepare_cached(
-        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.ordering_key, d.fifo_seq \
+        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.ordering_key \
          FROM deliveries d JOIN events e ON e.id = d.event_id \
          WHERE d.id = ?1 AND d.lease_owner IS NULL AND d.status IN ('pending', 'retrying')",
     )?;
@@ -154,10 +154,7 @@ pub fn claim_ids(
         // earlier single query skipped it) without its event row: skipped.
         let Some((event_id, event_type, webhook_id, attempts, payload, order)) = load
             .query_row([id], |r| {
-                let order = match r.get::<_, Option<String>>(5)? {
-                    Some(key) => Some((key, r.get::<_, i64>(6)?)),
-                    None => None,
-                };
+                let order = r.get::<_, Option<String>>(5)?;
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
@@ -174,8 +171,8 @@ pub fn claim_ids(
         // An ordered delivery found as its order's head on an older
         // snapshot: an earlier one of its order may be unfinished again
         // (retried by hand) since.
-        if let Some((key, place)) = order
-            && super::ordering::blocked_by(c, &webhook_id, &key, id, place)?.is_some()
+        if let Some(key) = order
+            && super::ordering::blocked_by(c, &webhook_id, &key, id)?.is_some()
         {
             continue;
         }

@@ -16,19 +16,30 @@ use webhook_domain::ordering::DeliveryOrder;
 use super::rows::corrupt;
 use crate::store::{OrderHead, StoreError};
 
-/// The next order after `(?1, ?2)` (webhook, key) with unfinished work, and
-/// its head: one seek into `deliveries_fifo`.
-const NEXT_HEAD: &str = "SELECT webhook_id, ordering_key, id FROM deliveries INDEXED BY deliveries_fifo \
+/// The next order of webhook `?1` after key `?2` with unfinished work, and
+/// its head: one seek into `deliveries_fifo`. (A row-value comparison over
+/// both columns would read the index from the webhook's first row on.)
+const NEXT_HEAD_OF_WEBHOOK: &str = "SELECT webhook_id, ordering_key, id \
+     FROM deliveries INDEXED BY deliveries_fifo \
      WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying') \
-     AND (webhook_id, ordering_key) > (?1, ?2) \
+     AND webhook_id = ?1 AND ordering_key > ?2 \
+     ORDER BY ordering_key, fifo_seq, id LIMIT 1";
+
+/// The first order of the next webhook after `?1` with unfinished ordered
+/// work, and its head: one seek.
+const FIRST_HEAD_AFTER: &str = "SELECT webhook_id, ordering_key, id \
+     FROM deliveries INDEXED BY deliveries_fifo \
+     WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying') AND webhook_id > ?1 \
      ORDER BY webhook_id, ordering_key, fifo_seq, id LIMIT 1";
 
-/// The head of the order of delivery `?3` (webhook `?1`, key `?2`), if an
-/// earlier unfinished delivery than `?3` (place `?4`) is there.
-const EARLIER_UNFINISHED: &str = "SELECT id FROM deliveries INDEXED BY deliveries_fifo \
+/// The head of order `?2` of webhook `?1`: its first unfinished delivery.
+const HEAD_OF_ORDER: &str = "SELECT id FROM deliveries INDEXED BY deliveries_fifo \
      WHERE webhook_id = ?1 AND ordering_key = ?2 AND ordering_key IS NOT NULL \
-     AND status IN ('pending', 'retrying') AND (fifo_seq, id) < (?4, ?3) \
-     ORDER BY fifo_seq, id LIMIT 1";
+     AND status IN ('pending', 'retrying') ORDER BY fifo_seq, id LIMIT 1";
+
+/// The statements that search for heads (their cost is checked in tests).
+#[cfg(test)]
+pub const HEAD_SEARCHES: [&str; 3] = [NEXT_HEAD_OF_WEBHOOK, FIRST_HEAD_AFTER, HEAD_OF_ORDER];
 
 /// Takes the next `n` places of `webhook`'s orders; answers the last one.
 pub fn take_places(c: &Connection, webhook: &str, n: i64) -> Result<i64, StoreError> {
@@ -50,7 +61,8 @@ pub fn ready_heads(
     if limit == 0 {
         return Ok(ready);
     }
-    let mut next = c.prepare_cached(NEXT_HEAD)?;
+    let mut next_of_webhook = c.prepare_cached(NEXT_HEAD_OF_WEBHOOK)?;
+    let mut first_after = c.prepare_cached(FIRST_HEAD_AFTER)?;
     let mut head_state = c.prepare_cached(
         "SELECT lease_owner IS NULL AND next_attempt_at <= ?2 FROM deliveries WHERE id = ?1",
     )?;
@@ -58,16 +70,21 @@ pub fn ready_heads(
     let mut usable: Option<(String, bool)> = None;
     let (mut webhook, mut key) = (String::new(), String::new());
     while ready.len() < limit {
-        let Some((w, k, head)) = next
-            .query_row(params![webhook, key], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
+        let row = |r: &rusqlite::Row<'_>| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        };
+        let found = match next_of_webhook
+            .query_row(params![webhook, key], row)
             .optional()?
-        else {
+        {
+            Some(found) => Some(found),
+            None => first_after.query_row([&webhook], row).optional()?,
+        };
+        let Some((w, k, head)) = found else {
             break;
         };
         let webhook_usable = match &usable {
@@ -95,18 +112,19 @@ pub fn ready_heads(
     Ok(ready)
 }
 
-/// The head that delivery `id` (of `webhook`, in order `key` at `place`)
-/// waits for, if any.
+/// The head that unfinished delivery `id` (of `webhook`, in order `key`)
+/// waits for, if any: its order's head, unless that is itself.
 pub fn blocked_by(
     c: &Connection,
     webhook: &str,
     key: &str,
     id: &str,
-    place: i64,
 ) -> Result<Option<String>, StoreError> {
-    Ok(c.prepare_cached(EARLIER_UNFINISHED)?
-        .query_row(params![webhook, key, id, place], |r| r.get(0))
-        .optional()?)
+    let head: Option<String> = c
+        .prepare_cached(HEAD_OF_ORDER)?
+        .query_row(params![webhook, key], |r| r.get(0))
+        .optional()?;
+    Ok(head.filter(|head| head != id))
 }
 
 /// The head an unfinished ordered delivery waits for (`None` for one that
@@ -117,21 +135,17 @@ pub fn blocked_by_id(
 ) -> Result<Option<DeliveryId>, StoreError> {
     let row = c
         .prepare_cached(
-            "SELECT webhook_id, ordering_key, fifo_seq FROM deliveries WHERE id = ?1 \
+            "SELECT webhook_id, ordering_key FROM deliveries WHERE id = ?1 \
              AND ordering_key IS NOT NULL AND status IN ('pending', 'retrying')",
         )?
         .query_row([delivery.as_str()], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, i64>(2)?,
-            ))
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })
         .optional()?;
-    let Some((webhook, key, place)) = row else {
+    let Some((webhook, key)) = row else {
         return Ok(None);
     };
-    blocked_by(c, &webhook, &key, delivery.as_str(), place)?
+    blocked_by(c, &webhook, &key, delivery.as_str())?
         .map(|id| DeliveryId::parse(&id).map_err(|e| corrupt("delivery id", e)))
         .transpose()
 }

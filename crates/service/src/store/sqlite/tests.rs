@@ -100,6 +100,50 @@ fn claiming_does_not_read_an_excluded_backlog() {
     );
 }
 
+/// Claiming the head of a FIFO order costs the same whatever waits behind
+/// it: the search seeks once per order, never walks an order's backlog, and
+/// only the head is claimed.
+#[test]
+fn claiming_a_fifo_head_does_not_read_its_backlog() {
+    fn claim_steps(backlog: i64) -> (Vec<String>, i32) {
+        let webhook = "wh_01JD00000000000000000000FI";
+        let (_dir, conn) = claim_fixture(&[webhook]);
+        for n in 0..backlog {
+            conn.execute(
+                "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                 next_attempt_at, created_at, updated_at, ordering_key, fifo_seq) \
+                 VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, 1, 1, 1, '', ?4)",
+                params![format!("dlv_01JD0000000000{n:012}"), EVENT, webhook, n + 1],
+            )
+            .unwrap();
+        }
+        let due = claims::claim_due(&conn, "me", 10, 10, &[]).unwrap();
+        let steps = ordering::HEAD_SEARCHES
+            .iter()
+            .chain(claims::CLAIM_SEARCHES.iter())
+            .map(|sql| {
+                conn.prepare_cached(sql)
+                    .unwrap()
+                    .get_status(rusqlite::StatementStatus::VmStep)
+            })
+            .sum();
+        (due.iter().map(|d| d.id.to_string()).collect(), steps)
+    }
+    let (small_due, small_steps) = claim_steps(10);
+    let (large_due, large_steps) = claim_steps(5_000);
+    assert_eq!(
+        small_due,
+        vec!["dlv_01JD0000000000000000000000"],
+        "the head only"
+    );
+    assert_eq!(large_due, small_due);
+    assert!(small_steps > 0, "the searches ran on the cached statements");
+    assert_eq!(
+        large_steps, small_steps,
+        "the search must not step through the order's backlog"
+    );
+}
+
 /// A due delivery whose event row is missing is skipped, not an error
 /// that would fail every later claim; one claimed since the search is
 /// skipped too.
