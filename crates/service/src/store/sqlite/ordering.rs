@@ -77,10 +77,16 @@ pub fn ready_heads(
                 r.get::<_, String>(2)?,
             ))
         };
-        let found = match next_of_webhook
-            .query_row(params![webhook, key], row)
-            .optional()?
-        {
+        // The rest of a paused or saturated webhook's orders are skipped
+        // in one seek, not visited one by one.
+        let skip_webhook = matches!(&usable, Some((id, false)) if *id == webhook);
+        let found = match skip_webhook {
+            true => None,
+            false => next_of_webhook
+                .query_row(params![webhook, key], row)
+                .optional()?,
+        };
+        let found = match found {
             Some(found) => Some(found),
             None => first_after.query_row([&webhook], row).optional()?,
         };
