@@ -23,6 +23,7 @@ pub const ALL: &[&str] = &[
     "backlog",
     "isolation",
     "ratelimit",
+    "fifo",
     "portal-reads",
 ];
 
@@ -39,6 +40,7 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
         "fanout" => fanout(s, false).await,
         "fanout-filtered" => fanout(s, true).await,
         "ratelimit" => ratelimit(s).await,
+        "fifo" => fifo(s).await,
         "latency" => latency(s).await,
         "backlog" => backlog(s).await,
         "isolation" => isolation(s).await,
@@ -391,12 +393,35 @@ async fn single_webhook_run(
     batch_size: usize,
     concurrency: usize,
 ) -> anyhow::Result<Report> {
+    single_webhook_run_with(name, s, events, batch_size, concurrency, None).await
+}
+
+/// [`single_webhook_run`] with delivery controls on the webhook.
+async fn single_webhook_run_with(
+    name: &str,
+    s: &Settings,
+    events: usize,
+    batch_size: usize,
+    concurrency: usize,
+    controls: Option<Value>,
+) -> anyhow::Result<Report> {
     let http = Http::default();
     let ceiling = ceiling(events.min(100_000), s.concurrency).await?;
     let receiver = CountingReceiver::with_capacity(events).await?;
     let svc = start(s, &[])?;
     let token = svc.token("bench-user", false)?;
-    create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?;
+    // Ordered deliveries cannot overlap: they take longer to drain.
+    let drain = if controls.is_some() {
+        Duration::from_secs(120)
+    } else {
+        Duration::from_secs(15)
+    };
+    match controls {
+        Some(controls) => {
+            create_webhook_with(&http, &svc, &token, &receiver.url("/hook"), controls).await?
+        }
+        None => create_webhook(&http, &svc, &token, &receiver.url("/hook")).await?,
+    }
     let (uri, body): (String, Arc<dyn Fn(usize) -> Bytes + Send + Sync>) = if batch_size > 1 {
         (
             format!("{}/internal/events/batch", svc.base),
@@ -410,12 +435,7 @@ async fn single_webhook_run(
     };
     let requests = events.div_ceil(batch_size);
     let sent = closed_loop(&uri, Some(INTERNAL_SECRET), requests, concurrency, body).await;
-    wait_until(
-        || receiver.count(),
-        sent.accepted.len(),
-        Duration::from_secs(15),
-    )
-    .await;
+    wait_until(|| receiver.count(), sent.accepted.len(), drain).await;
     let receipts = receiver.take_records();
     let mut r = report(name, s, &sent, &receipts, 1, &svc, ceiling);
     settle(&mut r, &http, &svc, &token, &receiver, &sent, receipts, 1).await?;
@@ -424,6 +444,24 @@ async fn single_webhook_run(
 
 async fn throughput(s: &Settings) -> anyhow::Result<Report> {
     single_webhook_run("throughput", s, s.count(100_000, 500), 1, s.concurrency).await
+}
+
+/// `throughput` with `"ordering": "fifo"` on the webhook: what ordered
+/// delivery costs. Every event is one user's, so one order: deliveries go
+/// one at a time, each after the previous one's result is committed, and
+/// the delivery rate is bounded by that round trip rather than by the
+/// endpoint's in-flight cap. Fewer events than `throughput`, as the
+/// deliveries cannot overlap.
+async fn fifo(s: &Settings) -> anyhow::Result<Report> {
+    single_webhook_run_with(
+        "fifo",
+        s,
+        s.count(20_000, 300),
+        1,
+        s.concurrency,
+        Some(json!({"ordering": "fifo"})),
+    )
+    .await
 }
 
 async fn batch(s: &Settings) -> anyhow::Result<Report> {

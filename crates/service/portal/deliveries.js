@@ -208,6 +208,10 @@ export async function deliveryDetail(main, ctx, id, deliveryId) {
       h('dt', {}, 'Created'), h('dd', {}, timeLong(d.createdAt)),
       h('dt', {}, 'Attempts'), h('dd', {}, String(d.attempts)),
       d.nextAttemptAt ? [h('dt', {}, 'Next attempt'), h('dd', {}, timeLong(d.nextAttemptAt))] : null,
+      // A FIFO delivery waits until the earlier one of its order has finished.
+      d.blockedBy ? [h('dt', {}, 'Waiting for'), h('dd', {},
+        h('a', { href: `#/endpoints/${eid}/deliveries/${encodeURIComponent(d.blockedBy)}` }, h('code', {}, d.blockedBy)),
+        ' (earlier in its order)')] : null,
       d.deliveredAt ? [h('dt', {}, 'Delivered'), h('dd', {}, timeLong(d.deliveredAt))] : null,
       d.lastError ? [h('dt', {}, 'Last error'), h('dd', {}, d.lastError)] : null),
     h('div', { class: 'actions' }, retry),

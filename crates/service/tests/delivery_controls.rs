@@ -183,9 +183,10 @@ async fn bad_controls_get_a_400_naming_the_field_and_change_nothing() {
     let stored = webhook(&app, &token, id).await;
     assert_eq!(stored["timeoutMs"], 2500, "{stored}");
     assert_eq!(stored["retrySchedule"], json!(["5s", "1m", "10m"]));
-    // A control the engine does not honour is not accepted.
-    let (status, answer) = patch(&app, &token, id, json!({"ordering": "fifo"})).await;
+    // An ordering the engine does not know is not accepted.
+    let (status, answer) = patch(&app, &token, id, json!({"ordering": "lifo"})).await;
     assert_eq!(status, 400, "{answer}");
+    assert_eq!(fields_of(&answer), ["ordering"]);
 }
 
 #[tokio::test]

@@ -35,6 +35,7 @@ fn item(webhook: &WebhookId) -> IngestItem {
             id: DeliveryId::generate(),
             webhook_id: webhook.clone(),
             claimed: false,
+            ordering_key: None,
         }],
     }
 }

@@ -18,6 +18,7 @@ use bytes::Bytes;
 use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
 use webhook_domain::filter::PayloadFilter;
 use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
+use webhook_domain::ordering::{DeliveryOrder, OrderingKey};
 use webhook_domain::retry::RetrySchedule;
 use webhook_domain::webhook::WebhookSecret;
 use webhook_service::crypto::{EncryptionKey, SecretCipher};
@@ -25,8 +26,8 @@ use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
 use webhook_service::store::sqlite::SqliteStore;
 use webhook_service::store::{
     AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, FailurePolicy,
-    IngestItem, IngestOutcome, NewDelivery, NewWebhook, Owner, StatsScope, Store, StoreError,
-    VisibleWebhook, WebhookPatch, WebhookRecord,
+    IngestItem, IngestOutcome, NewDelivery, NewWebhook, OrderHead, Owner, StatsScope, Store,
+    StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 
 use harness::{DONE, Ran, Test, skip};
@@ -241,6 +242,7 @@ fn event(
             id: DeliveryId::generate(),
             webhook_id: (*webhook).clone(),
             claimed: *claimed,
+            ordering_key: None,
         })
         .collect();
     let ids = deliveries.iter().map(|d| d.id.clone()).collect();
@@ -788,6 +790,7 @@ async fn contract_ingest_and_duplicate_ids(store: &dyn Store) {
             id: DeliveryId::generate(),
             webhook_id: w2.clone(),
             claimed: false,
+            ordering_key: None,
         }];
         store.ingest("i-1", Arc::new(vec![copy]))
     });
@@ -887,6 +890,165 @@ async fn contract_claim_due_order_limit_exclude_inactive(store: &dyn Store) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// Ingests one event of `user` with an ordered delivery to `webhook` (its
+/// order: `user`); returns the delivery id.
+async fn ingest_ordered(store: &dyn Store, at: i64, webhook: &WebhookId, user: &str) -> DeliveryId {
+    let (mut item, ids) = event(at, "user.created", &[(webhook, false)]);
+    item.user_id = self::user(user);
+    item.deliveries[0].ordering_key = Some(user.to_string());
+    let outcomes = store
+        .ingest("me", Arc::new(vec![item]))
+        .await
+        .expect("ingest");
+    assert_eq!(outcomes, vec![IngestOutcome::Created]);
+    ids[0].clone()
+}
+
+/// FIFO: only the head of each order is ever claimed, a failing head holds
+/// its order only, a replay joins the order at its end, and switching the
+/// ordering off releases the queue.
+async fn contract_fifo_claims_one_head_per_order(store: &dyn Store) {
+    let mut new = new_webhook("alice", 1);
+    new.controls.ordering = Some(DeliveryOrder::Fifo(OrderingKey::UserId));
+    let w = store.create_webhook(new, 100).await.unwrap().id;
+    store.heartbeat("me").await.unwrap();
+    let a1 = ingest_ordered(store, 10, &w, "a").await;
+    let a2 = ingest_ordered(store, 11, &w, "a").await;
+    let b1 = ingest_ordered(store, 12, &w, "b").await;
+    let a3 = ingest_ordered(store, 13, &w, "a").await;
+
+    let mut due = ids_of(&store.claim_due("me", 1000, 10, vec![]).await.unwrap());
+    due.sort();
+    let mut heads = vec![a1.clone(), b1.clone()];
+    heads.sort();
+    assert_eq!(due, heads, "one head per order");
+    assert!(
+        store
+            .claim_due("me", 1000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing behind a head in flight"
+    );
+    // The head of "a" fails and will retry later: "a" waits, "b" finishes.
+    let retry = report(
+        &a1,
+        &w,
+        1,
+        DeliveryStatus::Retrying,
+        Some(500),
+        20,
+        Some(5000),
+    );
+    let done_b = report(&b1, &w, 1, DeliveryStatus::Delivered, Some(200), 20, None);
+    record(store, vec![retry, done_b], LENIENT, 21).await;
+    assert!(
+        store
+            .claim_due("me", 1000, 10, vec![])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let webhook = visible(store, &w).await;
+    let detail = store.get_delivery(&webhook, &a3).await.unwrap().unwrap();
+    assert_eq!(detail.blocked_by, Some(a1.clone()));
+    let detail = store.get_delivery(&webhook, &a1).await.unwrap().unwrap();
+    assert_eq!(detail.blocked_by, None, "a head waits for nothing");
+    let orders = store.ordering_heads(&webhook, 10).await.unwrap();
+    assert_eq!(
+        orders,
+        vec![OrderHead {
+            key: "a".into(),
+            head: a1.clone(),
+            status: DeliveryStatus::Retrying,
+            attempts: 1,
+            waiting: 2,
+        }]
+    );
+    // Due again, the head goes first; once it has failed for good the next one goes.
+    assert_eq!(
+        ids_of(&store.claim_due("me", 6000, 10, vec![]).await.unwrap()),
+        vec![a1.clone()]
+    );
+    let failed = report(&a1, &w, 2, DeliveryStatus::Failed, Some(500), 6001, None);
+    record(store, vec![failed], LENIENT, 6002).await;
+    assert_eq!(
+        ids_of(&store.claim_due("me", 6003, 10, vec![]).await.unwrap()),
+        vec![a2.clone()]
+    );
+    record(
+        store,
+        vec![report(
+            &a2,
+            &w,
+            1,
+            DeliveryStatus::Delivered,
+            Some(200),
+            6004,
+            None,
+        )],
+        LENIENT,
+        6005,
+    )
+    .await;
+    // A replay of the failed head joins the end of its order: behind a3,
+    // before what is acknowledged after it.
+    assert_eq!(
+        store
+            .requeue(&webhook, DeliveryFilter::default(), Some(a1.clone()), 6006)
+            .await
+            .unwrap(),
+        1
+    );
+    let a4 = ingest_ordered(store, 6007, &w, "a").await;
+    assert_eq!(
+        ids_of(&store.claim_due("me", 7000, 10, vec![]).await.unwrap()),
+        vec![a3.clone()]
+    );
+    record(
+        store,
+        vec![report(
+            &a3,
+            &w,
+            1,
+            DeliveryStatus::Delivered,
+            Some(200),
+            7001,
+            None,
+        )],
+        LENIENT,
+        7002,
+    )
+    .await;
+    assert_eq!(
+        ids_of(&store.claim_due("me", 7003, 10, vec![]).await.unwrap()),
+        vec![a1.clone()]
+    );
+    // Switched off, the queue behind the head in flight goes at once.
+    let a5 = ingest_ordered(store, 7004, &w, "a").await;
+    store
+        .update_webhook(
+            &w,
+            Owner::Any,
+            WebhookPatch {
+                controls: ControlsPatch {
+                    ordering: Some(None),
+                    ..ControlsPatch::default()
+                },
+                now: 7005,
+                ..WebhookPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    let mut due = ids_of(&store.claim_due("me", 8000, 10, vec![]).await.unwrap());
+    due.sort();
+    let mut rest = vec![a4, a5];
+    rest.sort();
+    assert_eq!(due, rest);
+    assert!(store.ordering_heads(&webhook, 10).await.unwrap().is_empty());
 }
 
 async fn contract_release(store: &dyn Store) {
@@ -2159,6 +2321,7 @@ async fn contract_delivery_controls_stored_and_merged(store: &dyn Store) {
         rate_limit_per_second: Some(50),
         retry_schedule: Some(RetrySchedule::parse("5s,1m").unwrap()),
         timeout: Some(Duration::from_millis(2500)),
+        ordering: Some(DeliveryOrder::Fifo(OrderingKey::UserId)),
     };
     let created = store.create_webhook(new.clone(), 10).await.unwrap();
     assert_eq!(created.controls, new.controls);
@@ -2214,6 +2377,7 @@ async fn contract_delivery_controls_stored_and_merged(store: &dyn Store) {
                     rate_limit_per_second: Some(None),
                     retry_schedule: Some(None),
                     timeout: Some(None),
+                    ordering: Some(None),
                 },
                 ..WebhookPatch::default()
             },
@@ -2409,6 +2573,7 @@ contracts!(
         contract_ingest_and_duplicate_ids,
         contract_ingest_large_call,
         contract_claim_due_order_limit_exclude_inactive,
+        contract_fifo_claims_one_head_per_order,
         contract_release,
         contract_release_many,
         contract_recover_claims_of_dead_instances,

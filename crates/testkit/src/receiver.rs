@@ -83,6 +83,14 @@ pub enum Behavior {
         /// The value demanded.
         value: String,
     },
+    /// Answer `status` when the body contains `needle`, and 200 otherwise:
+    /// an endpoint that fails for some events only (one user's, say).
+    FailWhenBodyContains {
+        /// Bytes looked for in the body.
+        needle: String,
+        /// Status of the failing answer.
+        status: u16,
+    },
 }
 
 impl Default for Behavior {
@@ -190,6 +198,13 @@ impl Behavior {
                     401
                 };
                 Plan::Reply(small(status, Vec::new()))
+            }
+            Behavior::FailWhenBodyContains { needle, status } => {
+                let found = request
+                    .body
+                    .windows(needle.len().max(1))
+                    .any(|w| w == needle.as_bytes());
+                Plan::Reply(small(if found { *status } else { 200 }, Vec::new()))
             }
         }
     }

@@ -11,6 +11,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use webhook_domain::filter::PayloadFilter;
+use webhook_domain::ordering::{DeliveryOrder, FIFO, OrderingKey};
 use webhook_domain::retry::{MAX_RETRIES, RetrySchedule};
 
 use super::AppState;
@@ -36,6 +37,10 @@ pub struct ControlsBody {
     pub retry_schedule: Option<Value>,
     /// `timeoutMs`.
     pub timeout_ms: Option<Value>,
+    /// `ordering`.
+    pub ordering: Option<Value>,
+    /// `orderingKey`.
+    pub ordering_key: Option<Value>,
 }
 
 fn problem(field: &str, message: impl Into<String>) -> FieldProblem {
@@ -97,6 +102,40 @@ fn retry_schedule(value: &Value) -> Result<RetrySchedule, FieldProblem> {
     Ok(schedule)
 }
 
+/// `ordering` with its `orderingKey`: `Some(None)` clears the ordering.
+///
+/// `orderingKey` says what one order covers, so it means something only
+/// with `"ordering": "fifo"` in the same body; alone it is refused rather
+/// than guessed at.
+fn ordering(
+    ordering: Option<Value>,
+    key: Option<Value>,
+) -> Result<Option<Option<DeliveryOrder>>, FieldProblem> {
+    const KEY_VALUES: &str = "orderingKey must be \"webhook\" or \"userId\"";
+    let key = match key {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => {
+            Some(OrderingKey::parse(&text).map_err(|_| problem("orderingKey", KEY_VALUES))?)
+        }
+        Some(_) => return Err(problem("orderingKey", KEY_VALUES)),
+    };
+    match ordering {
+        None | Some(Value::Null) if key.is_some() => Err(problem(
+            "orderingKey",
+            "orderingKey needs \"ordering\": \"fifo\" in the same body",
+        )),
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(text)) if text == FIFO => {
+            Ok(Some(Some(DeliveryOrder::Fifo(key.unwrap_or_default()))))
+        }
+        Some(_) => Err(problem(
+            "ordering",
+            "ordering must be \"fifo\" (deliveries one at a time, in acknowledgement order) or null",
+        )),
+    }
+}
+
 impl ControlsBody {
     /// Validates every control sent, adding a problem per bad one.
     pub fn parse(self, max_timeout: Duration, problems: &mut Vec<FieldProblem>) -> ControlsPatch {
@@ -142,6 +181,10 @@ impl ControlsBody {
                 }
             }
         }
+        match ordering(self.ordering, self.ordering_key) {
+            Ok(change) => patch.ordering = change,
+            Err(p) => problems.push(p),
+        }
         patch
     }
 }
@@ -162,6 +205,12 @@ pub struct ControlsView {
     /// Whole-attempt timeout (overrides `WEBHOOK_TIMEOUT`).
     #[schema(example = 5000)]
     pub timeout_ms: Option<u64>,
+    /// `"fifo"`: one delivery at a time, in acknowledgement order.
+    #[schema(example = "fifo")]
+    pub ordering: Option<String>,
+    /// What one FIFO order covers: `"webhook"` or `"userId"`.
+    #[schema(example = "userId")]
+    pub ordering_key: Option<String>,
 }
 
 impl From<&DeliveryControls> for ControlsView {
@@ -176,6 +225,8 @@ impl From<&DeliveryControls> for ControlsView {
                     .collect()
             }),
             timeout_ms: c.timeout.map(|t| t.as_millis() as u64),
+            ordering: c.ordering.map(|o| o.to_string()),
+            ordering_key: c.ordering.map(|o| o.key().as_str().to_owned()),
         }
     }
 }

@@ -202,6 +202,8 @@ pub async fn get_one(
     let circuit = webhook_circuit(&state, &webhook.id).await;
     let mut body = delivery_json(&detail.delivery, &circuit, now_ms());
     body["event"] = serde_json::from_slice(&detail.payload).unwrap_or(Value::Null);
+    // A FIFO delivery waiting for an earlier one of its order: that one.
+    body["blockedBy"] = json!(detail.blocked_by);
     body["attemptLog"] = Value::Array(
         detail
             .attempts

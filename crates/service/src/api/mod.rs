@@ -12,6 +12,7 @@ mod events;
 pub mod extract;
 pub mod openapi;
 mod ops;
+mod ordering;
 pub(crate) mod webhooks;
 
 use std::convert::Infallible;
@@ -132,6 +133,10 @@ pub fn router(state: AppState) -> Router {
             post(deliveries::retry),
         )
         .route("/api/v1/webhooks/{id}/replay", post(deliveries::replay))
+        .route(
+            "/api/v1/webhooks/{id}/ordering",
+            get(ordering::get_ordering),
+        )
         .route(
             "/api/v1/webhooks/{id}/stats",
             get(deliveries::webhook_stats),

@@ -24,7 +24,7 @@ use super::{deliveries, events, webhooks};
         webhooks::toggle, webhooks::rotate_secret, webhooks::reveal_secret, webhooks::event_types,
         super::controls::filter_test,
         deliveries::list, deliveries::get_one, deliveries::retry, deliveries::replay,
-        deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send,
+        deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send, super::ordering::get_ordering,
         events::trigger, events::create_event, events::batch,
         crate::portal::link::create_link, crate::portal::stats::hourly_stats,
     ),

@@ -202,6 +202,19 @@ pub struct WebhookBody {
     #[schema(value_type = Option<u64>, example = 5000)]
     #[serde(deserialize_with = "present")]
     pub timeout_ms: Option<Value>,
+    /// `"fifo"`: deliveries go one at a time, each only after every earlier
+    /// one (in acknowledgement order) has been delivered or failed for
+    /// good; a failing one holds back those behind it. Null: no ordering.
+    #[schema(value_type = Option<String>, example = "fifo")]
+    #[serde(deserialize_with = "present")]
+    pub ordering: Option<Value>,
+    /// With `"ordering": "fifo"` only: `"webhook"` (default, one order for
+    /// the whole webhook) or `"userId"` (one order per user, for
+    /// `scope: "all"` webhooks: one user's failing delivery holds back only
+    /// that user's).
+    #[schema(value_type = Option<String>, example = "userId")]
+    #[serde(deserialize_with = "present")]
+    pub ordering_key: Option<Value>,
     /// Custom headers and endpoint authentication.
     #[serde(flatten)]
     pub endpoint: EndpointBody,
@@ -220,6 +233,8 @@ impl KnownFields for WebhookBody {
         "rateLimitPerSecond",
         "retrySchedule",
         "timeoutMs",
+        "ordering",
+        "orderingKey",
         endpoint::FIELDS[0],
         endpoint::FIELDS[1],
         endpoint::FIELDS[2],
@@ -426,6 +441,8 @@ async fn parse_body(
         rate_limit_per_second: body.rate_limit_per_second,
         retry_schedule: body.retry_schedule,
         timeout_ms: body.timeout_ms,
+        ordering: body.ordering,
+        ordering_key: body.ordering_key,
     }
     .parse(state.config.delivery.max_endpoint_timeout, &mut problems);
     if problems.is_empty() {

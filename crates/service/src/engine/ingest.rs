@@ -34,6 +34,7 @@ impl Ingest {
         events: Vec<Event>,
     ) -> Result<Vec<Accepted>, StoreError> {
         let mut items = Vec::with_capacity(events.len());
+        let mut ordered = false;
         for event in events {
             let routes = self.routes.matching(&event.user_id, &event.event_type);
             // Built once per event, and only if a matching webhook has a
@@ -48,10 +49,24 @@ impl Ingest {
                         continue;
                     }
                 }
+                // An ordered delivery never takes the fast path: it may go
+                // only once every earlier one of its order has finished,
+                // which the claim checks in the store.
+                if let Some(order) = route.controls.ordering {
+                    ordered = true;
+                    deliveries.push(NewDelivery {
+                        id: DeliveryId::generate(),
+                        webhook_id: route.id.clone(),
+                        claimed: false,
+                        ordering_key: Some(order.key().key_of(&event.user_id).to_owned()),
+                    });
+                    continue;
+                }
                 deliveries.push(NewDelivery {
                     id: DeliveryId::generate(),
                     webhook_id: route.id.clone(),
                     claimed: self.claims.window.try_reserve(&route.id),
+                    ordering_key: None,
                 });
             }
             let payload = Bytes::from(event.envelope_bytes());
@@ -79,6 +94,11 @@ impl Ingest {
                 .await;
             if result.is_ok() {
                 inner.metrics.observe_ingest_commit(started.elapsed());
+                if ordered {
+                    // The scheduler claims the heads of the orders now
+                    // rather than at its next tick.
+                    inner.claims.wake_scheduler.notify_one();
+                }
             }
             inner.after_ingest(&items, result)
         });

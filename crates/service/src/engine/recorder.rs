@@ -57,13 +57,23 @@ pub async fn run(inner: Recorder, mut messages: mpsc::UnboundedReceiver<Recorder
         let mut batch: Vec<AttemptReport> = Vec::new();
         let deadline = tokio::time::Instant::now() + GATHER;
         let mut next = Some(first);
-        // Until the batch is full, a flush is asked for, or the time is up.
+        // Read once per batch: without FIFO webhooks nothing is looked up per report.
+        let any_ordered = inner.routes.any_ordered();
+        let mut order_waits = false;
+        // Until the batch is full, a flush is asked for, the time is up, or
+        // a FIFO order waits for this commit to let its next delivery go.
         while let Some(msg) = next.take() {
             match msg {
-                RecorderMsg::Report(r) => batch.push(*r),
+                RecorderMsg::Report(r) => {
+                    order_waits |= any_ordered
+                        && inner
+                            .routes
+                            .orders_finished(finished(std::slice::from_ref(&*r)));
+                    batch.push(*r);
+                }
                 RecorderMsg::Flush(reply) => flushes.push(reply),
             }
-            if batch.len() >= MAX_BATCH || !flushes.is_empty() {
+            if batch.len() >= MAX_BATCH || !flushes.is_empty() || order_waits {
                 break;
             }
             next = match messages.try_recv() {
@@ -127,9 +137,21 @@ async fn commit(inner: &Recorder, batch: Vec<AttemptReport>) {
     for report in batch.iter() {
         inner.claims.free_slot(&report.webhook_id);
     }
+    // A finished head of a FIFO order lets the next one go: claimed now,
+    // not at the scheduler's next tick.
+    if inner.routes.any_ordered() && inner.routes.orders_finished(finished(&batch)) {
+        inner.claims.wake_scheduler.notify_one();
+    }
     if !disabled.is_empty() {
         announce_disabled(inner, disabled).await;
     }
+}
+
+/// The reports of deliveries that are finished (delivered, or failed for good).
+fn finished(reports: &[AttemptReport]) -> impl Iterator<Item = &AttemptReport> {
+    reports
+        .iter()
+        .filter(|r| matches!(r.status, DeliveryStatus::Delivered | DeliveryStatus::Failed))
 }
 
 /// Reloads routes and emits `webhook.disabled` to the owners' other webhooks.

@@ -170,6 +170,8 @@ struct Table {
     by_id: crate::FastMap<WebhookId, Arc<Route>>,
     active_by_user: crate::FastMap<UserId, Vec<Arc<Route>>>,
     active_scope_all: Vec<Arc<Route>>,
+    /// Whether any webhook delivers in order (FIFO).
+    any_ordered: bool,
 }
 
 impl Table {
@@ -179,6 +181,7 @@ impl Table {
             by_id,
             ..Table::default()
         };
+        table.any_ordered = table.by_id.values().any(|r| r.controls.ordering.is_some());
         for route in table.by_id.values().filter(|r| r.is_active) {
             if route.scope_all {
                 table.active_scope_all.push(route.clone());
@@ -296,6 +299,26 @@ impl RoutingTable {
                 Some((r.id.clone(), (limit / instances).max(1)))
             })
             .collect()
+    }
+
+    /// Whether any webhook delivers in order: one flag read, so that
+    /// services without FIFO webhooks look nothing up per attempt.
+    pub fn any_ordered(&self) -> bool {
+        self.snapshot().any_ordered
+    }
+
+    /// Whether any of `reports` (finished deliveries) is of a FIFO webhook.
+    pub fn orders_finished<'a>(
+        &self,
+        mut reports: impl Iterator<Item = &'a crate::store::AttemptReport>,
+    ) -> bool {
+        let table = self.snapshot();
+        reports.any(|r| {
+            table
+                .by_id
+                .get(&r.webhook_id)
+                .is_some_and(|route| route.controls.ordering.is_some())
+        })
     }
 
     /// The route of a webhook, active or not.

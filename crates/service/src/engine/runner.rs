@@ -170,6 +170,8 @@ impl Runner {
                 id: job.id.clone(),
                 webhook_id,
                 claimed: true,
+                // A test send is outside the webhook's order, if it has one.
+                ordering_key: None,
             }],
         };
         let runner = self.clone();

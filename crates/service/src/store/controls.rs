@@ -1,5 +1,5 @@
 //! A webhook's delivery controls (payload filter, rate limit, retry
-//! schedule, timeout) and how both backends store them: one JSON object in
+//! schedule, timeout, ordering) and how both backends store them: one JSON object in
 //! the `delivery_controls` column, absent (NULL) when none is set.
 //!
 //! One column rather than one per control: every control is optional and
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 use webhook_domain::filter::PayloadFilter;
+use webhook_domain::ordering::DeliveryOrder;
 use webhook_domain::retry::RetrySchedule;
 
 use super::StoreError;
@@ -19,6 +20,8 @@ const FILTER: &str = "filter";
 const RATE_LIMIT: &str = "rateLimitPerSecond";
 const RETRY_SCHEDULE: &str = "retrySchedule";
 const TIMEOUT_MS: &str = "timeoutMs";
+const ORDERING: &str = "ordering";
+const ORDERING_KEY: &str = "orderingKey";
 
 /// A webhook's delivery controls; `None` everywhere means "as the service
 /// is configured".
@@ -32,6 +35,8 @@ pub struct DeliveryControls {
     pub retry_schedule: Option<RetrySchedule>,
     /// Overrides `WEBHOOK_TIMEOUT`.
     pub timeout: Option<Duration>,
+    /// Deliveries go one at a time, in acknowledgement order.
+    pub ordering: Option<DeliveryOrder>,
 }
 
 /// A change to the controls; `None` leaves one as it is, `Some(None)` clears it.
@@ -45,6 +50,8 @@ pub struct ControlsPatch {
     pub retry_schedule: Option<Option<RetrySchedule>>,
     /// New timeout.
     pub timeout: Option<Option<Duration>>,
+    /// New ordering.
+    pub ordering: Option<Option<DeliveryOrder>>,
 }
 
 impl DeliveryControls {
@@ -67,6 +74,9 @@ impl DeliveryControls {
         if let Some(timeout) = patch.timeout {
             self.timeout = timeout;
         }
+        if let Some(ordering) = patch.ordering {
+            self.ordering = ordering;
+        }
         self
     }
 
@@ -83,6 +93,12 @@ impl DeliveryControls {
         }
         if let Some(timeout) = self.timeout {
             map.insert(TIMEOUT_MS.into(), (timeout.as_millis() as u64).into());
+        }
+        // Both keys always together, so that a store merging per key (the
+        // PostgreSQL one) never keeps a key of an ordering that was replaced.
+        if let Some(ordering) = self.ordering {
+            map.insert(ORDERING.into(), ordering.to_string().into());
+            map.insert(ORDERING_KEY.into(), ordering.key().as_str().into());
         }
         map
     }
@@ -126,6 +142,15 @@ impl DeliveryControls {
             let ms = ms.as_u64().ok_or_else(|| bad(TIMEOUT_MS, ms))?;
             controls.timeout = Some(Duration::from_millis(ms));
         }
+        if let Some(ordering) = map.get(ORDERING) {
+            let text = ordering.as_str().ok_or_else(|| bad(ORDERING, ordering))?;
+            let key = match map.get(ORDERING_KEY) {
+                None => None,
+                Some(key) => Some(key.as_str().ok_or_else(|| bad(ORDERING_KEY, key))?),
+            };
+            controls.ordering =
+                Some(DeliveryOrder::parse(text, key).map_err(|e| bad(ORDERING, &e))?);
+        }
         Ok(controls)
     }
 }
@@ -137,6 +162,7 @@ impl ControlsPatch {
             && self.rate_limit_per_second.is_none()
             && self.retry_schedule.is_none()
             && self.timeout.is_none()
+            && self.ordering.is_none()
     }
 
     /// For a store that merges in SQL: the entries set (as a JSON object)
@@ -153,6 +179,8 @@ impl ControlsPatch {
         clear(RATE_LIMIT, matches!(self.rate_limit_per_second, Some(None)));
         clear(RETRY_SCHEDULE, matches!(self.retry_schedule, Some(None)));
         clear(TIMEOUT_MS, matches!(self.timeout, Some(None)));
+        clear(ORDERING, matches!(self.ordering, Some(None)));
+        clear(ORDERING_KEY, matches!(self.ordering, Some(None)));
         (Value::Object(set).to_string(), cleared)
     }
 }
@@ -161,6 +189,7 @@ impl ControlsPatch {
 mod tests {
     use super::*;
     use serde_json::json;
+    use webhook_domain::ordering::OrderingKey;
 
     #[test]
     fn controls_survive_the_column_and_patches_merge() {
@@ -170,6 +199,7 @@ mod tests {
             rate_limit_per_second: Some(50),
             retry_schedule: Some(RetrySchedule::parse("5s,1m").unwrap()),
             timeout: Some(Duration::from_millis(2500)),
+            ordering: Some(DeliveryOrder::Fifo(OrderingKey::UserId)),
         };
         let text = controls.to_column().unwrap();
         assert_eq!(
@@ -185,9 +215,21 @@ mod tests {
         assert_eq!(patched.rate_limit_per_second, None);
         assert_eq!(patched.timeout, Some(Duration::from_secs(1)));
         assert_eq!(patched.filter, controls.filter);
+        assert_eq!(patched.ordering, controls.ordering);
         let (set, cleared) = patch.set_and_cleared();
         assert_eq!(set, r#"{"timeoutMs":1000}"#);
         assert_eq!(cleared, [RATE_LIMIT]);
         assert!(DeliveryControls::from_column(Some("[1]")).is_err());
+        let unordered = ControlsPatch {
+            ordering: Some(None),
+            ..ControlsPatch::default()
+        };
+        assert_eq!(unordered.set_and_cleared().1, [ORDERING, ORDERING_KEY]);
+        assert_eq!(
+            DeliveryControls::from_column(Some(r#"{"ordering":"fifo"}"#))
+                .unwrap()
+                .ordering,
+            Some(DeliveryOrder::Fifo(OrderingKey::Webhook))
+        );
     }
 }

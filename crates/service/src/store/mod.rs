@@ -194,6 +194,10 @@ pub struct NewDelivery {
     pub webhook_id: WebhookId,
     /// Claimed by the ingesting instance at insert (handed straight to its dispatcher).
     pub claimed: bool,
+    /// The order it joins when its webhook delivers in order (`""` for the
+    /// whole webhook, the user id for one per user); `None` otherwise.
+    /// The store numbers it within that order as it commits.
+    pub ordering_key: Option<String>,
 }
 
 /// What ingest did with one item.
@@ -345,6 +349,25 @@ pub struct DeliveryDetail {
     pub payload: Bytes,
     /// Every attempt, oldest first.
     pub attempts: Vec<AttemptRecord>,
+    /// An ordered delivery waiting for an earlier one of its order to
+    /// finish: that one (the head of its order).
+    pub blocked_by: Option<DeliveryId>,
+}
+
+/// The first unfinished delivery of one order of a FIFO webhook, which
+/// every later one of the order waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderHead {
+    /// The order: `""` for the whole webhook, else the user id.
+    pub key: String,
+    /// The delivery at its head.
+    pub head: DeliveryId,
+    /// The head's status (pending or retrying).
+    pub status: DeliveryStatus,
+    /// Attempts the head has made (more than 0: it is failing and holds its order).
+    pub attempts: u32,
+    /// Unfinished deliveries behind the head.
+    pub waiting: u64,
 }
 
 /// Filters of the delivery log.
@@ -524,6 +547,14 @@ pub trait Store: Send + Sync + 'static {
         only: Option<DeliveryId>,
         now: i64,
     ) -> Result<u64, StoreError>;
+    /// The heads of a webhook's orders that have deliveries waiting behind
+    /// them, oldest order first, at most `limit`; empty for a webhook that
+    /// does not deliver in order.
+    async fn ordering_heads(
+        &self,
+        webhook: &VisibleWebhook,
+        limit: u32,
+    ) -> Result<Vec<OrderHead>, StoreError>;
     /// Status counts and successful-attempt durations of the deliveries in
     /// `scope` created since `since`.
     async fn delivery_stats(

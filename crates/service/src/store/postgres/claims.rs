@@ -47,32 +47,56 @@ const HEARTBEAT: &str = concat!(
 /// Claims due work per webhook, never by walking all due rows in time order
 /// (that walk read every due row of a webhook whose window share is full or
 /// that is paused, on every pass). `waiting` is a loose index scan: one seek
-/// per webhook with waiting work, to its earliest row. Each claimable
-/// webhook then offers at most `$2` rows in due order, and the oldest `$2` of
-/// those are claimed; rows another instance holds locked are skipped. The
-/// claimed ids go to the UPDATE as an array, probed by primary key: joined
-/// to the CTE instead, the planner (not knowing its size) hashed the whole
-/// deliveries table on every claim.
+/// per webhook with waiting unordered work, to its earliest row. Each
+/// claimable webhook then offers at most `$2` rows in due order, and the
+/// oldest of those are claimed; rows another instance holds locked are
+/// skipped. The claimed ids go to the UPDATE as an array, probed by primary
+/// key: joined to the CTE instead, the planner (not knowing its size) hashed
+/// the whole deliveries table on every claim.
+///
+/// FIFO deliveries are not in `waiting`'s index: `heads` is a loose index
+/// scan of `deliveries_fifo`, one seek per order to its first unfinished
+/// delivery, and `ready` takes those heads that nobody holds and that are
+/// due (one probe of an empty index where no webhook is ordered). A head
+/// claimed or finished by another instance meanwhile fails the re-check of
+/// the row lock, so only a head is ever claimed.
 const CLAIM_DUE: &str = "WITH RECURSIVE waiting AS ( \
          (SELECT webhook_id, next_attempt_at FROM deliveries \
-          WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') \
+          WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND ordering_key IS NULL \
           ORDER BY webhook_id, next_attempt_at LIMIT 1) \
          UNION ALL \
          SELECT n.webhook_id, n.next_attempt_at FROM waiting w CROSS JOIN LATERAL ( \
              SELECT webhook_id, next_attempt_at FROM deliveries \
-             WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND webhook_id > w.webhook_id \
+             WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND ordering_key IS NULL \
+             AND webhook_id > w.webhook_id \
              ORDER BY webhook_id, next_attempt_at LIMIT 1) n), \
+     heads AS ( \
+         (SELECT webhook_id, ordering_key, id FROM deliveries \
+          WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying') \
+          ORDER BY webhook_id, ordering_key, fifo_seq, id LIMIT 1) \
+         UNION ALL \
+         SELECT n.webhook_id, n.ordering_key, n.id FROM heads h CROSS JOIN LATERAL ( \
+             SELECT webhook_id, ordering_key, id FROM deliveries \
+             WHERE ordering_key IS NOT NULL AND status IN ('pending', 'retrying') \
+             AND (webhook_id, ordering_key) > (h.webhook_id, h.ordering_key) \
+             ORDER BY webhook_id, ordering_key, fifo_seq, id LIMIT 1) n), \
+     ready AS ( \
+         SELECT d.id FROM heads h JOIN webhooks w ON w.id = h.webhook_id \
+         JOIN deliveries d ON d.id = h.id \
+         WHERE w.is_active AND h.webhook_id <> ALL($3::text[]) AND d.lease_owner IS NULL \
+         AND d.status IN ('pending', 'retrying') AND d.next_attempt_at <= $1 \
+         LIMIT $2 FOR UPDATE OF d SKIP LOCKED), \
      due AS ( \
          SELECT d.id FROM waiting h JOIN webhooks w ON w.id = h.webhook_id \
          CROSS JOIN LATERAL ( \
              SELECT id, next_attempt_at FROM deliveries \
              WHERE webhook_id = h.webhook_id AND lease_owner IS NULL \
-             AND status IN ('pending', 'retrying') AND next_attempt_at <= $1 \
+             AND status IN ('pending', 'retrying') AND ordering_key IS NULL AND next_attempt_at <= $1 \
              ORDER BY next_attempt_at LIMIT $2 FOR UPDATE SKIP LOCKED) d \
          WHERE h.next_attempt_at <= $1 AND w.is_active AND h.webhook_id <> ALL($3::text[]) \
-         ORDER BY d.next_attempt_at LIMIT $2) \
+         ORDER BY d.next_attempt_at LIMIT GREATEST($2 - (SELECT count(*) FROM ready), 0)) \
      UPDATE deliveries d SET lease_owner = $4 FROM events e \
-     WHERE d.id = ANY(ARRAY(SELECT id FROM due)) AND e.id = d.event_id \
+     WHERE d.id = ANY(ARRAY(SELECT id FROM ready UNION ALL SELECT id FROM due)) AND e.id = d.event_id \
      RETURNING d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.next_attempt_at";
 
 // The owner check as an expression no index serves: as `lease_owner = $2`

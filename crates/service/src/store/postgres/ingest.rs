@@ -55,6 +55,9 @@ const ONE_STATEMENT_PAIRS: usize = 4096;
 /// Whether [`write`] stores `jobs` in one statement, which needs no
 /// transaction around it; otherwise it runs two and the caller must open one.
 pub(super) fn one_statement(jobs: &[(&str, &[IngestItem])]) -> bool {
+    if ordered(jobs) {
+        return false;
+    }
     let events: usize = jobs.iter().map(|(_, items)| items.len()).sum();
     let deliveries: usize = jobs
         .iter()
@@ -62,6 +65,16 @@ pub(super) fn one_statement(jobs: &[(&str, &[IngestItem])]) -> bool {
         .map(|item| item.deliveries.len())
         .sum();
     events.saturating_mul(deliveries) <= ONE_STATEMENT_PAIRS
+}
+
+/// Whether a delivery of `jobs` is ordered (FIFO): its place is taken under
+/// its webhook's lock in a statement before the insert, so the batch needs
+/// a transaction.
+fn ordered(jobs: &[(&str, &[IngestItem])]) -> bool {
+    jobs.iter()
+        .flat_map(|(_, items)| items.iter())
+        .flat_map(|item| item.deliveries.iter())
+        .any(|d| d.ordering_key.is_some())
 }
 
 const INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, user_id, payload, created_at) \
@@ -79,6 +92,21 @@ const INSERT_DELIVERIES: &str = "WITH live_webhooks AS (\
      u.created_at, u.created_at \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
+     RETURNING 1) \
+     SELECT id FROM live_webhooks";
+
+// As `INSERT_DELIVERIES`, with the order and place of FIFO deliveries.
+const INSERT_ORDERED_DELIVERIES: &str = "WITH live_webhooks AS (\
+     SELECT id FROM webhooks WHERE id = ANY($3::text[]) ORDER BY id FOR KEY SHARE), \
+     new_deliveries AS (\
+     INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
+     attempts, next_attempt_at, lease_owner, created_at, updated_at, ordering_key, fifo_seq) \
+     SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
+     u.created_at, u.created_at, u.ordering_key, u.fifo_seq \
+     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], \
+     $8::text[], $9::int8[]) \
+     AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner, ordering_key, fifo_seq) \
      WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
      RETURNING 1) \
      SELECT id FROM live_webhooks";
@@ -152,15 +180,23 @@ pub(super) async fn write(
         .filter(|p| inserted.contains(item_at(*p).event_id.as_str()))
         .collect();
     if !single {
+        let places = places(c, jobs, &created_now).await?;
         let d = Deliveries::of(
             jobs,
             candidates
                 .iter()
                 .copied()
                 .filter(|p| created_now.contains(p)),
-        );
+        )
+        .with_places(&places);
         if !d.ids.is_empty() {
-            for row in c.query(INSERT_DELIVERIES, &d.columns()).await? {
+            let rows = if places.is_empty() {
+                c.query(INSERT_DELIVERIES, &d.columns()).await?
+            } else {
+                c.query(INSERT_ORDERED_DELIVERIES, &d.ordered_columns())
+                    .await?
+            };
+            for row in rows {
                 live.insert(row.try_get(0).map_err(|e| corrupt("webhook id", e))?);
             }
         }
@@ -221,6 +257,50 @@ pub(super) async fn write(
         .collect())
 }
 
+/// The places of the FIFO deliveries of the new events (at `created`), by
+/// delivery id, numbered in the order the jobs arrived and, within a job,
+/// the order of its events: the order of acknowledgement, as the whole
+/// batch is acknowledged at once.
+async fn places<'a>(
+    c: &mut Conn,
+    jobs: &[(&'a str, &'a [IngestItem])],
+    created: &HashSet<(usize, usize)>,
+) -> Result<HashMap<&'a str, i64>, StoreError> {
+    let in_order = || {
+        jobs.iter().enumerate().flat_map(move |(j, &(_, items))| {
+            items
+                .iter()
+                .enumerate()
+                .filter(move |(i, _)| created.contains(&(j, *i)))
+                .flat_map(|(_, item)| item.deliveries.iter())
+                .filter(|d| d.ordering_key.is_some())
+        })
+    };
+    let mut wanted: HashMap<&str, i64> = HashMap::new();
+    for d in in_order() {
+        *wanted.entry(d.webhook_id.as_str()).or_default() += 1;
+    }
+    if wanted.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let last = super::ordering::take_places(c, &wanted).await?;
+    // Each webhook's places run from its last minus its count, upwards.
+    let mut next: HashMap<&str, i64> = wanted
+        .iter()
+        .filter_map(|(w, n)| last.get(*w).map(|last| (*w, last - n + 1)))
+        .collect();
+    let mut places = HashMap::new();
+    for d in in_order() {
+        // A webhook deleted meanwhile has no counter: its deliveries are
+        // dropped by the insert anyway.
+        if let Some(place) = next.get_mut(d.webhook_id.as_str()) {
+            places.insert(d.id.as_str(), *place);
+            *place += 1;
+        }
+    }
+    Ok(places)
+}
+
 /// The columns of the deliveries of some events, as arrays for `UNNEST`.
 #[derive(Default)]
 struct Deliveries<'a> {
@@ -231,6 +311,8 @@ struct Deliveries<'a> {
     users: Vec<&'a str>,
     created: Vec<i64>,
     owners: Vec<Option<&'a str>>,
+    ordering_keys: Vec<Option<&'a str>>,
+    places: Vec<Option<i64>>,
 }
 
 impl<'a> Deliveries<'a> {
@@ -245,6 +327,29 @@ impl<'a> Deliveries<'a> {
             &self.created,
             &self.owners,
         ]
+    }
+
+    /// The arrays of [`INSERT_ORDERED_DELIVERIES`].
+    fn ordered_columns(&self) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.ids,
+            &self.events,
+            &self.webhooks,
+            &self.types,
+            &self.users,
+            &self.created,
+            &self.owners,
+            &self.ordering_keys,
+            &self.places,
+        ]
+    }
+
+    /// Fills in the order and place of each FIFO delivery.
+    fn with_places(mut self, places: &HashMap<&str, i64>) -> Self {
+        if !places.is_empty() {
+            self.places = self.ids.iter().map(|id| places.get(id).copied()).collect();
+        }
+        self
     }
 
     /// The deliveries of the items at `positions` (job index, item index).
@@ -263,6 +368,7 @@ impl<'a> Deliveries<'a> {
                 d.users.push(item.user_id.as_str());
                 d.created.push(item.created_at);
                 d.owners.push(delivery.claimed.then_some(owner));
+                d.ordering_keys.push(delivery.ordering_key.as_deref());
             }
         }
         d

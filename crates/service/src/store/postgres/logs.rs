@@ -44,8 +44,15 @@ const ATTEMPTS: &str = concat!(
     " FROM attempts WHERE delivery_id = $1 ORDER BY attempt"
 );
 // Deliveries held by an instance right now (lease_owner set) are left alone: they are being attempted.
+// A replayed (finished) delivery joins its webhook's current order ($8, its
+// `orderingKey`, NULL when not ordered) at place $9, after everything
+// acknowledged before the replay; the SET clauses read the old status.
 const REQUEUE: &str = concat!(
-    "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
+    "UPDATE deliveries SET \
+     ordering_key = CASE WHEN status IN ('delivered', 'failed') \
+     THEN (CASE $8::text WHEN 'webhook' THEN '' WHEN 'userId' THEN user_id END) ELSE ordering_key END, \
+     fifo_seq = CASE WHEN status IN ('delivered', 'failed') THEN $9::int8 ELSE fifo_seq END, \
+     status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
      next_attempt_at = $7, updated_at = $7 WHERE webhook_id = $1 AND lease_owner IS NULL",
     filter!(),
     " AND ($6::text IS NULL OR id = $6)"
@@ -160,10 +167,12 @@ pub(super) async fn get_one(
         .iter()
         .map(rows::attempt)
         .collect::<Result<Vec<_>, _>>()?;
+    let blocked_by = super::ordering::blocked_by(c, delivery).await?;
     Ok(Some(DeliveryDetail {
         delivery: record,
         payload: Bytes::from(payload),
         attempts,
+        blocked_by,
     }))
 }
 
@@ -177,18 +186,26 @@ pub(super) async fn requeue(
 ) -> Result<u64, StoreError> {
     let (status, event_type, since, until) = filter_values(filter);
     let only = only.map(DeliveryId::as_str);
-    c.execute(
-        REQUEUE,
-        &[
-            &webhook.as_str(),
-            &status,
-            &event_type,
-            &since,
-            &until,
-            &only,
-            &now,
-        ],
-    )
+    // The place is taken under the webhook's lock, held until the replay
+    // commits, like an ingest's.
+    c.transaction(async |c| {
+        let (key, place) = super::ordering::replay_place(c, webhook).await?;
+        c.execute(
+            REQUEUE,
+            &[
+                &webhook.as_str(),
+                &status,
+                &event_type,
+                &since,
+                &until,
+                &only,
+                &now,
+                &key,
+                &place,
+            ],
+        )
+        .await
+    })
     .await
 }
 

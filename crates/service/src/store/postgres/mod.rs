@@ -20,6 +20,7 @@ mod claims;
 mod ingest;
 mod logs;
 mod migrations;
+mod ordering;
 mod pool;
 mod record;
 mod rows;
@@ -39,8 +40,8 @@ use self::pool::{Connector, Pool};
 use self::writer::{Done, Job, Work};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
-    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, StatsScope,
-    Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
+    StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -356,6 +357,15 @@ impl Store for PostgresStore {
     ) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
         logs::requeue(&mut c, &webhook.id, &filter, only.as_ref(), now).await
+    }
+
+    async fn ordering_heads(
+        &self,
+        webhook: &VisibleWebhook,
+        limit: u32,
+    ) -> Result<Vec<OrderHead>, StoreError> {
+        let mut c = self.pool.get().await?;
+        ordering::heads(&mut c, &webhook.id, limit).await
     }
 
     async fn delivery_stats(

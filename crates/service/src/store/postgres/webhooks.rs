@@ -1,6 +1,7 @@
 //! Webhook rows: create (with the per-user cap), read, change, rotate, delete.
 //! Every user-facing query filters on the owner unless the caller is an admin.
 
+use tokio_postgres::types::ToSql;
 use webhook_domain::ids::WebhookId;
 use webhook_domain::webhook::WebhookSecret;
 
@@ -191,29 +192,38 @@ pub(super) async fn update(
         Some(options) => (true, seal_endpoint(cipher, options, id)?),
         None => (false, None),
     };
-    let row = c
-        .query_opt(
-            UPDATE,
-            &[
-                &id.as_str(),
-                &owner,
-                &patch.url,
-                &patch.event_types,
-                &set_description,
-                &description,
-                &patch.is_active,
-                &secret_enc,
-                &reenabled,
-                &patch.now,
-                &change_controls,
-                &controls_set,
-                &controls_cleared,
-                &set_endpoint,
-                &endpoint_enc,
-            ],
-        )
-        .await?;
-    row.map(|r| rows::webhook(cipher, &r)).transpose()
+    let params: [&(dyn ToSql + Sync); 15] = [
+        &id.as_str(),
+        &owner,
+        &patch.url,
+        &patch.event_types,
+        &set_description,
+        &description,
+        &patch.is_active,
+        &secret_enc,
+        &reenabled,
+        &patch.now,
+        &change_controls,
+        &controls_set,
+        &controls_cleared,
+        &set_endpoint,
+        &endpoint_enc,
+    ];
+    if patch.controls.ordering.is_none() {
+        let row = c.query_opt(UPDATE, &params).await?;
+        return row.map(|r| rows::webhook(cipher, &r)).transpose();
+    }
+    // A change of the ordering reorders the queue in the same transaction,
+    // under the webhook's lock, so no ingest numbers between the two.
+    c.transaction(async |c| {
+        let Some(row) = c.query_opt(UPDATE, &params).await? else {
+            return Ok(None);
+        };
+        let record = rows::webhook(cipher, &row)?;
+        super::ordering::reorder_queue(c, id, record.controls.ordering).await?;
+        Ok(Some(record))
+    })
+    .await
 }
 
 /// Replaces the secret, keeping the old one until `grace_until`.

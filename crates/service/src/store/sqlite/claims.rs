@@ -20,14 +20,14 @@ pub(super) const RELEASE_CHUNK: usize = 128;
 /// its earliest waiting row's time: one seek into `deliveries_due_webhook`.
 const NEXT_WAITING_WEBHOOK: &str = "SELECT webhook_id, next_attempt_at \
      FROM deliveries INDEXED BY deliveries_due_webhook \
-     WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND webhook_id > ?1 \
-     ORDER BY webhook_id, next_attempt_at LIMIT 1";
+     WHERE lease_owner IS NULL AND status IN ('pending', 'retrying') AND ordering_key IS NULL \
+     AND webhook_id > ?1 ORDER BY webhook_id, next_attempt_at LIMIT 1";
 
 /// One webhook's work due by `?2`, oldest first (read lazily, in a merge).
 const DUE_OF_WEBHOOK: &str = "SELECT id, next_attempt_at \
      FROM deliveries INDEXED BY deliveries_due_webhook \
      WHERE webhook_id = ?1 AND lease_owner IS NULL AND status IN ('pending', 'retrying') \
-     AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3";
+     AND ordering_key IS NULL AND next_attempt_at <= ?2 ORDER BY next_attempt_at LIMIT ?3";
 
 /// The statements that search for due work (their cost is checked in tests).
 #[cfg(test)]
@@ -69,6 +69,10 @@ pub fn due_ids(
         return Ok(Vec::new());
     }
     let excluded: std::collections::HashSet<&str> = exclude.iter().map(WebhookId::as_str).collect();
+    // Heads of FIFO orders first: at most one per order, and each holds
+    // back everything behind it until it finishes.
+    let mut chosen = super::ordering::ready_heads(c, now, limit as usize, &excluded)?;
+    let limit = limit - chosen.len() as u32;
     let mut candidates = Vec::new();
     {
         let mut next = c.prepare_cached(NEXT_WAITING_WEBHOOK)?;
@@ -94,7 +98,7 @@ pub fn due_ids(
     }
 
     // Merge the candidates' due rows by (due time, id), lazily.
-    let mut chosen: Vec<String> = Vec::new();
+    let unordered_from = chosen.len();
     {
         let mut statements = Vec::with_capacity(candidates.len());
         for _ in &candidates {
@@ -114,7 +118,7 @@ pub fn due_ids(
                 )));
             }
         }
-        while chosen.len() < limit as usize {
+        while chosen.len() - unordered_from < limit as usize {
             let Some(std::cmp::Reverse((_, id, k))) = heads.pop() else {
                 break;
             };
@@ -140,7 +144,7 @@ pub fn claim_ids(
 ) -> Result<Vec<DueDelivery>, StoreError> {
     // Parse everything before the first write: a job must not fail after writing.
     let mut load = c.prepare_cached(
-        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload \
+        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.ordering_key \
          FROM deliveries d JOIN events e ON e.id = d.event_id \
          WHERE d.id = ?1 AND d.lease_owner IS NULL AND d.status IN ('pending', 'retrying')",
     )?;
@@ -148,20 +152,30 @@ pub fn claim_ids(
     for id in ids {
         // Claimed or finished since the search, or (as the join of the
         // earlier single query skipped it) without its event row: skipped.
-        let Some((event_id, event_type, webhook_id, attempts, payload)) = load
+        let Some((event_id, event_type, webhook_id, attempts, payload, order)) = load
             .query_row([id], |r| {
+                let order = r.get::<_, Option<String>>(5)?;
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, i64>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
+                    order,
                 ))
             })
             .optional()?
         else {
             continue;
         };
+        // An ordered delivery found as its order's head on an older
+        // snapshot: an earlier one of its order may be unfinished again
+        // (retried by hand) since.
+        if let Some(key) = order
+            && super::ordering::blocked_by(c, &webhook_id, &key, id)?.is_some()
+        {
+            continue;
+        }
         due.push(DueDelivery {
             id: DeliveryId::parse(id).map_err(|e| corrupt("delivery id", e))?,
             event_id: EventId::parse(&event_id).map_err(|e| corrupt("event id", e))?,

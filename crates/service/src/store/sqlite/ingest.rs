@@ -83,6 +83,28 @@ impl<'c> Ingester<'c> {
                     continue;
                 }
                 let claimed_by = delivery.claimed.then_some(owner);
+                if let Some(key) = &delivery.ordering_key {
+                    // Its place in its order is taken here, on the only
+                    // writer: insert order is commit order, which is the
+                    // order of acknowledgement.
+                    let place = super::ordering::take_places(c, webhook, 1)?;
+                    c.prepare_cached(
+                        "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                         next_attempt_at, lease_owner, created_at, updated_at, ordering_key, fifo_seq) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', 0, ?6, NULL, ?6, ?6, ?7, ?8)",
+                    )?
+                    .execute(params![
+                        delivery.id.as_str(),
+                        item.event_id.as_str(),
+                        webhook,
+                        item.event_type,
+                        item.user_id.as_str(),
+                        item.created_at,
+                        key,
+                        place,
+                    ])?;
+                    continue;
+                }
                 self.insert_delivery.execute(params![
                     delivery.id.as_str(),
                     item.event_id.as_str(),

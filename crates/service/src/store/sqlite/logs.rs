@@ -107,7 +107,9 @@ pub fn get_delivery(
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
+    let blocked_by = super::ordering::blocked_by_id(c, delivery)?;
     Ok(Some(DeliveryDetail {
+        blocked_by,
         delivery: record,
         payload: Bytes::from(payload),
         attempts,
@@ -129,10 +131,27 @@ pub fn requeue(
     }
     values.push(SqlValue::Integer(now));
     let now_param = values.len();
+    // A replayed delivery joins its webhook's current order at the end
+    // (see `ordering::replay_placement`); unordered webhooks read one column.
+    let ordering = c
+        .prepare_cached("SELECT delivery_controls FROM webhooks WHERE id = ?1")?
+        .query_row([webhook.as_str()], |r| r.get::<_, Option<String>>(0))
+        .optional()?
+        .flatten();
+    let ordering = crate::store::DeliveryControls::from_column(ordering.as_deref())?.ordering;
+    let (placement, place) = super::ordering::replay_placement(c, webhook, ordering)?;
+    let placement = match place {
+        Some(place) => {
+            values.push(SqlValue::Integer(place));
+            placement.replace("?p", &format!("?{}", values.len()))
+        }
+        None => placement,
+    };
     // Deliveries held by the engine right now (lease_owner set) are left alone: they are being attempted.
     let n = c.execute(
         &format!(
-            "UPDATE deliveries SET status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
+            "UPDATE deliveries SET {placement}, \
+             status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
              next_attempt_at = ?{now_param}, updated_at = ?{now_param} \
              WHERE webhook_id = ?1 AND lease_owner IS NULL{clause}"
         ),

@@ -22,6 +22,7 @@ mod connection;
 mod ingest;
 mod logs;
 mod migrations;
+mod ordering;
 mod record;
 mod rows;
 mod webhooks;
@@ -44,8 +45,8 @@ use self::migrations::{check_existing, migrate};
 use self::writer::{IngestJob, Job, WriteJob, writer_loop};
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
-    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, Owner, Page, StatsScope,
-    Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
+    StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -403,6 +404,16 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let webhook = webhook.id.clone();
         self.write(move |c| logs::requeue(c, &webhook, &filter, only.as_ref(), now))
+            .await
+    }
+
+    async fn ordering_heads(
+        &self,
+        webhook: &VisibleWebhook,
+        limit: u32,
+    ) -> Result<Vec<OrderHead>, StoreError> {
+        let webhook = webhook.id.clone();
+        self.read(move |c| ordering::heads(c, &webhook, limit))
             .await
     }
 

@@ -100,6 +100,104 @@ fn claiming_does_not_read_an_excluded_backlog() {
     );
 }
 
+/// Claiming the head of a FIFO order costs the same whatever waits behind
+/// it: the search seeks once per order, never walks an order's backlog, and
+/// only the head is claimed.
+#[test]
+fn claiming_a_fifo_head_does_not_read_its_backlog() {
+    fn claim_steps(backlog: i64) -> (Vec<String>, i32) {
+        let webhook = "wh_01JD00000000000000000000FI";
+        let (_dir, conn) = claim_fixture(&[webhook]);
+        for n in 0..backlog {
+            conn.execute(
+                "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                 next_attempt_at, created_at, updated_at, ordering_key, fifo_seq) \
+                 VALUES (?1, ?2, ?3, 'user.created', 'user-1', 'pending', 0, 1, 1, 1, '', ?4)",
+                params![format!("dlv_01JD0000000000{n:012}"), EVENT, webhook, n + 1],
+            )
+            .unwrap();
+        }
+        let due = claims::claim_due(&conn, "me", 10, 10, &[]).unwrap();
+        let steps = ordering::HEAD_SEARCHES
+            .iter()
+            .chain(claims::CLAIM_SEARCHES.iter())
+            .map(|sql| {
+                conn.prepare_cached(sql)
+                    .unwrap()
+                    .get_status(rusqlite::StatementStatus::VmStep)
+            })
+            .sum();
+        (due.iter().map(|d| d.id.to_string()).collect(), steps)
+    }
+    let (small_due, small_steps) = claim_steps(10);
+    let (large_due, large_steps) = claim_steps(5_000);
+    assert_eq!(
+        small_due,
+        vec!["dlv_01JD0000000000000000000000"],
+        "the head only"
+    );
+    assert_eq!(large_due, small_due);
+    assert!(small_steps > 0, "the searches ran on the cached statements");
+    assert_eq!(
+        large_steps, small_steps,
+        "the search must not step through the order's backlog"
+    );
+}
+
+/// A FIFO webhook whose window share is full is skipped in one seek,
+/// however many orders wait in it (one per user, say).
+#[test]
+fn claiming_skips_an_excluded_webhooks_orders_in_one_seek() {
+    fn claim_steps(orders: i64) -> (Vec<String>, i32) {
+        let (hanging, healthy) = (
+            "wh_01JD00000000000000000000HA",
+            "wh_01JD00000000000000000000HE",
+        );
+        let (_dir, conn) = claim_fixture(&[hanging, healthy]);
+        for n in 0..orders {
+            conn.execute(
+                "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                 next_attempt_at, created_at, updated_at, ordering_key, fifo_seq) \
+                 VALUES (?1, ?2, ?3, 'user.created', ?4, 'pending', 0, 1, 1, 1, ?4, ?5)",
+                params![
+                    format!("dlv_01JD0000000000{n:012}"),
+                    EVENT,
+                    hanging,
+                    format!("user-{n:06}"),
+                    n + 1
+                ],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+             next_attempt_at, created_at, updated_at, ordering_key, fifo_seq) \
+             VALUES ('dlv_01JD0000000000ZZZZZZZZZZZZ', ?1, ?2, 'user.created', 'u', 'pending', 0, 1, 1, 1, 'u', 1)",
+            params![EVENT, healthy],
+        )
+        .unwrap();
+        let excluded = [WebhookId::parse(hanging).unwrap()];
+        let due = claims::claim_due(&conn, "me", 10, 10, &excluded).unwrap();
+        let steps = ordering::HEAD_SEARCHES
+            .iter()
+            .map(|sql| {
+                conn.prepare_cached(sql)
+                    .unwrap()
+                    .get_status(rusqlite::StatementStatus::VmStep)
+            })
+            .sum();
+        (due.iter().map(|d| d.id.to_string()).collect(), steps)
+    }
+    let (small_due, small_steps) = claim_steps(10);
+    let (large_due, large_steps) = claim_steps(2_000);
+    assert_eq!(small_due, vec!["dlv_01JD0000000000ZZZZZZZZZZZZ"]);
+    assert_eq!(large_due, small_due, "only the healthy webhook's head");
+    assert_eq!(
+        large_steps, small_steps,
+        "the search must not visit the excluded webhook's orders"
+    );
+}
+
 /// A due delivery whose event row is missing is skipped, not an error
 /// that would fail every later claim; one claimed since the search is
 /// skipped too.
@@ -218,6 +316,7 @@ fn ingest_item(event: &str, delivery: &str, webhook: &str) -> IngestItem {
             id: DeliveryId::parse(delivery).unwrap(),
             webhook_id: WebhookId::parse(webhook).unwrap(),
             claimed: true,
+            ordering_key: None,
         }],
     }
 }

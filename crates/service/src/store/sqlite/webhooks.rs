@@ -126,6 +126,7 @@ pub fn update_webhook(
     };
     let is_active = patch.is_active.unwrap_or(current.is_active);
     // Merged here: the writer's transaction serialises updates.
+    let ordering_before = current.controls.ordering;
     let controls = current.controls.patched(&patch.controls);
     c.prepare_cached(
         "UPDATE webhooks SET url = ?2, event_types = ?3, description = ?4, is_active = ?5, \
@@ -152,6 +153,9 @@ pub fn update_webhook(
         set_endpoint,
         endpoint_enc,
     ])?;
+    if controls.ordering != ordering_before {
+        super::ordering::reorder_queue(c, id, controls.ordering)?;
+    }
     get_webhook(c, cipher, id, None)
 }
 
