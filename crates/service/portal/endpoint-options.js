@@ -1,6 +1,6 @@
 // A webhook's optional settings: the "Advanced" part of the endpoint form
 // and their summary on the endpoint's page. Delivery controls (filter, rate
-// limit, retry schedule, timeout) and how deliveries reach the endpoint
+// limit, retry schedule, timeout, order) and how deliveries reach the endpoint
 // (custom headers, authentication, signing).
 //
 // Stored header values and auth secrets come back masked and cannot be read
@@ -8,7 +8,7 @@
 // replace the whole set. So the form sends a part only when the user changed
 // it, and asks again for a stored value that such a change would drop.
 
-import { post } from './api.js';
+import { get, post } from './api.js';
 import { h, render, copyButton, pre, pretty } from './dom.js';
 
 /** A problem found before anything is sent, shaped like the API's `details`. */
@@ -233,6 +233,12 @@ export async function advancedOptions(webhook, types) {
   const schedule = h('input', { id: 'retrySchedule', type: 'text', placeholder: '5s, 1m, 10m', value: scheduleOriginal, autocomplete: 'off', 'aria-describedby': 'schedule-help' });
   const timeoutOriginal = w.timeoutMs ? String(w.timeoutMs) : '';
   const timeout = h('input', { id: 'timeoutMs', type: 'number', min: 1, max: maxTimeout, step: 1, inputmode: 'numeric', value: timeoutOriginal, 'aria-describedby': 'timeout-help' });
+  // One select for ordering and its key: "" (any order), "webhook" or "userId".
+  const orderOriginal = w.ordering === 'fifo' ? (w.orderingKey || 'webhook') : '';
+  const order = h('select', { id: 'ordering', name: 'ordering', 'aria-describedby': 'ordering-help' },
+    h('option', { value: '', selected: orderOriginal === '' }, 'Any order (fastest)'),
+    h('option', { value: 'webhook', selected: orderOriginal === 'webhook' }, 'First in, first out: one order for the endpoint'),
+    h('option', { value: 'userId', selected: orderOriginal === 'userId' }, 'First in, first out: one order per user'));
   const signingOriginal = w.signing || 'hmac';
   const signing = h('select', { id: 'signing', name: 'signing', 'aria-describedby': 'signing-help' },
     h('option', { value: 'hmac', selected: signingOriginal === 'hmac' }, 'HMAC-SHA256 with the signing secret (v1)'),
@@ -240,10 +246,10 @@ export async function advancedOptions(webhook, types) {
   const headers = headerRows(w.headers || {});
   const auth = authFields(w.auth || null);
 
-  const anySet = Boolean(w.filter || w.rateLimitPerSecond || w.retrySchedule || w.timeoutMs
+  const anySet = Boolean(w.filter || w.rateLimitPerSecond || w.retrySchedule || w.timeoutMs || w.ordering
     || Object.keys(w.headers || {}).length || w.auth || signingOriginal !== 'hmac');
   const element = h('details', { class: 'advanced', open: anySet },
-    h('summary', {}, 'Advanced: filter, pacing, headers, authentication, signing'),
+    h('summary', {}, 'Advanced: filter, pacing, order, headers, authentication, signing'),
     h('fieldset', {},
       h('legend', {}, 'Delivery controls'),
       field('filter', 'Payload filter (JSON)', filter, 'filter-help',
@@ -254,7 +260,9 @@ export async function advancedOptions(webhook, types) {
       field('retrySchedule', 'Retry schedule', schedule, 'schedule-help',
         `Waits before each retry, separated by commas: 1 to ${l.maxRetryWaits || 50} waits in ms, s, m, h or d, each at most ${l.maxRetryWait || '30d'}. Empty: the service's schedule.`),
       field('timeoutMs', 'Timeout (ms)', timeout, 'timeout-help',
-        `1 to ${maxTimeout} ms for a whole attempt. Empty: the service's timeout.`)),
+        `1 to ${maxTimeout} ms for a whole attempt. Empty: the service's timeout.`),
+      field('ordering', 'Delivery order', order, 'ordering-help',
+        'First in, first out sends one delivery of an order at a time, in the order events were accepted; a delivery that keeps failing holds back the rest of its order until it succeeds or fails for good.')),
     h('fieldset', {},
       h('legend', {}, 'Reaching the endpoint'),
       h('p', { class: 'label' }, 'Custom headers'),
@@ -291,6 +299,10 @@ export async function advancedOptions(webhook, types) {
     if (headerChange !== undefined) body.headers = headerChange;
     const authChange = auth.change();
     if (authChange !== undefined) body.auth = authChange;
+    if (order.value !== orderOriginal) {
+      if (order.value === '') put('ordering', null);
+      else { body.ordering = 'fifo'; body.orderingKey = order.value; }
+    }
     if (signing.value !== signingOriginal) body.signing = signing.value;
     return body;
   }
@@ -327,6 +339,9 @@ export function optionsSection(webhook) {
         ? webhook.retrySchedule.join(', ') : h('span', { class: 'muted' }, 'The service\'s schedule')),
       fact('Timeout', 'option-timeout', webhook.timeoutMs
         ? `${webhook.timeoutMs} ms` : h('span', { class: 'muted' }, 'The service\'s timeout')),
+      fact('Delivery order', 'option-ordering', webhook.ordering === 'fifo'
+        ? (webhook.orderingKey === 'userId' ? 'First in, first out, one order per user' : 'First in, first out, one order for the endpoint')
+        : h('span', { class: 'muted' }, 'Any order')),
       fact('Custom headers', 'option-headers', headerNames.length
         ? h('ul', { class: 'plain' }, headerNames.map((name) => h('li', {}, h('code', {}, `${name}: ${webhook.headers[name]}`))))
         : h('span', { class: 'muted' }, 'None')),
@@ -338,3 +353,37 @@ export function optionsSection(webhook) {
       webhook.previousPublicKey ? h('p', { class: 'secret-row muted' }, 'The previous key still signs during the rotation: ',
         h('code', { class: 'secret', 'data-test': 'previous-public-key' }, webhook.previousPublicKey)) : null) : null);
 }
+
+/**
+ * The orders of a first-in-first-out endpoint that have deliveries
+ * waiting, each with the delivery at its head (`GET .../ordering`); a head
+ * that has failed holds the rest of its order back, and says so.
+ */
+export function ordersSection(webhook) {
+  if (webhook.ordering !== 'fifo') return null;
+  const eid = encodeURIComponent(webhook.id);
+  const body = h('div', { 'data-test': 'orders' }, h('p', { class: 'muted' }, 'Loading…'));
+  get(`/webhooks/${eid}/ordering`)
+    .then((answer) => {
+      const orders = answer.data.orders || [];
+      if (!orders.length) {
+        render(body, h('p', { class: 'muted' }, 'Nothing is waiting: every order is up to date.'));
+        return;
+      }
+      render(body, h('table', {},
+        h('thead', {}, h('tr', {}, h('th', {}, 'Order'), h('th', {}, 'Head delivery'), h('th', {}, 'State'), h('th', {}, 'Waiting behind it'))),
+        h('tbody', {}, orders.map((o) => h('tr', { 'data-test': 'order-row' },
+          h('td', {}, o.key === null ? 'The endpoint' : h('code', {}, o.key)),
+          h('td', {}, h('a', { href: `#/endpoints/${eid}/deliveries/${encodeURIComponent(o.headDeliveryId)}` }, h('code', {}, o.headDeliveryId))),
+          h('td', {}, o.blocked
+            ? h('span', { class: 'error-text' }, `Blocked: ${o.headStatus} after ${o.headAttempts} attempt${o.headAttempts === 1 ? '' : 's'}`)
+            : o.headStatus),
+          h('td', {}, String(o.waiting)))))));
+    })
+    .catch((e) => render(body, h('p', { class: 'error-text' }, e.message)));
+  return h('section', { class: 'card', 'aria-labelledby': 'orders-h' },
+    h('h2', { id: 'orders-h' }, 'Orders waiting'),
+    h('p', { class: 'muted' }, 'Deliveries of this endpoint go one at a time in the order events were accepted. Up to 100 orders with deliveries waiting:'),
+    body);
+}
+

@@ -6,7 +6,7 @@ import {
   copyButton, pre, pretty, percent, badge,
 } from './dom.js';
 import { deliveriesChart } from './chart.js';
-import { advancedOptions, optionsSection } from './endpoint-options.js';
+import { advancedOptions, optionsSection, ordersSection } from './endpoint-options.js';
 
 // The circuit breaker holds an endpoint's deliveries after five failures in
 // a row, until a probe succeeds (this instance's view; see `circuit`).
@@ -361,6 +361,7 @@ export async function endpointDetail(main, ctx, id) {
       ro ? null : h('button', { type: 'button', class: 'danger', onclick: () => remove(webhook, () => ctx.go('#/endpoints')) }, 'Delete')),
     h('div', { class: 'grid' }, testSection, secretSection),
     optionsSection(webhook),
+    ordersSection(webhook),
     chartSection);
   drawChart();
 }

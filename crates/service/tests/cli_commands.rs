@@ -904,6 +904,77 @@ async fn endpoint_option_mistakes_say_what_to_fix() {
 }
 
 #[tokio::test]
+async fn fifo_ordering_is_set_and_cleared_from_the_command_line() {
+    let app = spawn_app().await;
+    let token = app.token(USER, false);
+    let conn = connection(&app, &token);
+    // A slow receiver: without ordering, deliveries would overlap.
+    let receiver = Receiver::start(Behavior::Delay(Duration::from_millis(20), 200))
+        .await
+        .expect("receiver");
+    let url = receiver.url("/in");
+
+    let created = webhooks_json(
+        &conn,
+        &[
+            "create",
+            "--endpoint",
+            &url,
+            "--events",
+            "credit.low",
+            "--ordering",
+            "fifo",
+            "--ordering-key",
+            "userId",
+        ],
+    )
+    .await;
+    assert_eq!(created["data"]["ordering"], "fifo", "{created}");
+    assert_eq!(created["data"]["orderingKey"], "userId", "{created}");
+    let id = created["data"]["id"].as_str().expect("id").to_string();
+
+    // The table says it in words.
+    let mut args = vec!["webhooks", "get", &id];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("fifo, one order per user"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Events of the user arrive one at a time in the order acknowledged.
+    for n in 0..10 {
+        let (status, _) = app
+            .trigger("credit.low", USER, json!({"balance": n, "threshold": 10}))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let got = receiver
+        .wait_for(10, Duration::from_secs(20))
+        .await
+        .expect("deliveries");
+    let order: Vec<i64> = got
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).expect("json body");
+            body["data"]["balance"].as_i64().expect("balance")
+        })
+        .collect();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+
+    // --ordering-key alone is refused before any request; --no-ordering clears.
+    let mut args = vec!["webhooks", "update", &id, "--ordering-key", "webhook"];
+    args.extend(conn.iter().copied());
+    let out = run(cli(&args)).await;
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--ordering"), "{}", text(&out.stderr));
+    let cleared = webhooks_json(&conn, &["update", &id, "--no-ordering"]).await;
+    assert!(cleared["data"]["ordering"].is_null(), "{cleared}");
+}
+
+#[tokio::test]
 async fn filter_test_says_whether_a_filter_matches() {
     let app = spawn_app().await;
     let token = app.token(USER, false);

@@ -823,20 +823,107 @@ async fn a_user_sets_a_filter_and_a_rate_limit_in_the_advanced_form() -> Ran {
     assert_eq!(webhook["retrySchedule"], json!(["5s", "1m"]));
     assert_eq!(webhook["timeoutMs"], json!(5000));
 
-    // Emptying the rate limit clears it; what was not touched stays.
+    assert_eq!(
+        browser.text_of("[data-test=option-ordering]").await,
+        "Any order"
+    );
+    assert_eq!(webhook["ordering"], Value::Null);
+
+    // Emptying the rate limit clears it and first-in-first-out per user
+    // is chosen; what was not touched stays.
     let id = webhook["id"].as_str().expect("id");
     browser.click("a", "Edit").await;
     browser.wait_for_text("Events to send").await;
     browser.type_into("#rateLimitPerSecond", "").await;
+    browser.click("#ordering option[value=userId]", "").await;
     browser.click("button[type=submit]", "Save changes").await;
     wait_for_text_in(&browser, "[data-test=option-rate-limit]", "Unlimited").await;
+    assert_eq!(
+        browser.text_of("[data-test=option-ordering]").await,
+        "First in, first out, one order per user"
+    );
     let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
     assert_eq!(read["data"]["rateLimitPerSecond"], Value::Null, "{read}");
+    assert_eq!(read["data"]["ordering"], json!("fifo"), "{read}");
+    assert_eq!(read["data"]["orderingKey"], json!("userId"), "{read}");
     assert_eq!(
         read["data"]["filter"],
         json!({"data": {"balance": {"$lt": 10}}})
     );
     assert_eq!(read["data"]["timeoutMs"], json!(5000));
+
+    // Back to any order: the form sends `"ordering": null`.
+    browser.click("a", "Edit").await;
+    browser.wait_for_text("Events to send").await;
+    browser.click("#ordering option[value='']", "").await;
+    browser.click("button[type=submit]", "Save changes").await;
+    wait_for_text_in(&browser, "[data-test=option-ordering]", "Any order").await;
+    let (_, read) = app.get(&format!("/api/v1/webhooks/{id}"), &token).await;
+    assert_eq!(read["data"]["ordering"], Value::Null, "{read}");
+    browser.quit().await;
+    DONE
+}
+
+async fn a_blocked_fifo_order_shows_its_head_on_the_endpoint_page() -> Ran {
+    let Some(browser) = Browser::start("portal fifo orders").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    // Retries far apart: the failing head stays at the front of its order.
+    let app = spawn_app_with(&[("WEBHOOK_RETRY_SCHEDULE", "1h")]).await;
+    let receiver = Receiver::start(Behavior::Status(500))
+        .await
+        .expect("receiver");
+    let link = portal_link(&app, "fifo-user", json!({})).await;
+    let token = link["token"].as_str().expect("token").to_string();
+    let (status, created) = app
+        .post(
+            "/api/v1/webhooks",
+            &token,
+            json!({"url": receiver.url("/ordered"), "eventTypes": ["credit.low"], "ordering": "fifo"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["data"]["id"].as_str().expect("id").to_string();
+    for n in 0..3 {
+        let (status, _) = app
+            .trigger("credit.low", "fifo-user", json!({"balance": n, "threshold": 10}))
+            .await;
+        assert_eq!(status, 202);
+    }
+    // The first delivery fails once; the other two wait behind it.
+    receiver
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("the head's first attempt");
+    let head = loop {
+        let (_, orders) = app
+            .get(&format!("/api/v1/webhooks/{id}/ordering"), &token)
+            .await;
+        if orders["data"]["orders"][0]["blocked"] == true {
+            break orders["data"]["orders"][0].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(head["waiting"], json!(2), "{head}");
+    let head_id = head["headDeliveryId"].as_str().expect("head id").to_string();
+
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}", app.base))
+        .await;
+    let row = wait_for_text_in(&browser, "[data-test=order-row]", "Blocked").await;
+    assert!(row.contains(&head_id), "{row}");
+    assert!(row.contains("after 1 attempt"), "{row}");
+    assert_eq!(
+        browser.text_of("[data-test=option-ordering]").await,
+        "First in, first out, one order for the endpoint"
+    );
+    browser.screenshot("21-endpoint-fifo-orders").await;
+    // The head's link opens the delivery that holds the order.
+    browser.click("[data-test=order-row] a", "").await;
+    browser.wait_for_text("Attempts").await;
+    assert!(browser.main_text().await.contains(&head_id));
+    assert_eq!(receiver.count(), 1, "nothing went out behind the failing head");
     browser.quit().await;
     DONE
 }
@@ -1340,5 +1427,6 @@ fn main() {
         basic_auth_is_changed_and_removed_in_the_portal_without_losing_the_password,
         a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint,
         an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token,
+        a_blocked_fifo_order_shows_its_head_on_the_endpoint_page,
     ]);
 }

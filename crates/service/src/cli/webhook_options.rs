@@ -1,6 +1,6 @@
 //! The webhook options of `webhooks create` and `webhooks update` beyond
 //! URL, events and description: delivery controls (filter, rate limit,
-//! retry schedule, timeout) and how deliveries reach the endpoint (custom
+//! retry schedule, timeout, ordering) and how deliveries reach the endpoint (custom
 //! headers, endpoint auth, signing). The flags map onto the API's fields
 //! here, and a read's masked options become the lines `webhooks get` shows.
 //!
@@ -34,6 +34,7 @@ Examples:
   webhook-service webhooks update wh_01J... --events 'user.*' --dev
   webhook-service webhooks update wh_01J... --filter @filter.json --timeout-ms 5000 --dev
   webhook-service webhooks update wh_01J... --no-filter --no-rate-limit --default-retry-schedule --dev
+  webhook-service webhooks update wh_01J... --ordering fifo --ordering-key userId --dev
   webhook-service webhooks update wh_01J... --header 'X-Api-Key: env:API_KEY' --no-auth --dev
 
 Options not given stay as they are. --header replaces all the webhook's headers (reads show
@@ -177,6 +178,14 @@ pub struct OptionFlags {
     /// Whole-attempt timeout in milliseconds (overrides the service's WEBHOOK_TIMEOUT).
     #[arg(long, value_name = "MS")]
     timeout_ms: Option<u64>,
+    /// Deliver one at a time in acknowledgement order (`fifo`): a delivery
+    /// waits until every earlier one of its order has finished.
+    #[arg(long, value_enum, value_name = "fifo")]
+    ordering: Option<Ordering>,
+    /// What one order covers with --ordering fifo: the whole webhook
+    /// (default) or each user the events are about.
+    #[arg(long, value_enum, value_name = "KEY", requires = "ordering")]
+    ordering_key: Option<OrderingKeyArg>,
     /// A header sent with every delivery, 'Name: value' (repeatable; the
     /// value may be @FILE or env:NAME). On update the headers given replace
     /// all the webhook's headers.
@@ -227,12 +236,41 @@ pub struct ResetFlags {
     /// Use the service's timeout again.
     #[arg(long, conflicts_with = "timeout_ms")]
     default_timeout: bool,
+    /// Deliver in any order again (queued deliveries are released at once).
+    #[arg(long, conflicts_with = "ordering")]
+    no_ordering: bool,
     /// Remove every custom header.
     #[arg(long, conflicts_with = "headers")]
     no_headers: bool,
     /// Remove the endpoint authentication.
     #[arg(long, group = "auth")]
     no_auth: bool,
+}
+
+/// The delivery orders `--ordering` takes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Ordering {
+    /// First in, first out: one delivery of an order at a time.
+    Fifo,
+}
+
+/// What one FIFO order covers.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OrderingKeyArg {
+    /// One order for all the webhook's deliveries.
+    Webhook,
+    /// One order per user the events are about.
+    #[value(name = "userId", alias = "user-id")]
+    UserId,
+}
+
+impl OrderingKeyArg {
+    fn as_api(self) -> &'static str {
+        match self {
+            OrderingKeyArg::Webhook => "webhook",
+            OrderingKeyArg::UserId => "userId",
+        }
+    }
 }
 
 /// How deliveries of a new webhook are signed.
@@ -274,6 +312,13 @@ impl OptionFlags {
         }
         if let Some(ms) = self.timeout_ms {
             body.insert("timeoutMs".into(), json!(ms));
+        }
+        if let Some(Ordering::Fifo) = self.ordering {
+            body.insert("ordering".into(), json!("fifo"));
+            // The API takes the key only beside "ordering" in the same body.
+            if let Some(key) = self.ordering_key {
+                body.insert("orderingKey".into(), json!(key.as_api()));
+            }
         }
         if !self.headers.is_empty() {
             body.insert("headers".into(), Value::Object(headers(&self.headers)?));
@@ -336,6 +381,7 @@ impl ResetFlags {
             (self.no_rate_limit, "rateLimitPerSecond"),
             (self.default_retry_schedule, "retrySchedule"),
             (self.default_timeout, "timeoutMs"),
+            (self.no_ordering, "ordering"),
             (self.no_headers, "headers"),
             (self.no_auth, "auth"),
         ];
@@ -385,6 +431,8 @@ pub const OPTION_FIELDS: &[&str] = &[
     "rateLimitPerSecond",
     "retrySchedule",
     "timeoutMs",
+    "ordering",
+    "orderingKey",
     "headers",
     "auth",
     "signing",
@@ -405,6 +453,13 @@ pub fn option_lines(webhook: &Value) -> Vec<(&'static str, String)> {
     }
     if let Some(ms) = webhook["timeoutMs"].as_u64() {
         lines.push(("timeout", format!("{ms} ms")));
+    }
+    if let Some(ordering) = webhook["ordering"].as_str() {
+        let key = match webhook["orderingKey"].as_str() {
+            Some("userId") => "one order per user",
+            _ => "one order for the webhook",
+        };
+        lines.push(("ordering", format!("{ordering}, {key}")));
     }
     if !webhook["filter"].is_null() {
         lines.push(("filter", webhook["filter"].to_string()));
