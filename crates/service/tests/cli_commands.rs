@@ -929,9 +929,9 @@ async fn fifo_ordering_is_set_and_cleared_from_the_command_line() {
         ],
     )
     .await;
-    assert_eq!(created["data"]["ordering"], "fifo", "{created}");
-    assert_eq!(created["data"]["orderingKey"], "userId", "{created}");
-    let id = created["data"]["id"].as_str().expect("id").to_string();
+    assert_eq!(created["ordering"], "fifo", "{created}");
+    assert_eq!(created["orderingKey"], "userId", "{created}");
+    let id = created["id"].as_str().expect("id").to_string();
 
     // The table says it in words.
     let mut args = vec!["webhooks", "get", &id];
@@ -963,15 +963,27 @@ async fn fifo_ordering_is_set_and_cleared_from_the_command_line() {
         })
         .collect();
     assert_eq!(order, (0..10).collect::<Vec<_>>());
+    // One at a time: each arrived after the answer to the one before.
+    for pair in got.windows(2) {
+        let gap = pair[1].received_at.duration_since(pair[0].received_at);
+        assert!(
+            gap >= Duration::from_millis(20),
+            "overlapping deliveries: {gap:?}"
+        );
+    }
 
     // --ordering-key alone is refused before any request; --no-ordering clears.
     let mut args = vec!["webhooks", "update", &id, "--ordering-key", "webhook"];
     args.extend(conn.iter().copied());
     let out = run(cli(&args)).await;
     assert_eq!(code(&out), 2, "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("--ordering"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--ordering"),
+        "{}",
+        text(&out.stderr)
+    );
     let cleared = webhooks_json(&conn, &["update", &id, "--no-ordering"]).await;
-    assert!(cleared["data"]["ordering"].is_null(), "{cleared}");
+    assert!(cleared["ordering"].is_null(), "{cleared}");
 }
 
 #[tokio::test]

@@ -886,7 +886,11 @@ async fn a_blocked_fifo_order_shows_its_head_on_the_endpoint_page() -> Ran {
     let id = created["data"]["id"].as_str().expect("id").to_string();
     for n in 0..3 {
         let (status, _) = app
-            .trigger("credit.low", "fifo-user", json!({"balance": n, "threshold": 10}))
+            .trigger(
+                "credit.low",
+                "fifo-user",
+                json!({"balance": n, "threshold": 10}),
+            )
             .await;
         assert_eq!(status, 202);
     }
@@ -905,7 +909,10 @@ async fn a_blocked_fifo_order_shows_its_head_on_the_endpoint_page() -> Ran {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(head["waiting"], json!(2), "{head}");
-    let head_id = head["headDeliveryId"].as_str().expect("head id").to_string();
+    let head_id = head["headDeliveryId"]
+        .as_str()
+        .expect("head id")
+        .to_string();
 
     browser.goto(link["url"].as_str().expect("url")).await;
     browser
@@ -923,7 +930,11 @@ async fn a_blocked_fifo_order_shows_its_head_on_the_endpoint_page() -> Ran {
     browser.click("[data-test=order-row] a", "").await;
     browser.wait_for_text("Attempts").await;
     assert!(browser.main_text().await.contains(&head_id));
-    assert_eq!(receiver.count(), 1, "nothing went out behind the failing head");
+    assert_eq!(
+        receiver.count(),
+        1,
+        "nothing went out behind the failing head"
+    );
     browser.quit().await;
     DONE
 }
