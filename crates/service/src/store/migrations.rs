@@ -38,6 +38,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("../../migrations/sqlite/0005_endpoint_options.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../migrations/sqlite/0007_delivery_hourly.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -69,6 +73,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     Migration {
         version: 7,
         sql: include_str!("../../migrations/postgres/0007_endpoint_options.sql"),
+    },
+    Migration {
+        version: 8,
+        sql: include_str!("../../migrations/postgres/0009_delivery_hourly.sql"),
     },
 ];
 
@@ -105,11 +113,18 @@ mod tests {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             versions(pending("db", SQLITE, &[]).unwrap()),
-            [1, 2, 3, 4, 5]
+            [1, 2, 3, 4, 5, 6]
         );
-        assert_eq!(versions(pending("db", SQLITE, &[1, 2]).unwrap()), [3, 4, 5]);
-        assert!(pending("db", SQLITE, &[1, 2, 3, 4, 5]).unwrap().is_empty());
-        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 9]).unwrap_err();
+        assert_eq!(
+            versions(pending("db", SQLITE, &[1, 2]).unwrap()),
+            [3, 4, 5, 6]
+        );
+        assert!(
+            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6])
+                .unwrap()
+                .is_empty()
+        );
+        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 6, 9]).unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains('9')),
             "{err}"
