@@ -13,6 +13,7 @@ pub mod envelope;
 pub mod event_type;
 pub mod filter;
 pub mod ids;
+pub mod latency;
 pub mod ordering;
 pub mod pacing;
 pub mod retry;

@@ -25,9 +25,9 @@ use webhook_service::crypto::{EncryptionKey, SecretCipher};
 use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
 use webhook_service::store::sqlite::SqliteStore;
 use webhook_service::store::{
-    AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, FailurePolicy,
-    IngestItem, IngestOutcome, NewDelivery, NewWebhook, OrderHead, Owner, StatsScope, Store,
-    StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, DeliveryStats,
+    FailurePolicy, IngestItem, IngestOutcome, NewDelivery, NewWebhook, OrderHead, Owner,
+    StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 
 use harness::{DONE, Ran, Test, skip};
@@ -1900,15 +1900,23 @@ async fn contract_delivery_stats(store: &dyn Store) {
         (mine.pending, mine.retrying, mine.delivered, mine.failed),
         (1, 1, 1, 1)
     );
-    assert_eq!(mine.success_durations_ms, vec![12]);
+    assert_eq!(
+        (mine.latency.len(), mine.latency.percentile(0.5)),
+        (1, Some(12))
+    );
     let everyone = store
         .delivery_stats(StatsScope::Owner(Owner::Any), 0)
         .await
         .unwrap();
     assert_eq!(everyone.delivered, 3);
-    let mut durations = everyone.success_durations_ms.clone();
-    durations.sort();
-    assert_eq!(durations, vec![12, 12, 99]);
+    assert_eq!(everyone.latency.len(), 3);
+    assert_eq!(
+        (
+            everyone.latency.percentile(0.50),
+            everyone.latency.percentile(0.95)
+        ),
+        (Some(12), Some(99))
+    );
     let one = store
         .delivery_stats(StatsScope::Webhook(&visible(store, &wb).await), 0)
         .await
@@ -1923,6 +1931,218 @@ async fn contract_delivery_stats(store: &dyn Store) {
             .is_none(),
         "another user's webhook is not visible"
     );
+}
+
+const HOUR: i64 = 3_600_000;
+
+/// What the deliveries of `webhook` created since `since` add up to,
+/// counted one by one from the log.
+async fn counted_from_the_log(
+    store: &dyn Store,
+    webhook: &WebhookId,
+    since: i64,
+    until: i64,
+) -> DeliveryStats {
+    let page = store
+        .list_deliveries(
+            &visible(store, webhook).await,
+            DeliveryFilter {
+                since: Some(since),
+                until: Some(until),
+                ..Default::default()
+            },
+            10_000,
+            0,
+        )
+        .await
+        .unwrap();
+    let mut stats = DeliveryStats::default();
+    for d in page.items {
+        match d.status {
+            DeliveryStatus::Pending => stats.pending += 1,
+            DeliveryStatus::Retrying => stats.retrying += 1,
+            DeliveryStatus::Failed => stats.failed += 1,
+            DeliveryStatus::Delivered => {
+                stats.delivered += 1;
+                stats
+                    .latency
+                    .record(d.last_duration_ms.expect("a delivered one was timed"));
+            }
+        }
+    }
+    stats
+}
+
+fn figures(s: &DeliveryStats) -> (u64, u64, u64, u64, u64, Option<u32>, Option<u32>) {
+    (
+        s.pending,
+        s.retrying,
+        s.delivered,
+        s.failed,
+        s.latency.len(),
+        s.latency.percentile(0.5),
+        s.latency.percentile(0.95),
+    )
+}
+
+/// The statistics of `webhook` (over several windows, and hour by hour as
+/// the chart reads them) agree with its log.
+async fn assert_stats_match_the_log(store: &dyn Store, webhook: &WebhookId, step: &str) {
+    let seen = visible(store, webhook).await;
+    for since in [0, HOUR / 2, HOUR, HOUR + 1, 2 * HOUR, 3 * HOUR] {
+        let kept = store
+            .delivery_stats(StatsScope::Webhook(&seen), since)
+            .await
+            .unwrap();
+        let counted = counted_from_the_log(store, webhook, since, i64::MAX).await;
+        assert_eq!(figures(&kept), figures(&counted), "{step}: since {since}");
+    }
+    let hours = store.delivery_buckets(&seen, 0, 1, 3).await.unwrap();
+    assert_eq!(hours.len(), 3);
+    for (h, kept) in hours.iter().enumerate() {
+        let h = h as i64;
+        let counted = counted_from_the_log(store, webhook, h * HOUR, (h + 1) * HOUR).await;
+        assert_eq!(figures(kept), figures(&counted), "{step}: hour {h}");
+    }
+}
+
+/// The kept hourly figures follow every change of a delivery's status:
+/// results recorded, a replay of a delivered and of a failed delivery,
+/// their new results, pruning, and deleting the webhook.
+async fn contract_kept_statistics_agree_with_the_log(store: &dyn Store) {
+    let w = create(store, "alice", 1).await.id;
+    let other = create(store, "alice", 2).await.id;
+    let at = |hour: i64, ms: i64| hour * HOUR + ms;
+    let fast = ingest_one_made_at(store, at(0, 10), &w, true).await;
+    let slow = ingest_one_made_at(store, at(0, 20), &w, true).await;
+    let failed = ingest_one_made_at(store, at(0, 30), &w, true).await;
+    let later = ingest_one_made_at(store, at(1, 10), &w, true).await;
+    let retrying = ingest_one_made_at(store, at(1, 20), &w, true).await;
+    let _waiting = ingest_one_made_at(store, at(2, 10), &w, false).await;
+    let newest = ingest_one_made_at(store, at(2, 20), &w, true).await;
+    let elsewhere = ingest_one_made_at(store, at(1, 30), &other, true).await;
+    assert_stats_match_the_log(store, &w, "nothing finished").await;
+    let timed = |id: &DeliveryId, status, ms: u32| {
+        let code = if status == DeliveryStatus::Delivered {
+            200
+        } else {
+            500
+        };
+        let mut r = report(id, &w, 1, status, Some(code), 1000, None);
+        r.attempt.duration_ms = ms;
+        r
+    };
+    let mut retry = timed(&retrying, DeliveryStatus::Retrying, 70);
+    retry.next_attempt_at = Some(9_000_000);
+    let mut elsewhere_done = timed(&elsewhere, DeliveryStatus::Delivered, 5);
+    elsewhere_done.webhook_id = other.clone();
+    record(
+        store,
+        vec![
+            timed(&fast, DeliveryStatus::Delivered, 7),
+            timed(&slow, DeliveryStatus::Delivered, 1_234),
+            timed(&failed, DeliveryStatus::Failed, 30_000),
+            timed(&later, DeliveryStatus::Delivered, 99),
+            retry,
+            timed(&newest, DeliveryStatus::Delivered, 250),
+            elsewhere_done,
+        ],
+        LENIENT,
+        2000,
+    )
+    .await;
+    let kept = store
+        .delivery_stats(StatsScope::Webhook(&visible(store, &w).await), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        (kept.pending, kept.retrying, kept.delivered, kept.failed),
+        (1, 1, 4, 1),
+        "the finished ones are counted once"
+    );
+    assert_stats_match_the_log(store, &w, "results recorded").await;
+    // A result reported again (a retried batch) is not counted twice.
+    record(
+        store,
+        vec![timed(&fast, DeliveryStatus::Delivered, 7)],
+        LENIENT,
+        2100,
+    )
+    .await;
+    assert_stats_match_the_log(store, &w, "a result reported twice").await;
+
+    let seen = visible(store, &w).await;
+    for replayed in [&slow, &failed] {
+        let n = store
+            .requeue(
+                &seen,
+                DeliveryFilter::default(),
+                Some(replayed.clone()),
+                3000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        assert_stats_match_the_log(store, &w, "replayed").await;
+    }
+    let due = store.claim_due("me", 4000, 10, vec![]).await.unwrap();
+    assert!(due.iter().any(|d| d.id == slow) && due.iter().any(|d| d.id == failed));
+    let second = |id: &DeliveryId, status, ms| {
+        let mut r = timed(id, status, ms);
+        r.attempt.attempt = 2;
+        r
+    };
+    let reports = vec![
+        second(&slow, DeliveryStatus::Failed, 40),
+        second(&failed, DeliveryStatus::Delivered, 3),
+    ];
+    record(store, reports, LENIENT, 5000).await;
+    assert_stats_match_the_log(store, &w, "replays finished").await;
+
+    // Bulk replay of everything failed since the start.
+    let n = store
+        .requeue(
+            &seen,
+            DeliveryFilter {
+                status: Some(DeliveryStatus::Failed),
+                ..Default::default()
+            },
+            None,
+            6000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_stats_match_the_log(store, &w, "failed ones replayed").await;
+
+    // Everything finished before hour 1 goes.
+    while store.prune(HOUR).await.unwrap() > 0 {}
+    assert_stats_match_the_log(store, &w, "pruned").await;
+    let old = counted_from_the_log(store, &w, 0, HOUR).await;
+    assert_eq!((old.delivered, old.failed), (0, 0), "hour 0 was pruned");
+
+    assert!(store.delete_webhook(&w, Owner::Any).await.unwrap());
+    let alices = store
+        .delivery_stats(StatsScope::Owner(Owner::User(&user("alice"))), 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        figures(&alices),
+        figures(&counted_from_the_log(store, &other, 0, i64::MAX).await),
+        "only the remaining webhook's deliveries count"
+    );
+    let everyone = store
+        .delivery_stats(StatsScope::Owner(Owner::Any), 0)
+        .await
+        .unwrap();
+    assert_eq!((everyone.delivered, everyone.latency.len()), (1, 1));
+    // A webhook made again afterwards starts from nothing.
+    let again = create(store, "alice", 3).await.id;
+    let fresh = store
+        .delivery_stats(StatsScope::Webhook(&visible(store, &again).await), 0)
+        .await
+        .unwrap();
+    assert_eq!(figures(&fresh), figures(&DeliveryStats::default()));
 }
 
 /// Like [`ingest_one`], with a delivery id generated at `at` as well: a
@@ -2584,6 +2804,7 @@ contracts!(
         contract_list_and_get_deliveries,
         contract_requeue,
         contract_delivery_stats,
+        contract_kept_statistics_agree_with_the_log,
         contract_prune,
         contract_delete_removes_deliveries,
         contract_ingest_names_the_deleted_webhooks_it_skipped,

@@ -343,23 +343,14 @@ pub async fn replay(
     ))
 }
 
-fn percentile(sorted: &[u32], p: f64) -> Value {
-    if sorted.is_empty() {
-        return Value::Null;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    json!(sorted[rank - 1])
-}
-
-fn stats_json(mut s: DeliveryStats, window: Duration) -> Value {
-    s.success_durations_ms.sort_unstable();
+fn stats_json(s: DeliveryStats, window: Duration) -> Value {
     let finished = s.delivered + s.failed;
     json!({
         "windowSeconds": window.as_secs(),
         "total": s.pending + s.retrying + s.delivered + s.failed,
         "byStatus": {"pending": s.pending, "retrying": s.retrying, "delivered": s.delivered, "failed": s.failed},
         "successRate": if finished == 0 { Value::Null } else { json!(s.delivered as f64 / finished as f64) },
-        "latencyMs": {"p50": percentile(&s.success_durations_ms, 0.50), "p95": percentile(&s.success_durations_ms, 0.95)},
+        "latencyMs": {"p50": s.latency.percentile(0.50), "p95": s.latency.percentile(0.95)},
     })
 }
 

@@ -6,14 +6,14 @@ use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::{Value, json};
+use serde_json::json;
+use webhook_domain::latency::LatencyHistogram;
 use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 
 use crate::api::AppState;
 use crate::api::error::{ApiError, ok};
 use crate::api::webhooks::visible_webhook;
 use crate::auth::Principal;
-use crate::store::{DeliveryStats, StatsScope};
 
 const HOUR_MS: i64 = 3_600_000;
 
@@ -21,9 +21,9 @@ const HOUR_MS: i64 = 3_600_000;
 /// created in each bucket (an hour over 24 h, six hours over 7 d) by their
 /// status now, and latency p50/p95 of the successful attempts in the window.
 ///
-/// Each bucket is the difference of two "since" statistics the store
-/// already answers, newest first; a delivery created between two reads can
-/// make a difference negative, so it is clamped at zero.
+/// The store answers every bucket in one read (of its hourly aggregate,
+/// where it keeps one); latency is to within one histogram bucket (see
+/// `webhook_domain::latency`).
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/stats/hourly", tag = "deliveries",
     params(("id" = String, Path), ("window" = Option<String>, Query, description = "24h (default) or 7d")),
     responses((status = 200, description = "`{bucketSeconds, buckets: [{start, delivered, failed, retrying, pending}], latencyMs}`"),
@@ -43,57 +43,35 @@ pub async fn hourly_stats(
     };
     // Buckets end at the next whole bucket boundary, so the newest one
     // fills as time passes instead of sliding.
-    let now = now_ms();
-    let end = (now / bucket_ms + 1) * bucket_ms;
-    let mut since_stats: Vec<DeliveryStats> = Vec::with_capacity(buckets as usize + 1);
-    for i in (0..=buckets).rev() {
-        let since = end - (buckets - i) * bucket_ms;
-        let stats = if i == buckets {
-            // `since` is in the future: nothing.
-            DeliveryStats::default()
-        } else {
-            state
-                .store
-                .delivery_stats(StatsScope::Webhook(&webhook), since)
-                .await?
-        };
-        since_stats.push(stats);
-    }
-    // since_stats[k]: everything created since end - k buckets.
-    let mut rows = Vec::with_capacity(buckets as usize);
-    for k in (1..=buckets as usize).rev() {
-        let (wider, narrower) = (&since_stats[k], &since_stats[k - 1]);
-        let start = end - k as i64 * bucket_ms;
+    let bucket_hours = bucket_ms / HOUR_MS;
+    let end_hour = (now_ms() / bucket_ms + 1) * bucket_hours;
+    let first_hour = end_hour - buckets * bucket_hours;
+    let stats = state
+        .store
+        .delivery_buckets(&webhook, first_hour, bucket_hours as u32, buckets as u32)
+        .await?;
+    let mut latency = LatencyHistogram::default();
+    let mut rows = Vec::with_capacity(stats.len());
+    for (k, bucket) in stats.iter().enumerate() {
+        let start = (first_hour + k as i64 * bucket_hours) * HOUR_MS;
         rows.push(json!({
             "start": format_rfc3339_millis(start),
-            "delivered": wider.delivered.saturating_sub(narrower.delivered),
-            "failed": wider.failed.saturating_sub(narrower.failed),
-            "retrying": wider.retrying.saturating_sub(narrower.retrying),
-            "pending": wider.pending.saturating_sub(narrower.pending),
+            "delivered": bucket.delivered,
+            "failed": bucket.failed,
+            "retrying": bucket.retrying,
+            "pending": bucket.pending,
         }));
+        latency.merge(&bucket.latency);
     }
-    let mut durations = since_stats
-        .last()
-        .map(|s| s.success_durations_ms.clone())
-        .unwrap_or_default();
-    durations.sort_unstable();
     Ok(ok(
         StatusCode::OK,
         json!({
             "webhookId": webhook.id,
             "bucketSeconds": bucket_ms / 1000,
             "buckets": rows,
-            "latencyMs": {"p50": percentile(&durations, 0.50), "p95": percentile(&durations, 0.95)},
+            "latencyMs": {"p50": latency.percentile(0.50), "p95": latency.percentile(0.95)},
         }),
         None,
         None,
     ))
-}
-
-fn percentile(sorted: &[u32], q: f64) -> Value {
-    if sorted.is_empty() {
-        return Value::Null;
-    }
-    let rank = ((sorted.len() as f64) * q).ceil() as usize;
-    json!(sorted[rank.clamp(1, sorted.len()) - 1])
 }

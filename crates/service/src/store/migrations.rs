@@ -42,6 +42,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 6,
         sql: include_str!("../../migrations/sqlite/0006_fifo_ordering.sql"),
     },
+    Migration {
+        version: 7,
+        sql: include_str!("../../migrations/sqlite/0007_delivery_hourly.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -78,6 +82,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 8,
         sql: include_str!("../../migrations/postgres/0008_fifo_ordering.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../../migrations/postgres/0009_delivery_hourly.sql"),
+    },
 ];
 
 /// The migrations of `known` not in `applied` (the versions the database
@@ -113,18 +121,22 @@ mod tests {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             versions(pending("db", SQLITE, &[]).unwrap()),
-            [1, 2, 3, 4, 5, 6]
+            [1, 2, 3, 4, 5, 6, 7]
         );
         assert_eq!(
             versions(pending("db", SQLITE, &[1, 2]).unwrap()),
-            [3, 4, 5, 6]
+            [3, 4, 5, 6, 7]
         );
         assert!(
-            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6])
+            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7])
                 .unwrap()
                 .is_empty()
         );
-        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 6, 9]).unwrap_err();
+        assert_eq!(
+            versions(pending("db", POSTGRES, &[1, 2, 3, 4, 5, 6, 7]).unwrap()),
+            [8, 9]
+        );
+        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 9]).unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains('9')),
             "{err}"

@@ -14,6 +14,7 @@ mod controls;
 mod endpoint;
 mod headers;
 pub mod health;
+pub(crate) mod hourly;
 pub(crate) mod migrations;
 pub mod postgres;
 pub mod sqlite;
@@ -30,6 +31,7 @@ use serde::Serialize;
 use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
 use webhook_domain::endpoint::EndpointOptions;
 use webhook_domain::ids::{DeliveryId, EventId, UserId, WebhookId};
+use webhook_domain::latency::LatencyHistogram;
 use webhook_domain::webhook::WebhookSecret;
 
 /// Whose rows a query may see.
@@ -404,9 +406,10 @@ pub struct DeliveryStats {
     pub delivered: u64,
     /// Failed deliveries.
     pub failed: u64,
-    /// Durations (ms) of successful attempts, for percentiles.
+    /// Durations of the attempts that delivered, for percentiles (to
+    /// within one bucket, see [`LatencyHistogram`]).
     #[serde(skip)]
-    pub success_durations_ms: Vec<u32>,
+    pub latency: LatencyHistogram,
 }
 
 impl DeliveryStats {
@@ -562,6 +565,35 @@ pub trait Store: Send + Sync + 'static {
         scope: StatsScope<'_>,
         since: i64,
     ) -> Result<DeliveryStats, StoreError>;
+    /// The statistics of `buckets` consecutive spans of `bucket_hours`
+    /// hours each, the first starting at hour `first_hour` (hours since the
+    /// epoch), of one webhook's deliveries by creation time, oldest first.
+    ///
+    /// This default asks [`Store::delivery_stats`] once per bucket
+    /// boundary; a store that keeps hourly aggregates answers in one read.
+    async fn delivery_buckets(
+        &self,
+        webhook: &VisibleWebhook,
+        first_hour: i64,
+        bucket_hours: u32,
+        buckets: u32,
+    ) -> Result<Vec<DeliveryStats>, StoreError> {
+        let span = i64::from(bucket_hours) * hourly::HOUR_MS;
+        let start = first_hour * hourly::HOUR_MS;
+        // since[k]: everything created since the start of bucket k; the
+        // last boundary is the end of the newest bucket.
+        let mut since = Vec::with_capacity(buckets as usize + 1);
+        for k in 0..=i64::from(buckets) {
+            since.push(
+                self.delivery_stats(StatsScope::Webhook(webhook), start + k * span)
+                    .await?,
+            );
+        }
+        Ok(since
+            .windows(2)
+            .map(|pair| hourly::difference(&pair[0], &pair[1]))
+            .collect())
+    }
     /// Deletes a chunk of finished deliveries and unreferenced events older than `before` (unix ms); returns rows removed (0 when done).
     ///
     /// A delivery's age is that of its id (ids are generated in time order),

@@ -5,7 +5,9 @@ use webhook_domain::delivery::DeliveryStatus;
 use webhook_domain::ids::{DeliveryId, WebhookId};
 
 use super::pool::Conn;
+use super::record;
 use super::rows::{self, attempt_columns, delivery_columns, get, unsigned};
+use crate::store::hourly::{self, Tally};
 use crate::store::{
     DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, Page, StoreError,
 };
@@ -46,35 +48,58 @@ const ATTEMPTS: &str = concat!(
 // Deliveries held by an instance right now (lease_owner set) are left alone: they are being attempted.
 // A replayed (finished) delivery joins its webhook's current order ($8, its
 // `orderingKey`, NULL when not ordered) at place $9, after everything
-// acknowledged before the replay; the SET clauses read the old status.
+// acknowledged before the replay. The rows are locked first, so that their
+// status and duration before the change (which the kept aggregate loses,
+// and which decide whether a delivery takes a new place) are the ones this
+// update replaces.
 const REQUEUE: &str = concat!(
-    "UPDATE deliveries SET \
-     ordering_key = CASE WHEN status IN ('delivered', 'failed') \
-     THEN (CASE $8::text WHEN 'webhook' THEN '' WHEN 'userId' THEN user_id END) ELSE ordering_key END, \
-     fifo_seq = CASE WHEN status IN ('delivered', 'failed') THEN $9::int8 ELSE fifo_seq END, \
-     status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
-     next_attempt_at = $7, updated_at = $7 WHERE webhook_id = $1 AND lease_owner IS NULL",
+    "UPDATE deliveries d SET \
+     ordering_key = CASE WHEN old.status IN ('delivered', 'failed') \
+     THEN (CASE $8::text WHEN 'webhook' THEN '' WHEN 'userId' THEN d.user_id END) ELSE d.ordering_key END, \
+     fifo_seq = CASE WHEN old.status IN ('delivered', 'failed') THEN $9::int8 ELSE d.fifo_seq END, \
+     status = CASE WHEN d.attempts = 0 THEN 'pending' ELSE 'retrying' END, \
+     next_attempt_at = $7, updated_at = $7 FROM (SELECT id, webhook_id, created_at, status, last_duration_ms \
+     FROM deliveries WHERE webhook_id = $1 AND lease_owner IS NULL",
     filter!(),
-    " AND ($6::text IS NULL OR id = $6)"
+    " AND ($6::text IS NULL OR id = $6) FOR UPDATE) AS old WHERE d.id = old.id \
+     RETURNING old.id, old.webhook_id, old.created_at, old.status, old.last_duration_ms"
 );
-/// The deliveries a statistic covers: created since $1, of webhook $2 (if set), of owner $3 (if set).
+/// The webhooks a statistic covers: webhook $1 (if set) of owner $2 (if
+/// set). Each webhook's range of an index is read, even for the admin's
+/// "every webhook", never the whole table.
 macro_rules! stats_scope {
     () => {
-        "created_at >= $1 AND ($2::text IS NULL OR webhook_id = $2) \
-         AND ($3::text IS NULL OR webhook_id IN (SELECT id FROM webhooks WHERE owner_id = $3))"
+        "webhook_id IN (SELECT id FROM webhooks WHERE ($2::text IS NULL OR owner_id = $2)) \
+         AND ($1::text IS NULL OR webhook_id = $1)"
     };
 }
-const STATS_COUNTS: &str = concat!(
+// The live counts of waiting deliveries (through `deliveries_open`) created since $3.
+const STATS_OPEN: &str = concat!(
     "SELECT status, COUNT(*) FROM deliveries WHERE ",
     stats_scope!(),
-    " GROUP BY status"
+    " AND status IN ('pending', 'retrying') AND created_at >= $3 GROUP BY status"
 );
-// Latency of the attempts that delivered (bounded sample, newest first).
-const STATS_DURATIONS: &str = concat!(
-    "SELECT last_duration_ms FROM deliveries WHERE ",
+// Finished deliveries created between $3 and $4 (the part of an hour the
+// window starts in), counted one by one.
+const STATS_HEAD: &str = concat!(
+    "SELECT status, last_duration_ms, COUNT(*) FROM deliveries WHERE ",
     stats_scope!(),
-    " AND status = 'delivered' AND last_duration_ms IS NOT NULL ORDER BY created_at DESC LIMIT 100000"
+    " AND status IN ('delivered', 'failed') AND created_at >= $3 AND created_at < $4 \
+     GROUP BY status, last_duration_ms"
 );
+// The kept aggregate from hour $3 on.
+const STATS_HOURLY: &str = concat!(
+    "SELECT slot, SUM(n)::int8 FROM delivery_hourly WHERE ",
+    stats_scope!(),
+    " AND hour >= $3 GROUP BY slot"
+);
+const BUCKETS_HOURLY: &str = "SELECT hour, slot, n FROM delivery_hourly \
+     WHERE webhook_id = $1 AND hour >= $2 AND hour < $3";
+const BUCKETS_OPEN: &str = "SELECT created_at, status FROM deliveries WHERE webhook_id = $1 \
+     AND status IN ('pending', 'retrying') AND created_at >= $2 AND created_at < $3";
+// Whole hours before the cutoff, webhook by webhook.
+const PRUNE_HOURLY: &str =
+    "DELETE FROM delivery_hourly WHERE webhook_id IN (SELECT id FROM webhooks) AND hour < $1";
 // By id, a range of the primary key, as on the embedded store (see `Store::prune`).
 // The status is checked again on the row being deleted: a replay that
 // requeued it after the subquery read it commits first, and PostgreSQL then
@@ -176,7 +201,8 @@ pub(super) async fn get_one(
     }))
 }
 
-/// Makes matching deliveries due at `now`; returns how many.
+/// Makes matching deliveries due at `now`; returns how many. The finished
+/// ones among them leave the kept aggregate in the same transaction.
 pub(super) async fn requeue(
     c: &mut Conn,
     webhook: &WebhookId,
@@ -190,26 +216,35 @@ pub(super) async fn requeue(
     // commits, like an ingest's.
     c.transaction(async |c| {
         let (key, place) = super::ordering::replay_place(c, webhook).await?;
-        c.execute(
-            REQUEUE,
-            &[
-                &webhook.as_str(),
-                &status,
-                &event_type,
-                &since,
-                &until,
-                &only,
-                &now,
-                &key,
-                &place,
-            ],
-        )
-        .await
+        let rows = c
+            .query(
+                REQUEUE,
+                &[
+                    &webhook.as_str(),
+                    &status,
+                    &event_type,
+                    &since,
+                    &until,
+                    &only,
+                    &now,
+                    &key,
+                    &place,
+                ],
+            )
+            .await?;
+        let mut tally = Tally::default();
+        for row in &rows {
+            record::count_finished(&mut tally, row, 1, -1)?;
+        }
+        record::write_tally(c, &tally).await?;
+        Ok(rows.len() as u64)
     })
     .await
 }
 
-/// Status counts and successful durations since `since`.
+/// Counts of the deliveries in scope created since `since`: the finished
+/// ones from the kept aggregate (whole hours) and, for the part of an hour
+/// the window starts in, from the deliveries; the waiting ones live.
 pub(super) async fn stats(
     c: &mut Conn,
     owner: Option<&str>,
@@ -217,19 +252,71 @@ pub(super) async fn stats(
     since: i64,
 ) -> Result<DeliveryStats, StoreError> {
     let webhook = webhook.map(WebhookId::as_str);
+    let since = since.max(0);
+    let first_hour = hourly::hour_at_or_after(since);
     let mut stats = DeliveryStats::default();
-    for row in c.query(STATS_COUNTS, &[&since, &webhook, &owner]).await? {
+    for row in c.query(STATS_OPEN, &[&webhook, &owner, &since]).await? {
         let status: String = get(&row, 0, "status")?;
         let n = u64::try_from(get::<i64>(&row, 1, "count")?).unwrap_or(0);
         stats.add_count(&status, n);
     }
-    stats.success_durations_ms = c
-        .query(STATS_DURATIONS, &[&since, &webhook, &owner])
+    let head_end = first_hour * hourly::HOUR_MS;
+    for row in c
+        .query(STATS_HEAD, &[&webhook, &owner, &since, &head_end])
         .await?
-        .iter()
-        .map(|r| get::<i32>(r, 0, "duration").map(unsigned))
-        .collect::<Result<_, _>>()?;
+    {
+        let status: String = get(&row, 0, "status")?;
+        let Ok(status) = DeliveryStatus::parse(&status) else {
+            continue;
+        };
+        let duration: Option<i32> = get(&row, 1, "duration")?;
+        if let Some(slot) = hourly::slot(status, duration.map(unsigned)) {
+            hourly::add_slot(&mut stats, slot, get(&row, 2, "count")?);
+        }
+    }
+    for row in c
+        .query(STATS_HOURLY, &[&webhook, &owner, &first_hour])
+        .await?
+    {
+        let slot: i32 = get(&row, 0, "slot")?;
+        hourly::add_slot(&mut stats, i64::from(slot), get(&row, 1, "count")?);
+    }
     Ok(stats)
+}
+
+/// One webhook's statistics per span of `bucket_hours` whole hours,
+/// `buckets` of them from hour `first_hour`.
+pub(super) async fn buckets(
+    c: &mut Conn,
+    webhook: &WebhookId,
+    first_hour: i64,
+    bucket_hours: u32,
+    buckets: u32,
+) -> Result<Vec<DeliveryStats>, StoreError> {
+    let bucket_hours = i64::from(bucket_hours.max(1));
+    let end_hour = first_hour + bucket_hours * i64::from(buckets);
+    let mut out = vec![DeliveryStats::default(); buckets as usize];
+    let index = |hour: i64| usize::try_from((hour - first_hour) / bucket_hours).ok();
+    let webhook = webhook.as_str();
+    for row in c
+        .query(BUCKETS_HOURLY, &[&webhook, &first_hour, &end_hour])
+        .await?
+    {
+        let hour: i64 = get(&row, 0, "hour")?;
+        let slot: i32 = get(&row, 1, "slot")?;
+        if let Some(stats) = index(hour).and_then(|i| out.get_mut(i)) {
+            hourly::add_slot(stats, i64::from(slot), get(&row, 2, "count")?);
+        }
+    }
+    let (start, end) = (first_hour * hourly::HOUR_MS, end_hour * hourly::HOUR_MS);
+    for row in c.query(BUCKETS_OPEN, &[&webhook, &start, &end]).await? {
+        let created_at: i64 = get(&row, 0, "created at")?;
+        let status: String = get(&row, 1, "status")?;
+        if let Some(stats) = index(hourly::hour_of(created_at)).and_then(|i| out.get_mut(i)) {
+            stats.add_count(&status, 1);
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes a chunk of finished deliveries and unreferenced events created before `before`.
@@ -249,6 +336,7 @@ pub(super) async fn prune(c: &mut Conn, before: i64) -> Result<u64, StoreError> 
             Ok(ids.len() as u64)
         })
         .await?;
+    c.execute(PRUNE_HOURLY, &[&hourly::hour_of(before)]).await?;
     let events = c.execute(PRUNE_EVENTS, &[&before, &PRUNE_CHUNK]).await?;
     Ok(deliveries + events)
 }

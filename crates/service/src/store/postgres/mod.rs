@@ -378,6 +378,17 @@ impl Store for PostgresStore {
         logs::stats(&mut c, owner.map(UserId::as_str), webhook, since).await
     }
 
+    async fn delivery_buckets(
+        &self,
+        webhook: &VisibleWebhook,
+        first_hour: i64,
+        bucket_hours: u32,
+        buckets: u32,
+    ) -> Result<Vec<DeliveryStats>, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::buckets(&mut c, &webhook.id, first_hour, bucket_hours, buckets).await
+    }
+
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
         logs::prune(&mut c, before).await

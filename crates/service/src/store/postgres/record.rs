@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use webhook_domain::delivery::AttemptErrorKind;
+use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
 use webhook_domain::ids::{UserId, WebhookId};
 
 use super::pool::Conn;
-use super::rows::{corrupt, get, signed};
+use super::rows::{corrupt, get, signed, unsigned};
 use crate::store::health::{self, StoredHealth};
+use crate::store::hourly::{self, Tally};
 use crate::store::{AttemptReport, DisabledWebhook, FailurePolicy, StoreError, headers_json};
 
 // An attempt of a delivery deleted meanwhile (its webhook was removed) is dropped.
@@ -24,6 +25,8 @@ const UPSERT_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, attempt, start
      response_body = EXCLUDED.response_body, error_kind = EXCLUDED.error_kind, \
      error_message = EXCLUDED.error_message";
 
+// Only an unfinished delivery is updated (a claimed one always is), so a
+// final status returned here is new: it is counted in the kept aggregate.
 // The claim check (see `Store::record_attempts`) is one expression that no
 // index serves: written as `lease_owner = $10 OR (lease_owner IS NULL AND
 // status IN (...))`, the planner read every delivery this instance had
@@ -37,8 +40,14 @@ const UPDATE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, atte
      updated_at = $9, delivered_at = CASE WHEN u.status = 'delivered' THEN $9 ELSE d.delivered_at END \
      FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::text[], $8::int4[]) \
      AS u (id, status, attempts, next_attempt_at, status_code, error_kind, error_message, duration_ms) \
-     WHERE d.id = u.id AND COALESCE(d.lease_owner = $10, d.status IN ('pending', 'retrying')) \
-     RETURNING d.id";
+     WHERE d.id = u.id AND d.status IN ('pending', 'retrying') AND COALESCE(d.lease_owner = $10, TRUE) \
+     RETURNING d.id, d.webhook_id, d.created_at, d.status, d.last_duration_ms";
+
+// Sorted, so that two instances take the rows' locks in one order.
+const UPSERT_HOURLY: &str = "INSERT INTO delivery_hourly (webhook_id, hour, slot, n) \
+     SELECT * FROM UNNEST($1::text[], $2::int8[], $3::int4[], $4::int8[]) AS u (webhook_id, hour, slot, n) \
+     ORDER BY webhook_id, hour, slot \
+     ON CONFLICT (webhook_id, hour, slot) DO UPDATE SET n = delivery_hourly.n + EXCLUDED.n";
 
 // FOR NO KEY UPDATE: does not conflict with the key-share locks that
 // concurrent ingests take on the webhooks they write deliveries for.
@@ -88,9 +97,11 @@ pub(super) async fn write(
     let webhooks = c.query(LOCK_WEBHOOKS, &[&webhook_ids]).await?;
     // Only the deliveries still this instance's (or unclaimed and
     // unfinished) take the reports; see `Store::record_attempts`.
-    let updated = update_deliveries(c, owner, deliveries.into_values().collect(), now).await?;
+    let (updated, tally) =
+        update_deliveries(c, owner, deliveries.into_values().collect(), now).await?;
     let counted = |r: &&AttemptReport| updated.contains(r.delivery_id.as_str());
     upsert_attempts(c, attempts.into_values().filter(counted).collect()).await?;
+    write_tally(c, &tally).await?;
     let counted: Vec<&AttemptReport> = reports.iter().filter(counted).collect();
     update_health(c, counted, &webhooks, policy, now).await
 }
@@ -138,13 +149,14 @@ async fn upsert_attempts(c: &mut Conn, reports: Vec<&AttemptReport>) -> Result<(
     Ok(())
 }
 
-/// Updates the deliveries `owner` may report for; returns their ids.
+/// Updates the deliveries `owner` may report for; returns their ids, and
+/// the aggregate's changes for the ones that became final.
 async fn update_deliveries(
     c: &mut Conn,
     owner: &str,
     reports: Vec<&AttemptReport>,
     now: i64,
-) -> Result<HashSet<String>, StoreError> {
+) -> Result<(HashSet<String>, Tally), StoreError> {
     let ids: Vec<&str> = reports.iter().map(|r| r.delivery_id.as_str()).collect();
     let statuses: Vec<&str> = reports.iter().map(|r| r.status.as_str()).collect();
     let attempts: Vec<i32> = reports.iter().map(|r| signed(r.attempt.attempt)).collect();
@@ -165,16 +177,61 @@ async fn update_deliveries(
         .iter()
         .map(|r| signed(r.attempt.duration_ms))
         .collect();
-    c.query(
-        UPDATE_DELIVERIES,
-        &[
-            &ids, &statuses, &attempts, &next, &codes, &kinds, &messages, &durations, &now, &owner,
-        ],
-    )
-    .await?
-    .iter()
-    .map(|row| get(row, 0, "delivery id"))
-    .collect()
+    let rows = c
+        .query(
+            UPDATE_DELIVERIES,
+            &[
+                &ids, &statuses, &attempts, &next, &codes, &kinds, &messages, &durations, &now,
+                &owner,
+            ],
+        )
+        .await?;
+    let mut updated = HashSet::with_capacity(rows.len());
+    let mut tally = Tally::default();
+    for row in &rows {
+        updated.insert(get(row, 0, "delivery id")?);
+        count_finished(&mut tally, row, 1, 1)?;
+    }
+    Ok((updated, tally))
+}
+
+/// Counts `delta` for the delivery of `row` (webhook id, created at, then
+/// status and duration from column `first`) in the tally, if it is final.
+pub(super) fn count_finished(
+    tally: &mut Tally,
+    row: &tokio_postgres::Row,
+    first: usize,
+    delta: i64,
+) -> Result<(), StoreError> {
+    let status: String = get(row, first + 2, "delivery status")?;
+    let status = DeliveryStatus::parse(&status).map_err(|e| corrupt("delivery status", e))?;
+    let duration: Option<i32> = get(row, first + 3, "duration")?;
+    if let Some(slot) = hourly::slot(status, duration.map(unsigned)) {
+        let webhook: String = get(row, first, "webhook id")?;
+        tally.count(&webhook, get(row, first + 1, "created at")?, slot, delta);
+    }
+    Ok(())
+}
+
+/// Applies a transaction's changes to the kept aggregate, in key order
+/// (see [`Tally`]).
+pub(super) async fn write_tally(c: &mut Conn, tally: &Tally) -> Result<(), StoreError> {
+    let mut webhooks = Vec::new();
+    let mut hours = Vec::new();
+    let mut slots = Vec::new();
+    let mut counts = Vec::new();
+    for (webhook, hour, slot, n) in tally.changes() {
+        webhooks.push(webhook);
+        hours.push(hour);
+        slots.push(i32::try_from(slot).unwrap_or(hourly::DELIVERED_UNTIMED as i32));
+        counts.push(n);
+    }
+    if webhooks.is_empty() {
+        return Ok(());
+    }
+    c.execute(UPSERT_HOURLY, &[&webhooks, &hours, &slots, &counts])
+        .await?;
+    Ok(())
 }
 
 /// Applies the reports' health changes to `rows`, the locked webhooks (see [`LOCK_WEBHOOKS`]).

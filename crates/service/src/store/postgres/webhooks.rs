@@ -71,6 +71,7 @@ const LOCK_FOR_DELETE: &str =
 const DELETE_ATTEMPTS: &str =
     "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE webhook_id = $1)";
 const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE webhook_id = $1";
+const DELETE_HOURLY: &str = "DELETE FROM delivery_hourly WHERE webhook_id = $1";
 const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
 
 fn seal(
@@ -259,6 +260,7 @@ pub(super) async fn delete(
         }
         c.execute(DELETE_ATTEMPTS, &[&id]).await?;
         c.execute(DELETE_DELIVERIES, &[&id]).await?;
+        c.execute(DELETE_HOURLY, &[&id]).await?;
         Ok(c.execute(DELETE, &[&id]).await? > 0)
     })
     .await

@@ -428,6 +428,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn delivery_buckets(
+        &self,
+        webhook: &VisibleWebhook,
+        first_hour: i64,
+        bucket_hours: u32,
+        buckets: u32,
+    ) -> Result<Vec<DeliveryStats>, StoreError> {
+        let webhook = webhook.id.clone();
+        self.read(move |c| logs::delivery_buckets(c, &webhook, first_hour, bucket_hours, buckets))
+            .await
+    }
+
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {
         self.write(move |c| logs::prune(c, before)).await
     }

@@ -6,6 +6,7 @@ use webhook_domain::ids::UserId;
 
 use super::rows::corrupt;
 use crate::store::health::{self, StoredHealth};
+use crate::store::hourly::{self, Tally};
 use crate::store::{AttemptReport, DisabledWebhook, FailurePolicy, StoreError, headers_json};
 
 pub fn record_attempts(
@@ -30,27 +31,40 @@ pub fn record_attempts(
         "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
          last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
          delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1 \
-         AND COALESCE(lease_owner = ?10, status IN ('pending', 'retrying'))",
+         AND status IN ('pending', 'retrying') AND COALESCE(lease_owner = ?10, TRUE) \
+         RETURNING webhook_id, created_at",
     )?;
     let mut counted = Vec::with_capacity(reports.len());
+    let mut tally = Tally::default();
     for report in reports {
         let a = &report.attempt;
-        let updated = update_delivery.execute(params![
-            report.delivery_id.as_str(),
-            report.status.as_str(),
-            a.attempt,
-            report.next_attempt_at,
-            a.status_code,
-            a.error_kind.map(AttemptErrorKind::as_str),
-            a.error_message,
-            a.duration_ms,
-            now,
-            owner,
-        ])?;
-        if updated == 0 {
+        // Only an unfinished delivery is ever claimed, and a finished one
+        // is never updated here, so its old status needs no reading: a
+        // final status is counted once, in the aggregate, right here.
+        let updated = update_delivery
+            .query_row(
+                params![
+                    report.delivery_id.as_str(),
+                    report.status.as_str(),
+                    a.attempt,
+                    report.next_attempt_at,
+                    a.status_code,
+                    a.error_kind.map(AttemptErrorKind::as_str),
+                    a.error_message,
+                    a.duration_ms,
+                    now,
+                    owner,
+                ],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .optional()?;
+        let Some((webhook_id, created_at)) = updated else {
             // Its webhook was deleted while the attempt ran, or the claim
             // is another's now (see `Store::record_attempts`).
             continue;
+        };
+        if let Some(slot) = hourly::slot(report.status, Some(a.duration_ms)) {
+            tally.count(&webhook_id, created_at, slot, 1);
         }
         counted.push(report);
         insert_attempt.execute(params![
@@ -66,6 +80,7 @@ pub fn record_attempts(
             a.error_message,
         ])?;
     }
+    write_tally(c, &tally)?;
     let mut disabled = Vec::new();
     for (webhook_id, delta) in health::fold(counted) {
         let row = c
@@ -113,4 +128,16 @@ pub fn record_attempts(
         }
     }
     Ok(disabled)
+}
+
+/// Applies a transaction's changes to the kept aggregate.
+pub(super) fn write_tally(c: &Connection, tally: &Tally) -> Result<(), StoreError> {
+    let mut upsert = c.prepare_cached(
+        "INSERT INTO delivery_hourly (webhook_id, hour, slot, n) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (webhook_id, hour, slot) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (webhook_id, hour, slot, n) in tally.changes() {
+        upsert.execute(params![webhook_id, hour, slot, n])?;
+    }
+    Ok(())
 }

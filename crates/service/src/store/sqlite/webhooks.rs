@@ -202,5 +202,7 @@ pub fn delete_webhook(
     .execute([id.as_str()])?;
     c.prepare_cached("DELETE FROM deliveries WHERE webhook_id = ?1")?
         .execute([id.as_str()])?;
+    c.prepare_cached("DELETE FROM delivery_hourly WHERE webhook_id = ?1")?
+        .execute([id.as_str()])?;
     Ok(true)
 }

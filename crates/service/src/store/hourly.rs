@@ -1,0 +1,128 @@
+//! The kept aggregate of finished deliveries, shared by both backends.
+//!
+//! Table `delivery_hourly` holds, per webhook and hour of the deliveries'
+//! creation, one counter per *slot*: a latency bucket of the delivered ones
+//! (see [`webhook_domain::latency`]), the failed ones, and the delivered ones
+//! whose duration is unknown. The change that makes a delivery final adds
+//! one to its slot in the same transaction; the one that makes it pending
+//! again takes it away. Statistics then read a few hundred counters per
+//! webhook and day instead of every delivery of the window.
+
+use std::collections::BTreeMap;
+
+use webhook_domain::delivery::DeliveryStatus;
+use webhook_domain::latency::bucket_of;
+
+use super::DeliveryStats;
+
+/// One hour in ms: the aggregate's granularity.
+pub(crate) const HOUR_MS: i64 = 3_600_000;
+/// The slot of failed deliveries.
+pub(crate) const FAILED: i64 = -1;
+/// The slot of delivered deliveries without a recorded duration.
+pub(crate) const DELIVERED_UNTIMED: i64 = -2;
+
+/// The hour (since the epoch) of a creation time.
+pub(crate) fn hour_of(created_at: i64) -> i64 {
+    created_at.div_euclid(HOUR_MS)
+}
+
+/// The first whole hour at or after `at`.
+pub(crate) fn hour_at_or_after(at: i64) -> i64 {
+    hour_of(at) + i64::from(at.rem_euclid(HOUR_MS) != 0)
+}
+
+/// The slot a delivery counts in, if its status is final.
+pub(crate) fn slot(status: DeliveryStatus, duration_ms: Option<u32>) -> Option<i64> {
+    match status {
+        DeliveryStatus::Delivered => {
+            Some(duration_ms.map_or(DELIVERED_UNTIMED, |d| i64::from(bucket_of(d))))
+        }
+        DeliveryStatus::Failed => Some(FAILED),
+        DeliveryStatus::Pending | DeliveryStatus::Retrying => None,
+    }
+}
+
+/// Adds `n` deliveries of a stored slot to `stats`.
+pub(crate) fn add_slot(stats: &mut DeliveryStats, slot: i64, n: i64) {
+    let n = u64::try_from(n).unwrap_or(0);
+    match slot {
+        FAILED => stats.failed += n,
+        DELIVERED_UNTIMED => stats.delivered += n,
+        bucket => {
+            stats.delivered += n;
+            // A slot this release does not know is left out of the latency.
+            if let Ok(bucket) = u16::try_from(bucket) {
+                stats.latency.add(bucket, n);
+            }
+        }
+    }
+}
+
+/// What `wider` (created since an earlier time) counts beyond `narrower`
+/// (since a later one): the span between the two. A delivery created
+/// between the two reads can make a count negative, so it is clamped at zero.
+pub(crate) fn difference(wider: &DeliveryStats, narrower: &DeliveryStats) -> DeliveryStats {
+    DeliveryStats {
+        pending: wider.pending.saturating_sub(narrower.pending),
+        retrying: wider.retrying.saturating_sub(narrower.retrying),
+        delivered: wider.delivered.saturating_sub(narrower.delivered),
+        failed: wider.failed.saturating_sub(narrower.failed),
+        latency: wider.latency.minus(&narrower.latency),
+    }
+}
+
+/// Changes to the aggregate gathered over one transaction, one per
+/// (webhook, hour, slot), in key order: both backends write them sorted,
+/// so two PostgreSQL instances lock the rows in the same order and never
+/// deadlock.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    changes: BTreeMap<(String, i64, i64), i64>,
+}
+
+impl Tally {
+    /// Counts a delivery of `webhook` created at `created_at` in `slot`
+    /// (`delta` is 1 when it became final, -1 when it stopped being).
+    pub(crate) fn count(&mut self, webhook: &str, created_at: i64, slot: i64, delta: i64) {
+        *self
+            .changes
+            .entry((webhook.to_string(), hour_of(created_at), slot))
+            .or_default() += delta;
+    }
+
+    /// The non-zero changes, sorted by (webhook, hour, slot).
+    pub(crate) fn changes(&self) -> impl Iterator<Item = (&str, i64, i64, i64)> {
+        self.changes
+            .iter()
+            .filter(|(_, n)| **n != 0)
+            .map(|((webhook, hour, slot), n)| (webhook.as_str(), *hour, *slot, *n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_round_the_right_way() {
+        assert_eq!(hour_of(0), 0);
+        assert_eq!(hour_of(HOUR_MS - 1), 0);
+        assert_eq!(hour_of(HOUR_MS), 1);
+        assert_eq!(hour_at_or_after(0), 0);
+        assert_eq!(hour_at_or_after(1), 1);
+        assert_eq!(hour_at_or_after(HOUR_MS), 1);
+        assert_eq!(hour_at_or_after(-5), 0);
+    }
+
+    #[test]
+    fn a_tally_nets_out_and_sorts_its_changes() {
+        let mut tally = Tally::default();
+        tally.count("wb", 10, FAILED, 1);
+        tally.count("wa", HOUR_MS + 5, 3, 1);
+        tally.count("wa", 20, 3, 1);
+        tally.count("wb", 30, FAILED, -1);
+        let changes: Vec<_> = tally.changes().collect();
+        assert_eq!(changes, vec![("wa", 0, 3, 1), ("wa", 1, 3, 1)]);
+    }
+}
