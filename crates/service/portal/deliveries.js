@@ -91,11 +91,16 @@ export async function deliveryLog(main, ctx, id) {
         h('td', {}, d.lastStatusCode ? `HTTP ${d.lastStatusCode}` : (d.lastErrorKind || '—')),
         h('td', {}, time(d.createdAt)))))));
     const total = result.meta ? result.meta.total : result.data.length;
+    // A large log is counted only so far: its total then means "at least".
+    const exact = !result.meta || result.meta.totalExact !== false;
+    const more = result.meta ? result.meta.hasMore : false;
     const pages = Math.max(1, Math.ceil(total / PAGE));
+    const counted = exact ? `Page ${page} of ${pages} · ${total} ${total === 1 ? 'delivery' : 'deliveries'}`
+      : `Page ${page} · ${total.toLocaleString()} or more deliveries`;
     render(pager,
       h('button', { type: 'button', class: 'secondary small', disabled: page <= 1, onclick: () => { page -= 1; load(); } }, 'Newer'),
-      h('span', {}, ` Page ${page} of ${pages} · ${total} ${total === 1 ? 'delivery' : 'deliveries'} `),
-      h('button', { type: 'button', class: 'secondary small', disabled: page >= pages, onclick: () => { page += 1; load(); } }, 'Older'));
+      h('span', {}, ` ${counted} `),
+      h('button', { type: 'button', class: 'secondary small', disabled: exact ? page >= pages : !more, onclick: () => { page += 1; load(); } }, 'Older'));
   }
 
   const filters = h('form', {

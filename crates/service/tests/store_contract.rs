@@ -231,6 +231,56 @@ async fn create(store: &dyn Store, owner: &str, now: i64) -> WebhookRecord {
 }
 
 /// An event of `user` at `at` with one delivery per `(webhook, claimed)`.
+/// A delivery log counts its matches only up to a cap (or one past the
+/// page, if further): a page of a large log never reads the whole log to
+/// count it, and whether more follow is still known.
+async fn contract_log_total_is_counted_up_to_its_cap(store: &dyn Store) {
+    use webhook_service::store::{LOG_COUNT_CAP, log_count_cap};
+    let hook = create(store, "alice", 1).await.id;
+    let n = LOG_COUNT_CAP + 30;
+    let targets = [(&hook, false)];
+    for chunk in 0..(n / 1_000 + 1) {
+        let items: Vec<IngestItem> = (chunk * 1_000..((chunk + 1) * 1_000).min(n))
+            .map(|i| event(10 + i as i64, "user.created", &targets).0)
+            .collect();
+        if !items.is_empty() {
+            store.ingest("i-1", Arc::new(items)).await.unwrap();
+        }
+    }
+    let webhook = visible(store, &hook).await;
+    let total = |limit: u32, offset: u64| {
+        let webhook = webhook.clone();
+        async move {
+            store
+                .list_deliveries(&webhook, DeliveryFilter::default(), limit, offset)
+                .await
+                .unwrap()
+                .total
+        }
+    };
+    // The first page stops counting at the cap.
+    assert_eq!(log_count_cap(20, 0), LOG_COUNT_CAP);
+    assert_eq!(total(20, 0).await, LOG_COUNT_CAP);
+    // A page past the cap counts one row past itself: more follow.
+    assert_eq!(total(20, LOG_COUNT_CAP).await, LOG_COUNT_CAP + 21);
+    // The last page's count is exact.
+    assert_eq!(total(20, LOG_COUNT_CAP + 20).await, n);
+    // A filter that matches a few counts them all.
+    let few = store
+        .list_deliveries(
+            &webhook,
+            DeliveryFilter {
+                event_type: Some("user.updated".into()),
+                ..DeliveryFilter::default()
+            },
+            20,
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(few.total, 0);
+}
+
 fn event(
     at: i64,
     event_type: &str,
@@ -2804,6 +2854,7 @@ contracts!(
         contract_list_and_get_deliveries,
         contract_requeue,
         contract_delivery_stats,
+        contract_log_total_is_counted_up_to_its_cap,
         contract_kept_statistics_agree_with_the_log,
         contract_prune,
         contract_delete_removes_deliveries,

@@ -177,7 +177,10 @@ pub async fn list(
         StatusCode::OK,
         items,
         None,
-        Some(page.meta(result.total)),
+        Some(page.meta_counted_up_to(
+            result.total,
+            crate::store::log_count_cap(page.limit, page.offset),
+        )),
     ))
 }
 

@@ -354,6 +354,14 @@ impl Pagination {
             "hasMore": self.offset + u64::from(self.limit) < total,
         })
     }
+
+    /// [`Pagination::meta`] of a total counted only up to `cap`: at the
+    /// cap, `total` means "at least", and `totalExact` says so.
+    pub fn meta_counted_up_to(&self, total: u64, cap: u64) -> Value {
+        let mut meta = self.meta(total);
+        meta["totalExact"] = json!(total < cap);
+        meta
+    }
 }
 
 #[cfg(test)]

@@ -624,11 +624,13 @@ fn page_meta_schema() -> Value {
         "type": "object",
         "description": "Paging of a list.",
         "properties": {
-            "total": {"type": "integer", "minimum": 0},
+            "total": {"type": "integer", "minimum": 0,
+                      "description": "Rows matching. A delivery log counts up to 10,000 (or one past the page, if further): at that count, totalExact is false and total means at least."},
             "page": {"type": "integer", "minimum": 1},
             "limit": {"type": "integer", "minimum": 1},
             "offset": {"type": "integer", "minimum": 0},
             "hasMore": {"type": "boolean"},
+            "totalExact": {"type": "boolean", "description": "Delivery logs only: false when the count stopped at its cap."},
         },
     })
 }

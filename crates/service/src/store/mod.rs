@@ -385,12 +385,27 @@ pub struct DeliveryFilter {
     pub until: Option<i64>,
 }
 
+/// The fewest matching deliveries a page of a delivery log counts before
+/// it stops: beyond it the log's `total` reads "at least this many".
+/// Counting every match read the webhook's whole range of deliveries on
+/// each page view (224 ms for 200,000 deliveries filtered by event type,
+/// performance log 2026-12-06); counting stops here instead.
+pub const LOG_COUNT_CAP: u64 = 10_000;
+
+/// How many matching deliveries a page at `offset` of `limit` rows counts
+/// up to: [`LOG_COUNT_CAP`], or one past the page when that is further, so
+/// that whether more follow is always known.
+pub fn log_count_cap(limit: u32, offset: u64) -> u64 {
+    LOG_COUNT_CAP.max(offset.saturating_add(u64::from(limit)).saturating_add(1))
+}
+
 /// One page of a listing.
 #[derive(Debug, Clone)]
 pub struct Page<T> {
     /// The rows.
     pub items: Vec<T>,
-    /// Rows matching in all.
+    /// Rows matching in all (for a delivery log: counted up to
+    /// [`log_count_cap`], so a total at that cap means at least as many).
     pub total: u64,
 }
 

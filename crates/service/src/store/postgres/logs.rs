@@ -23,9 +23,11 @@ macro_rules! filter {
     };
 }
 
+// Counted up to $6 (`log_count_cap`), not every match.
 const COUNT: &str = concat!(
-    "SELECT COUNT(*) FROM deliveries WHERE webhook_id = $1",
-    filter!()
+    "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = $1",
+    filter!(),
+    " LIMIT $6) AS counted"
 );
 const LIST: &str = concat!(
     "SELECT ",
@@ -137,9 +139,13 @@ pub(super) async fn list(
 ) -> Result<Page<DeliveryRecord>, StoreError> {
     let (status, event_type, since, until) = filter_values(filter);
     let webhook = webhook.as_str();
+    let cap = i64::try_from(crate::store::log_count_cap(limit, offset)).unwrap_or(i64::MAX);
     let total: i64 = get(
-        &c.query_one(COUNT, &[&webhook, &status, &event_type, &since, &until])
-            .await?,
+        &c.query_one(
+            COUNT,
+            &[&webhook, &status, &event_type, &since, &until, &cap],
+        )
+        .await?,
         0,
         "count",
     )?;

@@ -50,11 +50,15 @@ pub fn list_deliveries(
 ) -> Result<Page<DeliveryRecord>, StoreError> {
     let mut values = vec![SqlValue::Text(webhook.as_str().into())];
     let clause = filter_clause(filter, &mut values);
+    let cap = i64::try_from(crate::store::log_count_cap(limit, offset)).unwrap_or(i64::MAX);
+    values.push(SqlValue::Integer(cap));
     let total: i64 = c
         .prepare_cached(&format!(
-            "SELECT COUNT(*) FROM deliveries WHERE webhook_id = ?1{clause}"
+            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ?1{clause} LIMIT ?{})",
+            values.len()
         ))?
         .query_row(params_from_iter(values.iter()), |r| r.get(0))?;
+    values.pop();
     let n = values.len();
     values.push(SqlValue::Integer(i64::from(limit)));
     values.push(SqlValue::Integer(offset as i64));
