@@ -10,40 +10,11 @@ mod delivery_support;
 
 use std::time::Duration;
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app};
+use common::{INTERNAL_SECRET, error_fields, spawn_app};
 use delivery_support::{eventually, logs, wait_final, webhook};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
-
-async fn create(app: &TestApp, token: &str, body: Value) -> Value {
-    let (status, value) = app.post("/api/v1/webhooks", token, body).await;
-    assert_eq!(status, 201, "create webhook: {value}");
-    value["data"].clone()
-}
-
-async fn patch(app: &TestApp, token: &str, id: &str, body: Value) -> (u16, Value) {
-    let (status, value, _) = app
-        .request(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{id}"),
-            Some(token),
-            Some(body),
-        )
-        .await;
-    (status, value)
-}
-
-fn fields_of(body: &Value) -> Vec<String> {
-    body["error"]["details"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .filter_map(|p| p["field"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn metric(text: &str, name: &str) -> u64 {
     text.lines()
@@ -58,16 +29,15 @@ async fn a_filter_decides_which_events_reach_a_webhook() {
     let filtered = Receiver::start(Behavior::Status(200)).await.unwrap();
     let everything = Receiver::start(Behavior::Status(200)).await.unwrap();
     let token = app.token("fiona", false);
-    let hook = create(
-        &app,
-        &token,
-        json!({"url": filtered.url("/f"), "eventTypes": ["credit.*"],
+    let hook = app
+        .create_webhook_from(
+            &token,
+            json!({"url": filtered.url("/f"), "eventTypes": ["credit.*"],
                "filter": {"data": {"balance": {"$lt": 10}, "plan": {"$in": ["pro", "team"]}}}}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(hook["filter"]["data"]["balance"]["$lt"], 10, "{hook}");
-    create(
-        &app,
+    app.create_webhook_from(
         &token,
         json!({"url": everything.url("/e"), "eventTypes": ["credit.*"]}),
     )
@@ -112,7 +82,7 @@ async fn a_filter_decides_which_events_reach_a_webhook() {
     assert_eq!(metric(&metrics, "webhook_deliveries_filtered_total"), 2);
 
     // Cleared, the next event goes through.
-    let (status, body) = patch(&app, &token, id, json!({"filter": null})).await;
+    let (status, body) = app.patch_webhook(&token, id, json!({"filter": null})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["data"]["filter"], Value::Null);
     let (_, again) = app
@@ -153,40 +123,42 @@ async fn bad_controls_get_a_400_naming_the_field_and_change_nothing() {
         }
         let (status, answer) = app.post("/api/v1/webhooks", &token, body).await;
         assert_eq!(status, 400, "{extra}: {answer}");
-        assert_eq!(fields_of(&answer), [*field], "{extra}: {answer}");
+        assert_eq!(error_fields(&answer), [*field], "{extra}: {answer}");
     }
     let (_, list) = app.get("/api/v1/webhooks", &token).await;
     assert_eq!(list["data"].as_array().unwrap().len(), 0, "nothing created");
 
-    let hook = create(
-        &app,
-        &token,
-        json!({"url": url, "eventTypes": ["*"], "rateLimitPerSecond": 50,
+    let hook = app
+        .create_webhook_from(
+            &token,
+            json!({"url": url, "eventTypes": ["*"], "rateLimitPerSecond": 50,
                "retrySchedule": ["5s", "1m", "10m"], "timeoutMs": 2500}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(hook["rateLimitPerSecond"], 50, "{hook}");
     assert_eq!(hook["retrySchedule"], json!(["5s", "1m", "10m"]));
     assert_eq!(hook["timeoutMs"], 2500);
     assert_eq!(hook["filter"], Value::Null);
     let id = hook["id"].as_str().unwrap();
     // One good and one bad control: refused whole.
-    let (status, answer) = patch(
-        &app,
-        &token,
-        id,
-        json!({"timeoutMs": 100, "retrySchedule": "soon"}),
-    )
-    .await;
+    let (status, answer) = app
+        .patch_webhook(
+            &token,
+            id,
+            json!({"timeoutMs": 100, "retrySchedule": "soon"}),
+        )
+        .await;
     assert_eq!(status, 400, "{answer}");
-    assert_eq!(fields_of(&answer), ["retrySchedule"]);
+    assert_eq!(error_fields(&answer), ["retrySchedule"]);
     let stored = webhook(&app, &token, id).await;
     assert_eq!(stored["timeoutMs"], 2500, "{stored}");
     assert_eq!(stored["retrySchedule"], json!(["5s", "1m", "10m"]));
     // An ordering the engine does not know is not accepted.
-    let (status, answer) = patch(&app, &token, id, json!({"ordering": "lifo"})).await;
+    let (status, answer) = app
+        .patch_webhook(&token, id, json!({"ordering": "lifo"}))
+        .await;
     assert_eq!(status, 400, "{answer}");
-    assert_eq!(fields_of(&answer), ["ordering"]);
+    assert_eq!(error_fields(&answer), ["ordering"]);
 }
 
 #[tokio::test]
@@ -220,7 +192,7 @@ async fn filter_test_says_whether_a_sample_matches() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(fields_of(&body), ["filter.data.$or"]);
+    assert_eq!(error_fields(&body), ["filter.data.$or"]);
 }
 
 #[tokio::test]
@@ -229,12 +201,12 @@ async fn a_webhook_retries_by_its_own_schedule() {
     let app = spawn_app().await;
     let failing = Receiver::start(Behavior::Status(500)).await.unwrap();
     let token = app.token("ivan", false);
-    let hook = create(
-        &app,
-        &token,
-        json!({"url": failing.url("/r"), "eventTypes": ["*"], "retrySchedule": ["100ms"]}),
-    )
-    .await;
+    let hook = app
+        .create_webhook_from(
+            &token,
+            json!({"url": failing.url("/r"), "eventTypes": ["*"], "retrySchedule": ["100ms"]}),
+        )
+        .await;
     let id = hook["id"].as_str().unwrap();
     let (_, body) = app.trigger("user.created", "ivan", json!({})).await;
     let delivery = body["data"]["deliveryIds"][0].as_str().unwrap();
@@ -251,9 +223,7 @@ async fn a_webhook_times_out_by_its_own_timeout() {
         .await
         .unwrap();
     let token = app.token("jo", false);
-    let hook = create(
-        &app,
-        &token,
+    let hook = app.create_webhook_from(&token,
         json!({"url": slow.url("/t"), "eventTypes": ["*"], "timeoutMs": 300, "retrySchedule": ["100ms"]}),
     )
     .await;
@@ -271,14 +241,12 @@ async fn a_rate_limited_webhook_is_paced_and_an_unlimited_one_is_not_held_back()
     let limited = Receiver::start(Behavior::Status(200)).await.unwrap();
     let unlimited = Receiver::start(Behavior::Status(200)).await.unwrap();
     let token = app.token("kim", false);
-    create(
-        &app,
+    app.create_webhook_from(
         &token,
         json!({"url": limited.url("/l"), "eventTypes": ["*"], "rateLimitPerSecond": 10}),
     )
     .await;
-    create(
-        &app,
+    app.create_webhook_from(
         &token,
         json!({"url": unlimited.url("/u"), "eventTypes": ["*"]}),
     )
@@ -315,12 +283,12 @@ async fn a_new_rate_limit_applies_to_deliveries_already_queued() {
     let app = spawn_app().await;
     let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
     let token = app.token("lou", false);
-    let hook = create(
-        &app,
-        &token,
-        json!({"url": receiver.url("/q"), "eventTypes": ["*"], "rateLimitPerSecond": 1}),
-    )
-    .await;
+    let hook = app
+        .create_webhook_from(
+            &token,
+            json!({"url": receiver.url("/q"), "eventTypes": ["*"], "rateLimitPerSecond": 1}),
+        )
+        .await;
     let id = hook["id"].as_str().unwrap();
     let events: Vec<Value> = (0..20)
         .map(|n| json!({"eventType": "user.created", "userId": "lou", "data": {"n": n}}))
@@ -336,7 +304,9 @@ async fn a_new_rate_limit_applies_to_deliveries_already_queued() {
     assert_eq!(status, 202);
     receiver.wait_for(1, Duration::from_secs(10)).await.unwrap();
     // At 1 a second the rest would take 19 s; lifted, they go at once.
-    let (status, body) = patch(&app, &token, id, json!({"rateLimitPerSecond": null})).await;
+    let (status, body) = app
+        .patch_webhook(&token, id, json!({"rateLimitPerSecond": null}))
+        .await;
     assert_eq!(status, 200, "{body}");
     eventually(
         "the queued deliveries to go",
@@ -388,8 +358,7 @@ async fn a_paced_backlog_waits_in_the_store_not_in_memory() {
     let app = spawn_app().await;
     let receiver = Receiver::start(Behavior::Status(200)).await.unwrap();
     let token = app.token("mo", false);
-    create(
-        &app,
+    app.create_webhook_from(
         &token,
         json!({"url": receiver.url("/m"), "eventTypes": ["*"], "rateLimitPerSecond": 1}),
     )

@@ -10,40 +10,11 @@ mod delivery_support;
 
 use std::time::Duration;
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use common::{INTERNAL_SECRET, TestApp, error_fields, spawn_app, spawn_app_with};
 use delivery_support::{delivery_detail, eventually, webhook};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, ReceivedRequest, Receiver};
-
-async fn create(app: &TestApp, token: &str, body: Value) -> Value {
-    let (status, value) = app.post("/api/v1/webhooks", token, body).await;
-    assert_eq!(status, 201, "create webhook: {value}");
-    value["data"].clone()
-}
-
-async fn patch(app: &TestApp, token: &str, id: &str, body: Value) -> (u16, Value) {
-    let (status, value, _) = app
-        .request(
-            Method::PATCH,
-            &format!("/api/v1/webhooks/{id}"),
-            Some(token),
-            Some(body),
-        )
-        .await;
-    (status, value)
-}
-
-fn fields_of(body: &Value) -> Vec<String> {
-    body["error"]["details"]
-        .as_array()
-        .map(|d| {
-            d.iter()
-                .filter_map(|p| p["field"].as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// Posts one event and waits for its acknowledgement; `None` if it was not
 /// acknowledged (the service was killed under it).
@@ -135,9 +106,7 @@ async fn a_thousand_events_arrive_in_acknowledged_order_across_a_sigkill() {
         .await
         .unwrap();
     let token = app.token("olga", false);
-    let hook = create(
-        &app,
-        &token,
+    let hook = app.create_webhook_from(&token,
         json!({"url": receiver.url("/ordered"), "eventTypes": ["credit.*"], "ordering": "fifo"}),
     )
     .await;
@@ -192,13 +161,13 @@ async fn a_failing_head_holds_back_its_own_user_only() {
     .await
     .unwrap();
     let admin = app.token("admin", true);
-    let hook = create(
-        &app,
-        &admin,
-        json!({"url": receiver.url("/per-user"), "eventTypes": ["credit.*"], "scope": "all",
+    let hook = app
+        .create_webhook_from(
+            &admin,
+            json!({"url": receiver.url("/per-user"), "eventTypes": ["credit.*"], "scope": "all",
                "ordering": "fifo", "orderingKey": "userId", "retrySchedule": ["1m"]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(hook["orderingKey"], "userId", "{hook}");
     let id = hook["id"].as_str().unwrap();
 
@@ -304,7 +273,7 @@ async fn ordering_values_are_checked_and_a_refused_update_changes_nothing() {
         )
         .await;
     assert_eq!(status, 400, "{body}");
-    assert_eq!(fields_of(&body), ["orderingKey"]);
+    assert_eq!(error_fields(&body), ["orderingKey"]);
     assert!(
         body["error"]["details"][0]["message"]
             .as_str()
@@ -313,7 +282,9 @@ async fn ordering_values_are_checked_and_a_refused_update_changes_nothing() {
         "{body}"
     );
 
-    let hook = create(&app, &token, json!({"url": url, "eventTypes": ["*"]})).await;
+    let hook = app
+        .create_webhook_from(&token, json!({"url": url, "eventTypes": ["*"]}))
+        .await;
     assert_eq!(hook["ordering"], Value::Null, "{hook}");
     let id = hook["id"].as_str().unwrap();
     for (body, field) in [
@@ -325,27 +296,27 @@ async fn ordering_values_are_checked_and_a_refused_update_changes_nothing() {
         ),
         (json!({"orderingKey": "webhook"}), "orderingKey"),
     ] {
-        let (status, answer) = patch(&app, &token, id, body.clone()).await;
+        let (status, answer) = app.patch_webhook(&token, id, body.clone()).await;
         assert_eq!(status, 400, "{body}: {answer}");
-        assert_eq!(fields_of(&answer), [field], "{body}");
+        assert_eq!(error_fields(&answer), [field], "{body}");
     }
     // One good and one bad value: refused whole.
-    let (status, _) = patch(
-        &app,
-        &token,
-        id,
-        json!({"ordering": "fifo", "timeoutMs": 0}),
-    )
-    .await;
+    let (status, _) = app
+        .patch_webhook(&token, id, json!({"ordering": "fifo", "timeoutMs": 0}))
+        .await;
     assert_eq!(status, 400);
     assert_eq!(webhook(&app, &token, id).await["ordering"], Value::Null);
 
-    let (status, answer) = patch(&app, &token, id, json!({"ordering": "fifo"})).await;
+    let (status, answer) = app
+        .patch_webhook(&token, id, json!({"ordering": "fifo"}))
+        .await;
     assert_eq!(status, 200, "{answer}");
     let stored = webhook(&app, &token, id).await;
     assert_eq!(stored["ordering"], "fifo");
     assert_eq!(stored["orderingKey"], "webhook");
-    let (status, _) = patch(&app, &token, id, json!({"ordering": null})).await;
+    let (status, _) = app
+        .patch_webhook(&token, id, json!({"ordering": null}))
+        .await;
     assert_eq!(status, 200);
     let stored = webhook(&app, &token, id).await;
     assert_eq!(stored["ordering"], Value::Null);
@@ -398,13 +369,13 @@ async fn switching_ordering_off_releases_a_blocked_queue_at_once() {
     .await
     .unwrap();
     let token = app.token("wanda", false);
-    let hook = create(
-        &app,
-        &token,
-        json!({"url": receiver.url("/q"), "eventTypes": ["credit.*"],
+    let hook = app
+        .create_webhook_from(
+            &token,
+            json!({"url": receiver.url("/q"), "eventTypes": ["credit.*"],
                "ordering": "fifo", "retrySchedule": ["1m"]}),
-    )
-    .await;
+        )
+        .await;
     let id = hook["id"].as_str().unwrap();
     let (status, _) = app
         .trigger("credit.purchased", "wanda", json!({"tag": "first-in-line"}))
@@ -425,7 +396,9 @@ async fn switching_ordering_off_releases_a_blocked_queue_at_once() {
         "the queue waits behind the failing head"
     );
 
-    let (status, answer) = patch(&app, &token, id, json!({"ordering": null})).await;
+    let (status, answer) = app
+        .patch_webhook(&token, id, json!({"ordering": null}))
+        .await;
     assert_eq!(status, 200, "{answer}");
     let started = std::time::Instant::now();
     eventually(

@@ -254,6 +254,27 @@ impl TestApp {
         (s, v)
     }
 
+    /// Creates a webhook from a whole body (any optional fields); the
+    /// webhook as read.
+    pub async fn create_webhook_from(&self, token: &str, body: Value) -> Value {
+        let (status, value) = self.post("/api/v1/webhooks", token, body).await;
+        assert_eq!(status, 201, "create webhook: {value}");
+        value["data"].clone()
+    }
+
+    /// `PATCH /api/v1/webhooks/{id}`: status and answer.
+    pub async fn patch_webhook(&self, token: &str, id: &str, body: Value) -> (u16, Value) {
+        let (status, value, _) = self
+            .request(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/webhooks/{id}"),
+                Some(token),
+                Some(body),
+            )
+            .await;
+        (status, value)
+    }
+
     pub async fn create_webhook(
         &self,
         token: &str,
@@ -320,4 +341,16 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The fields an error answer names in its `details`.
+pub fn error_fields(body: &Value) -> Vec<String> {
+    body["error"]["details"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|p| p["field"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
 }
