@@ -376,6 +376,26 @@ mod tests {
     }
 
     #[test]
+    fn a_total_counted_up_to_its_cap_says_when_it_means_at_least() {
+        let page = Pagination {
+            limit: 20,
+            offset: 0,
+        };
+        let below = page.meta_counted_up_to(9_999, 10_000);
+        assert_eq!(below["totalExact"], true);
+        assert_eq!(below["hasMore"], true);
+        let at_cap = page.meta_counted_up_to(10_000, 10_000);
+        assert_eq!(at_cap["totalExact"], false);
+        assert_eq!(at_cap["total"], 10_000);
+        assert_eq!(at_cap["hasMore"], true);
+        let few = page.meta_counted_up_to(3, 10_000);
+        assert_eq!(
+            (few["totalExact"].clone(), few["hasMore"].clone()),
+            (json!(true), json!(false))
+        );
+    }
+
+    #[test]
     fn pagination_forms() {
         assert_eq!(
             Pagination::from_query(&q(&[])).unwrap(),
