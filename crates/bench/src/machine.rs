@@ -88,6 +88,16 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
     process_ticks(&stat).map(|(own, _)| own as f64 / TICKS_PER_SECOND)
 }
 
+/// This process's CPU time (every thread, user and system), in seconds.
+///
+/// From `CLOCK_PROCESS_CPUTIME_ID`, to the nanosecond: `/proc`'s counters
+/// move in ticks of 10 ms, too coarse for a ceiling round of a fraction of
+/// a second.
+pub fn own_cpu_seconds() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
+}
+
 /// Seconds of CPU used by every process whose name is `name`, and by the
 /// children they reaped: for the PostgreSQL server (all its processes are
 /// named `postgres`), the backends of connections already closed count too,

@@ -38,7 +38,7 @@ struct Args {
 fn table_row(r: &Report) -> String {
     let j = r.to_json();
     format!(
-        "{:<11} {:<8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5}",
+        "{:<11} {:<8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5}",
         r.scenario,
         r.store,
         r.events,
@@ -49,6 +49,8 @@ fn table_row(r: &Report) -> String {
         j["peak_rss_mb"],
         j["ceiling_per_sec"],
         j["ratio_to_ceiling"],
+        j.get("cpu_per_delivery_to_ceiling")
+            .map_or_else(|| "-".to_string(), ToString::to_string),
         r.lost,
         r.duplicates
     )
@@ -103,7 +105,7 @@ fn main() -> ExitCode {
         }
     }
     eprintln!(
-        "\n{:<11} {:<8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>5} {:>5}",
+        "\n{:<11} {:<8} {:>9} {:>10} {:>11} {:>8} {:>8} {:>8} {:>8} {:>7} {:>7} {:>5} {:>5}",
         "scenario",
         "store",
         "events",
@@ -114,6 +116,7 @@ fn main() -> ExitCode {
         "rss MB",
         "ceil/s",
         "ratio",
+        "cpu/x",
         "lost",
         "dups"
     );

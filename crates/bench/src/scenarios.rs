@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use webhook_testkit::{Behavior, CountingReceiver, Receiver};
 
 use crate::load::{Http, Sent, closed_loop, open_loop};
-use crate::machine::CpuTimes;
+use crate::machine::{CpuTimes, own_cpu_seconds};
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, match_receipts, percentile, wait_until};
 
@@ -229,22 +229,41 @@ async fn ingest_commits(http: &Http, svc: &Service) -> anyhow::Result<Value> {
 /// Rounds of the ceiling measurement; the best counts.
 const CEILING_ROUNDS: usize = 3;
 
+/// The loopback ceiling of a run: the same generator straight to a fresh
+/// receiver, in this process.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ceiling {
+    /// Requests per second of the best round.
+    pub per_sec: f64,
+    /// This process's CPU (generator and receiver: both ends of one plain
+    /// HTTP exchange) per request, the least of the rounds, in ms.
+    ///
+    /// The least, because a round's CPU only grows with what else the
+    /// machine does (cache misses, migrations between cores), never shrinks.
+    pub cpu_ms_per_request: f64,
+}
+
 /// The loopback ceiling: the same generator straight to a fresh receiver.
 ///
 /// The best of [`CEILING_ROUNDS`] rounds: on this shared machine one round of
 /// a second or two varied from 24,000 to 74,000 requests/s between runs, and
 /// a ceiling is the fastest the machine was seen to go, not an average.
-pub(crate) async fn ceiling(requests: usize, concurrency: usize) -> anyhow::Result<f64> {
-    let mut best: f64 = 0.0;
+pub(crate) async fn ceiling(requests: usize, concurrency: usize) -> anyhow::Result<Ceiling> {
+    let mut best = Ceiling::default();
     for _ in 0..CEILING_ROUNDS {
-        best = best.max(ceiling_round(requests, concurrency).await?);
+        let round = ceiling_round(requests, concurrency).await?;
+        best.per_sec = best.per_sec.max(round.per_sec);
+        if best.cpu_ms_per_request == 0.0 || round.cpu_ms_per_request < best.cpu_ms_per_request {
+            best.cpu_ms_per_request = round.cpu_ms_per_request;
+        }
     }
     Ok(best)
 }
 
-async fn ceiling_round(requests: usize, concurrency: usize) -> anyhow::Result<f64> {
+async fn ceiling_round(requests: usize, concurrency: usize) -> anyhow::Result<Ceiling> {
     let receiver = CountingReceiver::with_capacity(requests).await?;
     let envelope = bare_envelope();
+    let cpu_before = own_cpu_seconds();
     let sent = closed_loop(
         &receiver.url("/ceiling"),
         None,
@@ -253,11 +272,16 @@ async fn ceiling_round(requests: usize, concurrency: usize) -> anyhow::Result<f6
         Arc::new(move |_| envelope.clone()),
     )
     .await;
+    let answered = requests - sent.errors;
+    let cpu_ms_per_request = (own_cpu_seconds() - cpu_before) * 1000.0 / answered.max(1) as f64;
     let secs = sent.elapsed().as_secs_f64();
-    Ok(if secs > 0.0 {
-        (requests - sent.errors) as f64 / secs
-    } else {
-        0.0
+    Ok(Ceiling {
+        per_sec: if secs > 0.0 {
+            answered as f64 / secs
+        } else {
+            0.0
+        },
+        cpu_ms_per_request,
     })
 }
 
@@ -330,7 +354,7 @@ pub(crate) fn report(
     receipts: &[(String, Instant)],
     per_event: usize,
     svc: &Service,
-    ceiling: f64,
+    ceiling: Ceiling,
 ) -> Report {
     let m = match_receipts(&sent.accepted, receipts, per_event);
     let span = match (sent.started, m.last) {
@@ -348,10 +372,27 @@ pub(crate) fn report(
     let deliveries = m.received.max(1) as f64;
     // CPU seconds as milliseconds per delivery, to the microsecond.
     let per_delivery = |seconds: f64| json!((seconds * 1e6 / deliveries).round() / 1000.0);
+    let service_cpu_ms = svc.cpu_seconds() * 1000.0 / deliveries;
     extra.insert(
         "service_cpu_ms_per_delivery".into(),
         per_delivery(svc.cpu_seconds()),
     );
+    // The efficiency figure: a delivery's CPU in units of one plain HTTP
+    // exchange (both ends) measured in the same run. Both move with the
+    // machine's speed, so their ratio does not (a delivery is one request in
+    // and one out, plus the store: 2 would be a service that costs no more
+    // than relaying).
+    let exchange_ms = ceiling.cpu_ms_per_request;
+    if exchange_ms > 0.0 {
+        extra.insert(
+            "ceiling_cpu_ms_per_request".into(),
+            json!((exchange_ms * 1e6).round() / 1e6),
+        );
+        extra.insert(
+            "cpu_per_delivery_to_ceiling".into(),
+            json!((service_cpu_ms / exchange_ms * 100.0).round() / 100.0),
+        );
+    }
     // The database's share: Svix and PostgreSQL spent about 1 ms each per
     // message on this machine, and the issue measures us against both.
     if let Some(seconds) = svc.postgres_cpu_seconds() {
@@ -377,7 +418,7 @@ pub(crate) fn report(
             percentile(&m.latencies, 0.999),
         ),
         peak_rss_mb: svc.peak_rss_mb(),
-        ceiling_per_sec: ceiling,
+        ceiling_per_sec: ceiling.per_sec,
         lost: m.lost,
         duplicates: m.duplicates,
         errors: sent.errors,
@@ -633,7 +674,7 @@ async fn steady_run(
     user: &'static str,
     rate: u32,
     duration: Duration,
-    ceiling: f64,
+    ceiling: Ceiling,
 ) -> anyhow::Result<Report> {
     let http = Http::default();
     let expected = (f64::from(rate) * duration.as_secs_f64()) as usize;
@@ -878,7 +919,7 @@ async fn isolation_round(
     http: &Http,
     rate: u32,
     duration: Duration,
-    ceiling: f64,
+    ceiling: Ceiling,
 ) -> anyhow::Result<(Report, Report)> {
     let env = [("WEBHOOK_TIMEOUT", "1000".to_string())];
     let solo = steady_run(

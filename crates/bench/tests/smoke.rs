@@ -41,6 +41,15 @@ async fn every_scenario_runs_without_loss() {
                 "{name}: the machine was never busy while it ran"
             );
         }
+        // The efficiency figure: a delivery's CPU against one plain HTTP
+        // exchange's, both measured in this run.
+        if report.extra.contains_key("service_cpu_ms_per_delivery") {
+            let ratio = report.extra.get("cpu_per_delivery_to_ceiling");
+            assert!(
+                ratio.and_then(|v| v.as_f64()).is_some_and(|x| x > 0.0),
+                "{name}: cpu_per_delivery_to_ceiling is {ratio:?}"
+            );
+        }
         // The service timed its ingest commits (every scenario ingests).
         let commits = &report.extra["ingest_commit_ms"];
         assert!(
