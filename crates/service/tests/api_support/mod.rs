@@ -3,7 +3,7 @@
 //! checks of the error envelope.
 #![allow(dead_code)]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
@@ -161,17 +161,4 @@ pub fn platform_token(user_id: &str, admin: bool) -> String {
 /// A body that registers a webhook to `url` for `types`.
 pub fn webhook_body(url: &str, types: &[&str]) -> Value {
     json!({"url": url, "eventTypes": types})
-}
-
-/// Waits until `cond` holds, polling every 20 ms, or panics with `what`.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = std::time::Instant::now();
-    while !cond().await {
-        assert!(start.elapsed() < timeout, "{what} within {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -1,14 +1,11 @@
 //! Who may call what: users with the platform's JWTs on `/api/v1`, platform
 //! services with the internal secret on `/internal`, and nothing else.
 
-mod api_support;
-mod common;
-
 use std::collections::HashSet;
 
-use api_support::{Answer, call, get, hs256, now_secs, platform_token, service_token, sign};
+use crate::api_support::{Answer, call, get, hs256, now_secs, platform_token, service_token, sign};
+use crate::common::{INTERNAL_SECRET, JWT_SECRET, TestApp, spawn_app, spawn_app_with};
 use base64::Engine as _;
-use common::{INTERNAL_SECRET, JWT_SECRET, TestApp, spawn_app, spawn_app_with};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::Method;
 use serde_json::json;
@@ -19,7 +16,7 @@ async fn list_with(app: &TestApp, authorization: Option<&str>) -> Answer {
     if let Some(value) = authorization {
         headers.push(("authorization", value));
     }
-    api_support::raw(app, Method::GET, "/api/v1/webhooks", &headers, "").await
+    crate::api_support::raw(app, Method::GET, "/api/v1/webhooks", &headers, "").await
 }
 
 fn unauthorized(answer: &Answer, code: &str, fragment: &str) {

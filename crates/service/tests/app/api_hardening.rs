@@ -5,13 +5,10 @@
 //! would rewrite and misspelt fields are refused, naming the field; and
 //! every error's `details` has one shape.
 
-mod api_support;
-mod common;
-
 use std::time::Duration;
 
-use api_support::{Answer, get, patch, post, raw};
-use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use crate::api_support::{Answer, get, patch, post, raw};
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -2,13 +2,10 @@
 //! someone else's webhook answers exactly like a webhook that does not exist,
 //! and changes nothing.
 
-mod api_support;
-mod common;
-
 use std::time::Duration;
 
-use api_support::{Answer, NONEXISTENT_DELIVERY, NONEXISTENT_WEBHOOK, call, get};
-use common::{TestApp, spawn_app};
+use crate::api_support::{Answer, NONEXISTENT_DELIVERY, NONEXISTENT_WEBHOOK, call, get};
+use crate::common::{TestApp, spawn_app};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};

@@ -1,13 +1,10 @@
 //! Rate limits: per user on `/api/v1`, per caller on `/internal`, announced
 //! on every limited response, enforced with 429 and `Retry-After`.
 
-mod api_support;
-mod common;
-
 use std::time::Duration;
 
-use api_support::{Answer, NONEXISTENT_WEBHOOK, call, get, now_secs, post};
-use common::{INTERNAL_SECRET, spawn_app_with};
+use crate::api_support::{Answer, NONEXISTENT_WEBHOOK, call, get, now_secs, post};
+use crate::common::{INTERNAL_SECRET, spawn_app_with};
 use reqwest::Method;
 use serde_json::json;
 

@@ -1,16 +1,13 @@
 //! Running the service: health, metrics, the API description, CORS for the
 //! platform's front end, and the binary's start-up behaviour.
 
-mod api_support;
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use api_support::raw;
-use common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
+use crate::api_support::raw;
+use crate::common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -575,8 +572,8 @@ async fn serve_dev_starts_with_an_empty_environment_and_accepts_its_own_tokens()
         .unwrap();
     assert_eq!(created.status(), 201, "{}", created.text().await.unwrap());
     // A token signed with anything else is still refused.
-    let stranger = api_support::hs256(
-        &json!({"userId": "dev-user", "exp": api_support::now_secs() + 60}),
+    let stranger = crate::api_support::hs256(
+        &json!({"userId": "dev-user", "exp": crate::api_support::now_secs() + 60}),
         JWT_SECRET.as_bytes(),
     );
     let refused = client

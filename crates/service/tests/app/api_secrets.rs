@@ -2,13 +2,10 @@
 //! route; rotated with a grace period during which both secrets sign; never
 //! stored or logged in plaintext.
 
-mod api_support;
-mod common;
-
 use std::time::Duration;
 
-use api_support::{get, patch, post, put};
-use common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
+use crate::api_support::{get, patch, post, put};
+use crate::common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

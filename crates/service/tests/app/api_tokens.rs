@@ -2,12 +2,11 @@
 //! numeric id is taken, what makes an admin; and how often an address may
 //! fail to authenticate.
 
-mod api_support;
-mod common;
-
-use api_support::{Answer, call, get, now_secs, platform_token, post, service_token, webhook_body};
+use crate::api_support::{
+    Answer, call, get, now_secs, platform_token, post, service_token, webhook_body,
+};
+use crate::common::{INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
 use base64::Engine as _;
-use common::{INTERNAL_SECRET, JWT_SECRET, spawn_app, spawn_app_with};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use reqwest::Method;
 use serde_json::json;
@@ -200,7 +199,7 @@ async fn tokens_the_platform_issued_do_not_count_as_guesses() {
     let fine = get(&app, "/api/v1/webhooks", &platform_token("u-1", false)).await;
     assert_eq!(fine.status, 200, "{}", fine.body);
     // A forged one counts.
-    let forged = api_support::hs256(
+    let forged = crate::api_support::hs256(
         &json!({"userId": "u-1", "exp": now_secs() + 600}),
         b"not-the-platforms-key-0123456789",
     );

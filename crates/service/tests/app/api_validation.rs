@@ -2,18 +2,15 @@
 //! JSON located, wrong content types, oversized and hostile bodies, unsafe
 //! destinations and the per-user cap.
 
-mod api_support;
-mod common;
-
-use api_support::{Answer, get, patch, post, raw};
-use common::{INTERNAL_SECRET, spawn_app, spawn_app_with};
+use crate::api_support::{Answer, get, patch, post, raw};
+use crate::common::{INTERNAL_SECRET, spawn_app, spawn_app_with};
 use reqwest::Method;
 use serde_json::{Value, json};
 
 /// Posts `body` as a new webhook and expects a 400 naming exactly `fields`,
 /// with each message containing its fragment.
 async fn refused(
-    app: &common::TestApp,
+    app: &crate::common::TestApp,
     token: &str,
     body: Value,
     expected: &[(&str, &str)],
@@ -564,7 +561,8 @@ async fn a_user_cannot_own_more_webhooks_than_the_cap() {
         3
     );
     // Deleting one makes room again.
-    let deleted = api_support::delete(&app, &format!("/api/v1/webhooks/{}", ids[0]), &token).await;
+    let deleted =
+        crate::api_support::delete(&app, &format!("/api/v1/webhooks/{}", ids[0]), &token).await;
     assert_eq!(deleted.status, 200);
     app.create_webhook(&token, "http://127.0.0.1:9/5", &["*"], None)
         .await;

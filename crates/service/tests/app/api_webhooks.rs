@@ -2,14 +2,11 @@
 //! it: register, list, read, change, toggle and remove webhooks; the event
 //! catalogue; what subscriptions match; and the guide's quick start.
 
-mod api_support;
-mod common;
-
 use std::time::Duration;
 
-use api_support::{NONEXISTENT_WEBHOOK, delete, get, patch, post, put};
+use crate::api_support::{NONEXISTENT_WEBHOOK, delete, get, patch, post, put};
+use crate::common::spawn_app;
 use base64::Engine as _;
-use common::spawn_app;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
 
@@ -578,7 +575,7 @@ async fn a_test_send_without_a_body_sends_the_default_test_event() {
         .await;
     let id = hook["id"].as_str().unwrap();
     let auth = format!("Bearer {token}");
-    let tested = api_support::raw(
+    let tested = crate::api_support::raw(
         &app,
         reqwest::Method::POST,
         &format!("/api/v1/webhooks/{id}/test"),
@@ -594,7 +591,7 @@ async fn a_test_send_without_a_body_sends_the_default_test_event() {
         .verify_signatures(hook["secret"].as_str().unwrap())
         .unwrap();
     // A body that is there must still be JSON.
-    let text = api_support::raw(
+    let text = crate::api_support::raw(
         &app,
         reqwest::Method::POST,
         &format!("/api/v1/webhooks/{id}/test"),

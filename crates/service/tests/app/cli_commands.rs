@@ -1,15 +1,13 @@
 //! The command line, end to end: each command runs as a process against a
 //! real service started by the test, and its real output is checked.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
 
@@ -1208,7 +1206,7 @@ async fn ingest_until(
 
 fn data_dir_env(cmd: &mut Command, dir: &Path) {
     cmd.env("WEBHOOK_DATA_DIR", dir)
-        .env("WEBHOOK_ENCRYPTION_KEY", common::ENCRYPTION_KEY);
+        .env("WEBHOOK_ENCRYPTION_KEY", crate::common::ENCRYPTION_KEY);
 }
 
 #[tokio::test]
@@ -1313,12 +1311,12 @@ async fn check_reports_store_migrations_and_a_wrong_key() {
         .await;
     let env = |cmd: &mut Command, key: &str| {
         cmd.env("WEBHOOK_DATA_DIR", &app.data_dir)
-            .env("JWT_SECRET", common::JWT_SECRET)
+            .env("JWT_SECRET", crate::common::JWT_SECRET)
             .env("INTERNAL_SERVICE_SECRET", INTERNAL_SECRET)
             .env("WEBHOOK_ENCRYPTION_KEY", key);
     };
     let mut cmd = cli(&["check", "--json"]);
-    env(&mut cmd, common::ENCRYPTION_KEY);
+    env(&mut cmd, crate::common::ENCRYPTION_KEY);
     let out = run(cmd).await;
     assert_eq!(code(&out), 0, "{}", text(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");

@@ -1,13 +1,10 @@
 //! What a webhook owner can do with deliveries: retry one by hand, replay
 //! failed ones in bulk, read statistics, and send a test event.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::{spawn_app, spawn_app_with};
-use delivery_support::{delivery_detail, header, logs, trigger_one, wait_final};
+use crate::common::{spawn_app, spawn_app_with};
+use crate::delivery_support::{delivery_detail, header, logs, trigger_one, wait_final};
 use serde_json::json;
 use webhook_testkit::{Behavior, Receiver};
 
@@ -187,12 +184,17 @@ async fn statistics_count_deliveries_by_status() {
     app.trigger("user.created", "xena", json!({})).await; // good only
     good.wait_for(4, Duration::from_secs(10)).await.unwrap();
     bad.wait_for(3, Duration::from_secs(10)).await.unwrap();
-    delivery_support::eventually("all deliveries final", Duration::from_secs(10), || async {
-        let g = logs(&app, &token, good_id).await;
-        let b = logs(&app, &token, bad_id).await;
-        (g.iter().all(|d| d["status"] == "delivered") && b.iter().all(|d| d["status"] == "failed"))
+    crate::delivery_support::eventually(
+        "all deliveries final",
+        Duration::from_secs(10),
+        || async {
+            let g = logs(&app, &token, good_id).await;
+            let b = logs(&app, &token, bad_id).await;
+            (g.iter().all(|d| d["status"] == "delivered")
+                && b.iter().all(|d| d["status"] == "failed"))
             .then_some(())
-    })
+        },
+    )
     .await;
 
     let (status, body) = app
@@ -589,7 +591,7 @@ async fn a_test_send_is_finished_and_logged_even_if_the_caller_gives_up() {
 
     // The attempt still runs its course and is logged as final: it is not
     // left pending, to be sent again as a real delivery after a restart.
-    let logged = delivery_support::eventually(
+    let logged = crate::delivery_support::eventually(
         "the abandoned test send to be logged",
         Duration::from_secs(8),
         || async {

@@ -5,13 +5,10 @@
 //! override the service's; a rate-limited webhook is paced while an
 //! unlimited one is not held back.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::{INTERNAL_SECRET, error_fields, spawn_app};
-use delivery_support::{eventually, logs, wait_final, webhook};
+use crate::common::{INTERNAL_SECRET, error_fields, spawn_app};
+use crate::delivery_support::{eventually, logs, wait_final, webhook};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};

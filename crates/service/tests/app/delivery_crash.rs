@@ -3,16 +3,13 @@
 //! mid-way and restarted on the same data directory; and a SIGTERM shuts the
 //! service down cleanly (exit 0) handing back what it had not delivered.
 
-mod common;
-mod delivery_support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, spawn_app_with};
-use delivery_support::eventually;
+use crate::common::{INTERNAL_SECRET, spawn_app_with};
+use crate::delivery_support::eventually;
 use serde_json::json;
 use tokio::sync::Semaphore;
 use webhook_testkit::{Behavior, Receiver};

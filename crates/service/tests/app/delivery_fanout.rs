@@ -3,13 +3,10 @@
 //! subscription changes from the next event on, and webhooks the service
 //! disables after too many exhausted deliveries (until re-enabled).
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::spawn_app;
-use delivery_support::{event_ids, eventually, trigger_one, wait_final, webhook};
+use crate::common::spawn_app;
+use crate::delivery_support::{event_ids, eventually, trigger_one, wait_final, webhook};
 use reqwest::Method;
 use serde_json::json;
 use webhook_testkit::{Behavior, Receiver};
@@ -166,7 +163,7 @@ async fn a_subscription_change_applies_to_the_next_event() {
 
 #[tokio::test]
 async fn a_webhook_is_disabled_after_exhausted_deliveries_in_a_row_until_re_enabled() {
-    let app = common::spawn_app_with(&[
+    let app = crate::common::spawn_app_with(&[
         ("WEBHOOK_DISABLE_AFTER_EXHAUSTED", "2"),
         ("WEBHOOK_MAX_RETRIES", "0"),
     ])

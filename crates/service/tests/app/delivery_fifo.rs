@@ -5,13 +5,10 @@
 //! user's, and the API says which delivery a waiting one is blocked by; bad
 //! values get a 400 naming the field and change nothing.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::{INTERNAL_SECRET, TestApp, error_fields, spawn_app, spawn_app_with};
-use delivery_support::{delivery_detail, eventually, webhook};
+use crate::common::{INTERNAL_SECRET, TestApp, error_fields, spawn_app, spawn_app_with};
+use crate::delivery_support::{delivery_detail, eventually, webhook};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, ReceivedRequest, Receiver};

@@ -2,13 +2,10 @@
 //! idempotent `POST /api/v1/events`, the batch route, and the answers to
 //! events that cannot be accepted.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app};
-use delivery_support::{event_ids, logs};
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app};
+use crate::delivery_support::{event_ids, logs};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};

@@ -2,14 +2,11 @@
 //! its own in-flight slots (WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT=4 here) while
 //! the healthy endpoint's deliveries keep arriving within a small bound.
 
-mod common;
-mod delivery_support;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app_with};
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app_with};
 use serde_json::json;
 use tokio::sync::Semaphore;
 use webhook_testkit::{Behavior, Receiver};

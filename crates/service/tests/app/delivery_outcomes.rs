@@ -4,13 +4,10 @@
 //! attempt as it went. The test instance runs with WEBHOOK_TIMEOUT=2000 and
 //! WEBHOOK_RETRY_SCHEDULE=200ms,400ms,800ms without jitter.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::spawn_app;
-use delivery_support::{
+use crate::common::spawn_app;
+use crate::delivery_support::{
     delivery_detail, eventually, gaps_ms, header, logs, trigger_one, wait_final, webhook,
 };
 use serde_json::json;

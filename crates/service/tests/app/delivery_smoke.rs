@@ -1,11 +1,9 @@
 //! The core promise end to end: an event posted by a producer reaches the
 //! subscribed endpoint as the guide's envelope, signed with its secret.
 
-mod common;
-
 use std::time::Duration;
 
-use common::spawn_app;
+use crate::common::spawn_app;
 use serde_json::json;
 use webhook_testkit::{Behavior, Receiver};
 

@@ -1,13 +1,10 @@
 //! What users and operators can see of the engine: a webhook's circuit
 //! breaker and the deliveries it holds, and test sends in `/metrics`.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::{TestApp, spawn_app, spawn_app_with};
-use delivery_support::{eventually, logs, webhook};
+use crate::common::{TestApp, spawn_app, spawn_app_with};
+use crate::delivery_support::{eventually, logs, webhook};
 use serde_json::{Value, json};
 use webhook_domain::timefmt::parse_timestamp;
 use webhook_testkit::{Behavior, Receiver};

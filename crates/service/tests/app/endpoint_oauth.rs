@@ -3,11 +3,9 @@
 //! its fetches, caches it, shares it between concurrent attempts, fetches
 //! once more on a 401, and logs a failed token request as `auth`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, spawn_app};
+use crate::common::{TestApp, spawn_app};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
 

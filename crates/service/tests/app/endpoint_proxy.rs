@@ -3,11 +3,9 @@
 //! and checks the destination itself and asks for a tunnel to the checked
 //! IP address; `WEBHOOK_NO_PROXY` destinations go direct.
 
-mod common;
-
 use std::time::Duration;
 
-use common::spawn_app_with;
+use crate::common::spawn_app_with;
 use serde_json::json;
 use webhook_testkit::{Behavior, ProxyProtocol, Receiver, TestProxy};
 

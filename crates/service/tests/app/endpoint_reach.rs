@@ -3,12 +3,10 @@
 //! test send, refused when they would replace the service's own headers,
 //! and never shown, logged or stored in clear.
 
-mod common;
-
 use std::path::Path;
 use std::time::Duration;
 
-use common::{TestApp, spawn_app};
+use crate::common::{TestApp, spawn_app};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
 

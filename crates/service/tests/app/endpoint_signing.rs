@@ -3,11 +3,9 @@
 //! only; rotation keeps the previous key signing during the grace period;
 //! `X-Webhook-Signature` stays the guide's HMAC.
 
-mod common;
-
 use std::time::Duration;
 
-use common::spawn_app;
+use crate::common::spawn_app;
 use serde_json::json;
 use webhook_testkit::{Behavior, ReceivedRequest, Receiver};
 use webhook_verify::StandardHeaders;

@@ -2,11 +2,9 @@
 //! `WEBHOOK_CA_FILE`, and a client certificate per webhook for endpoints
 //! that demand one (mutual TLS).
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestApp, spawn_app, spawn_app_with};
+use crate::common::{TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use webhook_testkit::{TestCa, TlsReceiver};
 

@@ -2,11 +2,11 @@
 //! link's token may do on `/api/v1` (and never on `/internal`), read-only
 //! links, the pages' security headers, and the chart's statistics.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, TestApp, spawn_app, spawn_app_with};
+use crate::common::{
+    ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET, TestApp, spawn_app, spawn_app_with,
+};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::Method;
 use serde_json::{Value, json};

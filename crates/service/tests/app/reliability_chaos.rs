@@ -7,14 +7,12 @@
 //! (`WEBHOOK_LONG_TESTS=1`, about 5 minutes, 40 kills) runs the same loop
 //! longer.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, spawn_app_with};
+use crate::common::{INTERNAL_SECRET, spawn_app_with};
 use serde_json::json;
 use webhook_testkit::CountingReceiver;
 

@@ -6,14 +6,11 @@
 //! requests still succeed quickly; clients that read large log pages slowly
 //! hold back neither ingest nor delivery.
 
-mod api_support;
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_support::{get, webhook_body};
-use common::{TestApp, spawn_app_with};
+use crate::api_support::{get, webhook_body};
+use crate::common::{TestApp, spawn_app_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;

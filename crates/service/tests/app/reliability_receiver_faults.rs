@@ -6,14 +6,11 @@
 //! the schedule, and the healthy endpoint's deliveries keep arriving quickly
 //! the whole time.
 
-mod common;
-mod delivery_support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, spawn_app};
-use delivery_support::{eventually, logs, webhook};
+use crate::common::{TestApp, spawn_app};
+use crate::delivery_support::{eventually, logs, webhook};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
 

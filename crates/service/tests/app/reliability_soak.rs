@@ -10,13 +10,11 @@
 //!
 //! Long: compiled in only with `WEBHOOK_LONG_TESTS=1`.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app_with};
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app_with};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, CountingReceiver, Receiver};
 

@@ -6,13 +6,10 @@
 //! that redirects to a private address is not followed (`redirect`).
 //! Everything contacted here is on 127.0.0.1.
 
-mod common;
-mod delivery_support;
-
 use std::time::Duration;
 
-use common::spawn_app_with;
-use delivery_support::{trigger_one, wait_final};
+use crate::common::spawn_app_with;
+use crate::delivery_support::{trigger_one, wait_final};
 use serde_json::json;
 use webhook_testkit::{Behavior, Receiver};
 

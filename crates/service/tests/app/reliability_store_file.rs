@@ -3,13 +3,11 @@
 //! service refuses to start with an error naming the file, and leaves the
 //! file exactly as it was: never a silent re-initialisation.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET};
+use crate::common::{ENCRYPTION_KEY, INTERNAL_SECRET, JWT_SECRET};
 
 /// Runs `webhook-service serve` on `data_dir` until it exits (at most 30 s);
 /// returns whether it succeeded and what it wrote to stderr.

@@ -43,7 +43,7 @@ pub type TestFn = fn() -> Pin<Box<dyn Future<Output = Ran> + Send>>;
 
 /// One test: its name and its function, run on a runtime of its own.
 pub struct Test {
-    name: &'static str,
+    name: String,
     run: TestFn,
     worker_threads: Option<usize>,
     ignored: bool,
@@ -53,7 +53,7 @@ impl Test {
     /// A test run on a single-threaded runtime, as `#[tokio::test]` does.
     pub fn new(name: &'static str, run: TestFn) -> Self {
         Test {
-            name,
+            name: name.to_string(),
             run,
             worker_threads: None,
             ignored: false,
@@ -64,6 +64,13 @@ impl Test {
     /// (`--ignored` runs it anyway): for the long tests.
     pub fn ignored_unless(mut self, run: bool) -> Self {
         self.ignored = !run;
+        self
+    }
+
+    /// The test named as in module `module` (`module::name`), so that a
+    /// filter on a file's name runs that file's tests.
+    pub fn in_module(mut self, module: &str) -> Self {
+        self.name = format!("{module}::{}", self.name);
         self
     }
 

@@ -14,10 +14,6 @@
 //! the `import os` the guide forgot (it calls `os.environ` without it, so the
 //! sample as printed answers 500 to every delivery).
 
-mod common;
-mod delivery_support;
-mod harness;
-
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -25,9 +21,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{TestApp, spawn_app_with};
-use delivery_support::{delivery_detail, eventually, trigger_one, wait_final};
-use harness::{DONE, Ran, skip};
+use crate::common::{TestApp, spawn_app_with};
+use crate::delivery_support::{delivery_detail, eventually, trigger_one, wait_final};
+use crate::harness::{DONE, Ran, skip};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, ReceivedRequest, Receiver};
 
@@ -790,11 +786,12 @@ async fn the_standardwebhooks_package_verifies_our_deliveries() -> Ran {
     DONE
 }
 
-fn main() {
-    harness::run(tests![
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
+    crate::tests![
         the_guides_express_receiver_accepts_our_deliveries,
         the_guides_quick_start_receiver_accepts_our_deliveries,
         the_guides_flask_receiver_accepts_our_deliveries,
         the_standardwebhooks_package_verifies_our_deliveries,
-    ]);
+    ]
 }

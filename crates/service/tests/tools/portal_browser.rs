@@ -2,16 +2,11 @@
 //! the real service and real receivers. Each screen is saved under
 //! `target/portal-screenshots/`.
 
-mod browser_support;
-mod common;
-mod harness;
-mod postgres_support;
-
 use std::time::Duration;
 
-use browser_support::Browser;
-use common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
-use harness::{DONE, Ran, skip};
+use crate::browser_support::Browser;
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app, spawn_app_with};
+use crate::harness::{DONE, Ran, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver, TestCa, TlsReceiver};
@@ -180,7 +175,7 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() -> Ran {
     let started = std::time::Instant::now();
     while browser.text_of("[data-test=updated]").await == before {
         assert!(
-            started.elapsed() < browser_support::WAIT,
+            started.elapsed() < crate::browser_support::WAIT,
             "the log never refreshed"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -208,7 +203,7 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() -> Ran {
             break;
         }
         assert!(
-            started.elapsed() < browser_support::WAIT,
+            started.elapsed() < crate::browser_support::WAIT,
             "filter shows {rows:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -468,7 +463,7 @@ async fn an_endpoint_whose_circuit_is_open_says_its_deliveries_are_held() -> Ran
 }
 
 async fn the_log_and_the_chart_work_on_postgresql() -> Ran {
-    let db = match postgres_support::TestDatabase::fresh().await {
+    let db = match crate::postgres_support::TestDatabase::fresh().await {
         Ok(db) => db,
         Err(why) => return skip(why),
     };
@@ -524,7 +519,10 @@ async fn the_log_and_the_chart_work_on_postgresql() -> Ran {
         .await
         != json!(1)
     {
-        assert!(started.elapsed() < browser_support::WAIT, "the type filter");
+        assert!(
+            started.elapsed() < crate::browser_support::WAIT,
+            "the type filter"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     browser.screenshot("15-postgres-log-filtered").await;
@@ -599,7 +597,7 @@ async fn the_portal_works_in_an_iframe_of_an_allowed_origin_only() -> Ran {
             break;
         }
         assert!(
-            started.elapsed() < browser_support::WAIT,
+            started.elapsed() < crate::browser_support::WAIT,
             "the frame never loaded"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -689,7 +687,7 @@ async fn wait_for_text_in(browser: &Browser, css: &str, text: &str) -> String {
             return now;
         }
         assert!(
-            started.elapsed() < browser_support::WAIT,
+            started.elapsed() < crate::browser_support::WAIT,
             "'{css}' did not show '{text}'; it shows '{now}', the page:\n{}",
             browser.main_text().await
         );
@@ -1423,8 +1421,9 @@ async fn an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token() -
     DONE
 }
 
-fn main() {
-    harness::run(tests![
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
+    crate::tests![
         a_user_manages_an_endpoint_and_its_deliveries_in_the_portal,
         expired_and_forged_links_are_refused,
         an_operator_sees_every_users_failing_endpoints,
@@ -1439,5 +1438,5 @@ fn main() {
         a_client_certificate_pasted_in_the_portal_lets_deliveries_into_an_mtls_endpoint,
         an_endpoint_created_with_oauth2_in_the_portal_gets_its_bearer_token,
         a_blocked_fifo_order_shows_its_head_on_the_endpoint_page,
-    ]);
+    ]
 }

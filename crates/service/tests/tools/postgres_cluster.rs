@@ -9,18 +9,14 @@
 //! Listed as ignored (with the reason) when no PostgreSQL server is
 //! reachable, unless `WEBHOOK_REQUIRE_POSTGRES=1` or `CI=true`, where they fail.
 
-mod common;
-mod harness;
-mod postgres_support;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app_with};
-use harness::{DONE, Ran, Test, skip};
-use postgres_support::{CuttableProxy, TestDatabase};
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app_with};
+use crate::harness::{DONE, Ran, Test, skip};
+use crate::postgres_support::{CuttableProxy, TestDatabase};
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, CountingReceiver, Receiver};
 
@@ -99,7 +95,9 @@ async fn wait_for_all(
 }
 
 async fn query_strings(db: &TestDatabase, sql: &str, owner: &str) -> Vec<String> {
-    let client = postgres_support::connect(&db.url).await.expect("connect");
+    let client = crate::postgres_support::connect(&db.url)
+        .await
+        .expect("connect");
     client
         .query(sql, &[&owner])
         .await
@@ -111,7 +109,9 @@ async fn query_strings(db: &TestDatabase, sql: &str, owner: &str) -> Vec<String>
 
 /// The instance ids that have sent a heartbeat.
 async fn instance_ids(db: &TestDatabase) -> Vec<String> {
-    let client = postgres_support::connect(&db.url).await.expect("connect");
+    let client = crate::postgres_support::connect(&db.url)
+        .await
+        .expect("connect");
     client
         .query("SELECT id FROM instances", &[])
         .await
@@ -245,7 +245,9 @@ async fn three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_take
     // acknowledged events, the victim can hold deliveries of events it stored
     // but died before answering for: those are delivered too.
     let mut records = wait_for_all(&receiver, &acked, Duration::from_secs(45)).await;
-    let client = postgres_support::connect(&db.url).await.expect("connect");
+    let client = crate::postgres_support::connect(&db.url)
+        .await
+        .expect("connect");
     let deadline = Instant::now() + Duration::from_secs(45);
     let still_open = loop {
         let open: i64 = client
@@ -503,7 +505,9 @@ async fn ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_ac
     assert_eq!(status, 200, "healthy again");
 
     // Every acknowledged event is stored, and delivered.
-    let client = postgres_support::connect(&db.url).await.expect("connect");
+    let client = crate::postgres_support::connect(&db.url)
+        .await
+        .expect("connect");
     let ids: Vec<String> = acked.iter().cloned().collect();
     let stored: i64 = client
         .query_one("SELECT COUNT(*) FROM events WHERE id = ANY($1)", &[&ids])
@@ -552,7 +556,9 @@ async fn a_request_stuck_on_a_lock_does_not_stop_the_heartbeat() -> Ran {
     let locked_id = locked["id"].as_str().unwrap().to_string();
 
     // Another client holds the second webhook's row.
-    let holder = postgres_support::connect(&db.url).await.expect("connect");
+    let holder = crate::postgres_support::connect(&db.url)
+        .await
+        .expect("connect");
     holder.batch_execute("BEGIN").await.unwrap();
     holder
         .execute(
@@ -692,12 +698,13 @@ async fn fifo_events_arrive_in_acknowledged_order_across_two_instances() -> Ran 
     DONE
 }
 
-fn main() {
-    harness::run(vec![
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
         Test::new(stringify!(three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over), || Box::pin(three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_taken_over())).multi_thread(2),
         Test::new(stringify!(a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second), || Box::pin(a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_second())).multi_thread(2),
         Test::new(stringify!(ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged), || Box::pin(ingest_under_load_refuses_during_a_database_outage_and_loses_nothing_acknowledged())).multi_thread(2),
         Test::new(stringify!(a_request_stuck_on_a_lock_does_not_stop_the_heartbeat), || Box::pin(a_request_stuck_on_a_lock_does_not_stop_the_heartbeat())).multi_thread(2),
         Test::new(stringify!(fifo_events_arrive_in_acknowledged_order_across_two_instances), || Box::pin(fifo_events_arrive_in_acknowledged_order_across_two_instances())).multi_thread(2),
-    ]);
+    ]
 }

@@ -11,10 +11,6 @@
 //! `WEBHOOK_PREVIOUS_BIN` names. Long: listed as ignored unless
 //! `WEBHOOK_LONG_TESTS=1` or `WEBHOOK_PREVIOUS_BIN` is set.
 
-mod common;
-mod harness;
-mod postgres_support;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,9 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, TestApp, spawn_app_with, spawn_binary_with};
-use harness::{DONE, Ran, Test, skip};
-use postgres_support::TestDatabase;
+use crate::common::{INTERNAL_SECRET, TestApp, spawn_app_with, spawn_binary_with};
+use crate::harness::{DONE, Ran, Test, skip};
+use crate::postgres_support::TestDatabase;
 use serde_json::{Value, json};
 use webhook_testkit::CountingReceiver;
 
@@ -260,14 +256,15 @@ async fn rolling_upgrade_loses_nothing_and_honours_a_deletion() -> Ran {
     DONE
 }
 
-fn main() {
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
     let asked = cfg!(long_tests) || std::env::var_os("WEBHOOK_PREVIOUS_BIN").is_some();
-    harness::run(vec![
+    vec![
         Test::new(
             "rolling_upgrade_loses_nothing_and_honours_a_deletion",
             || Box::pin(rolling_upgrade_loses_nothing_and_honours_a_deletion()),
         )
         .multi_thread(4)
         .ignored_unless(asked),
-    ]);
+    ]
 }

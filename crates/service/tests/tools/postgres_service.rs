@@ -6,16 +6,12 @@
 //! Listed as ignored (with the reason) when no PostgreSQL server is
 //! reachable, unless `WEBHOOK_REQUIRE_POSTGRES=1` or `CI=true`, where they fail.
 
-mod common;
-mod harness;
-mod postgres_support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, spawn_app_with};
-use harness::{DONE, Ran, Test, skip};
-use postgres_support::{CuttableProxy, TestDatabase};
+use crate::common::{TestApp, spawn_app_with};
+use crate::harness::{DONE, Ran, Test, skip};
+use crate::postgres_support::{CuttableProxy, TestDatabase};
 use serde_json::json;
 use webhook_testkit::{Behavior, Receiver};
 
@@ -34,7 +30,9 @@ fn event_ids(receiver: &Receiver) -> Vec<String> {
 }
 
 async fn count_delivered(db: &TestDatabase) -> i64 {
-    let client = postgres_support::connect(&db.url).await.expect("connect");
+    let client = crate::postgres_support::connect(&db.url)
+        .await
+        .expect("connect");
     client
         .query_one(
             "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
@@ -561,8 +559,9 @@ async fn instances_share_a_rate_limit() -> Ran {
     DONE
 }
 
-fn main() {
-    harness::run(vec![
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
         Test::new(
             stringify!(events_are_delivered_from_a_postgres_backed_service),
             || Box::pin(events_are_delivered_from_a_postgres_backed_service()),
@@ -605,5 +604,5 @@ fn main() {
             Box::pin(instances_share_a_rate_limit())
         })
         .multi_thread(2),
-    ]);
+    ]
 }

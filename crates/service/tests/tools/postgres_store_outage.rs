@@ -4,9 +4,6 @@
 //! before is lost, and the store reconnects by itself when the database is
 //! back. The outage is made by cutting a proxy in front of the shared server.
 
-mod harness;
-mod postgres_support;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,8 +16,8 @@ use webhook_service::store::{
     DeliveryFilter, IngestItem, IngestOutcome, NewDelivery, NewWebhook, Owner, Store, StoreError,
 };
 
-use harness::{DONE, Ran, Test, skip};
-use postgres_support::{CuttableProxy, TestDatabase};
+use crate::harness::{DONE, Ran, Test, skip};
+use crate::postgres_support::{CuttableProxy, TestDatabase};
 
 fn item(webhook: &WebhookId) -> IngestItem {
     let event_id = EventId::generate();
@@ -179,8 +176,9 @@ async fn connecting_to_an_unreachable_server_fails_with_a_clear_error() -> Ran {
     DONE
 }
 
-fn main() {
-    harness::run(vec![
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![
         Test::new(
             stringify!(calls_fail_fast_while_unreachable_and_recover_by_themselves),
             || Box::pin(calls_fail_fast_while_unreachable_and_recover_by_themselves()),
@@ -190,5 +188,5 @@ fn main() {
             stringify!(connecting_to_an_unreachable_server_fails_with_a_clear_error),
             || Box::pin(connecting_to_an_unreachable_server_fails_with_a_clear_error()),
         ),
-    ]);
+    ]
 }

@@ -6,19 +6,15 @@
 //! root (as in CI). Where it cannot be mounted the test is listed as
 //! ignored with the reason (and fails under `CI=true`).
 
-mod common;
-mod delivery_support;
-mod harness;
-
 use std::collections::HashSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{INTERNAL_SECRET, spawn_app_with};
-use delivery_support::eventually;
-use harness::{DONE, Ran, Test, skip};
+use crate::common::{INTERNAL_SECRET, spawn_app_with};
+use crate::delivery_support::eventually;
+use crate::harness::{DONE, Ran, Test, skip};
 use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
@@ -81,7 +77,10 @@ fn fill(dir: &Path) -> PathBuf {
 }
 
 /// Posts one event of about 4 KB; returns the status, body and headers.
-async fn trigger(app: &common::TestApp, n: usize) -> (u16, Value, reqwest::header::HeaderMap) {
+async fn trigger(
+    app: &crate::common::TestApp,
+    n: usize,
+) -> (u16, Value, reqwest::header::HeaderMap) {
     app.request(
         Method::POST,
         "/internal/webhooks/trigger",
@@ -209,9 +208,10 @@ async fn a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself(
     DONE
 }
 
-fn main() {
-    harness::run(vec![Test::new(
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
+    vec![Test::new(
         "a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself",
         || Box::pin(a_full_disk_refuses_ingest_with_503_and_the_service_recovers_by_itself()),
-    )]);
+    )]
 }

@@ -7,9 +7,6 @@
 //! store, as for secrets at rest). The `contracts!` macro runs each of them
 //! against both backends.
 
-mod harness;
-mod postgres_support;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +27,8 @@ use webhook_service::store::{
     StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 
-use harness::{DONE, Ran, Test, skip};
-use postgres_support::TestDatabase;
+use crate::harness::{DONE, Ran, Test, skip};
+use crate::postgres_support::TestDatabase;
 
 // ---------------------------------------------------------------- fixtures
 
@@ -144,7 +141,9 @@ impl Fixture {
                 bytes
             }
             Backend::Postgres(db) => {
-                let client = postgres_support::connect(&db.url).await.expect("connect");
+                let client = crate::postgres_support::connect(&db.url)
+                    .await
+                    .expect("connect");
                 let rows = client
                     .query("SELECT w::text, secret_enc FROM webhooks w", &[])
                     .await
@@ -173,7 +172,9 @@ impl Fixture {
                 c.query_row(sql, [], |r| r.get(0)).expect(sql)
             }
             Backend::Postgres(db) => {
-                let client = postgres_support::connect(&db.url).await.expect("connect");
+                let client = crate::postgres_support::connect(&db.url)
+                    .await
+                    .expect("connect");
                 client.query_one(sql, &[]).await.expect(sql).get(0)
             }
         }
@@ -2908,7 +2909,7 @@ mod schema_versions {
                 .await
                 .expect("connect"),
         );
-        postgres_support::connect(&db.url)
+        crate::postgres_support::connect(&db.url)
             .await
             .expect("connect")
             .execute(
@@ -3124,7 +3125,8 @@ mod postgres_instances {
     }
 }
 
-fn main() {
+/// The tests of this file, for the binary's harness.
+pub fn tests() -> Vec<crate::harness::Test> {
     let mut tests = contract_tests();
     tests.push(
         Test::new(
@@ -3161,5 +3163,5 @@ fn main() {
         )
         .multi_thread(4),
     );
-    harness::run(tests);
+    tests
 }
