@@ -241,7 +241,8 @@ async fn round(
         PER_EVENT,
     )
     .await?;
-    r.extra.insert("startup_secs".into(), json!(round3(startup)));
+    r.extra
+        .insert("startup_secs".into(), json!(round3(startup)));
     r.extra
         .insert("rss_at_rest_mb".into(), json!(round3(rss_at_rest)));
     // Idle between rounds: the other store's service has the machine.
@@ -359,7 +360,10 @@ pub(crate) async fn tenants(s: &Settings) -> anyhow::Result<Report> {
         ("startup_secs", json!(startup)),
         (
             "startup_rounds_secs",
-            json!(list(&large_runs, &|r: &Report| extra_f64(r, "startup_secs"))),
+            json!(list(&large_runs, &|r: &Report| extra_f64(
+                r,
+                "startup_secs"
+            ))),
         ),
         ("rss_at_rest_mb", json!(rss)),
         ("latency_p99_median_ms", json!(round3(large_p99))),

@@ -62,10 +62,7 @@ async fn every_scenario_runs_without_loss() {
                 "p99_ratio",
             ] {
                 let value = report.extra.get(key).and_then(|v| v.as_f64());
-                assert!(
-                    value.is_some_and(|v| v > 0.0),
-                    "{name}: {key} is {value:?}"
-                );
+                assert!(value.is_some_and(|v| v > 0.0), "{name}: {key} is {value:?}");
             }
             assert_eq!(report.duplicates, 0, "{name}: duplicates");
         }

@@ -75,9 +75,10 @@ async fn throughput_batch_and_cluster_run_on_postgres_without_loss() -> Ran {
 
 fn main() {
     harness::run(vec![
-        Test::new("throughput_batch_and_cluster_run_on_postgres_without_loss", || {
-            Box::pin(throughput_batch_and_cluster_run_on_postgres_without_loss())
-        })
+        Test::new(
+            "throughput_batch_and_cluster_run_on_postgres_without_loss",
+            || Box::pin(throughput_batch_and_cluster_run_on_postgres_without_loss()),
+        )
         .multi_thread(2),
     ]);
 }
