@@ -313,7 +313,11 @@ pub(crate) async fn run(s: &Settings) -> anyhow::Result<Report> {
     let steady_records = drain(&receiver, &steady.sent).await;
     let mut delivered = Vec::with_capacity(INSTANCES);
     for (svc, before) in instances.iter().zip(&delivered_before) {
-        delivered.push(counter(&http, svc, DELIVERED).await? - before);
+        delivered.push(
+            counter(&http, svc, DELIVERED)
+                .await?
+                .saturating_sub(*before),
+        );
     }
     let mut ingested = [0u64; INSTANCES];
     for i in &steady.acked_by {
