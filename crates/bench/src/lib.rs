@@ -7,17 +7,35 @@
 //! delivery. The ceiling is measured in the same run: the same generator
 //! posting straight to the same kind of receiver.
 
+mod cluster;
 pub mod load;
 pub mod machine;
 pub mod metrics;
 mod reads;
 pub mod scenarios;
 pub mod service;
+mod tenancy;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
+
+/// Scenarios that need PostgreSQL (`--database-url`): `all` on the
+/// embedded store leaves them out.
+pub const POSTGRES_ONLY: &[&str] = &["cluster"];
+/// Scenarios of the embedded store only: `all` on PostgreSQL leaves them out.
+pub const EMBEDDED_ONLY: &[&str] = &["tenants"];
+
+/// Whether scenario `name` runs on the store `settings` name.
+pub fn runs_on(name: &str, settings: &Settings) -> bool {
+    let only = if settings.database_url.is_some() {
+        EMBEDDED_ONLY
+    } else {
+        POSTGRES_ONLY
+    };
+    !only.contains(&name)
+}
 
 /// Settings shared by all scenarios.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use webhook_bench::{Report, Settings, scenarios, service};
+use webhook_bench::{Report, Settings, runs_on, scenarios, service};
 
 #[derive(Parser)]
 #[command(
@@ -12,7 +12,7 @@ use webhook_bench::{Report, Settings, scenarios, service};
     about = "Benchmarks the webhook service; prints one JSON object per scenario"
 )]
 struct Args {
-    /// Scenarios: throughput, batch, fanout, fanout-filtered, latency, backlog, isolation, ratelimit, fifo, portal-reads, or all.
+    /// Scenarios: throughput, batch, fanout, fanout-filtered, latency, backlog, isolation, ratelimit, fifo, portal-reads, tenants (embedded store), cluster (PostgreSQL), or all.
     #[arg(required = true)]
     scenarios: Vec<String>,
     /// Small counts: checks correctness (loss, errors, crashes), not speed.
@@ -75,7 +75,11 @@ fn main() -> ExitCode {
         rate: args.rate,
     };
     let names: Vec<String> = if args.scenarios.iter().any(|s| s == "all") {
-        scenarios::ALL.iter().map(|s| s.to_string()).collect()
+        scenarios::ALL
+            .iter()
+            .filter(|name| runs_on(name, &settings))
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.scenarios
     };

@@ -25,6 +25,8 @@ pub const ALL: &[&str] = &[
     "ratelimit",
     "fifo",
     "portal-reads",
+    "tenants",
+    "cluster",
 ];
 
 /// Runs one scenario by name.
@@ -45,6 +47,8 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
         "backlog" => backlog(s).await,
         "isolation" => isolation(s).await,
         "portal-reads" => crate::reads::run(s).await,
+        "tenants" => crate::tenancy::tenants(s).await,
+        "cluster" => crate::cluster::run(s).await,
         other => bail!("unknown scenario '{other}' (known: {})", ALL.join(", ")),
     }?;
     let shares = before

@@ -3,7 +3,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
@@ -41,11 +41,48 @@ pub fn locate_binary(explicit: Option<&Path>, release: bool) -> anyhow::Result<P
     Ok(candidate)
 }
 
+/// Spawns `binary serve` with exactly `env` and waits for its
+/// "listening on" line: the child, its base URL and how long it took to
+/// start (spawn to that line, which it prints once its store is open and
+/// its webhooks are loaded).
+fn spawn(binary: &Path, env: &[(String, String)]) -> anyhow::Result<(Child, String, Duration)> {
+    let spawned_at = Instant::now();
+    let mut child = Command::new(binary)
+        .arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("webhook-service listening on ") {
+                let _ = tx.send((url.to_string(), Instant::now()));
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(60)) {
+        Ok((base, listening_at)) => Ok((child, base, listening_at - spawned_at)),
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the service did not start within 60 s");
+        }
+    }
+}
+
 /// A running service and its data directory.
 pub struct Service {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub base: String,
+    /// From spawning the process to its "listening on" line.
+    pub started_in: Duration,
     binary: PathBuf,
     env: Vec<(String, String)>,
     _data: Option<tempfile::TempDir>,
@@ -88,35 +125,11 @@ impl Service {
             env.retain(|(key, _)| key != k);
             env.push((k.to_string(), v.clone()));
         }
-        let mut child = Command::new(binary)
-            .arg("serve")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("webhook-service listening on ") {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let base = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                bail!("the service did not start within 60 s");
-            }
-        };
+        let (child, base, started_in) = spawn(binary, &env)?;
         Ok(Service {
             child,
             base,
+            started_in,
             binary: binary.to_path_buf(),
             env,
             _data: Some(data),
@@ -130,13 +143,63 @@ impl Service {
         self.child.id()
     }
 
+    /// Stops the process and starts it again on the same store (the same
+    /// data directory or database, a new port); `started_in` is then the
+    /// start-up on that store.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let (child, base, started_in) = spawn(&self.binary, &self.env)?;
+        self.child = child;
+        self.base = base;
+        self.started_in = started_in;
+        Ok(())
+    }
+
+    /// SIGKILL: the process ends at once, holding whatever it had claimed.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM first: a graceful stop lets a profiler wrapped around the
+    /// service (valgrind, perf) write its report. SIGKILL if it lingers.
+    pub fn stop(&mut self) {
+        if !self.alive() {
+            return;
+        }
+        let terminated = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if terminated {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if !self.alive() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        self.kill();
+    }
+
+    /// Resident set size now (VmRSS), in MB.
+    pub fn rss_mb(&self) -> f64 {
+        self.status_mb("VmRSS:")
+    }
+
     /// Peak resident set size so far (VmHWM), in MB.
     pub fn peak_rss_mb(&self) -> f64 {
+        self.status_mb("VmHWM:")
+    }
+
+    /// A `/proc/<pid>/status` field given in kB, in MB (0 when unreadable).
+    fn status_mb(&self, field: &str) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map(|kb| kb / 1024.0)
             .unwrap_or(0.0)
@@ -160,6 +223,28 @@ impl Service {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// A user token signed here with the service's `JWT_SECRET`, shaped as
+    /// the service's own CLI mints it: for thousands of users, where a
+    /// process per token (see [`Service::token`]) would take minutes.
+    pub fn mint_token(user: &str, admin: bool) -> anyhow::Result<String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_secs();
+        let roles: &[&str] = if admin { &["user", "admin"] } else { &["user"] };
+        let claims = serde_json::json!({
+            "userId": user,
+            "roles": roles,
+            "iat": now,
+            "exp": now + 24 * 3600,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+        )
+        .context("cannot sign a token")
+    }
+
     /// A user token minted by the service's own CLI.
     pub fn token(&self, user: &str, admin: bool) -> anyhow::Result<String> {
         let mut cmd = Command::new(&self.binary);
@@ -178,23 +263,7 @@ impl Service {
 }
 
 impl Drop for Service {
-    /// SIGTERM first: a graceful stop lets a profiler wrapped around the
-    /// service (valgrind, perf) write its report. SIGKILL if it lingers.
     fn drop(&mut self) {
-        let terminated = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success());
-        if terminated {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while std::time::Instant::now() < deadline {
-                if !matches!(self.child.try_wait(), Ok(None)) {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }

@@ -165,35 +165,71 @@ impl Route {
     }
 }
 
-#[derive(Debug, Default)]
+/// The routes and the indexes ingest reads them by. Cloned only when an
+/// edit lands while a reader still holds the previous version (see
+/// [`RoutingTable::edit`]).
+#[derive(Debug, Default, Clone)]
 struct Table {
     by_id: crate::FastMap<WebhookId, Arc<Route>>,
     active_by_user: crate::FastMap<UserId, Vec<Arc<Route>>>,
     active_scope_all: Vec<Arc<Route>>,
-    /// Whether any webhook delivers in order (FIFO).
-    any_ordered: bool,
+    /// Routes that deliver in order (FIFO).
+    ordered: usize,
+    /// Rate limits (per second) of the webhooks that have one: read on
+    /// every API change, so kept apart from the 100,000 that have none.
+    limited: crate::FastMap<WebhookId, u32>,
 }
 
 impl Table {
     /// Builds the fan-out indexes over every route.
     fn index(by_id: crate::FastMap<WebhookId, Arc<Route>>) -> Table {
-        let mut table = Table {
-            by_id,
-            ..Table::default()
-        };
-        table.any_ordered = table.by_id.values().any(|r| r.controls.ordering.is_some());
-        for route in table.by_id.values().filter(|r| r.is_active) {
+        let mut table = Table::default();
+        for route in by_id.into_values() {
+            table.insert(route);
+        }
+        table
+    }
+
+    /// Adds `route`, replacing the route of the same webhook: the work of
+    /// one webhook and its owner's other webhooks, never of the whole table.
+    fn insert(&mut self, route: Arc<Route>) {
+        self.remove(&route.id);
+        if route.controls.ordering.is_some() {
+            self.ordered += 1;
+        }
+        if let Some(limit) = route.controls.rate_limit_per_second {
+            self.limited.insert(route.id.clone(), limit);
+        }
+        if route.is_active {
             if route.scope_all {
-                table.active_scope_all.push(route.clone());
+                self.active_scope_all.push(route.clone());
             } else {
-                table
-                    .active_by_user
+                self.active_by_user
                     .entry(route.owner_id.clone())
                     .or_default()
                     .push(route.clone());
             }
         }
-        table
+        self.by_id.insert(route.id.clone(), route);
+    }
+
+    /// Removes the route of webhook `id`, if there is one.
+    fn remove(&mut self, id: &WebhookId) {
+        let Some(old) = self.by_id.remove(id) else {
+            return;
+        };
+        if old.controls.ordering.is_some() {
+            self.ordered -= 1;
+        }
+        self.limited.remove(id);
+        if old.scope_all {
+            self.active_scope_all.retain(|r| r.id != *id);
+        } else if let Some(own) = self.active_by_user.get_mut(&old.owner_id) {
+            own.retain(|r| r.id != *id);
+            if own.is_empty() {
+                self.active_by_user.remove(&old.owner_id);
+            }
+        }
     }
 }
 
@@ -235,32 +271,29 @@ impl RoutingTable {
     /// the n-th webhook cost O(n)).
     pub fn upsert(&self, record: WebhookRecord) {
         let id = record.id.clone();
-        self.edit(|by_id| match Route::from_record(record) {
-            Some(route) => {
-                by_id.insert(id, Arc::new(route));
-            }
-            None => {
-                by_id.remove(&id);
-            }
+        self.edit(|table| match Route::from_record(record) {
+            Some(route) => table.insert(Arc::new(route)),
+            None => table.remove(&id),
         });
     }
 
     /// Forgets a deleted webhook.
     pub fn remove(&self, id: &WebhookId) {
-        self.edit(|by_id| {
-            by_id.remove(id);
-        });
+        self.edit(|table| table.remove(id));
     }
 
-    /// Read-modify-write under the write lock, so concurrent edits are not lost.
-    fn edit(&self, change: impl FnOnce(&mut crate::FastMap<WebhookId, Arc<Route>>)) {
+    /// Read-modify-write under the write lock, so concurrent edits are not
+    /// lost. The table is changed in place when no reader holds it (no
+    /// event is being routed at that moment), else copied first, so a
+    /// reader never sees a half-applied change: with 100,000 webhooks,
+    /// copying and re-indexing the whole table on every API change made
+    /// creating one cost milliseconds.
+    fn edit(&self, change: impl FnOnce(&mut Table)) {
         let mut guard = match self.table.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let mut by_id = guard.by_id.clone();
-        change(&mut by_id);
-        *guard = Arc::new(Table::index(by_id));
+        change(Arc::make_mut(&mut guard));
         self.edits.fetch_add(1, Ordering::SeqCst);
     }
 
@@ -292,19 +325,16 @@ impl RoutingTable {
     pub fn rate_limits(&self, instances: u32) -> Vec<(WebhookId, u32)> {
         let instances = instances.max(1);
         self.snapshot()
-            .by_id
-            .values()
-            .filter_map(|r| {
-                let limit = r.controls.rate_limit_per_second?;
-                Some((r.id.clone(), (limit / instances).max(1)))
-            })
+            .limited
+            .iter()
+            .map(|(id, limit)| (id.clone(), (limit / instances).max(1)))
             .collect()
     }
 
     /// Whether any webhook delivers in order: one flag read, so that
     /// services without FIFO webhooks look nothing up per attempt.
     pub fn any_ordered(&self) -> bool {
-        self.snapshot().any_ordered
+        self.snapshot().ordered > 0
     }
 
     /// Whether any of `reports` (finished deliveries) is of a FIFO webhook.
@@ -324,5 +354,131 @@ impl RoutingTable {
     /// The route of a webhook, active or not.
     pub fn get(&self, id: &WebhookId) -> Option<Arc<Route>> {
         self.snapshot().by_id.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use webhook_domain::ordering::{DeliveryOrder, OrderingKey};
+
+    use super::*;
+
+    fn record(id: &str, owner: &str, types: &[&str]) -> WebhookRecord {
+        WebhookRecord {
+            id: WebhookId::parse(id).unwrap(),
+            owner_id: UserId::parse(owner).unwrap(),
+            url: format!("http://127.0.0.1:9/{id}"),
+            event_types: types.iter().map(|t| t.to_string()).collect(),
+            description: None,
+            is_active: true,
+            scope_all: false,
+            secret: WebhookSecret::parse("whsec_routing-test-secret-0123456789").unwrap(),
+            previous_secret: None,
+            disabled_reason: None,
+            disabled_at: None,
+            failing_since: None,
+            consecutive_exhausted: 0,
+            created_at: 0,
+            updated_at: 0,
+            controls: DeliveryControls::default(),
+            endpoint: EndpointOptions::default(),
+        }
+    }
+
+    fn ids(routes: &[Arc<Route>]) -> Vec<String> {
+        let mut ids: Vec<String> = routes.iter().map(|r| r.id.to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    fn credit_low() -> EventType {
+        EventType::parse("credit.low").unwrap()
+    }
+
+    #[test]
+    fn edits_change_only_the_webhook_they_name() {
+        let table = RoutingTable::default();
+        let alice = UserId::parse("alice").unwrap();
+        let bob = UserId::parse("bob").unwrap();
+        table.upsert(record("wh_a1", "alice", &["credit.low"]));
+        table.upsert(record("wh_a2", "alice", &["user.*"]));
+        table.upsert(record("wh_b1", "bob", &["*"]));
+        let mut everyone = record("wh_all", "admin", &["credit.*"]);
+        everyone.scope_all = true;
+        table.upsert(everyone);
+        assert_eq!(
+            ids(&table.matching(&alice, &credit_low())),
+            ["wh_a1", "wh_all"]
+        );
+        assert_eq!(
+            ids(&table.matching(&bob, &credit_low())),
+            ["wh_all", "wh_b1"]
+        );
+
+        // A changed subscription replaces the route; no other moves.
+        table.upsert(record("wh_a2", "alice", &["credit.low"]));
+        assert_eq!(
+            ids(&table.matching(&alice, &credit_low())),
+            ["wh_a1", "wh_a2", "wh_all"]
+        );
+        // Paused: still known, no longer routed to.
+        let mut paused = record("wh_a1", "alice", &["credit.low"]);
+        paused.is_active = false;
+        table.upsert(paused);
+        assert_eq!(
+            ids(&table.matching(&alice, &credit_low())),
+            ["wh_a2", "wh_all"]
+        );
+        assert!(table.get(&WebhookId::parse("wh_a1").unwrap()).is_some());
+        // Deleted: forgotten everywhere.
+        table.remove(&WebhookId::parse("wh_all").unwrap());
+        table.remove(&WebhookId::parse("wh_b1").unwrap());
+        assert_eq!(ids(&table.matching(&alice, &credit_low())), ["wh_a2"]);
+        assert!(table.matching(&bob, &credit_low()).is_empty());
+        assert!(table.get(&WebhookId::parse("wh_b1").unwrap()).is_none());
+    }
+
+    #[test]
+    fn order_and_rate_limits_follow_each_edit() {
+        let table = RoutingTable::default();
+        let mut ordered = record("wh_o", "alice", &["*"]);
+        ordered.controls.ordering = Some(DeliveryOrder::Fifo(OrderingKey::Webhook));
+        ordered.controls.rate_limit_per_second = Some(90);
+        table.upsert(ordered);
+        table.upsert(record("wh_p", "alice", &["*"]));
+        assert!(table.any_ordered());
+        assert_eq!(
+            table.rate_limits(3),
+            [(WebhookId::parse("wh_o").unwrap(), 30)]
+        );
+        // The same webhook without either control.
+        table.upsert(record("wh_o", "alice", &["*"]));
+        assert!(!table.any_ordered());
+        assert!(table.rate_limits(1).is_empty());
+        let mut limited = record("wh_p", "alice", &["*"]);
+        limited.controls.rate_limit_per_second = Some(1);
+        table.upsert(limited);
+        assert_eq!(
+            table.rate_limits(4),
+            [(WebhookId::parse("wh_p").unwrap(), 1)],
+            "at least 1 a second"
+        );
+        table.remove(&WebhookId::parse("wh_p").unwrap());
+        assert!(table.rate_limits(1).is_empty());
+    }
+
+    #[test]
+    fn a_reader_keeps_the_table_it_read_while_an_edit_lands() {
+        let table = RoutingTable::default();
+        let alice = UserId::parse("alice").unwrap();
+        table.upsert(record("wh_a1", "alice", &["*"]));
+        let held = table.snapshot();
+        table.upsert(record("wh_a2", "alice", &["*"]));
+        table.remove(&WebhookId::parse("wh_a1").unwrap());
+        // The reader's version is whole and unchanged ...
+        assert_eq!(held.by_id.len(), 1);
+        assert_eq!(ids(&held.active_by_user[&alice]), ["wh_a1"]);
+        // ... and the next reader sees both edits.
+        assert_eq!(ids(&table.matching(&alice, &credit_low())), ["wh_a2"]);
     }
 }
