@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use webhook_testkit::CountingReceiver;
 
 use crate::load::{Http, closed_loop};
-use crate::scenarios::{ceiling, report, settle, start};
+use crate::scenarios::{Ceiling, ceiling, report, settle, start};
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, percentile, wait_until};
 
@@ -207,7 +207,7 @@ async fn round(
     http: &Http,
     t: &mut Tenancy,
     events: usize,
-    ceiling: f64,
+    ceiling: Ceiling,
 ) -> anyhow::Result<Report> {
     t.svc.restart()?;
     let startup = t.svc.started_in.as_secs_f64();
