@@ -17,7 +17,7 @@ use webhook_domain::timefmt::{format_rfc3339_millis, now_ms};
 use webhook_testkit::CountingReceiver;
 
 use crate::load::{Http, closed_loop};
-use crate::scenarios::{batch_body, ceiling, create_webhook, report, settle, start};
+use crate::scenarios::{batch_body, ceiling, create_webhook, push_event_of, report, settle, start};
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, percentile, wait_until};
 
@@ -25,6 +25,12 @@ use crate::{Report, Settings, percentile, wait_until};
 const WEBHOOKS: usize = 5;
 /// Events per ingest request while filling the store.
 const FILL_BATCH: usize = 100;
+/// An event type only [`RARE_EVENTS`] events have, among all the others'
+/// `credit.low`: the log filtered by it finds a handful of matches in the
+/// whole log.
+const RARE_TYPE: &str = "credit.refunded";
+/// Events of [`RARE_TYPE`], sent once the store is full.
+const RARE_EVENTS: usize = 5;
 
 /// One read of a portal page: a name for the report and the path it GETs.
 struct Read {
@@ -59,6 +65,10 @@ fn portal_reads(webhook: &str, delivery: &str, hour_ago: &str) -> Vec<Read> {
         user(
             "log_event_type",
             format!("{w}/deliveries?limit=20&page=1&eventType=credit.low"),
+        ),
+        user(
+            "log_rare_event_type",
+            format!("{w}/deliveries?limit=20&page=1&eventType={RARE_TYPE}"),
         ),
         user(
             "log_last_hour",
@@ -163,6 +173,40 @@ async fn get_json(http: &Http, svc: &Service, path: &str, token: &str) -> anyhow
     serde_json::from_slice(&body).with_context(|| format!("{path} did not answer JSON"))
 }
 
+/// Sends the [`RARE_EVENTS`] events of [`RARE_TYPE`] (one request) and
+/// waits for their deliveries, which are then left out of the receipts.
+async fn send_rare_events(
+    http: &Http,
+    batch_uri: &str,
+    receiver: &CountingReceiver,
+) -> anyhow::Result<()> {
+    let mut body = String::from(r#"{"events":["#);
+    for i in 0..RARE_EVENTS {
+        if i > 0 {
+            body.push(',');
+        }
+        push_event_of(&mut body, RARE_TYPE, "bench-user", i);
+    }
+    body.push_str("]}");
+    let before = receiver.count();
+    let (status, answer) = http
+        .post(batch_uri, Some(INTERNAL_SECRET), body.into())
+        .await?;
+    if status != 202 && status != 200 {
+        bail!(
+            "the {RARE_TYPE} events were refused ({status}): {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let expected = before + RARE_EVENTS * WEBHOOKS;
+    wait_until(|| receiver.count(), expected, Duration::from_secs(30)).await;
+    if receiver.count() < expected {
+        bail!("the {RARE_TYPE} events were not all delivered within 30 s");
+    }
+    receiver.take_records();
+    Ok(())
+}
+
 /// Fills the store, then times the portal's reads at rest and under ingest.
 pub(crate) async fn run(s: &Settings) -> anyhow::Result<Report> {
     let events = s.count(200_000, 200);
@@ -204,6 +248,7 @@ pub(crate) async fn run(s: &Settings) -> anyhow::Result<Report> {
         "fill_secs".into(),
         json!((fill_started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
     );
+    send_rare_events(&http, &batch_uri, &receiver).await?;
 
     let list = get_json(&http, &svc, "/api/v1/webhooks", &token).await?;
     let webhook = list

@@ -72,11 +72,16 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
 /// harness's CPU in `throughput` (perf), CPU the service then lacked on the
 /// machine's two cores. `user` is one of the harness's plain names.
 fn push_event(out: &mut String, user: &str, i: usize) {
+    push_event_of(out, "credit.low", user, i);
+}
+
+/// [`push_event`] with another event type.
+pub(crate) fn push_event_of(out: &mut String, event_type: &str, user: &str, i: usize) {
     use std::fmt::Write as _;
     // Writing into a String cannot fail.
     let _ = write!(
         out,
-        r#"{{"eventType":"credit.low","userId":"{user}","data":{},"metadata":{{"service":"core-service","timestamp":"2025-01-01T00:00:00.000Z"}}}}"#,
+        r#"{{"eventType":"{event_type}","userId":"{user}","data":{},"metadata":{{"service":"core-service","timestamp":"2025-01-01T00:00:00.000Z"}}}}"#,
         event_data(user, i)
     );
 }

@@ -7,6 +7,14 @@
 //! one to its slot in the same transaction; the one that makes it pending
 //! again takes it away. Statistics then read a few hundred counters per
 //! webhook and day instead of every delivery of the window.
+//!
+//! The embedded store also counts its waiting deliveries here (slots
+//! [`PENDING`] and [`RETRYING`], from its migration 8): its single writer
+//! adds each ingest transaction's new deliveries in one change per webhook
+//! and hour, which costs less than the index entry every delivery wrote and
+//! removed before. PostgreSQL keeps counting them live through an index:
+//! there, concurrent ingest transactions would all wait on the same
+//! counter row until each one commits.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +29,10 @@ pub(crate) const HOUR_MS: i64 = 3_600_000;
 pub(crate) const FAILED: i64 = -1;
 /// The slot of delivered deliveries without a recorded duration.
 pub(crate) const DELIVERED_UNTIMED: i64 = -2;
+/// The slot of pending deliveries (embedded store only).
+pub(crate) const PENDING: i64 = -3;
+/// The slot of retrying deliveries (embedded store only).
+pub(crate) const RETRYING: i64 = -4;
 
 /// The hour (since the epoch) of a creation time.
 pub(crate) fn hour_of(created_at: i64) -> i64 {
@@ -43,12 +55,27 @@ pub(crate) fn slot(status: DeliveryStatus, duration_ms: Option<u32>) -> Option<i
     }
 }
 
+/// The slot a delivery counts in whatever its status, where waiting
+/// deliveries are counted too (the embedded store).
+pub(crate) fn any_slot(status: DeliveryStatus, duration_ms: Option<u32>) -> i64 {
+    match status {
+        DeliveryStatus::Pending => PENDING,
+        DeliveryStatus::Retrying => RETRYING,
+        DeliveryStatus::Delivered => {
+            duration_ms.map_or(DELIVERED_UNTIMED, |d| i64::from(bucket_of(d)))
+        }
+        DeliveryStatus::Failed => FAILED,
+    }
+}
+
 /// Adds `n` deliveries of a stored slot to `stats`.
 pub(crate) fn add_slot(stats: &mut DeliveryStats, slot: i64, n: i64) {
     let n = u64::try_from(n).unwrap_or(0);
     match slot {
         FAILED => stats.failed += n,
         DELIVERED_UNTIMED => stats.delivered += n,
+        PENDING => stats.pending += n,
+        RETRYING => stats.retrying += n,
         bucket => {
             stats.delivered += n;
             // A slot this release does not know is left out of the latency.
@@ -78,25 +105,33 @@ pub(crate) fn difference(wider: &DeliveryStats, narrower: &DeliveryStats) -> Del
 /// deadlock.
 #[derive(Debug, Default)]
 pub(crate) struct Tally {
-    changes: BTreeMap<(String, i64, i64), i64>,
+    /// Per webhook, the changes by (hour, slot): looked up by `&str`, so
+    /// counting a delivery of a webhook already present allocates nothing.
+    changes: BTreeMap<String, BTreeMap<(i64, i64), i64>>,
 }
 
 impl Tally {
     /// Counts a delivery of `webhook` created at `created_at` in `slot`
-    /// (`delta` is 1 when it became final, -1 when it stopped being).
+    /// (`delta` is 1 when it entered the slot, -1 when it left it).
     pub(crate) fn count(&mut self, webhook: &str, created_at: i64, slot: i64, delta: i64) {
-        *self
-            .changes
-            .entry((webhook.to_string(), hour_of(created_at), slot))
-            .or_default() += delta;
+        let key = (hour_of(created_at), slot);
+        match self.changes.get_mut(webhook) {
+            Some(hours) => *hours.entry(key).or_default() += delta,
+            None => {
+                self.changes
+                    .insert(webhook.to_string(), BTreeMap::from([(key, delta)]));
+            }
+        }
     }
 
     /// The non-zero changes, sorted by (webhook, hour, slot).
     pub(crate) fn changes(&self) -> impl Iterator<Item = (&str, i64, i64, i64)> {
-        self.changes
-            .iter()
-            .filter(|(_, n)| **n != 0)
-            .map(|((webhook, hour, slot), n)| (webhook.as_str(), *hour, *slot, *n))
+        self.changes.iter().flat_map(|(webhook, hours)| {
+            hours
+                .iter()
+                .filter(|(_, n)| **n != 0)
+                .map(|((hour, slot), n)| (webhook.as_str(), *hour, *slot, *n))
+        })
     }
 }
 

@@ -46,6 +46,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 7,
         sql: include_str!("../../migrations/sqlite/0007_delivery_hourly.sql"),
     },
+    Migration {
+        version: 8,
+        sql: include_str!("../../migrations/sqlite/0008_waiting_counts.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -121,14 +125,14 @@ mod tests {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             versions(pending("db", SQLITE, &[]).unwrap()),
-            [1, 2, 3, 4, 5, 6, 7]
+            [1, 2, 3, 4, 5, 6, 7, 8]
         );
         assert_eq!(
             versions(pending("db", SQLITE, &[1, 2]).unwrap()),
-            [3, 4, 5, 6, 7]
+            [3, 4, 5, 6, 7, 8]
         );
         assert!(
-            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7])
+            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8])
                 .unwrap()
                 .is_empty()
         );
@@ -136,7 +140,7 @@ mod tests {
             versions(pending("db", POSTGRES, &[1, 2, 3, 4, 5, 6, 7]).unwrap()),
             [8, 9]
         );
-        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 9]).unwrap_err();
+        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap_err();
         assert!(
             matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains('9')),
             "{err}"

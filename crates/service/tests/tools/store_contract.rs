@@ -2927,6 +2927,279 @@ mod schema_versions {
     }
 }
 
+// ------------------------------------------------- kept statistics of existing deliveries
+
+/// The migration that brings in the kept statistics (embedded 7,
+/// PostgreSQL 9) fills them from the deliveries a store already holds: a
+/// store is built at the version before, given delivered (with durations
+/// across the latency buckets and one without), failed, pending and
+/// retrying deliveries in three hours, and opened by this release; its
+/// statistics then agree with its log.
+mod kept_statistics_backfill {
+    use super::*;
+
+    /// The embedded store's migrations before its kept statistics.
+    const SQLITE_BEFORE: [&str; 6] = [
+        include_str!("../migrations/sqlite/0001_init.sql"),
+        include_str!("../migrations/sqlite/0002_compact_hot_tables.sql"),
+        include_str!("../migrations/sqlite/0003_due_by_webhook.sql"),
+        include_str!("../migrations/sqlite/0004_delivery_controls.sql"),
+        include_str!("../migrations/sqlite/0005_endpoint_options.sql"),
+        include_str!("../migrations/sqlite/0006_fifo_ordering.sql"),
+    ];
+
+    /// PostgreSQL's migrations before its kept statistics.
+    const POSTGRES_BEFORE: [&str; 8] = [
+        include_str!("../migrations/postgres/0001_init.sql"),
+        include_str!("../migrations/postgres/0002_due_by_webhook.sql"),
+        include_str!("../migrations/postgres/0003_deliveries_without_event_key.sql"),
+        include_str!("../migrations/postgres/0004_no_finished_index.sql"),
+        include_str!("../migrations/postgres/0005_parent_keys_by_hand.sql"),
+        include_str!("../migrations/postgres/0006_delivery_controls.sql"),
+        include_str!("../migrations/postgres/0007_endpoint_options.sql"),
+        include_str!("../migrations/postgres/0008_fifo_ordering.sql"),
+    ];
+
+    /// A delivery stored before the migration.
+    struct OldDelivery {
+        /// Index into the webhooks of [`OldStore`].
+        webhook: usize,
+        created_at: i64,
+        status: &'static str,
+        attempts: i32,
+        duration_ms: Option<i32>,
+    }
+
+    /// The deliveries: the first webhook's are all timed when delivered, so
+    /// its log gives their latencies; the second has one delivered without
+    /// a recorded duration (a row older than the duration column's use).
+    fn old_deliveries() -> Vec<OldDelivery> {
+        let d = |webhook, hour: i64, ms, status, attempts, duration_ms| OldDelivery {
+            webhook,
+            created_at: hour * HOUR + ms,
+            status,
+            attempts,
+            duration_ms,
+        };
+        vec![
+            d(0, 0, 5, "delivered", 1, Some(0)),
+            d(0, 0, 10, "delivered", 1, Some(31)),
+            d(0, 0, 20, "delivered", 2, Some(32)),
+            d(0, 0, 30, "failed", 5, Some(30_000)),
+            d(0, 0, HOUR / 2 + 1, "delivered", 1, Some(1_234)),
+            d(0, 0, HOUR / 2 + 2, "retrying", 2, Some(70)),
+            d(0, 1, 0, "delivered", 1, Some(99)),
+            d(0, 1, 1, "delivered", 1, Some(5_000_000)),
+            d(0, 1, 2, "pending", 0, None),
+            d(0, 1, HOUR - 1, "failed", 3, Some(7)),
+            d(0, 2, 10, "delivered", 1, Some(250)),
+            d(0, 2, 20, "retrying", 1, Some(12)),
+            d(0, 2, 30, "pending", 0, None),
+            d(0, 2, 40, "pending", 0, None),
+            d(1, 0, 50, "delivered", 1, None),
+            d(1, 1, 50, "delivered", 1, Some(3)),
+            d(1, 1, 60, "failed", 1, Some(3)),
+            d(1, 2, 60, "pending", 0, None),
+        ]
+    }
+
+    /// What is written before the migration: two webhooks of alice and their
+    /// deliveries, one event each.
+    struct OldStore {
+        webhooks: [WebhookId; 2],
+        deliveries: Vec<OldDelivery>,
+    }
+
+    impl OldStore {
+        fn new() -> Self {
+            OldStore {
+                webhooks: [WebhookId::generate(), WebhookId::generate()],
+                deliveries: old_deliveries(),
+            }
+        }
+
+        /// The second webhook's figures since the start, written out: one
+        /// of its delivered deliveries has no duration to read from the log.
+        fn check_untimed(&self, kept: &DeliveryStats) {
+            assert_eq!(
+                (kept.pending, kept.retrying, kept.delivered, kept.failed),
+                (1, 0, 2, 1)
+            );
+            assert_eq!(kept.latency.len(), 1, "only the timed one has a latency");
+        }
+    }
+
+    /// The statistics of the reopened store against its log.
+    async fn check(store: &dyn Store, old: &OldStore) {
+        let [first, second] = &old.webhooks;
+        assert_stats_match_the_log(store, first, "filled by the migration").await;
+        let kept = store
+            .delivery_stats(StatsScope::Webhook(&visible(store, second).await), 0)
+            .await
+            .unwrap();
+        old.check_untimed(&kept);
+        let alices = store
+            .delivery_stats(StatsScope::Owner(Owner::User(&user("alice"))), 0)
+            .await
+            .unwrap();
+        let counted = counted_from_the_log(store, first, 0, i64::MAX).await;
+        assert_eq!(
+            (
+                alices.pending,
+                alices.retrying,
+                alices.delivered,
+                alices.failed
+            ),
+            (
+                counted.pending + kept.pending,
+                counted.retrying + kept.retrying,
+                counted.delivered + kept.delivered,
+                counted.failed + kept.failed
+            ),
+            "the owner's totals are the two webhooks'"
+        );
+    }
+
+    pub async fn sqlite_fills_kept_statistics_from_existing_deliveries() -> Ran {
+        let dir = tempfile::tempdir().unwrap();
+        let old = OldStore::new();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("webhooks.db")).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+            )
+            .unwrap();
+            for (version, sql) in (1_i64..).zip(SQLITE_BEFORE) {
+                conn.execute_batch(sql).unwrap();
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, 0)",
+                    [version],
+                )
+                .unwrap();
+            }
+            for webhook in &old.webhooks {
+                let sealed = cipher()
+                    .seal("whsec_backfill_test_secret_0123", webhook.as_str())
+                    .unwrap();
+                conn.execute(
+                    "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, \
+                     created_at, updated_at) VALUES (?1, 'alice', 'https://alice.example.com/hooks', '[\"*\"]', \
+                     1, 0, ?2, 1, 1)",
+                    [webhook.as_str(), sealed.as_str()],
+                )
+                .unwrap();
+            }
+            for d in &old.deliveries {
+                let event = EventId::generate();
+                conn.execute(
+                    "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+                     VALUES (?1, 'user.created', 'user-1', X'7B7D', ?2)",
+                    rusqlite::params![event.as_str(), d.created_at],
+                )
+                .unwrap();
+                let finished = matches!(d.status, "delivered" | "failed");
+                conn.execute(
+                    "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                     next_attempt_at, last_duration_ms, created_at, updated_at, delivered_at) \
+                     VALUES (?1, ?2, ?3, 'user.created', 'user-1', ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                    rusqlite::params![
+                        DeliveryId::generate().as_str(),
+                        event.as_str(),
+                        old.webhooks[d.webhook].as_str(),
+                        d.status,
+                        d.attempts,
+                        (!finished).then_some(d.created_at),
+                        d.duration_ms,
+                        d.created_at,
+                        (d.status == "delivered").then_some(d.created_at + 1),
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(dir.path(), cipher()).expect("open and migrate");
+        check(&store, &old).await;
+        DONE
+    }
+
+    pub async fn postgres_fills_kept_statistics_from_existing_deliveries() -> Ran {
+        let db = match TestDatabase::fresh().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
+        };
+        let old = OldStore::new();
+        {
+            let client = postgres_support::connect(&db.url).await.expect("connect");
+            client
+                .batch_execute(
+                    "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+                )
+                .await
+                .unwrap();
+            for (version, sql) in (1_i64..).zip(POSTGRES_BEFORE) {
+                client.batch_execute(sql).await.unwrap();
+                client
+                    .execute(
+                        "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)",
+                        &[&version],
+                    )
+                    .await
+                    .unwrap();
+            }
+            for webhook in &old.webhooks {
+                let sealed = cipher()
+                    .seal("whsec_backfill_test_secret_0123", webhook.as_str())
+                    .unwrap();
+                client
+                    .execute(
+                        "INSERT INTO webhooks (id, owner_id, url, event_types, is_active, scope_all, secret_enc, \
+                         created_at, updated_at) VALUES ($1, 'alice', 'https://alice.example.com/hooks', \
+                         ARRAY['*'], TRUE, FALSE, $2, 1, 1)",
+                        &[&webhook.as_str(), &sealed],
+                    )
+                    .await
+                    .unwrap();
+            }
+            for d in &old.deliveries {
+                let event = EventId::generate();
+                client
+                    .execute(
+                        "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+                         VALUES ($1, 'user.created', 'user-1', '\\x7b7d'::bytea, $2)",
+                        &[&event.as_str(), &d.created_at],
+                    )
+                    .await
+                    .unwrap();
+                let finished = matches!(d.status, "delivered" | "failed");
+                client
+                    .execute(
+                        "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+                         next_attempt_at, last_duration_ms, created_at, updated_at, delivered_at) \
+                         VALUES ($1, $2, $3, 'user.created', 'user-1', $4, $5, $6, $7, $8, $8, $9)",
+                        &[
+                            &DeliveryId::generate().as_str(),
+                            &event.as_str(),
+                            &old.webhooks[d.webhook].as_str(),
+                            &d.status,
+                            &d.attempts,
+                            &(!finished).then_some(d.created_at),
+                            &d.duration_ms,
+                            &d.created_at,
+                            &(d.status == "delivered").then_some(d.created_at + 1),
+                        ],
+                    )
+                    .await
+                    .unwrap();
+            }
+        }
+        let store = PostgresStore::connect(&db.url, PostgresOptions::default(), cipher())
+            .await
+            .expect("connect and migrate");
+        check(&store, &old).await;
+        DONE
+    }
+}
+
 // ------------------------------------------------- PostgreSQL: several instances
 
 /// What only a shared database can show: claims across separate instances.
@@ -3139,6 +3412,25 @@ pub fn tests() -> Vec<crate::harness::Test> {
         Test::new(
             "schema_versions::postgres_refuses_a_database_of_a_newer_release",
             || Box::pin(schema_versions::postgres_refuses_a_database_of_a_newer_release()),
+        )
+        .multi_thread(2),
+    );
+    tests.push(
+        Test::new(
+            "kept_statistics_backfill::sqlite_fills_kept_statistics_from_existing_deliveries",
+            || {
+                Box::pin(
+                    kept_statistics_backfill::sqlite_fills_kept_statistics_from_existing_deliveries(
+                    ),
+                )
+            },
+        )
+        .multi_thread(2),
+    );
+    tests.push(
+        Test::new(
+            "kept_statistics_backfill::postgres_fills_kept_statistics_from_existing_deliveries",
+            || Box::pin(kept_statistics_backfill::postgres_fills_kept_statistics_from_existing_deliveries()),
         )
         .multi_thread(2),
     );

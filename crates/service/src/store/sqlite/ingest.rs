@@ -3,6 +3,7 @@
 use rusqlite::{Connection, params};
 use webhook_domain::ids::DeliveryId;
 
+use crate::store::hourly::{self, Tally};
 use crate::store::{IngestItem, IngestOutcome, StoreError};
 
 /// The ingest statements, prepared once for every ingest job of a
@@ -17,6 +18,10 @@ pub struct Ingester<'c> {
     /// Webhooks looked up so far. Valid while no other kind of job runs: a
     /// webhook deleted by one would otherwise still count as present.
     known: crate::FastMap<String, bool>,
+    /// The new deliveries, counted as pending in the kept aggregate: written
+    /// once for the whole transaction by [`Ingester::finish`], one change per
+    /// webhook and hour rather than one per delivery.
+    pending: Tally,
 }
 
 impl<'c> Ingester<'c> {
@@ -38,7 +43,15 @@ impl<'c> Ingester<'c> {
             // the insert itself.
             webhook_exists: c.prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?,
             known: crate::FastMap::default(),
+            pending: Tally::default(),
         })
+    }
+
+    /// Adds the deliveries stored so far to the kept aggregate. Runs in the
+    /// same transaction before any other kind of job and before the commit,
+    /// so the counts and the rows are committed together.
+    pub fn finish(self, c: &Connection) -> Result<(), StoreError> {
+        super::record::write_tally(c, &self.pending)
     }
 
     /// Stores `items` (one job's events) on `c`, the connection it was made on.
@@ -103,6 +116,8 @@ impl<'c> Ingester<'c> {
                         key,
                         place,
                     ])?;
+                    self.pending
+                        .count(webhook, item.created_at, hourly::PENDING, 1);
                     continue;
                 }
                 self.insert_delivery.execute(params![
@@ -114,6 +129,8 @@ impl<'c> Ingester<'c> {
                     item.created_at,
                     claimed_by,
                 ])?;
+                self.pending
+                    .count(webhook, item.created_at, hourly::PENDING, 1);
             }
             outcomes.push(if skipped.is_empty() {
                 IngestOutcome::Created

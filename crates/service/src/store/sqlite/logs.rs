@@ -138,20 +138,33 @@ pub fn requeue(
         values.push(SqlValue::Text(id.as_str().into()));
         clause.push_str(&format!(" AND id = ?{}", values.len()));
     }
-    // The finished ones among them leave the aggregate: read what they
-    // counted as before they change (the same transaction, so the same rows).
+    // Each of them moves from the slot it counts in to its waiting one (a
+    // waiting one may stay where it is): read what they counted as before
+    // they change (the same transaction, so the same rows).
     let mut tally = Tally::default();
-    let mut finished = c.prepare_cached(&format!(
-        "SELECT webhook_id, created_at, status, last_duration_ms FROM deliveries \
-         WHERE webhook_id = ?1 AND lease_owner IS NULL{clause} AND status IN ('delivered', 'failed')"
+    let mut matched = c.prepare_cached(&format!(
+        "SELECT webhook_id, created_at, status, last_duration_ms, attempts FROM deliveries \
+         WHERE webhook_id = ?1 AND lease_owner IS NULL{clause}"
     ))?;
-    let mut rows = finished.query(params_from_iter(values.iter()))?;
+    let mut rows = matched.query(params_from_iter(values.iter()))?;
     while let Some(row) = rows.next()? {
         let status: String = row.get(2)?;
         let status = DeliveryStatus::parse(&status).map_err(|e| corrupt("delivery status", e))?;
-        if let Some(slot) = hourly::slot(status, row.get(3)?) {
-            tally.count(&row.get::<_, String>(0)?, row.get(1)?, slot, -1);
-        }
+        let webhook_id: String = row.get(0)?;
+        let created_at: i64 = row.get(1)?;
+        // As the update below decides it.
+        let waiting = if row.get::<_, i64>(4)? == 0 {
+            hourly::PENDING
+        } else {
+            hourly::RETRYING
+        };
+        tally.count(
+            &webhook_id,
+            created_at,
+            hourly::any_slot(status, row.get(3)?),
+            -1,
+        );
+        tally.count(&webhook_id, created_at, waiting, 1);
     }
     drop(rows);
     record::write_tally(c, &tally)?;
@@ -205,10 +218,9 @@ fn stats_scope(owner: Option<&str>, webhook: Option<&WebhookId>) -> (String, Vec
     (sql, values)
 }
 
-/// Counts of the deliveries in `scope` created since `since`: the finished
-/// ones from the kept aggregate (whole hours) and, for the part of an hour
-/// the window starts in, from the deliveries themselves; the waiting ones
-/// (few) live, through the index of open deliveries.
+/// Counts of the deliveries in `scope` created since `since`: from the kept
+/// aggregate (whole hours, waiting ones included) and, for the part of an
+/// hour the window starts in, from the deliveries themselves.
 pub fn delivery_stats(
     c: &Connection,
     owner: Option<&str>,
@@ -226,21 +238,10 @@ pub fn delivery_stats(
     };
     let (first, second) = (n + 1, n + 2);
     let mut stats = DeliveryStats::default();
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT status, COUNT(*) FROM deliveries WHERE {scope} AND created_at >= ?{first} \
-         AND status IN ('pending', 'retrying') GROUP BY status"
-    ))?;
-    let rows = stmt.query_map(params_from_iter(with(&[since])), |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (status, n) = row?;
-        stats.add_count(&status, u64::try_from(n).unwrap_or(0));
-    }
     // The start of the window, before its first whole hour.
     let mut stmt = c.prepare_cached(&format!(
         "SELECT status, last_duration_ms FROM deliveries WHERE {scope} AND created_at >= ?{first} \
-         AND created_at < ?{second} AND status IN ('delivered', 'failed')"
+         AND created_at < ?{second}"
     ))?;
     let mut rows = stmt.query(params_from_iter(with(&[
         since,
@@ -251,9 +252,7 @@ pub fn delivery_stats(
         let Ok(status) = DeliveryStatus::parse(&status) else {
             continue;
         };
-        if let Some(slot) = hourly::slot(status, row.get(1)?) {
-            hourly::add_slot(&mut stats, slot, 1);
-        }
+        hourly::add_slot(&mut stats, hourly::any_slot(status, row.get(1)?), 1);
     }
     drop(rows);
     let mut stmt = c.prepare_cached(&format!(
@@ -270,8 +269,8 @@ pub fn delivery_stats(
 }
 
 /// The statistics of one webhook per span of `bucket_hours` whole hours,
-/// `buckets` of them from hour `first_hour`: one read of the aggregate and
-/// one of the open deliveries.
+/// `buckets` of them from hour `first_hour`: one read of the aggregate,
+/// which counts the waiting deliveries too.
 pub fn delivery_buckets(
     c: &Connection,
     webhook: &WebhookId,
@@ -299,24 +298,6 @@ pub fn delivery_buckets(
             hourly::add_slot(stats, slot, n);
         }
     }
-    let mut stmt = c.prepare_cached(
-        "SELECT created_at, status FROM deliveries WHERE webhook_id = ?1 AND created_at >= ?2 \
-         AND created_at < ?3 AND status IN ('pending', 'retrying')",
-    )?;
-    let rows = stmt.query_map(
-        params![
-            webhook.as_str(),
-            first_hour * hourly::HOUR_MS,
-            end_hour * hourly::HOUR_MS
-        ],
-        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
-    )?;
-    for row in rows {
-        let (created_at, status) = row?;
-        if let Some(stats) = index(hourly::hour_of(created_at)).and_then(|i| out.get_mut(i)) {
-            stats.add_count(&status, 1);
-        }
-    }
     Ok(out)
 }
 
@@ -341,9 +322,11 @@ pub fn prune(c: &Connection, before: i64) -> Result<u64, StoreError> {
         deliveries += delete_delivery.execute([id])?;
     }
     // Whole hours before the cutoff leave the aggregate, webhook by webhook
-    // (a range of its primary key each).
+    // (a range of its primary key each), except the counts of deliveries
+    // still waiting there: pruning keeps those deliveries too.
     c.prepare_cached(
-        "DELETE FROM delivery_hourly WHERE webhook_id IN (SELECT id FROM webhooks) AND hour < ?1",
+        "DELETE FROM delivery_hourly WHERE webhook_id IN (SELECT id FROM webhooks) AND hour < ?1 \
+         AND (slot NOT IN (-3, -4) OR n = 0)",
     )?
     .execute([hourly::hour_of(before)])?;
     let events = c.execute(

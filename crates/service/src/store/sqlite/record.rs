@@ -27,45 +27,61 @@ pub fn record_attempts(
          response_body = excluded.response_body, error_kind = excluded.error_kind, \
          error_message = excluded.error_message",
     )?;
-    let mut update_delivery = c.prepare_cached(
-        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
-         last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
-         delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1 \
-         AND status IN ('pending', 'retrying') AND COALESCE(lease_owner = ?10, TRUE) \
-         RETURNING webhook_id, created_at",
-    )?;
+    // One statement per status the delivery may have left, tried in turn:
+    // SQLite's RETURNING gives only the new values, and the kept aggregate
+    // counts waiting deliveries by status (see `hourly`). Pending first: most
+    // deliveries end on their first attempt. A miss is one seek in pages the
+    // update then writes anyway, no extra write.
+    let update_sql = |old: &str| {
+        format!(
+            "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
+             last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
+             delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1 \
+             AND status = '{old}' AND COALESCE(lease_owner = ?10, TRUE) \
+             RETURNING webhook_id, created_at"
+        )
+    };
+    let mut update_pending = c.prepare_cached(&update_sql("pending"))?;
+    let mut update_retrying = c.prepare_cached(&update_sql("retrying"))?;
     let mut counted = Vec::with_capacity(reports.len());
     let mut tally = Tally::default();
     for report in reports {
         let a = &report.attempt;
+        let values = params![
+            report.delivery_id.as_str(),
+            report.status.as_str(),
+            a.attempt,
+            report.next_attempt_at,
+            a.status_code,
+            a.error_kind.map(AttemptErrorKind::as_str),
+            a.error_message,
+            a.duration_ms,
+            now,
+            owner,
+        ];
+        let returned = |r: &rusqlite::Row<'_>| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?));
         // Only an unfinished delivery is ever claimed, and a finished one
-        // is never updated here, so its old status needs no reading: a
-        // final status is counted once, in the aggregate, right here.
-        let updated = update_delivery
-            .query_row(
-                params![
-                    report.delivery_id.as_str(),
-                    report.status.as_str(),
-                    a.attempt,
-                    report.next_attempt_at,
-                    a.status_code,
-                    a.error_kind.map(AttemptErrorKind::as_str),
-                    a.error_message,
-                    a.duration_ms,
-                    now,
-                    owner,
-                ],
-                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-            )
-            .optional()?;
-        let Some((webhook_id, created_at)) = updated else {
+        // is never updated here: it leaves its waiting slot for the slot of
+        // its new status, both counted right here.
+        let updated = match update_pending.query_row(values, returned).optional()? {
+            Some(row) => Some((row, hourly::PENDING)),
+            None => update_retrying
+                .query_row(values, returned)
+                .optional()?
+                .map(|row| (row, hourly::RETRYING)),
+        };
+        let Some(((webhook_id, created_at), old_slot)) = updated else {
             // Its webhook was deleted while the attempt ran, or the claim
             // is another's now (see `Store::record_attempts`).
             continue;
         };
-        if let Some(slot) = hourly::slot(report.status, Some(a.duration_ms)) {
-            tally.count(&webhook_id, created_at, slot, 1);
-        }
+        tally.count(&webhook_id, created_at, old_slot, -1);
+        tally.count(
+            &webhook_id,
+            created_at,
+            hourly::any_slot(report.status, Some(a.duration_ms)),
+            1,
+        );
         counted.push(report);
         insert_attempt.execute(params![
             report.delivery_id.as_str(),

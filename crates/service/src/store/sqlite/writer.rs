@@ -161,9 +161,14 @@ where
         conn: &'c Connection,
         tx: &mut TxState<'c>,
     ) -> (Completion, Option<StoreError>) {
-        // Any other job may change what the ingester has looked up.
-        tx.ingester = None;
         let Job { work, reply } = *self;
+        // Any other job may change what the ingester has looked up; what it
+        // counted goes into the aggregate before this job can change it.
+        if let Some(ingester) = tx.ingester.take()
+            && let Err(e) = ingester.finish(conn)
+        {
+            return answer_after_commit(Err(e), reply);
+        }
         answer_after_commit(work(conn), reply)
     }
 
@@ -226,6 +231,11 @@ pub(super) fn writer_loop(
             }
         }
         last_jobs = completions.len();
+        if aborted.is_none()
+            && let Some(ingester) = tx.ingester.take()
+        {
+            aborted = ingester.finish(&conn).err();
+        }
         drop(tx);
         let outcome = match aborted {
             Some(cause) => Err(cause),
