@@ -2940,24 +2940,24 @@ mod kept_statistics_backfill {
 
     /// The embedded store's migrations before its kept statistics.
     const SQLITE_BEFORE: [&str; 6] = [
-        include_str!("../migrations/sqlite/0001_init.sql"),
-        include_str!("../migrations/sqlite/0002_compact_hot_tables.sql"),
-        include_str!("../migrations/sqlite/0003_due_by_webhook.sql"),
-        include_str!("../migrations/sqlite/0004_delivery_controls.sql"),
-        include_str!("../migrations/sqlite/0005_endpoint_options.sql"),
-        include_str!("../migrations/sqlite/0006_fifo_ordering.sql"),
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/sqlite/0002_compact_hot_tables.sql"),
+        include_str!("../../migrations/sqlite/0003_due_by_webhook.sql"),
+        include_str!("../../migrations/sqlite/0004_delivery_controls.sql"),
+        include_str!("../../migrations/sqlite/0005_endpoint_options.sql"),
+        include_str!("../../migrations/sqlite/0006_fifo_ordering.sql"),
     ];
 
     /// PostgreSQL's migrations before its kept statistics.
     const POSTGRES_BEFORE: [&str; 8] = [
-        include_str!("../migrations/postgres/0001_init.sql"),
-        include_str!("../migrations/postgres/0002_due_by_webhook.sql"),
-        include_str!("../migrations/postgres/0003_deliveries_without_event_key.sql"),
-        include_str!("../migrations/postgres/0004_no_finished_index.sql"),
-        include_str!("../migrations/postgres/0005_parent_keys_by_hand.sql"),
-        include_str!("../migrations/postgres/0006_delivery_controls.sql"),
-        include_str!("../migrations/postgres/0007_endpoint_options.sql"),
-        include_str!("../migrations/postgres/0008_fifo_ordering.sql"),
+        include_str!("../../migrations/postgres/0001_init.sql"),
+        include_str!("../../migrations/postgres/0002_due_by_webhook.sql"),
+        include_str!("../../migrations/postgres/0003_deliveries_without_event_key.sql"),
+        include_str!("../../migrations/postgres/0004_no_finished_index.sql"),
+        include_str!("../../migrations/postgres/0005_parent_keys_by_hand.sql"),
+        include_str!("../../migrations/postgres/0006_delivery_controls.sql"),
+        include_str!("../../migrations/postgres/0007_endpoint_options.sql"),
+        include_str!("../../migrations/postgres/0008_fifo_ordering.sql"),
     ];
 
     /// A delivery stored before the migration.
@@ -3129,7 +3129,9 @@ mod kept_statistics_backfill {
         };
         let old = OldStore::new();
         {
-            let client = postgres_support::connect(&db.url).await.expect("connect");
+            let client = crate::postgres_support::connect(&db.url)
+                .await
+                .expect("connect");
             client
                 .batch_execute(
                     "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
