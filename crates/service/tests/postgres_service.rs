@@ -561,6 +561,17 @@ async fn instances_share_a_rate_limit() -> Ran {
     DONE
 }
 
+/// The charts' figures per bucket, and the operator's, on PostgreSQL.
+async fn charts_count_each_bucket_and_the_platform_on_postgres() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let app = app_on(&db.url).await;
+    common::figures::charts_count_each_bucket_and_the_platform(&app).await;
+    DONE
+}
+
 fn main() {
     harness::run(vec![
         Test::new(
@@ -604,6 +615,11 @@ fn main() {
         Test::new(stringify!(instances_share_a_rate_limit), || {
             Box::pin(instances_share_a_rate_limit())
         })
+        .multi_thread(2),
+        Test::new(
+            stringify!(charts_count_each_bucket_and_the_platform_on_postgres),
+            || Box::pin(charts_count_each_bucket_and_the_platform_on_postgres()),
+        )
         .multi_thread(2),
     ]);
 }
