@@ -248,8 +248,17 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() -> Ran {
     browser
         .wait_for_count(".latency-chart svg.chart circle.point.p95", 1)
         .await;
-    let axis = browser.text_of(".latency-chart svg.chart").await;
-    assert!(axis.contains(" ms"), "the value axis names its unit: {axis}");
+    // SVG has no innerText: its labels are its text content.
+    let axis = browser
+        .script(
+            "return document.querySelector('.latency-chart svg.chart').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        axis.as_str().is_some_and(|t| t.contains(" ms")),
+        "the value axis names its unit: {axis}"
+    );
     let label = browser
         .script(
             "return document.querySelector('.latency-chart svg.chart').getAttribute('aria-label')",
