@@ -516,7 +516,9 @@ async fn the_operator_overview_charts_the_platform_over_time() -> Ran {
     let link = portal_link(&app, "operator", json!({"admin": true})).await;
     browser.goto(link["url"].as_str().expect("url")).await;
     browser.click("nav a", "Operator overview").await;
-    let text = browser.wait_for_text("Events ingested per hour (4 in all)").await;
+    let text = browser
+        .wait_for_text("Events ingested per hour (4 in all)")
+        .await;
     assert!(text.contains("Deliveries per hour by outcome"), "{text}");
     browser
         .wait_for_count("[data-chart=events] svg.chart rect.events", 1)
@@ -648,7 +650,9 @@ async fn a_log_beyond_the_count_cap_says_or_more_and_still_pages() -> Ran {
     // Newer goes back to the first page.
     browser.click(".pager button", "Newer").await;
     wait_for_text_in(&browser, ".pager", "Page 1 ·").await;
-    browser.screenshot("25-log-10000-or-more-page-2-and-back").await;
+    browser
+        .screenshot("25-log-10000-or-more-page-2-and-back")
+        .await;
     browser.quit().await;
     DONE
 }

@@ -2211,7 +2211,11 @@ async fn contract_platform_buckets_sum_every_users_webhooks(store: &dyn Store) {
     };
     // Hour 0: one event to both users (delivered in 7 ms to alice, failed
     // for bob) and one event nobody subscribed to.
-    let both = ingest(at(0, 10), vec![(alices.clone(), true), (bobs.clone(), true)]).await;
+    let both = ingest(
+        at(0, 10),
+        vec![(alices.clone(), true), (bobs.clone(), true)],
+    )
+    .await;
     ingest(at(0, 20), vec![]).await;
     // Hour 1: alice's deliveries in 99 and 250 ms, and one retrying.
     let quick = ingest(at(1, 10), vec![(alices.clone(), true)]).await;

@@ -345,14 +345,15 @@ pub(super) async fn platform_buckets(
 ) -> Result<Vec<PlatformBucket>, StoreError> {
     let mut out = vec![PlatformBucket::default(); spans.buckets as usize];
     let (first_hour, end_hour) = (spans.first_hour, spans.end_hour());
-    for row in c
-        .query(PLATFORM_HOURLY, &[&first_hour, &end_hour])
-        .await?
-    {
+    for row in c.query(PLATFORM_HOURLY, &[&first_hour, &end_hour]).await? {
         let hour: i64 = get(&row, 0, "hour")?;
         let slot: i32 = get(&row, 1, "slot")?;
         if let Some(bucket) = spans.of(&mut out, hour) {
-            hourly::add_slot(&mut bucket.deliveries, i64::from(slot), get(&row, 2, "count")?);
+            hourly::add_slot(
+                &mut bucket.deliveries,
+                i64::from(slot),
+                get(&row, 2, "count")?,
+            );
         }
     }
     let (start, end) = spans.range_ms();
@@ -361,7 +362,9 @@ pub(super) async fn platform_buckets(
         let status: String = get(&row, 1, "status")?;
         let n: i64 = get(&row, 2, "count")?;
         if let Some(bucket) = spans.of(&mut out, hour) {
-            bucket.deliveries.add_count(&status, u64::try_from(n).unwrap_or(0));
+            bucket
+                .deliveries
+                .add_count(&status, u64::try_from(n).unwrap_or(0));
         }
     }
     for row in c.query(PLATFORM_EVENTS, &[&start, &end]).await? {

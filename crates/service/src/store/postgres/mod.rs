@@ -38,12 +38,12 @@ use webhook_domain::webhook::WebhookSecret;
 use self::migrations::migrate;
 use self::pool::{Connector, Pool};
 use self::writer::{Done, Job, Work};
+use super::hourly::Spans;
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
     DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
     PlatformBucket, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
-use super::hourly::Spans;
 use crate::crypto::SecretCipher;
 
 /// How the store connects and when it declares an instance dead.

@@ -333,7 +333,11 @@ pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBuck
          AND hour >= ?1 AND hour < ?2 GROUP BY hour, slot",
     )?;
     let rows = stmt.query_map(params![spans.first_hour, spans.end_hour()], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for row in rows {
         let (hour, slot, n) = row?;
@@ -348,12 +352,18 @@ pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBuck
          AND status IN ('pending', 'retrying') GROUP BY 1, 2",
     )?;
     let rows = stmt.query_map(params![start, end], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
     })?;
     for row in rows {
         let (hour, status, n) = row?;
         if let Some(bucket) = spans.of(&mut out, hour) {
-            bucket.deliveries.add_count(&status, u64::try_from(n).unwrap_or(0));
+            bucket
+                .deliveries
+                .add_count(&status, u64::try_from(n).unwrap_or(0));
         }
     }
     let mut stmt = c.prepare_cached(

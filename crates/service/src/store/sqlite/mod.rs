@@ -43,12 +43,12 @@ use self::checkpointer::checkpointer;
 use self::connection::{Readers, open_connection};
 use self::migrations::{check_existing, migrate};
 use self::writer::{IngestJob, Job, WriteJob, writer_loop};
+use super::hourly::Spans;
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
     DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
     PlatformBucket, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
-use super::hourly::Spans;
 use crate::crypto::SecretCipher;
 
 /// The embedded SQLite store.
