@@ -83,6 +83,18 @@ fn portal_reads(webhook: &str, delivery: &str, hour_ago: &str) -> Vec<Read> {
             path: "/api/v1/webhooks/stats".into(),
             admin: true,
         },
+        // The overview's charts: every user's aggregate, waiting
+        // deliveries and events ingested per bucket.
+        Read {
+            name: "operator_chart_24h",
+            path: "/api/v1/admin/stats/hourly?window=24h".into(),
+            admin: true,
+        },
+        Read {
+            name: "operator_chart_7d",
+            path: "/api/v1/admin/stats/hourly?window=7d".into(),
+            admin: true,
+        },
     ]
 }
 

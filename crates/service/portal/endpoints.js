@@ -5,7 +5,7 @@ import {
   h, render, loading, empty, errorBox, time, timeLong, confirmDialog, toast,
   copyButton, pre, pretty, percent, badge,
 } from './dom.js';
-import { deliveriesChart } from './chart.js';
+import { bucketSpan, deliveriesChart, latencyChart } from './chart.js';
 import { advancedOptions, optionsSection, ordersSection } from './endpoint-options.js';
 
 // The circuit breaker holds an endpoint's deliveries after five failures in
@@ -324,6 +324,7 @@ export async function endpointDetail(main, ctx, id) {
 
   // Chart.
   const chartBox = h('div', { class: 'chart-wrap' }, loading());
+  const latencyBox = h('div', { class: 'chart-wrap' });
   const latency = h('p', { class: 'muted' });
   const windowSelect = h('select', { id: 'chart-window', onchange: () => drawChart() },
     h('option', { value: '24h' }, 'Last 24 hours'), h('option', { value: '7d' }, 'Last 7 days'));
@@ -335,17 +336,22 @@ export async function endpointDetail(main, ctx, id) {
       render(chartBox, total === 0
         ? empty('No deliveries in this window yet. Send a test event or wait for events to be sent.')
         : deliveriesChart(data.buckets, data.bucketSeconds));
+      const timed = data.buckets.some((b) => b.latencyMs && b.latencyMs.p50 !== null);
+      render(latencyBox, h('h3', { class: 'chart-title' }, `Latency per ${bucketSpan(data.bucketSeconds)}`),
+        timed ? latencyChart(data.buckets, data.bucketSeconds)
+          : empty('No successful attempt in this window to time.'));
       render(latency, 'Latency of successful attempts: p50 ',
         data.latencyMs.p50 === null ? '—' : `${data.latencyMs.p50} ms`, ', p95 ',
         data.latencyMs.p95 === null ? '—' : `${data.latencyMs.p95} ms`, '.');
     } catch (e) {
       render(chartBox, errorBox(e, 'The chart cannot be loaded'));
+      render(latencyBox);
     }
   }
   const chartSection = h('section', { class: 'card', 'aria-labelledby': 'chart-h' },
     h('div', { class: 'heading' }, h('h2', { id: 'chart-h' }, 'Deliveries'),
       h('label', { class: 'inline-label' }, h('span', { class: 'sr-only' }, 'Window'), windowSelect)),
-    chartBox, latency);
+    chartBox, latencyBox, latency);
 
   render(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/endpoints' }, 'Endpoints'), ' / '),

@@ -1,8 +1,49 @@
-// The operator overview (admin links only): platform totals and the
-// endpoints failing now or disabled, across every user.
+// The operator overview (admin links only): platform totals, the
+// platform's figures over time, and the endpoints failing now or disabled,
+// across every user.
 
 import { get } from './api.js';
 import { h, render, loading, empty, errorBox, time, percent } from './dom.js';
+import { bucketSpan, deliveriesChart, latencyChart } from './chart.js';
+
+const EVENTS = [['events', 'Events ingested']];
+
+/**
+ * Events ingested, deliveries by outcome and latency per bucket across
+ * every user (`/admin/stats/hourly`), with a window picker.
+ */
+function platformCharts() {
+  const box = h('div', { class: 'chart-wrap' }, loading());
+  const windowSelect = h('select', { id: 'overview-window', onchange: () => draw() },
+    h('option', { value: '24h' }, 'Last 24 hours'), h('option', { value: '7d' }, 'Last 7 days'));
+  async function draw() {
+    render(box, loading());
+    try {
+      const { data } = await get(`/admin/stats/hourly?window=${windowSelect.value}`);
+      const per = bucketSpan(data.bucketSeconds);
+      const deliveries = data.buckets.reduce((sum, b) => sum + b.delivered + b.failed + b.retrying + b.pending, 0);
+      const timed = data.buckets.some((b) => b.latencyMs.p50 !== null);
+      const p = (v) => (v === null ? '—' : `${v} ms`);
+      render(box,
+        h('h3', { class: 'chart-title' }, `Events ingested per ${per} (${data.events} in all)`),
+        data.events === 0 ? empty('No event was ingested in this window.')
+          : h('div', { 'data-chart': 'events' }, deliveriesChart(data.buckets, data.bucketSeconds, EVENTS, 'Events ingested')),
+        h('h3', { class: 'chart-title' }, `Deliveries per ${per} by outcome (${deliveries} in all)`),
+        deliveries === 0 ? empty('No delivery was created in this window.')
+          : h('div', { 'data-chart': 'deliveries' }, deliveriesChart(data.buckets, data.bucketSeconds)),
+        h('h3', { class: 'chart-title' }, `Latency per ${per} (p50 ${p(data.latencyMs.p50)}, p95 ${p(data.latencyMs.p95)} over the window)`),
+        timed ? h('div', { 'data-chart': 'latency' }, latencyChart(data.buckets, data.bucketSeconds))
+          : empty('No successful attempt in this window to time.'));
+    } catch (e) {
+      render(box, errorBox(e, 'The platform\'s figures cannot be loaded'));
+    }
+  }
+  draw();
+  return h('section', { class: 'card', 'aria-labelledby': 'platform-h' },
+    h('div', { class: 'heading' }, h('h2', { id: 'platform-h' }, 'Over time'),
+      h('label', { class: 'inline-label' }, h('span', { class: 'sr-only' }, 'Window'), windowSelect)),
+    box);
+}
 
 /** `#/overview` */
 export async function overview(main, ctx) {
@@ -49,6 +90,7 @@ export async function overview(main, ctx) {
       tile('success in 24 h', percent(s.window.successRate)),
       tile('waiting or retrying', s.pendingDeliveries),
       tile('failed (all time)', s.failedDeliveries)),
+    platformCharts(),
     h('section', {}, h('h2', {}, `Failing now (${failing.length})`),
       failing.length ? h('ul', { class: 'cards' }, failing.map((w) => row(w, ['failing since ', time(w.failingSince)])))
         : empty('No endpoint is failing.')),

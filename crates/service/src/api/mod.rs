@@ -145,6 +145,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/webhooks/{id}/stats/hourly",
             get(crate::portal::hourly_stats),
         )
+        .route(
+            "/api/v1/admin/stats/hourly",
+            get(crate::portal::platform_hourly_stats),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), user_auth));
 
     let producer_routes = Router::new()

@@ -27,6 +27,7 @@ use super::{deliveries, events, webhooks};
         deliveries::webhook_stats, deliveries::overall_stats, deliveries::test_send, super::ordering::get_ordering,
         events::trigger, events::create_event, events::batch,
         crate::portal::link::create_link, crate::portal::stats::hourly_stats,
+        crate::portal::stats::platform_hourly_stats,
     ),
     components(schemas(webhooks::WebhookView, webhooks::CircuitBody, super::controls::ControlsView, super::controls::FilterTestBody, webhooks::WebhookBody, webhooks::ToggleBody, deliveries::ReplayBody, deliveries::TestBody, super::error::FieldProblem, crate::portal::link::LinkBody)),
     modifiers(&Security),

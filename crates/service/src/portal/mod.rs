@@ -20,7 +20,7 @@ use axum::routing::{get, post};
 use crate::api::AppState;
 use crate::config::{ConfigError, Settings};
 
-pub use stats::hourly_stats;
+pub use stats::{hourly_stats, platform_hourly_stats};
 
 /// The portal's settings.
 #[derive(Debug, Clone)]

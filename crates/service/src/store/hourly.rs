@@ -86,6 +86,52 @@ pub(crate) fn add_slot(stats: &mut DeliveryStats, slot: i64, n: i64) {
     }
 }
 
+/// Consecutive spans of whole hours, the buckets of a chart: which one an
+/// hour falls in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Spans {
+    /// The first hour of the first span (hours since the epoch).
+    pub(crate) first_hour: i64,
+    /// Hours per span, at least one.
+    bucket_hours: i64,
+    /// How many spans.
+    pub(crate) buckets: u32,
+}
+
+impl Spans {
+    /// `buckets` spans of `bucket_hours` (at least one) from `first_hour`.
+    pub(crate) fn new(first_hour: i64, bucket_hours: u32, buckets: u32) -> Self {
+        Spans {
+            first_hour,
+            bucket_hours: i64::from(bucket_hours.max(1)),
+            buckets,
+        }
+    }
+
+    /// The hour just after the last span.
+    pub(crate) fn end_hour(&self) -> i64 {
+        self.first_hour + self.bucket_hours * i64::from(self.buckets)
+    }
+
+    /// The start and end of all spans in unix ms.
+    pub(crate) fn range_ms(&self) -> (i64, i64) {
+        (self.first_hour * HOUR_MS, self.end_hour() * HOUR_MS)
+    }
+
+    /// The span `hour` falls in, if any.
+    pub(crate) fn index(&self, hour: i64) -> Option<usize> {
+        if hour < self.first_hour || hour >= self.end_hour() {
+            return None;
+        }
+        usize::try_from((hour - self.first_hour) / self.bucket_hours).ok()
+    }
+
+    /// The entry of `buckets` (one per span) that `hour` falls in, if any.
+    pub(crate) fn of<'a, T>(&self, buckets: &'a mut [T], hour: i64) -> Option<&'a mut T> {
+        self.index(hour).and_then(|i| buckets.get_mut(i))
+    }
+}
+
 /// What `wider` (created since an earlier time) counts beyond `narrower`
 /// (since a later one): the span between the two. A delivery created
 /// between the two reads can make a count negative, so it is clamped at zero.
@@ -148,6 +194,19 @@ mod tests {
         assert_eq!(hour_at_or_after(1), 1);
         assert_eq!(hour_at_or_after(HOUR_MS), 1);
         assert_eq!(hour_at_or_after(-5), 0);
+    }
+
+    #[test]
+    fn spans_place_hours_in_their_bucket_and_nothing_outside() {
+        let spans = Spans::new(100, 6, 4);
+        assert_eq!(spans.end_hour(), 124);
+        assert_eq!(spans.index(99), None);
+        assert_eq!(spans.index(100), Some(0));
+        assert_eq!(spans.index(105), Some(0));
+        assert_eq!(spans.index(106), Some(1));
+        assert_eq!(spans.index(123), Some(3));
+        assert_eq!(spans.index(124), None);
+        assert_eq!(spans.range_ms(), (100 * HOUR_MS, 124 * HOUR_MS));
     }
 
     #[test]

@@ -443,6 +443,18 @@ impl DeliveryStats {
     }
 }
 
+/// The figures of every user's webhooks over one span of time, for the
+/// operator's overview.
+#[derive(Debug, Clone, Default)]
+pub struct PlatformBucket {
+    /// The deliveries created in the span, by status now, with the
+    /// latency of the delivered ones.
+    pub deliveries: DeliveryStats,
+    /// Events ingested in the span (stored, whether or not any webhook
+    /// subscribed to them).
+    pub events: u64,
+}
+
 /// The storage contract. Every method is atomic; `ingest` answers only after
 /// its rows are durably committed.
 #[async_trait]
@@ -609,6 +621,17 @@ pub trait Store: Send + Sync + 'static {
             .map(|pair| hourly::difference(&pair[0], &pair[1]))
             .collect())
     }
+    /// The figures of every webhook of every user per span of
+    /// `bucket_hours` whole hours, `buckets` of them from hour `first_hour`,
+    /// oldest first: deliveries from the kept aggregate (one read for all
+    /// webhooks) and the open ones live, events by a range count of their
+    /// creation time. Only for an admin caller: it crosses users.
+    async fn platform_buckets(
+        &self,
+        first_hour: i64,
+        bucket_hours: u32,
+        buckets: u32,
+    ) -> Result<Vec<PlatformBucket>, StoreError>;
     /// Deletes a chunk of finished deliveries and unreferenced events older than `before` (unix ms); returns rows removed (0 when done).
     ///
     /// A delivery's age is that of its id (ids are generated in time order),

@@ -409,6 +409,12 @@ async fn hourly_statistics_count_each_delivery_once() {
 }
 
 #[tokio::test]
+async fn each_bucket_has_its_latency_and_the_operator_sees_the_platform() {
+    let app = spawn_app().await;
+    crate::common::figures::charts_count_each_bucket_and_the_platform(&app).await;
+}
+
+#[tokio::test]
 async fn the_portal_link_command_prints_a_link_the_service_accepts() {
     let app = spawn_app().await;
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-service"))

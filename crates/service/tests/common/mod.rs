@@ -2,6 +2,8 @@
 //! ephemeral port with a fresh data directory and talks to it over HTTP.
 #![allow(dead_code)]
 
+pub mod figures;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -235,9 +235,40 @@ async fn a_user_manages_an_endpoint_and_its_deliveries_in_the_portal() -> Ran {
         .wait_for_text("Latency of successful attempts: p50")
         .await;
     assert!(!latency.contains("p50 —"), "{latency}");
+    // The latency chart: a p50 and a p95 point in the bucket of the
+    // deliveries, labelled in ms.
+    browser
+        .wait_for_count(".latency-chart svg.chart circle.point.p50", 1)
+        .await;
+    browser
+        .wait_for_count(".latency-chart svg.chart circle.point.p95", 1)
+        .await;
+    // SVG has no innerText: its labels are its text content.
+    let axis = browser
+        .script(
+            "return document.querySelector('.latency-chart svg.chart').textContent",
+            json!([]),
+        )
+        .await;
+    assert!(
+        axis.as_str().is_some_and(|t| t.contains(" ms")),
+        "the value axis names its unit: {axis}"
+    );
+    let label = browser
+        .script(
+            "return document.querySelector('.latency-chart svg.chart').getAttribute('aria-label')",
+            json!([]),
+        )
+        .await;
+    assert!(
+        label
+            .as_str()
+            .is_some_and(|l| l.starts_with("Latency of successful attempts per hour")),
+        "{label}"
+    );
     browser
         .script(
-            "document.querySelector('.chart-box').scrollIntoView()",
+            "document.querySelector('.latency-chart').scrollIntoView()",
             json!([]),
         )
         .await;
@@ -425,6 +456,198 @@ async fn an_operator_sees_every_users_failing_endpoints() -> Ran {
             a["id"].as_str().unwrap_or_default()
         ))
     );
+    browser.quit().await;
+    DONE
+}
+
+/// The overview's charts over time: events ingested, every user's
+/// deliveries by outcome and their latency.
+async fn the_operator_overview_charts_the_platform_over_time() -> Ran {
+    let Some(browser) = Browser::start("portal operator charts").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let ok = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let failing = Receiver::start(Behavior::Status(500))
+        .await
+        .expect("receiver");
+    let token_a = app.token("alice", false);
+    let token_b = app.token("bob", false);
+    app.create_webhook(&token_a, &ok.url("/alice"), &["user.*"], None)
+        .await;
+    app.create_webhook(&token_b, &failing.url("/bob"), &["user.*"], None)
+        .await;
+    for user in ["alice", "alice", "bob", "nobody"] {
+        app.trigger("user.created", user, json!({})).await;
+    }
+    ok.wait_for(2, Duration::from_secs(10))
+        .await
+        .expect("alice's deliveries");
+    failing
+        .wait_for(1, Duration::from_secs(10))
+        .await
+        .expect("bob's first attempt");
+    // The page draws its charts once: wait until the results are recorded.
+    let admin = app.token("operator", true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = app.get("/api/v1/admin/stats/hourly", &admin).await;
+        assert_eq!(status, 200, "{body}");
+        let sum = |field: &str| -> u64 {
+            body["data"]["buckets"]
+                .as_array()
+                .map(|rows| rows.iter().filter_map(|b| b[field].as_u64()).sum())
+                .unwrap_or(0)
+        };
+        if sum("delivered") == 2 && sum("retrying") + sum("failed") == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let link = portal_link(&app, "operator", json!({"admin": true})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.click("nav a", "Operator overview").await;
+    let text = browser
+        .wait_for_text("Events ingested per hour (4 in all)")
+        .await;
+    assert!(text.contains("Deliveries per hour by outcome"), "{text}");
+    browser
+        .wait_for_count("[data-chart=events] svg.chart rect.events", 1)
+        .await;
+    browser
+        .wait_for_count("[data-chart=deliveries] svg.chart rect.delivered", 1)
+        .await;
+    browser
+        .wait_for_count("[data-chart=latency] svg.chart circle.point.p95", 1)
+        .await;
+    // Bob's delivery is retrying or has failed by now: its bar is there too.
+    browser
+        .wait_for_count(
+            "[data-chart=deliveries] svg.chart rect.retrying, [data-chart=deliveries] svg.chart rect.failed",
+            1,
+        )
+        .await;
+    let events = browser
+        .script(
+            "return document.querySelector('[data-chart=events] svg.chart').getAttribute('aria-label')",
+            json!([]),
+        )
+        .await;
+    assert!(
+        events
+            .as_str()
+            .is_some_and(|l| l.starts_with("Events ingested per hour: 4 in all")),
+        "{events}"
+    );
+    browser
+        .script(
+            "document.querySelector('#platform-h').scrollIntoView()",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("22-operator-charts-24h").await;
+    // The week, in six-hour buckets.
+    browser
+        .script(
+            "const s = document.getElementById('overview-window'); s.value = '7d'; s.dispatchEvent(new Event('change'))",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for_text("Events ingested per 6 hours (4 in all)")
+        .await;
+    browser
+        .wait_for_count("[data-chart=latency] svg.chart circle.point.p50", 1)
+        .await;
+    browser.screenshot("23-operator-charts-7d").await;
+    browser.quit().await;
+    DONE
+}
+
+/// A log of more than 10,000 deliveries is counted only so far: the pager
+/// says "or more" and still moves to older pages.
+async fn a_log_beyond_the_count_cap_says_or_more_and_still_pages() -> Ran {
+    let Some(browser) = Browser::start("portal large log").await else {
+        return skip("chromedriver is not installed (apt-get install chromium chromium-driver)");
+    };
+    let app = spawn_app().await;
+    let receiver = Receiver::start(Behavior::Status(200))
+        .await
+        .expect("receiver");
+    let token = app.token("busy", false);
+    let webhook = app
+        .create_webhook(&token, &receiver.url("/busy"), &["user.*"], None)
+        .await;
+    let id = webhook["id"].as_str().expect("id").to_string();
+    const EVENTS: usize = 10_050;
+    for chunk in 0..EVENTS.div_ceil(1000) {
+        let n = (EVENTS - chunk * 1000).min(1000);
+        let events: Vec<Value> = (0..n)
+            .map(|i| json!({"eventType": "user.created", "userId": "busy", "data": {"n": chunk * 1000 + i}}))
+            .collect();
+        let (status, body, _) = app
+            .request(
+                Method::POST,
+                "/internal/events/batch",
+                Some(INTERNAL_SECRET),
+                Some(json!({"events": events})),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, first) = app
+        .get(&format!("/api/v1/webhooks/{id}/deliveries?limit=1"), &token)
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["meta"]["totalExact"], json!(false), "{first}");
+
+    let link = portal_link(&app, "busy", json!({"readOnly": true})).await;
+    browser.goto(link["url"].as_str().expect("url")).await;
+    browser.wait_for_text("/busy").await;
+    browser
+        .goto(&format!("{}/portal#/endpoints/{id}/log", app.base))
+        .await;
+    browser.wait_for_count(".log tbody tr", 20).await;
+    let pager = wait_for_text_in(&browser, ".pager", "or more deliveries").await;
+    assert!(pager.contains("Page 1 ·"), "{pager}");
+    let counted: String = pager
+        .split('·')
+        .nth(1)
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    assert_eq!(counted, "10000", "{pager}");
+    let newest = browser.text_of(".log tbody tr a").await;
+    let first_link = browser
+        .script(
+            "return document.querySelector('.log tbody tr a').getAttribute('href')",
+            json!([]),
+        )
+        .await;
+    assert!(!newest.is_empty());
+    browser.screenshot("24-log-10000-or-more").await;
+    browser.click(".pager button", "Older").await;
+    let pager = wait_for_text_in(&browser, ".pager", "Page 2 ·").await;
+    assert!(pager.contains("or more deliveries"), "{pager}");
+    browser.wait_for_count(".log tbody tr", 20).await;
+    let second_link = browser
+        .script(
+            "return document.querySelector('.log tbody tr a').getAttribute('href')",
+            json!([]),
+        )
+        .await;
+    assert_ne!(first_link, second_link, "page 2 shows older deliveries");
+    // Newer goes back to the first page.
+    browser.click(".pager button", "Newer").await;
+    wait_for_text_in(&browser, ".pager", "Page 1 ·").await;
+    browser
+        .screenshot("25-log-10000-or-more-page-2-and-back")
+        .await;
     browser.quit().await;
     DONE
 }
@@ -1427,6 +1650,8 @@ pub fn tests() -> Vec<crate::harness::Test> {
         a_user_manages_an_endpoint_and_its_deliveries_in_the_portal,
         expired_and_forged_links_are_refused,
         an_operator_sees_every_users_failing_endpoints,
+        the_operator_overview_charts_the_platform_over_time,
+        a_log_beyond_the_count_cap_says_or_more_and_still_pages,
         an_endpoint_whose_circuit_is_open_says_its_deliveries_are_held,
         the_log_and_the_chart_work_on_postgresql,
         the_portal_works_in_an_iframe_of_an_allowed_origin_only,

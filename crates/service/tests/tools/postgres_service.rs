@@ -559,6 +559,17 @@ async fn instances_share_a_rate_limit() -> Ran {
     DONE
 }
 
+/// The charts' figures per bucket, and the operator's, on PostgreSQL.
+async fn charts_count_each_bucket_and_the_platform_on_postgres() -> Ran {
+    let db = match TestDatabase::fresh().await {
+        Ok(db) => db,
+        Err(why) => return skip(why),
+    };
+    let app = app_on(&db.url).await;
+    crate::common::figures::charts_count_each_bucket_and_the_platform(&app).await;
+    DONE
+}
+
 /// The tests of this file, for the binary's harness.
 pub fn tests() -> Vec<crate::harness::Test> {
     vec![
@@ -603,6 +614,11 @@ pub fn tests() -> Vec<crate::harness::Test> {
         Test::new(stringify!(instances_share_a_rate_limit), || {
             Box::pin(instances_share_a_rate_limit())
         })
+        .multi_thread(2),
+        Test::new(
+            stringify!(charts_count_each_bucket_and_the_platform_on_postgres),
+            || Box::pin(charts_count_each_bucket_and_the_platform_on_postgres()),
+        )
         .multi_thread(2),
     ]
 }

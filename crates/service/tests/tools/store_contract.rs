@@ -2196,6 +2196,128 @@ async fn contract_kept_statistics_agree_with_the_log(store: &dyn Store) {
     assert_eq!(figures(&fresh), figures(&DeliveryStats::default()));
 }
 
+/// The platform's figures per bucket sum every user's webhooks: events
+/// ingested (with or without deliveries), deliveries by status, and each
+/// bucket's own latency; nothing outside the buckets counts.
+async fn contract_platform_buckets_sum_every_users_webhooks(store: &dyn Store) {
+    let alices = create(store, "alice", 1).await.id;
+    let bobs = create(store, "bob", 2).await.id;
+    let at = |hour: i64, ms: i64| hour * HOUR + ms;
+    let ingest = |at: i64, targets: Vec<(WebhookId, bool)>| async move {
+        let targets: Vec<(&WebhookId, bool)> = targets.iter().map(|(w, c)| (w, *c)).collect();
+        let (item, ids) = event(at, "user.created", &targets);
+        let outcomes = store.ingest("me", Arc::new(vec![item])).await.unwrap();
+        assert_eq!(outcomes, vec![IngestOutcome::Created]);
+        ids
+    };
+    // Hour 0: one event to both users (delivered in 7 ms to alice, failed
+    // for bob) and one event nobody subscribed to.
+    let both = ingest(
+        at(0, 10),
+        vec![(alices.clone(), true), (bobs.clone(), true)],
+    )
+    .await;
+    ingest(at(0, 20), vec![]).await;
+    // Hour 1: alice's deliveries in 99 and 250 ms, and one retrying.
+    let quick = ingest(at(1, 10), vec![(alices.clone(), true)]).await;
+    let slow = ingest(at(1, 20), vec![(alices.clone(), true)]).await;
+    let retrying = ingest(at(1, 30), vec![(alices.clone(), true)]).await;
+    // Hour 2: bob's delivery waiting.
+    ingest(at(2, 10), vec![(bobs.clone(), false)]).await;
+    // Hour 5: outside the buckets asked for.
+    ingest(at(5, 10), vec![(alices.clone(), false)]).await;
+    let timed = |id: &DeliveryId, webhook: &WebhookId, status, ms: u32| {
+        let code = if status == DeliveryStatus::Delivered {
+            200
+        } else {
+            500
+        };
+        let mut r = report(id, webhook, 1, status, Some(code), 1000, None);
+        r.attempt.duration_ms = ms;
+        r
+    };
+    let mut retry = timed(&retrying[0], &alices, DeliveryStatus::Retrying, 40);
+    retry.next_attempt_at = Some(9_000_000);
+    record(
+        store,
+        vec![
+            timed(&both[0], &alices, DeliveryStatus::Delivered, 7),
+            timed(&both[1], &bobs, DeliveryStatus::Failed, 30),
+            timed(&quick[0], &alices, DeliveryStatus::Delivered, 99),
+            timed(&slow[0], &alices, DeliveryStatus::Delivered, 250),
+            retry,
+        ],
+        LENIENT,
+        2000,
+    )
+    .await;
+
+    let hours = store.platform_buckets(0, 1, 3).await.unwrap();
+    let seen: Vec<_> = hours
+        .iter()
+        .map(|b| (b.events, figures(&b.deliveries)))
+        .collect();
+    let mut expected_hour_1 = DeliveryStats::default();
+    for ms in [99, 250] {
+        expected_hour_1.latency.record(ms);
+    }
+    let (p50, p95) = (
+        expected_hour_1.latency.percentile(0.5),
+        expected_hour_1.latency.percentile(0.95),
+    );
+    assert_eq!(
+        seen,
+        vec![
+            (2, (0, 0, 1, 1, 1, Some(7), Some(7))),
+            (3, (0, 1, 2, 0, 2, p50, p95)),
+            (1, (1, 0, 0, 0, 0, None, None)),
+        ],
+        "hour by hour: events, then (pending, retrying, delivered, failed, timed, p50, p95)"
+    );
+    assert!(p50 < p95, "two latencies apart: {p50:?} {p95:?}");
+    // Each bucket is the sum of every webhook's own figures.
+    let per_webhook = [
+        store
+            .delivery_buckets(&visible(store, &alices).await, 0, 1, 3)
+            .await
+            .unwrap(),
+        store
+            .delivery_buckets(&visible(store, &bobs).await, 0, 1, 3)
+            .await
+            .unwrap(),
+    ];
+    for (h, bucket) in hours.iter().enumerate() {
+        let mut sum = DeliveryStats::default();
+        for webhook in &per_webhook {
+            let one = &webhook[h];
+            sum.pending += one.pending;
+            sum.retrying += one.retrying;
+            sum.delivered += one.delivered;
+            sum.failed += one.failed;
+            sum.latency.merge(&one.latency);
+        }
+        assert_eq!(figures(&bucket.deliveries), figures(&sum), "hour {h}");
+    }
+    // Wider buckets: hours 0-1 and 2-3.
+    let wide = store.platform_buckets(0, 2, 2).await.unwrap();
+    let seen: Vec<_> = wide
+        .iter()
+        .map(|b| {
+            let d = &b.deliveries;
+            (b.events, d.pending, d.retrying, d.delivered, d.failed)
+        })
+        .collect();
+    assert_eq!(seen, vec![(5, 0, 1, 3, 1), (1, 1, 0, 0, 0)]);
+    // Hour 5 alone, and nothing from a deleted webhook's deliveries.
+    assert!(store.delete_webhook(&alices, Owner::Any).await.unwrap());
+    let later = store.platform_buckets(5, 1, 1).await.unwrap();
+    assert_eq!(
+        (later[0].events, figures(&later[0].deliveries)),
+        (1, (0, 0, 0, 0, 0, None, None)),
+        "the event stays, its deleted webhook's delivery goes"
+    );
+}
+
 /// Like [`ingest_one`], with a delivery id generated at `at` as well: a
 /// delivery's age, for pruning, is that of its id.
 async fn ingest_one_made_at(
@@ -2857,6 +2979,7 @@ contracts!(
         contract_delivery_stats,
         contract_log_total_is_counted_up_to_its_cap,
         contract_kept_statistics_agree_with_the_log,
+        contract_platform_buckets_sum_every_users_webhooks,
         contract_prune,
         contract_delete_removes_deliveries,
         contract_ingest_names_the_deleted_webhooks_it_skipped,

@@ -7,9 +7,9 @@ use webhook_domain::ids::{DeliveryId, WebhookId};
 use super::pool::Conn;
 use super::record;
 use super::rows::{self, attempt_columns, delivery_columns, get, unsigned};
-use crate::store::hourly::{self, Tally};
+use crate::store::hourly::{self, Spans, Tally};
 use crate::store::{
-    DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, Page, StoreError,
+    DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, Page, PlatformBucket, StoreError,
 };
 
 /// Rows deleted per prune call, so no call holds locks for long.
@@ -99,6 +99,17 @@ const BUCKETS_HOURLY: &str = "SELECT hour, slot, n FROM delivery_hourly \
      WHERE webhook_id = $1 AND hour >= $2 AND hour < $3";
 const BUCKETS_OPEN: &str = "SELECT created_at, status FROM deliveries WHERE webhook_id = $1 \
      AND status IN ('pending', 'retrying') AND created_at >= $2 AND created_at < $3";
+// Every webhook's kept aggregate over hours $1..$2, summed per hour and slot
+// (each webhook's range of the primary key, never the whole table).
+const PLATFORM_HOURLY: &str = "SELECT hour, slot, SUM(n)::int8 FROM delivery_hourly \
+     WHERE webhook_id IN (SELECT id FROM webhooks) AND hour >= $1 AND hour < $2 GROUP BY hour, slot";
+// Every webhook's waiting deliveries created between $1 and $2, per hour (`deliveries_open`).
+const PLATFORM_OPEN: &str = "SELECT created_at / 3600000, status, COUNT(*) FROM deliveries \
+     WHERE webhook_id IN (SELECT id FROM webhooks) AND status IN ('pending', 'retrying') \
+     AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2";
+// Events stored between $1 and $2, per hour: a range of `events_created`.
+const PLATFORM_EVENTS: &str = "SELECT created_at / 3600000, COUNT(*) FROM events \
+     WHERE created_at >= $1 AND created_at < $2 GROUP BY 1";
 // Whole hours before the cutoff, webhook by webhook.
 const PRUNE_HOURLY: &str =
     "DELETE FROM delivery_hourly WHERE webhook_id IN (SELECT id FROM webhooks) AND hour < $1";
@@ -320,6 +331,47 @@ pub(super) async fn buckets(
         let status: String = get(&row, 1, "status")?;
         if let Some(stats) = index(hourly::hour_of(created_at)).and_then(|i| out.get_mut(i)) {
             stats.add_count(&status, 1);
+        }
+    }
+    Ok(out)
+}
+
+/// The figures of every webhook per span of `spans`: the kept aggregate
+/// summed over all webhooks, the waiting deliveries and the events, each
+/// grouped by hour in SQL (a few hundred rows at most).
+pub(super) async fn platform_buckets(
+    c: &mut Conn,
+    spans: Spans,
+) -> Result<Vec<PlatformBucket>, StoreError> {
+    let mut out = vec![PlatformBucket::default(); spans.buckets as usize];
+    let (first_hour, end_hour) = (spans.first_hour, spans.end_hour());
+    for row in c.query(PLATFORM_HOURLY, &[&first_hour, &end_hour]).await? {
+        let hour: i64 = get(&row, 0, "hour")?;
+        let slot: i32 = get(&row, 1, "slot")?;
+        if let Some(bucket) = spans.of(&mut out, hour) {
+            hourly::add_slot(
+                &mut bucket.deliveries,
+                i64::from(slot),
+                get(&row, 2, "count")?,
+            );
+        }
+    }
+    let (start, end) = spans.range_ms();
+    for row in c.query(PLATFORM_OPEN, &[&start, &end]).await? {
+        let hour: i64 = get(&row, 0, "hour")?;
+        let status: String = get(&row, 1, "status")?;
+        let n: i64 = get(&row, 2, "count")?;
+        if let Some(bucket) = spans.of(&mut out, hour) {
+            bucket
+                .deliveries
+                .add_count(&status, u64::try_from(n).unwrap_or(0));
+        }
+    }
+    for row in c.query(PLATFORM_EVENTS, &[&start, &end]).await? {
+        let hour: i64 = get(&row, 0, "hour")?;
+        let n: i64 = get(&row, 1, "count")?;
+        if let Some(bucket) = spans.of(&mut out, hour) {
+            bucket.events += u64::try_from(n).unwrap_or(0);
         }
     }
     Ok(out)

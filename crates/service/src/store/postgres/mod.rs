@@ -38,10 +38,11 @@ use webhook_domain::webhook::WebhookSecret;
 use self::migrations::migrate;
 use self::pool::{Connector, Pool};
 use self::writer::{Done, Job, Work};
+use super::hourly::Spans;
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
     DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
-    StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    PlatformBucket, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -387,6 +388,16 @@ impl Store for PostgresStore {
     ) -> Result<Vec<DeliveryStats>, StoreError> {
         let mut c = self.pool.get().await?;
         logs::buckets(&mut c, &webhook.id, first_hour, bucket_hours, buckets).await
+    }
+
+    async fn platform_buckets(
+        &self,
+        first_hour: i64,
+        bucket_hours: u32,
+        buckets: u32,
+    ) -> Result<Vec<PlatformBucket>, StoreError> {
+        let mut c = self.pool.get().await?;
+        logs::platform_buckets(&mut c, Spans::new(first_hour, bucket_hours, buckets)).await
     }
 
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {

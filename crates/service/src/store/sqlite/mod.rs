@@ -43,10 +43,11 @@ use self::checkpointer::checkpointer;
 use self::connection::{Readers, open_connection};
 use self::migrations::{check_existing, migrate};
 use self::writer::{IngestJob, Job, WriteJob, writer_loop};
+use super::hourly::Spans;
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
     DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
-    StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    PlatformBucket, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -438,6 +439,16 @@ impl Store for SqliteStore {
         let webhook = webhook.id.clone();
         self.read(move |c| logs::delivery_buckets(c, &webhook, first_hour, bucket_hours, buckets))
             .await
+    }
+
+    async fn platform_buckets(
+        &self,
+        first_hour: i64,
+        bucket_hours: u32,
+        buckets: u32,
+    ) -> Result<Vec<PlatformBucket>, StoreError> {
+        let spans = Spans::new(first_hour, bucket_hours, buckets);
+        self.read(move |c| logs::platform_buckets(c, spans)).await
     }
 
     async fn prune(&self, before: i64) -> Result<u64, StoreError> {
