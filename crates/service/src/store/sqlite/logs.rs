@@ -303,10 +303,11 @@ pub fn delivery_buckets(
 }
 
 /// The figures of every webhook per span of `spans`: the kept aggregate
-/// summed over all webhooks (each webhook's range of its primary key), the
-/// waiting deliveries through `deliveries_open`, and the events by a range
-/// of `events_created` (index only). Three reads, grouped by hour in SQL,
-/// so at most a few hundred rows come back whatever the volume.
+/// summed over all webhooks (each webhook's range of its primary key; its
+/// waiting slots hold the pending and retrying counts, see `hourly`), and
+/// the events by a range of `events_created` (index only). Two reads,
+/// grouped by hour in SQL, so at most a few hundred rows come back
+/// whatever the volume.
 pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBucket>, StoreError> {
     let mut out = vec![PlatformBucket::default(); spans.buckets as usize];
     let mut stmt = c.prepare_cached(
@@ -327,26 +328,6 @@ pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBuck
         }
     }
     let (start, end) = spans.range_ms();
-    let mut stmt = c.prepare_cached(
-        "SELECT created_at / 3600000, status, COUNT(*) FROM deliveries \
-         WHERE webhook_id IN (SELECT id FROM webhooks) AND created_at >= ?1 AND created_at < ?2 \
-         AND status IN ('pending', 'retrying') GROUP BY 1, 2",
-    )?;
-    let rows = stmt.query_map(params![start, end], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
-    for row in rows {
-        let (hour, status, n) = row?;
-        if let Some(bucket) = spans.of(&mut out, hour) {
-            bucket
-                .deliveries
-                .add_count(&status, u64::try_from(n).unwrap_or(0));
-        }
-    }
     let mut stmt = c.prepare_cached(
         "SELECT created_at / 3600000, COUNT(*) FROM events \
          WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
