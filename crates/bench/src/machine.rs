@@ -146,12 +146,17 @@ mod tests {
         let Ok(comm) = std::fs::read_to_string("/proc/self/comm") else {
             return; // no /proc here
         };
-        // Spend some CPU so the count cannot be zero.
+        // Spend CPU until the precise clock has seen 100 ms of it, so that
+        // /proc's tick-grained count cannot be zero (a fixed loop took a
+        // few ms in a release build and read 0 ticks on a loaded machine).
+        let start = own_cpu_seconds();
         let mut x = 0_u64;
-        for i in 0..20_000_000_u64 {
-            x = x.wrapping_mul(31).wrapping_add(i);
+        while own_cpu_seconds() - start < 0.1 {
+            for i in 0..100_000_u64 {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+            }
         }
-        assert!(x != 1);
+        assert!(own_cpu_seconds() - start >= 0.1);
         let seconds = cpu_seconds_of(comm.trim()).unwrap_or(0.0);
         assert!(seconds > 0.0, "{comm}: {seconds}");
         assert!(process_cpu_seconds(std::process::id()).unwrap_or(0.0) > 0.0);
