@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
-use webhook_testkit::{TestCa, TlsReceiver};
+use webhook_testkit::{Handshakes, TestCa, TlsCountingReceiver, TlsReceiver};
 
 /// The newest delivery's last attempt, once the webhook has a delivery
 /// whose attempts satisfy `done`.
@@ -209,4 +209,115 @@ impl IntoParts for (u16, Value, reqwest::header::HeaderMap) {
     fn into_parts(self) -> (u16, Value) {
         (self.0, self.1)
     }
+}
+
+/// Polls `count` until it reaches `n` (or 30 s pass) and returns it.
+async fn wait_for_count(count: impl Fn() -> usize, n: usize) -> usize {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while count() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    count()
+}
+
+/// Five events to six slow HTTPS endpoints under `WEBHOOK_MAX_CONNECTIONS`
+/// = `bound`: the most connections the endpoints saw open at once, after
+/// checking that every delivery arrived.
+async fn peak_connections_under(bound: &str) -> usize {
+    let ca = TestCa::generate().unwrap();
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let receiver = TlsCountingReceiver::start(&ca, &[loopback], 6, 64)
+        .await
+        .unwrap();
+    // Answers take a while, so that every endpoint has work waiting at once.
+    receiver.set_delay(Duration::from_millis(50));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    let app = spawn_app_with(&[
+        ("WEBHOOK_CA_FILE", ca_file.to_str().unwrap()),
+        ("WEBHOOK_MAX_CONNECTIONS", bound),
+    ])
+    .await;
+    let token = app.token("user-bound", false);
+    for endpoint in 0..6 {
+        create(
+            &app,
+            &token,
+            json!({"url": receiver.url(endpoint, "/hook"), "eventTypes": ["*"]}),
+        )
+        .await;
+    }
+    for i in 0..5 {
+        let (status, body) = app
+            .trigger("credit.low", "user-bound", json!({"i": i}))
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    assert!(wait_for_count(|| receiver.count(), 30).await >= 30);
+    let records = receiver.take_records();
+    let mut per_event = std::collections::HashMap::new();
+    for (id, _) in &records {
+        *per_event.entry(id.clone()).or_insert(0) += 1;
+    }
+    assert_eq!(per_event.len(), 5, "{per_event:?}");
+    assert!(per_event.values().all(|n| *n >= 6), "{per_event:?}");
+    assert_eq!(receiver.handshakes().failed, 0);
+    receiver.peak_connections()
+}
+
+#[tokio::test]
+async fn open_connections_stay_within_webhook_max_connections_and_every_delivery_arrives() {
+    let peak = peak_connections_under("2").await;
+    assert!(peak <= 2, "{peak} connections were open at once");
+    // The same work without a tight bound opens more: the bound is what held it.
+    let unbounded = peak_connections_under("100").await;
+    assert!(
+        unbounded > 2,
+        "only {unbounded} connections without the bound"
+    );
+}
+
+#[tokio::test]
+async fn a_new_connection_to_an_endpoint_resumes_its_tls_session() {
+    let ca = TestCa::generate().unwrap();
+    let addresses = [
+        std::net::IpAddr::from([127, 0, 0, 1]),
+        std::net::IpAddr::from([127, 0, 0, 2]),
+    ];
+    let receiver = TlsCountingReceiver::start(&ca, &addresses, 1, 8)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca.ca_pem).unwrap();
+    // One connection at most: each delivery to the other endpoint closes it.
+    let app = spawn_app_with(&[
+        ("WEBHOOK_CA_FILE", ca_file.to_str().unwrap()),
+        ("WEBHOOK_MAX_CONNECTIONS", "1"),
+    ])
+    .await;
+    for (user, endpoint) in [("user-a", 0), ("user-b", 1)] {
+        let token = app.token(user, false);
+        create(
+            &app,
+            &token,
+            json!({"url": receiver.url(endpoint, "/hook"), "eventTypes": ["*"]}),
+        )
+        .await;
+    }
+    for (n, user) in ["user-a", "user-b", "user-a"].into_iter().enumerate() {
+        let (status, body) = app.trigger("credit.low", user, json!({"n": n})).await;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(wait_for_count(|| receiver.count(), n + 1).await, n + 1);
+    }
+    assert_eq!(
+        receiver.handshakes(),
+        Handshakes {
+            full: 2,
+            resumed: 1,
+            failed: 0
+        },
+        "the second connection to the first endpoint resumes its session"
+    );
 }
