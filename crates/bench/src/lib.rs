@@ -7,6 +7,7 @@
 //! delivery. The ceiling is measured in the same run: the same generator
 //! posting straight to the same kind of receiver.
 
+mod endpoints;
 pub mod load;
 pub mod machine;
 pub mod metrics;
