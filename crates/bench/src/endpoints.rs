@@ -35,7 +35,7 @@ const MANY_MAX_RSS_MB: f64 = 300.0;
 const MANY_MAX_CONNECTIONS: usize = 1000;
 
 /// Where the deliveries of a run arrive.
-trait Sink {
+trait Sink: Sync {
     fn count(&self) -> usize;
     fn take_records(&self) -> Vec<(String, Instant)>;
 }
