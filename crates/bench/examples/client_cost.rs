@@ -76,6 +76,7 @@ async fn main() {
         pool_idle_timeout: Duration::from_secs(90),
         tls: Default::default(),
         proxy: None,
+        limits: Default::default(),
     })
     .unwrap();
     let target = url::Url::parse(&url).unwrap();

@@ -8,6 +8,7 @@
 //! posting straight to the same kind of receiver.
 
 mod cluster;
+mod endpoints;
 pub mod load;
 pub mod machine;
 pub mod metrics;

@@ -25,6 +25,8 @@ pub const ALL: &[&str] = &[
     "ratelimit",
     "fifo",
     "portal-reads",
+    "https",
+    "many-endpoints",
     "tenants",
     "cluster",
 ];
@@ -47,6 +49,8 @@ pub async fn run(name: &str, s: &Settings) -> anyhow::Result<Report> {
         "backlog" => backlog(s).await,
         "isolation" => isolation(s).await,
         "portal-reads" => crate::reads::run(s).await,
+        "https" => crate::endpoints::https(s).await,
+        "many-endpoints" => crate::endpoints::many_endpoints(s).await,
         "tenants" => crate::tenancy::tenants(s).await,
         "cluster" => crate::cluster::run(s).await,
         other => bail!("unknown scenario '{other}' (known: {})", ALL.join(", ")),
@@ -162,7 +166,7 @@ const STRAGGLERS_WAIT: Duration = Duration::from_secs(120);
 
 /// Deliveries of `token`'s user that the service has not finished (pending or
 /// retrying), from its own statistics.
-async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u64> {
+pub(crate) async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u64> {
     let (status, body) = http
         .get(&format!("{}/api/v1/webhooks/stats", svc.base), Some(token))
         .await?;
@@ -224,7 +228,7 @@ pub(crate) async fn settle(
 
 /// The service's own histogram of ingest commits (every ingest call of the
 /// run): how much of the producers' wait was the store.
-async fn ingest_commits(http: &Http, svc: &Service) -> anyhow::Result<Value> {
+pub(crate) async fn ingest_commits(http: &Http, svc: &Service) -> anyhow::Result<Value> {
     let (status, body) = http.get(&format!("{}/metrics", svc.base), None).await?;
     if status != 200 {
         bail!("/metrics answered {status}");

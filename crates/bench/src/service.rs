@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 /// Shared secret used by the benchmark's producer.
 pub const INTERNAL_SECRET: &str = "bench-internal-secret-0123456789";
-const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
+pub(crate) const JWT_SECRET: &str = "bench-jwt-secret-0123456789abcdef";
 const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Where the service binary is: `--service-bin`, else next to this executable, else built with cargo.

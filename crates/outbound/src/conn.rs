@@ -1,7 +1,12 @@
 //! Connections to receivers: plain TCP or TLS, opened under the address
 //! policy, and a keep-alive pool of idle ones per destination.
+//!
+//! Every open connection holds a slot of the pool ([`Slot`]): at most
+//! `max_open` connections (file descriptors) exist at once. A new connection
+//! takes a free slot, else closes the least recently used idle connection of
+//! any destination, else waits until a connection closes or comes back.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
@@ -13,6 +18,7 @@ use bytes::BytesMut;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use webhook_domain::address::AddressPolicy;
@@ -97,6 +103,13 @@ pub(crate) struct Conn {
     pub buf: BytesMut,
     /// Whether it came from the pool (and so may have been closed meanwhile).
     pub reused: bool,
+    /// The pool slot this connection occupies, freed when it closes.
+    slot: Slot,
+}
+
+/// The right to have one connection open (see [`Pool::slot`]).
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Conn {
@@ -107,6 +120,14 @@ impl Conn {
         let mut probe = [0u8; 1];
         matches!(self.io.tcp().try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
+
+    /// Closes the connection and keeps its slot for the next one (a new
+    /// connection replacing it must not wait for a slot while holding one).
+    pub(crate) fn close(self) -> Slot {
+        let Conn { io, slot, .. } = self;
+        drop(io);
+        slot
+    }
 }
 
 /// Opens a connection to `dest`: resolve under the policy, TCP, then TLS for https.
@@ -115,6 +136,7 @@ pub(crate) async fn connect(
     policy: &AddressPolicy,
     tls: &TlsConnector,
     proxy: Option<&Proxy>,
+    slot: Slot,
 ) -> Result<Conn, OutboundError> {
     let proxy = proxy.filter(|p| p.applies_to(&dest.host, dest.literal));
     let addrs = match dest.literal {
@@ -176,64 +198,166 @@ pub(crate) async fn connect(
         io,
         buf: BytesMut::with_capacity(4096),
         reused: false,
+        slot,
     })
 }
 
 /// Idle time after which a pooled connection is checked before reuse.
 const PROBE_IDLE_AFTER: Duration = Duration::from_secs(1);
 
-/// Idle connections of one destination with the instant each became idle,
-/// oldest first: connections are put back at the end, so the expired ones
-/// are always at the front.
-type IdleList = VecDeque<(Conn, Instant)>;
+/// An idle connection, when it became idle, and its place in the pool's
+/// least-recently-used order.
+struct IdleConn {
+    conn: Conn,
+    since: Instant,
+    seq: u64,
+}
 
-/// The idle lists by destination.
-type IdleMap = HashMap<Destination, IdleList, foldhash::fast::RandomState>;
+/// Idle connections of one destination, oldest first: connections are put
+/// back at the end, so the expired ones are always at the front.
+type IdleList = VecDeque<IdleConn>;
 
-/// Idle keep-alive connections per destination, newest last.
+/// The idle connections of every destination.
+#[derive(Default)]
+struct Idle {
+    by_dest: HashMap<Arc<Destination>, IdleList, foldhash::fast::RandomState>,
+    /// Every idle connection by the order it became idle (oldest first): the
+    /// one to close when the pool is full, whatever its destination.
+    order: BTreeMap<u64, Arc<Destination>>,
+    next_seq: u64,
+    /// Attempts waiting for a slot. While any waits, a connection coming
+    /// back is closed rather than kept, so its slot goes to the waiter.
+    waiting: usize,
+}
+
+impl Idle {
+    /// Removes `entry`, leaving its list, from the eviction order.
+    fn forget(order: &mut BTreeMap<u64, Arc<Destination>>, entry: &IdleConn) {
+        order.remove(&entry.seq);
+    }
+
+    /// Takes the least recently used idle connection of any destination.
+    fn evict_oldest(&mut self) -> Option<Conn> {
+        let (seq, dest) = self.order.pop_first()?;
+        let list = self.by_dest.get_mut(&dest)?;
+        // The oldest of all is the oldest of its destination: lists are
+        // ordered as the sequence is.
+        let at = list.iter().position(|e| e.seq == seq)?;
+        list.remove(at).map(|e| e.conn)
+    }
+}
+
+/// Idle keep-alive connections per destination, newest last, and the slots
+/// bounding how many connections are open at once.
 pub(crate) struct Pool {
-    idle: Mutex<IdleMap>,
+    idle: Mutex<Idle>,
+    slots: Arc<Semaphore>,
     max_per_destination: usize,
+    max_idle: usize,
     idle_timeout: Duration,
 }
 
+/// Counts an attempt as waiting for a slot while it exists (an attempt
+/// dropped while waiting, by its timeout, stops counting).
+struct Waiting<'a>(&'a Pool);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut idle = self.0.lock();
+        idle.waiting = idle.waiting.saturating_sub(1);
+    }
+}
+
 impl Pool {
-    pub(crate) fn new(max_per_destination: usize, idle_timeout: Duration) -> Self {
+    /// A pool of at most `max_open` open connections (at least 1), keeping at
+    /// most `max_idle` idle ones in all and `max_per_destination` per destination.
+    pub(crate) fn new(
+        max_open: usize,
+        max_idle: usize,
+        max_per_destination: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         Pool {
-            idle: Mutex::new(HashMap::default()),
+            idle: Mutex::new(Idle::default()),
+            slots: Arc::new(Semaphore::new(max_open.clamp(1, Semaphore::MAX_PERMITS))),
             max_per_destination,
+            max_idle,
             idle_timeout,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, IdleMap> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
         // A panic while holding the lock leaves only idle connections behind.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A slot for a new connection: a free one, else the slot of the least
+    /// recently used idle connection (closed for it), else the first one
+    /// freed. Never held while waiting for another, so waiting cannot
+    /// deadlock: every slot in use is freed when its attempt ends.
+    pub(crate) async fn slot(&self) -> Result<Slot, OutboundError> {
+        loop {
+            if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+                return Ok(Slot { _permit: permit });
+            }
+            match self.evict_or_wait() {
+                Some(conn) => drop(conn),
+                None => break,
+            }
+        }
+        let _waiting = Waiting(self);
+        match Arc::clone(&self.slots).acquire_owned().await {
+            Ok(permit) => Ok(Slot { _permit: permit }),
+            // The semaphore is never closed; said in words all the same.
+            Err(_closed) => Err(OutboundError::new(
+                crate::ErrorKind::Connect,
+                "the connection pool is shut down".to_string(),
+            )),
+        }
+    }
+
+    /// The least recently used idle connection, to close for its slot; with
+    /// none, counts the caller as waiting. Counted under the lock that `put`
+    /// checks: a connection put back from now on is closed for the waiter,
+    /// and one put back before is found here.
+    fn evict_or_wait(&self) -> Option<Conn> {
+        let mut idle = self.lock();
+        let evicted = idle.evict_oldest();
+        if evicted.is_none() {
+            idle.waiting += 1;
+        }
+        evicted
     }
 
     /// The most recently used idle connection to `dest` that is still open.
     pub(crate) fn take(&self, dest: &Destination) -> Option<Conn> {
         let now = Instant::now();
+        let mut closed = Vec::new();
         let mut idle = self.lock();
-        let list = idle.get_mut(dest)?;
+        let Idle { by_dest, order, .. } = &mut *idle;
+        let list = by_dest.get_mut(dest)?;
         let mut found = None;
-        while let Some((conn, since)) = list.pop_back() {
-            let idle_for = now.duration_since(since);
+        while let Some(entry) = list.pop_back() {
+            Idle::forget(order, &entry);
+            let idle_for = now.duration_since(entry.since);
             // Probing costs a syscall, so only connections idle long enough
             // for a receiver's keep-alive timeout to have closed them are
             // probed; the rare one closed sooner fails before any answer and
             // the attempt retries on a new connection (see `exchange`).
             if idle_for < self.idle_timeout
-                && conn.buf.is_empty()
-                && (idle_for < PROBE_IDLE_AFTER || conn.is_idle_and_open())
+                && entry.conn.buf.is_empty()
+                && (idle_for < PROBE_IDLE_AFTER || entry.conn.is_idle_and_open())
             {
-                found = Some(conn);
+                found = Some(entry.conn);
                 break;
             }
+            closed.push(entry.conn);
         }
         // An emptied list stays (the sweeper removes it when it stays
         // empty): under load it is refilled at once, and removing it cost a
         // new list and a copy of the key on the next `put`.
+        drop(idle);
+        drop(closed);
         found.map(|mut conn| {
             conn.reused = true;
             conn
@@ -241,45 +365,97 @@ impl Pool {
     }
 
     /// Keeps `conn` for the next request to `dest`, dropping the oldest idle
-    /// one when the destination already has its maximum.
+    /// one of the destination when it already has its maximum, and the oldest
+    /// of all when the pool has its maximum. Closes it instead while an
+    /// attempt waits for a slot.
     pub(crate) fn put(&self, dest: &Destination, conn: Conn) {
-        if self.max_per_destination == 0 {
+        if self.max_per_destination == 0 || self.max_idle == 0 {
             return;
         }
         let now = Instant::now();
+        let mut closed = Vec::new();
         let mut idle = self.lock();
-        if let Some(list) = idle.get_mut(dest) {
+        if idle.waiting > 0 {
+            drop(idle);
+            drop(conn);
+            return;
+        }
+        if idle.order.len() >= self.max_idle
+            && let Some(oldest) = idle.evict_oldest()
+        {
+            closed.push(oldest);
+        }
+        let seq = idle.next_seq;
+        idle.next_seq += 1;
+        let Idle { by_dest, order, .. } = &mut *idle;
+        let key = match by_dest.get_key_value(dest) {
+            Some((key, _)) => Arc::clone(key),
+            None => {
+                let key = Arc::new(dest.clone());
+                by_dest.insert(Arc::clone(&key), VecDeque::new());
+                key
+            }
+        };
+        if let Some(list) = by_dest.get_mut(&key) {
             // Only the front can have expired. (Checking every entry on each
             // put cost 7,000 instructions per delivery with 64 in flight.)
-            drop_expired(list, now, self.idle_timeout);
-            if list.len() >= self.max_per_destination {
-                list.pop_front();
+            drop_expired(list, order, now, self.idle_timeout, &mut closed);
+            if list.len() >= self.max_per_destination
+                && let Some(entry) = list.pop_front()
+            {
+                Idle::forget(order, &entry);
+                closed.push(entry.conn);
             }
-            list.push_back((conn, now));
-        } else {
-            idle.insert(dest.clone(), VecDeque::from([(conn, now)]));
+            list.push_back(IdleConn {
+                conn,
+                since: now,
+                seq,
+            });
+            order.insert(seq, key);
         }
+        drop(idle);
+        drop(closed);
     }
 
     /// Closes every idle connection past the idle timeout (run periodically,
     /// so that destinations no longer written to do not keep sockets open).
     pub(crate) fn sweep(&self) {
         let now = Instant::now();
+        let mut closed = Vec::new();
         let mut idle = self.lock();
-        idle.retain(|_, list| {
-            drop_expired(list, now, self.idle_timeout);
+        let Idle { by_dest, order, .. } = &mut *idle;
+        by_dest.retain(|_, list| {
+            drop_expired(list, order, now, self.idle_timeout, &mut closed);
             !list.is_empty()
         });
+        drop(idle);
+        drop(closed);
+    }
+
+    /// Idle connections kept now (tests).
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        self.lock().order.len()
     }
 }
 
-/// Closes the connections of `list` idle for `timeout` or longer.
-fn drop_expired(list: &mut IdleList, now: Instant, timeout: Duration) {
+/// Moves the connections of `list` idle for `timeout` or longer to `closed`
+/// (closed once the pool's lock is released).
+fn drop_expired(
+    list: &mut IdleList,
+    order: &mut BTreeMap<u64, Arc<Destination>>,
+    now: Instant,
+    timeout: Duration,
+    closed: &mut Vec<Conn>,
+) {
     while list
         .front()
-        .is_some_and(|(_, since)| now.duration_since(*since) >= timeout)
+        .is_some_and(|entry| now.duration_since(entry.since) >= timeout)
     {
-        list.pop_front();
+        if let Some(entry) = list.pop_front() {
+            Idle::forget(order, &entry);
+            closed.push(entry.conn);
+        }
     }
 }
 
@@ -301,4 +477,89 @@ pub(crate) fn spawn_sweeper(pool: &Arc<Pool>, every: Duration) {
             pool.sweep();
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dest(port: u16) -> Destination {
+        Destination {
+            tls: false,
+            host: "127.0.0.1".into(),
+            port,
+            literal: Some(IpAddr::from([127, 0, 0, 1])),
+            identity: 0,
+        }
+    }
+
+    /// A real loopback connection holding `slot`.
+    async fn open(listener: &tokio::net::TcpListener, slot: Slot) -> Conn {
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        Conn {
+            io: Io::Plain(tcp),
+            buf: BytesMut::new(),
+            reused: false,
+            slot,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_pool_closes_the_least_recently_used_idle_connection_for_a_new_one() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(2, 2, 8, Duration::from_secs(60));
+        let a = open(&listener, pool.slot().await.unwrap()).await;
+        let b = open(&listener, pool.slot().await.unwrap()).await;
+        pool.put(&dest(1), a);
+        pool.put(&dest(2), b);
+        assert_eq!(pool.idle_count(), 2);
+        // No slot is free: the idle connection of destination 1, the older,
+        // is closed for it.
+        let slot = tokio::time::timeout(Duration::from_secs(5), pool.slot())
+            .await
+            .expect("an idle connection is evicted, not waited for")
+            .unwrap();
+        assert_eq!(pool.idle_count(), 1);
+        assert!(pool.take(&dest(1)).is_none());
+        assert!(pool.take(&dest(2)).is_some());
+        drop(slot);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_attempt_gets_the_slot_of_a_connection_coming_back() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Arc::new(Pool::new(1, 4, 8, Duration::from_secs(60)));
+        let busy = open(&listener, pool.slot().await.unwrap()).await;
+        let waiter = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move { pool.slot().await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "the only slot is in use");
+        // Put back rather than closed: the pool closes it for the waiter.
+        pool.put(&dest(1), busy);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter gets the slot")
+            .unwrap()
+            .unwrap();
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_idle_total_is_bounded_across_destinations() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pool = Pool::new(10, 3, 8, Duration::from_secs(60));
+        for port in 0..5 {
+            let conn = open(&listener, pool.slot().await.unwrap()).await;
+            pool.put(&dest(port), conn);
+        }
+        assert_eq!(pool.idle_count(), 3);
+        assert!(pool.take(&dest(0)).is_none(), "the oldest went first");
+        assert!(pool.take(&dest(4)).is_some());
+        // Slots of the closed connections are free again: 10 - 2 still open.
+        assert_eq!(pool.slots.available_permits(), 8);
+    }
 }

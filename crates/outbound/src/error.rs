@@ -68,6 +68,9 @@ pub enum OutboundInitError {
     /// A zero timeout would fail every attempt.
     #[error("outbound timeout must be greater than zero")]
     ZeroTimeout,
+    /// No connection could ever be opened.
+    #[error("the bound on open connections must be at least 1")]
+    ZeroConnections,
     /// The configured User-Agent cannot be sent as a header.
     #[error("user agent {0:?} is not a valid HTTP header value")]
     InvalidUserAgent(String),

@@ -14,6 +14,12 @@
 //!   sending and reading the response body all count against it.
 //! - Response bodies are read up to [`OutboundConfig::max_response_body`]
 //!   bytes and no further; redirects are reported, never followed.
+//! - At most [`ConnectionLimits::max_open`] connections are open at once;
+//!   an attempt that finds none free closes the least recently used idle
+//!   connection, or waits for one to close (see `conn.rs`). The wait is not
+//!   part of the attempt's timeout: it is the client's own queue.
+//! - TLS sessions are resumed with tickets, the tickets of up to
+//!   [`ConnectionLimits::tls_sessions`] servers kept (by server name).
 //! - The hot path stays quiet: no logging, one shared pooled client, and
 //!   keep-alive connections reused per destination. The attempt's own task
 //!   writes the request and reads the response on the connection it took
@@ -45,7 +51,7 @@ pub use headers::{InvalidHeader, RequestHeaders};
 pub use proxy::{InvalidProxy, Proxy};
 pub use tls::{ClientIdentity, ExtraRoots, InvalidPem, TlsSettings, TrustRoots, UnknownTrustRoots};
 
-use conn::{Destination, Pool};
+use conn::{Conn, Destination, Pool, Slot};
 use error::Stage;
 use http1::HeadError;
 
@@ -68,6 +74,31 @@ pub struct OutboundConfig {
     pub tls: TlsSettings,
     /// Egress proxy for every destination it applies to.
     pub proxy: Option<Proxy>,
+    /// Bounds on open and idle connections and on kept TLS sessions.
+    pub limits: ConnectionLimits,
+}
+
+/// How many connections and TLS sessions the client keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Connections (file descriptors) open at once, idle or busy; at least 1.
+    pub max_open: usize,
+    /// Idle keep-alive connections kept in all destinations together.
+    pub max_idle: usize,
+    /// Servers whose TLS session tickets are kept for resumption.
+    pub tls_sessions: usize,
+}
+
+impl Default for ConnectionLimits {
+    /// 1,024 open (the engine's default number of requests in flight), as
+    /// many idle, and the sessions of 16,384 servers (a few MB).
+    fn default() -> Self {
+        ConnectionLimits {
+            max_open: 1024,
+            max_idle: 1024,
+            tls_sessions: 16_384,
+        }
+    }
 }
 
 /// A pooled HTTP/1.1 client (plain or TLS) for webhook deliveries; cheap to clone.
@@ -130,6 +161,12 @@ struct Request<'a> {
     body: &'a [u8],
 }
 
+/// What an attempt starts from: a kept-alive connection, or the right to open one.
+enum Ready {
+    Pooled(Conn),
+    Slot(Slot),
+}
+
 /// Where one request goes and what its head says about the URL.
 struct Target<'a> {
     dest: Destination,
@@ -149,10 +186,15 @@ impl OutboundClient {
             return Err(OutboundInitError::InvalidUserAgent(config.user_agent));
         }
 
+        if config.limits.max_open == 0 {
+            return Err(OutboundInitError::ZeroConnections);
+        }
         let roots = Arc::new(tls::root_store(&config.tls)?);
-        let tls = tls::client_config(roots.clone(), None)?;
+        let tls = tls::client_config(roots.clone(), None, config.limits.tls_sessions)?;
 
         let pool = Arc::new(Pool::new(
+            config.limits.max_open,
+            config.limits.max_idle,
             config.pool_idle_per_host,
             config.pool_idle_timeout,
         ));
@@ -236,7 +278,7 @@ impl OutboundClient {
         identity: Option<&ClientIdentity>,
         timeout: Duration,
     ) -> Outcome {
-        let started = Instant::now();
+        let mut started = Instant::now();
         let mut outcome = Outcome::default();
         let request = Request {
             url,
@@ -245,7 +287,7 @@ impl OutboundClient {
             body,
         };
         if let Err(error) = self
-            .attempt(request, identity, started, timeout, &mut outcome)
+            .attempt(request, identity, &mut started, timeout, &mut outcome)
             .await
         {
             outcome.error = Some(error);
@@ -263,7 +305,7 @@ impl OutboundClient {
             body,
         }: Request<'_>,
         identity: Option<&ClientIdentity>,
-        started: Instant,
+        started: &mut Instant,
         timeout: Duration,
         outcome: &mut Outcome,
     ) -> Result<(), OutboundError> {
@@ -289,9 +331,24 @@ impl OutboundClient {
             headers,
             body,
         );
-        let deadline = tokio::time::Instant::from_std(started) + timeout;
+        // A pooled connection, else a slot for a new one. Waiting for a slot
+        // is the client's own queue, not the receiver's time: the attempt
+        // (and its timeout) starts once it has one.
+        let ready = match inner.pool.take(&target.dest) {
+            Some(conn) => Ready::Pooled(conn),
+            None => Ready::Slot(inner.pool.slot().await?),
+        };
+        *started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(*started) + timeout;
         let mut excerpt = Vec::new();
-        let exchange = self.exchange(&target.dest, connector, &request, outcome, &mut excerpt);
+        let exchange = self.exchange(
+            &target.dest,
+            connector,
+            ready,
+            &request,
+            outcome,
+            &mut excerpt,
+        );
         match tokio::time::timeout_at(deadline, exchange).await {
             Ok(Err(error)) => Err(error),
             Ok(Ok(())) => response::finish(outcome, excerpt, false, timeout),
@@ -306,14 +363,17 @@ impl OutboundClient {
         &self,
         dest: &Destination,
         connector: &TlsConnector,
+        ready: Ready,
         request: &[u8],
         outcome: &mut Outcome,
         excerpt: &mut Vec<u8>,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
-        let mut conn = match inner.pool.take(dest) {
-            Some(conn) => conn,
-            None => conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref()).await?,
+        let mut conn = match ready {
+            Ready::Pooled(conn) => conn,
+            Ready::Slot(slot) => {
+                conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref(), slot).await?
+            }
         };
         let head = loop {
             let answer = match http1::send(&mut conn, request).await {
@@ -332,8 +392,10 @@ impl OutboundClient {
                 Err(HeadError::Io {
                     any_bytes: false, ..
                 }) if conn.reused => {
+                    let slot = conn.close();
                     conn =
-                        conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref()).await?;
+                        conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref(), slot)
+                            .await?;
                 }
                 Err(HeadError::Io { error, .. }) => {
                     return Err(error::from_io(&error, Stage::Exchange));

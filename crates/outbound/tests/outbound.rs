@@ -179,6 +179,7 @@ fn client_with(policy: Arc<AddressPolicy>, timeout: Duration) -> OutboundClient 
         pool_idle_timeout: Duration::from_secs(30),
         tls: Default::default(),
         proxy: None,
+        limits: Default::default(),
     })
     .unwrap()
 }
@@ -589,14 +590,27 @@ fn invalid_settings_are_refused() {
         pool_idle_timeout: Duration::from_secs(1),
         tls: Default::default(),
         proxy: None,
+        limits: Default::default(),
     };
     assert!(OutboundClient::new(config.clone()).is_err());
     let bad_agent = OutboundConfig {
         timeout: Duration::from_secs(1),
         user_agent: "line\nbreak".to_string(),
-        ..config
+        ..config.clone()
     };
     assert!(OutboundClient::new(bad_agent).is_err());
+    let no_connections = OutboundConfig {
+        timeout: Duration::from_secs(1),
+        limits: webhook_outbound::ConnectionLimits {
+            max_open: 0,
+            ..Default::default()
+        },
+        ..config
+    };
+    assert!(matches!(
+        OutboundClient::new(no_connections),
+        Err(webhook_outbound::OutboundInitError::ZeroConnections)
+    ));
 }
 
 /// A receiver that answers each request with the next of `answers` (raw

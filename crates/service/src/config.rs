@@ -167,7 +167,7 @@ pub struct Config {
 }
 
 /// How deliveries reach endpoints.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct EgressConfig {
     /// Trusted roots (`WEBHOOK_TLS_ROOTS`, default `bundled`) and extra
     /// roots (`WEBHOOK_CA_FILE`, PEM).
@@ -177,7 +177,14 @@ pub struct EgressConfig {
     /// `WEBHOOK_PROXY` (`http://` CONNECT or `socks5://`, credentials
     /// optional), skipped for the destinations of `WEBHOOK_NO_PROXY`.
     pub proxy: Option<webhook_outbound::Proxy>,
+    /// Outbound connections open at once (`WEBHOOK_MAX_CONNECTIONS`,
+    /// default 1,024): file descriptors the deliveries may use.
+    pub max_connections: usize,
 }
+
+/// The most `WEBHOOK_MAX_CONNECTIONS` may ask for: far beyond any file
+/// descriptor limit, so a typo is caught rather than taken as unbounded.
+const MAX_CONNECTIONS: usize = 1_000_000;
 
 fn egress_config(settings: &Settings) -> Result<EgressConfig, ConfigError> {
     let roots = match settings.get("WEBHOOK_TLS_ROOTS") {
@@ -213,10 +220,22 @@ fn egress_config(settings: &Settings) -> Result<EgressConfig, ConfigError> {
             config_error(var, e.to_string())
         })?),
     };
+    let max_connections: usize = settings.parse_or(
+        "WEBHOOK_MAX_CONNECTIONS",
+        webhook_outbound::ConnectionLimits::default().max_open,
+        "a whole number of connections",
+    )?;
+    if !(1..=MAX_CONNECTIONS).contains(&max_connections) {
+        return Err(config_error(
+            "WEBHOOK_MAX_CONNECTIONS",
+            format!("{max_connections} is not between 1 and {MAX_CONNECTIONS}"),
+        ));
+    }
     Ok(EgressConfig {
         tls: webhook_outbound::TlsSettings { roots, extra_roots },
         ca_file,
         proxy,
+        max_connections,
     })
 }
 
@@ -530,6 +549,7 @@ impl Config {
             "tlsRoots": self.egress.tls.roots.as_str(),
             "caFile": self.egress.ca_file.as_ref().map(|p| p.display().to_string()),
             "proxy": self.egress.proxy.as_ref().map(webhook_outbound::Proxy::redacted),
+            "maxConnections": self.egress.max_connections,
         })
     }
 }
@@ -996,6 +1016,18 @@ mod tests {
         )])
         .unwrap();
         assert!(!config.redacted().to_string().contains("hidden"));
+        assert_eq!(config.egress.max_connections, 1024);
+        assert_eq!(
+            with(vec![("WEBHOOK_MAX_CONNECTIONS", "200".into())])
+                .unwrap()
+                .egress
+                .max_connections,
+            200
+        );
+        for bad in ["0", "many", "1000001"] {
+            let err = with(vec![("WEBHOOK_MAX_CONNECTIONS", bad.into())]).unwrap_err();
+            assert_eq!(err.var, "WEBHOOK_MAX_CONNECTIONS", "{err}");
+        }
         let err = with(vec![("WEBHOOK_CA_FILE", "/nonexistent/ca.pem".into())]).unwrap_err();
         assert_eq!(err.var, "WEBHOOK_CA_FILE", "{err}");
         let dir = std::env::temp_dir().join(format!("ca-test-{}", std::process::id()));

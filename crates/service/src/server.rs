@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 use webhook_domain::address::AddressPolicy;
-use webhook_outbound::{OutboundClient, OutboundConfig};
+use webhook_outbound::{ConnectionLimits, OutboundClient, OutboundConfig};
 
 use crate::api::{self, AppContext, AppState};
 use crate::auth::Authenticator;
@@ -72,6 +72,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         pool_idle_timeout: Duration::from_secs(90),
         tls: config.egress.tls.clone(),
         proxy: config.egress.proxy.clone(),
+        // As many idle as may be open: an idle connection is closed anyway
+        // when a new one needs its slot.
+        limits: ConnectionLimits {
+            max_open: config.egress.max_connections,
+            max_idle: config.egress.max_connections,
+            ..ConnectionLimits::default()
+        },
     })
     .context("cannot build the HTTP client")?;
     let engine = Engine::start(

@@ -4,13 +4,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use http::{Request, Response};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::server::{ConnHandler, Server, lock};
@@ -21,7 +21,7 @@ const RESPONSE_OK: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
 const RESPONSE_OK_CLOSE: &[u8] =
     b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
 
-type Shard = Mutex<Vec<(String, Instant)>>;
+pub(crate) type Shard = Mutex<Vec<(String, Instant)>>;
 
 /// The event id of a delivery body: fast path for bodies starting with
 /// `{"id":"`, otherwise the JSON's top-level `"id"`; empty when there is none.
@@ -38,12 +38,61 @@ fn event_id(body: &[u8]) -> String {
         .unwrap_or_default()
 }
 
-struct Counter {
+/// The receipt logic shared by the plain and the TLS counting receivers.
+pub(crate) struct Counter {
     shards: Box<[Shard]>,
     count: AtomicUsize,
+    /// How long each batch of answers waits (zero: none), to hold
+    /// connections busy in tests of connection bounds.
+    delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Counter {
+    /// A counter with room preallocated for about `expected` records.
+    pub(crate) fn new(expected: usize) -> Counter {
+        let per_shard = expected.div_ceil(SHARDS);
+        Counter {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Vec::with_capacity(per_shard)))
+                .collect(),
+            count: AtomicUsize::new(0),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The shard of connection `conn_id`.
+    pub(crate) fn shard(&self, conn_id: u64) -> &Shard {
+        &self.shards[usize::try_from(conn_id).unwrap_or_default() % SHARDS]
+    }
+
+    /// Requests received so far.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Removes the records so far, sorted by receive time.
+    pub(crate) fn take_records(&self) -> Vec<(String, Instant)> {
+        let mut all = Vec::with_capacity(self.count());
+        for shard in &self.shards {
+            all.append(&mut lock(shard));
+        }
+        all.sort_by_key(|(_, at)| *at);
+        all
+    }
+
+    /// Delays every answer by `delay` from now on.
+    pub(crate) fn set_delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::Relaxed);
+    }
+
+    async fn pause(&self) {
+        let ms = self.delay_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
     fn record(&self, shard: &Shard, body: &[u8]) {
         let id = event_id(body);
         let now = Instant::now();
@@ -51,7 +100,14 @@ impl Counter {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
-    async fn serve_h1(&self, mut stream: TcpStream, mut buf: BytesMut, shard: &Shard) {
+    /// Answers HTTP/1.1 requests on `stream` (keep-alive and pipelining)
+    /// until it ends, recording each into `shard`.
+    pub(crate) async fn serve_h1<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        mut stream: S,
+        mut buf: BytesMut,
+        shard: &Shard,
+    ) {
         let mut out: Vec<u8> = Vec::with_capacity(1024);
         let mut continued = false;
         loop {
@@ -64,6 +120,7 @@ impl Counter {
                     Err(_) => return,
                 };
                 if info.chunked {
+                    self.pause().await;
                     if !out.is_empty() && stream.write_all(&out).await.is_err() {
                         return;
                     }
@@ -88,6 +145,7 @@ impl Counter {
                 }
                 continued = false;
                 if info.close {
+                    self.pause().await;
                     out.extend_from_slice(RESPONSE_OK_CLOSE);
                     let _ = stream.write_all(&out).await;
                     return;
@@ -95,6 +153,7 @@ impl Counter {
                 out.extend_from_slice(RESPONSE_OK);
             }
             if !out.is_empty() {
+                self.pause().await;
                 if stream.write_all(&out).await.is_err() {
                     return;
                 }
@@ -159,16 +218,8 @@ impl CountingReceiver {
     /// Like [`start`](Self::start), with room preallocated for about
     /// `expected` records.
     pub async fn with_capacity(expected: usize) -> io::Result<Self> {
-        let per_shard = expected.div_ceil(SHARDS);
-        let shards = (0..SHARDS)
-            .map(|_| Mutex::new(Vec::with_capacity(per_shard)))
-            .collect();
-        let counter = Counter {
-            shards,
-            count: AtomicUsize::new(0),
-        };
         Ok(Self {
-            server: Server::start(counter)?,
+            server: Server::start(Counter::new(expected))?,
         })
     }
 
@@ -184,18 +235,13 @@ impl CountingReceiver {
 
     /// Requests received since start (not reset by [`take_records`](Self::take_records)).
     pub fn count(&self) -> usize {
-        self.server.handler.count.load(Ordering::Relaxed)
+        self.server.handler.count()
     }
 
     /// Removes and returns the records so far: `(event id, receive time)`,
     /// sorted by receive time. The id is empty when the body had none.
     pub fn take_records(&self) -> Vec<(String, Instant)> {
-        let mut all = Vec::with_capacity(self.count());
-        for shard in &self.server.handler.shards {
-            all.append(&mut lock(shard));
-        }
-        all.sort_by_key(|(_, at)| *at);
-        all
+        self.server.handler.take_records()
     }
 
     /// `true`: close the listener (connects are refused) and drop every open

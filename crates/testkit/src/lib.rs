@@ -11,6 +11,9 @@
 //!   that records the targets of its tunnels.
 //! * [`TlsReceiver`] answers HTTPS with a certificate of a [`TestCa`] made
 //!   for the test, and can demand a client certificate.
+//! * [`TlsCountingReceiver`] is the counting receiver behind TLS 1.3 with
+//!   session tickets, on many endpoints (addresses of 127.0.0.0/8 and ports),
+//!   counting full and resumed handshakes and connections open at once.
 //!
 //! * [`response_fuzz::ResponseFuzzer`] serves arbitrary response bytes from a
 //!   raw socket to the outbound client and checks what it makes of them (the
@@ -28,9 +31,11 @@ mod receiver;
 pub mod response_fuzz;
 mod server;
 mod tls;
+mod tls_counting;
 mod wire;
 
 pub use counting::CountingReceiver;
 pub use proxy::{ProxyProtocol, TestProxy};
 pub use receiver::{Behavior, ReceivedRequest, Receiver};
 pub use tls::{PemPair, TestCa, TlsReceiver, TlsRequest};
+pub use tls_counting::{Handshakes, TlsCountingReceiver};

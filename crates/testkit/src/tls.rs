@@ -3,10 +3,13 @@
 //! endpoints that demand a client certificate (mutual TLS).
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, Certificate, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, SanType,
+};
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -35,6 +38,9 @@ pub struct TestCa {
     server_der: (CertificateDer<'static>, Vec<u8>),
     /// A client certificate (extended key usage: client authentication).
     pub client: PemPair,
+    /// The CA itself, to issue more server certificates.
+    ca_cert: Certificate,
+    ca_key: KeyPair,
 }
 
 impl TestCa {
@@ -74,7 +80,23 @@ impl TestCa {
                 certificate: client.pem(),
                 private_key: client_key.serialize_pem(),
             },
+            ca_cert: ca,
+            ca_key,
         })
+    }
+
+    /// A server certificate naming only `ips`, and its key, issued by the CA.
+    pub(crate) fn server_certificate(
+        &self,
+        ips: &[IpAddr],
+    ) -> Result<(CertificateDer<'static>, PrivateKeyDer<'static>), rcgen::Error> {
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params.subject_alt_names = ips.iter().map(|ip| SanType::IpAddress(*ip)).collect();
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let key = KeyPair::generate()?;
+        let cert = params.signed_by(&key, &self.ca_cert, &self.ca_key)?;
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        Ok((cert.der().clone(), key))
     }
 }
 

@@ -148,7 +148,10 @@ pub(crate) fn head_parts(head: &[u8]) -> io::Result<(String, String, HeaderMap)>
 }
 
 /// Reads more bytes into `buf`; `false` at end of stream.
-pub(crate) async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<bool> {
+pub(crate) async fn read_more(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> io::Result<bool> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
@@ -176,7 +179,11 @@ pub(crate) async fn read_head(
 }
 
 /// Ensures at least `n` bytes are buffered.
-async fn fill_to(stream: &mut TcpStream, buf: &mut BytesMut, n: usize) -> io::Result<()> {
+async fn fill_to(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    n: usize,
+) -> io::Result<()> {
     if buf.len() < n {
         buf.reserve(n - buf.len());
     }
@@ -203,7 +210,10 @@ pub(crate) async fn read_body(
 }
 
 /// Decodes a chunked body (trailers are read and discarded).
-pub(crate) async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> io::Result<Bytes> {
+pub(crate) async fn read_chunked(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> io::Result<Bytes> {
     let mut body = BytesMut::new();
     loop {
         // The size line (hex size, optional extensions, CRLF).

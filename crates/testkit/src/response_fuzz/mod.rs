@@ -115,6 +115,7 @@ impl ResponseFuzzer {
             pool_idle_timeout: Duration::from_secs(1),
             tls: Default::default(),
             proxy: None,
+            limits: Default::default(),
         })
         .map_err(io::Error::other)?;
         let url = Url::parse(&format!("http://{addr}/hook")).map_err(io::Error::other)?;
