@@ -19,12 +19,10 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use webhook_testkit::{CountingReceiver, TestCa, TlsCountingReceiver};
 
-use crate::load::{Http, Sent, closed_loop};
-use crate::scenarios::{
-    Ceiling, ceiling, create_webhook, ingest_commits, report, start, unfinished,
-};
+use crate::load::{Http, closed_loop};
+use crate::scenarios::{Ceiling, Sink, ceiling, create_webhook, report, settle, start};
 use crate::service::{INTERNAL_SECRET, Service};
-use crate::{Report, Settings, match_receipts, wait_until};
+use crate::{Report, Settings, wait_until};
 
 /// Interleaved rounds of `https` (plain, then HTTPS, in each).
 const HTTPS_ROUNDS: usize = 3;
@@ -35,21 +33,6 @@ const MANY_MIN_DELIVERIES_PER_SEC: f64 = 5000.0;
 const MANY_MAX_RSS_MB: f64 = 300.0;
 /// `WEBHOOK_MAX_CONNECTIONS` of `many-endpoints`: a tenth of the endpoints.
 const MANY_MAX_CONNECTIONS: usize = 1000;
-
-/// Where the deliveries of a run arrive.
-trait Sink: Sync {
-    fn count(&self) -> usize;
-    fn take_records(&self) -> Vec<(String, Instant)>;
-}
-
-impl Sink for CountingReceiver {
-    fn count(&self) -> usize {
-        CountingReceiver::count(self)
-    }
-    fn take_records(&self) -> Vec<(String, Instant)> {
-        CountingReceiver::take_records(self)
-    }
-}
 
 impl Sink for TlsCountingReceiver {
     fn count(&self) -> usize {
@@ -89,42 +72,6 @@ fn event_body(user: &str, i: usize) -> Bytes {
     ))
 }
 
-/// Like `scenarios::settle`, for any receiver; `token` is the user's, or an
-/// admin's for every user's unfinished deliveries. Waits while the service still
-/// holds deliveries, counts late arrivals apart from lost ones, and adds
-/// the service's ingest commit histogram.
-#[allow(clippy::too_many_arguments)]
-async fn settle(
-    r: &mut Report,
-    http: &Http,
-    svc: &Service,
-    token: &str,
-    sink: &dyn Sink,
-    sent: &Sent,
-    mut receipts: Vec<(String, Instant)>,
-    stall: Duration,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + stall.max(Duration::from_secs(30));
-    let mut left = unfinished(http, svc, token).await?;
-    while left > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        left = unfinished(http, svc, token).await?;
-    }
-    let mut late = 0;
-    if r.lost > 0 {
-        receipts.extend(sink.take_records());
-        let m = match_receipts(&sent.accepted, &receipts, 1);
-        late = r.lost - m.lost;
-        r.lost = m.lost;
-        r.duplicates = m.duplicates;
-    }
-    r.extra.insert("late".into(), json!(late));
-    r.extra.insert("unfinished_at_end".into(), json!(left));
-    r.extra
-        .insert("ingest_commit_ms".into(), ingest_commits(http, svc).await?);
-    Ok(())
-}
-
 /// `events` events of one user to one webhook at `url`, delivered to `sink`.
 async fn one_webhook_run(
     name: &str,
@@ -151,7 +98,7 @@ async fn one_webhook_run(
     wait_until(|| sink.count(), sent.accepted.len(), stall).await;
     let receipts = sink.take_records();
     let mut r = report(name, s, &sent, &receipts, 1, &svc, ceiling);
-    settle(&mut r, &http, &svc, &token, sink, &sent, receipts, stall).await?;
+    settle(&mut r, &http, &svc, &token, sink, &sent, receipts, 1).await?;
     Ok(r)
 }
 
@@ -394,10 +341,7 @@ pub(crate) async fn many_endpoints(s: &Settings) -> anyhow::Result<Report> {
         &svc,
         Ceiling::default(),
     );
-    settle(
-        &mut r, &http, &svc, &admin, &receiver, &sent, receipts, stall,
-    )
-    .await?;
+    settle(&mut r, &http, &svc, &admin, &receiver, &sent, receipts, 1).await?;
 
     let handshakes = receiver.handshakes();
     let mut extra = Map::new();

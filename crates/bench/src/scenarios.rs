@@ -183,6 +183,22 @@ pub(crate) async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyho
         .with_context(|| format!("no pendingDeliveries in the statistics: {stats}"))
 }
 
+/// Where the deliveries of a run arrive: the counting receiver, plain or
+/// behind TLS.
+pub(crate) trait Sink: Sync {
+    fn count(&self) -> usize;
+    fn take_records(&self) -> Vec<(String, Instant)>;
+}
+
+impl Sink for CountingReceiver {
+    fn count(&self) -> usize {
+        CountingReceiver::count(self)
+    }
+    fn take_records(&self) -> Vec<(String, Instant)> {
+        CountingReceiver::take_records(self)
+    }
+}
+
 /// Tells late deliveries from lost ones.
 ///
 /// A measurement stops waiting once receipts stall; an event missing then may
@@ -198,7 +214,7 @@ pub(crate) async fn settle(
     http: &Http,
     svc: &Service,
     token: &str,
-    receiver: &CountingReceiver,
+    receiver: &dyn Sink,
     sent: &Sent,
     mut receipts: Vec<(String, Instant)>,
     per_event: usize,
