@@ -50,6 +50,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 8,
         sql: include_str!("../../migrations/sqlite/0008_waiting_counts.sql"),
     },
+    Migration {
+        version: 9,
+        sql: include_str!("../../migrations/sqlite/0009_deliveries_by_type.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -90,6 +94,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 9,
         sql: include_str!("../../migrations/postgres/0009_delivery_hourly.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../../migrations/postgres/0010_deliveries_by_type.sql"),
+    },
 ];
 
 /// The migrations of `known` not in `applied` (the versions the database
@@ -125,24 +133,29 @@ mod tests {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             versions(pending("db", SQLITE, &[]).unwrap()),
-            [1, 2, 3, 4, 5, 6, 7, 8]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9]
         );
         assert_eq!(
             versions(pending("db", SQLITE, &[1, 2]).unwrap()),
-            [3, 4, 5, 6, 7, 8]
+            [3, 4, 5, 6, 7, 8, 9]
         );
         assert!(
-            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8])
+            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9])
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
             versions(pending("db", POSTGRES, &[1, 2, 3, 4, 5, 6, 7]).unwrap()),
-            [8, 9]
+            [8, 9, 10]
         );
-        let err = pending("/data/webhooks.db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9]).unwrap_err();
+        let err = pending(
+            "/data/webhooks.db",
+            SQLITE,
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        )
+        .unwrap_err();
         assert!(
-            matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains('9')),
+            matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains("10")),
             "{err}"
         );
     }

@@ -22,9 +22,9 @@ use webhook_service::crypto::{EncryptionKey, SecretCipher};
 use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
 use webhook_service::store::sqlite::SqliteStore;
 use webhook_service::store::{
-    AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, DeliveryStats,
-    FailurePolicy, IngestItem, IngestOutcome, NewDelivery, NewWebhook, OrderHead, Owner,
-    StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, DeliveryRecord,
+    DeliveryStats, FailurePolicy, IngestItem, IngestOutcome, NewDelivery, NewWebhook, OrderHead,
+    Owner, Page, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
 };
 
 use crate::harness::{DONE, Ran, Test, skip};
@@ -1701,11 +1701,33 @@ async fn contract_list_and_get_deliveries(store: &dyn Store) {
     };
     assert_eq!(
         store
-            .list_deliveries(&visible(store, &w).await, typed, 10, 0)
+            .list_deliveries(&visible(store, &w).await, typed.clone(), 10, 0)
             .await
             .unwrap()
             .total,
         3
+    );
+    // A type's pages keep the log's order (read through its own index).
+    let typed_ids =
+        |page: Page<DeliveryRecord>| page.items.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        typed_ids(
+            store
+                .list_deliveries(&visible(store, &w).await, typed.clone(), 2, 0)
+                .await
+                .unwrap()
+        ),
+        vec![ids[4].clone(), ids[2].clone()],
+        "a type's deliveries newest first"
+    );
+    assert_eq!(
+        typed_ids(
+            store
+                .list_deliveries(&visible(store, &w).await, typed, 2, 2)
+                .await
+                .unwrap()
+        ),
+        vec![ids[0].clone()]
     );
     let window = DeliveryFilter {
         since: Some(200),
