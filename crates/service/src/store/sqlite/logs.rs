@@ -304,10 +304,10 @@ pub fn delivery_buckets(
 
 /// The figures of every webhook per span of `spans`: the kept aggregate
 /// summed over all webhooks (each webhook's range of its primary key; its
-/// waiting slots hold the pending and retrying counts, see `hourly`), and
-/// the events by a range of `events_created` (index only). Two reads,
-/// grouped by hour in SQL, so at most a few hundred rows come back
-/// whatever the volume.
+/// waiting slots hold the pending and retrying counts, see `hourly`),
+/// grouped by hour in SQL, and the events by one range count of
+/// `events_created` per span (index only): at most a few hundred rows
+/// come back whatever the volume.
 pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBucket>, StoreError> {
     let mut out = vec![PlatformBucket::default(); spans.buckets as usize];
     let mut stmt = c.prepare_cached(
@@ -327,19 +327,16 @@ pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBuck
             hourly::add_slot(&mut bucket.deliveries, slot, n);
         }
     }
-    let (start, end) = spans.range_ms();
-    let mut stmt = c.prepare_cached(
-        "SELECT created_at / 3600000, COUNT(*) FROM events \
-         WHERE created_at >= ?1 AND created_at < ?2 GROUP BY 1",
-    )?;
-    let rows = stmt.query_map(params![start, end], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-    })?;
-    for row in rows {
-        let (hour, n) = row?;
-        if let Some(bucket) = spans.of(&mut out, hour) {
-            bucket.events += u64::try_from(n).unwrap_or(0);
-        }
+    // One range count per span (index only), not one count grouped by
+    // hour: grouping by an expression sorted the window's events through a
+    // temporary B-tree (163 ms against 64 ms for 200,000 events, measured
+    // alone; docs/performance-log.md, 2026-12-06).
+    let mut stmt =
+        c.prepare_cached("SELECT COUNT(*) FROM events WHERE created_at >= ?1 AND created_at < ?2")?;
+    for (k, bucket) in out.iter_mut().enumerate() {
+        let (from, to) = spans.span_ms(k);
+        let n: i64 = stmt.query_row(params![from, to], |r| r.get(0))?;
+        bucket.events = u64::try_from(n).unwrap_or(0);
     }
     Ok(out)
 }
