@@ -26,7 +26,7 @@ use serde_json::json;
 use webhook_testkit::CountingReceiver;
 
 use crate::load::{Http, Sent, event_ids};
-use crate::scenarios::{ceiling, create_webhook, report, settle, start};
+use crate::scenarios::{ceiling, create_webhook, report, settle, start, trigger_event};
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, match_receipts};
 
@@ -60,10 +60,7 @@ fn user_name(u: usize) -> String {
 
 /// Bodies of `POST /internal/webhooks/trigger`: event `n` of user `n % USERS`.
 fn event_body(n: usize) -> Bytes {
-    let user = user_name(n % USERS);
-    Bytes::from(format!(
-        r#"{{"eventType":"credit.low","userId":"{user}","data":{{"userId":"{user}","balance":8,"threshold":10,"seq":{n},"lowCreditAt":"2025-01-01T00:00:00.000Z"}},"metadata":{{"service":"core-service","timestamp":"2025-01-01T00:00:00.000Z"}}}}"#
-    ))
+    trigger_event(&user_name(n % USERS), n)
 }
 
 /// What round-robin producers sent: as [`Sent`], and which instance

@@ -14,13 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use bytes::Bytes;
+use anyhow::Context;
 use serde_json::{Map, Value, json};
 use webhook_testkit::{CountingReceiver, TestCa, TlsCountingReceiver};
 
 use crate::load::{Http, closed_loop};
-use crate::scenarios::{Ceiling, Sink, ceiling, create_webhook, report, settle, start};
+use crate::scenarios::{
+    Ceiling, Sink, ceiling, create_webhook, post_webhook, report, settle, start, trigger_event,
+};
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, wait_until};
 
@@ -65,13 +66,6 @@ impl RunCa {
     }
 }
 
-/// A trigger body of event `i` for `user`.
-fn event_body(user: &str, i: usize) -> Bytes {
-    Bytes::from(format!(
-        r#"{{"eventType":"credit.low","userId":"{user}","data":{{"userId":"{user}","balance":8,"threshold":10,"seq":{i},"lowCreditAt":"2025-01-01T00:00:00.000Z"}},"metadata":{{"service":"core-service","timestamp":"2025-01-01T00:00:00.000Z"}}}}"#
-    ))
-}
-
 /// `events` events of one user to one webhook at `url`, delivered to `sink`.
 async fn one_webhook_run(
     name: &str,
@@ -91,7 +85,7 @@ async fn one_webhook_run(
         Some(INTERNAL_SECRET),
         events,
         s.concurrency,
-        Arc::new(|i| event_body("bench-user", i)),
+        Arc::new(|i| trigger_event("bench-user", i)),
     )
     .await;
     let stall = Duration::from_secs(15);
@@ -269,19 +263,9 @@ async fn create_webhooks(
                 let token = Service::mint_token(&format!("ep-user-{i}"), false)?;
                 let body = json!({"url": urls[i], "eventTypes": ["*"],
                                   "secret": "bench-webhook-secret-0123456789"});
-                let (status, resp) = http
-                    .post(
-                        &format!("{base}/api/v1/webhooks"),
-                        Some(&token),
-                        Bytes::from(body.to_string()),
-                    )
-                    .await?;
-                if status != 201 {
-                    bail!(
-                        "creating webhook {i} answered {status}: {}",
-                        String::from_utf8_lossy(&resp)
-                    );
-                }
+                post_webhook(&http, &base, &token, &body)
+                    .await
+                    .with_context(|| format!("webhook {i}"))?;
             }
         }));
     }
@@ -325,7 +309,7 @@ pub(crate) async fn many_endpoints(s: &Settings) -> anyhow::Result<Report> {
         Some(INTERNAL_SECRET),
         events,
         s.concurrency,
-        Arc::new(move |i: usize| event_body(&format!("ep-user-{}", i % webhooks), i)),
+        Arc::new(move |i: usize| trigger_event(&format!("ep-user-{}", i % webhooks), i)),
     )
     .await;
     let stall = Duration::from_secs(15);

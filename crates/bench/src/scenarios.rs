@@ -97,13 +97,16 @@ fn event_data(user: &str, i: usize) -> String {
     )
 }
 
+/// The body of `POST /internal/webhooks/trigger` carrying event `i` of `user`.
+pub(crate) fn trigger_event(user: &str, i: usize) -> Bytes {
+    let mut out = String::with_capacity(320);
+    push_event(&mut out, user, i);
+    Bytes::from(out)
+}
+
 /// Request bodies for `POST /internal/webhooks/trigger`, body `i` carrying event `i`.
 fn trigger_body(user: &'static str) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
-    Arc::new(move |i| {
-        let mut out = String::with_capacity(320);
-        push_event(&mut out, user, i);
-        Bytes::from(out)
-    })
+    Arc::new(move |i| trigger_event(user, i))
 }
 
 /// Request bodies for `POST /internal/events/batch`, body `i` carrying events
@@ -145,9 +148,20 @@ async fn create_webhook_with(
     if let (Some(body), Some(extra)) = (body.as_object_mut(), controls.as_object()) {
         body.extend(extra.clone());
     }
+    post_webhook(http, &svc.base, token, &body).await
+}
+
+/// `POST /api/v1/webhooks` of `body` as `token`'s user on the service at
+/// `base`; anything but 201 is an error naming the status and the answer.
+pub(crate) async fn post_webhook(
+    http: &Http,
+    base: &str,
+    token: &str,
+    body: &Value,
+) -> anyhow::Result<()> {
     let (status, resp) = http
         .post(
-            &format!("{}/api/v1/webhooks", svc.base),
+            &format!("{base}/api/v1/webhooks"),
             Some(token),
             Bytes::from(body.to_string()),
         )
@@ -166,7 +180,7 @@ const STRAGGLERS_WAIT: Duration = Duration::from_secs(120);
 
 /// Deliveries of `token`'s user that the service has not finished (pending or
 /// retrying), from its own statistics.
-pub(crate) async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u64> {
+async fn unfinished(http: &Http, svc: &Service, token: &str) -> anyhow::Result<u64> {
     let (status, body) = http
         .get(&format!("{}/api/v1/webhooks/stats", svc.base), Some(token))
         .await?;
@@ -244,7 +258,7 @@ pub(crate) async fn settle(
 
 /// The service's own histogram of ingest commits (every ingest call of the
 /// run): how much of the producers' wait was the store.
-pub(crate) async fn ingest_commits(http: &Http, svc: &Service) -> anyhow::Result<Value> {
+async fn ingest_commits(http: &Http, svc: &Service) -> anyhow::Result<Value> {
     let (status, body) = http.get(&format!("{}/metrics", svc.base), None).await?;
     if status != 200 {
         bail!("/metrics answered {status}");

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use webhook_testkit::CountingReceiver;
 
 use crate::load::{Http, closed_loop};
-use crate::scenarios::{Ceiling, ceiling, report, settle, start};
+use crate::scenarios::{Ceiling, ceiling, post_webhook, report, settle, start, trigger_event};
 use crate::service::{INTERNAL_SECRET, Service};
 use crate::{Report, Settings, percentile, wait_until};
 
@@ -95,12 +95,7 @@ fn user_of_event(users: usize, i: usize) -> usize {
 
 /// Bodies of `POST /internal/webhooks/trigger`: event `i` of a random user.
 fn event_body(users: usize) -> Arc<dyn Fn(usize) -> Bytes + Send + Sync> {
-    Arc::new(move |i| {
-        let user = user_name(user_of_event(users, i));
-        Bytes::from(format!(
-            r#"{{"eventType":"credit.low","userId":"{user}","data":{{"userId":"{user}","balance":8,"threshold":10,"seq":{i},"lowCreditAt":"2025-01-01T00:00:00.000Z"}},"metadata":{{"service":"core-service","timestamp":"2025-01-01T00:00:00.000Z"}}}}"#
-        ))
-    })
+    Arc::new(move |i| trigger_event(&user_name(user_of_event(users, i)), i))
 }
 
 /// A filled store, its service (stopped between rounds) and its receiver.
@@ -113,25 +108,6 @@ struct Tenancy {
     fill_secs: f64,
     fill_errors: usize,
     fill_first_error: Option<String>,
-}
-
-/// `POST /api/v1/webhooks` of `body` as `token`'s user; the first problem in words.
-async fn create(http: &Http, base: &str, token: &str, body: Value) -> Result<(), String> {
-    match http
-        .post(
-            &format!("{base}/api/v1/webhooks"),
-            Some(token),
-            Bytes::from(body.to_string()),
-        )
-        .await
-    {
-        Ok((201, _)) => Ok(()),
-        Ok((status, resp)) => Err(format!(
-            "creating a webhook answered {status}: {}",
-            String::from_utf8_lossy(&resp)
-        )),
-        Err(e) => Err(format!("{e:#}")),
-    }
 }
 
 /// Starts a service on a fresh store and fills it with `shape` through the
@@ -147,9 +123,7 @@ async fn fill(s: &Settings, http: &Http, shape: Shape, events: usize) -> anyhow:
     for i in 0..SCOPE_ALL {
         let body = json!({"url": receiver.url(&format!("/all/{i}")),
                           "eventTypes": scope_all_event_types(i), "scope": "all"});
-        create(http, &svc.base, &admin, body)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        post_webhook(http, &svc.base, &admin, &body).await?;
     }
     let next = Arc::new(AtomicUsize::new(0));
     let base_url = Arc::new(receiver.url("/t/"));
@@ -169,12 +143,12 @@ async fn fill(s: &Settings, http: &Http, shape: Shape, events: usize) -> anyhow:
                 let body = json!({"url": format!("{base_url}{k}"),
                                   "eventTypes": event_types(k, ordinal)});
                 let result = match Service::mint_token(&user_name(user), false) {
-                    Ok(token) => create(&http, &svc_base, &token, body).await,
-                    Err(e) => Err(format!("{e:#}")),
+                    Ok(token) => post_webhook(&http, &svc_base, &token, &body).await,
+                    Err(e) => Err(e),
                 };
                 if let Err(e) = result {
                     errors += 1;
-                    first_error.get_or_insert(e);
+                    first_error.get_or_insert(format!("{e:#}"));
                 }
             }
             (errors, first_error)
