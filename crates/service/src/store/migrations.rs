@@ -98,6 +98,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 10,
         sql: include_str!("../../migrations/postgres/0010_deliveries_by_type.sql"),
     },
+    Migration {
+        version: 11,
+        sql: include_str!("../../migrations/postgres/0011_event_hourly.sql"),
+    },
 ];
 
 /// The migrations of `known` not in `applied` (the versions the database

@@ -2240,6 +2240,16 @@ async fn contract_platform_buckets_sum_every_users_webhooks(store: &dyn Store) {
     )
     .await;
     ingest(at(0, 20), vec![]).await;
+    // And one sent three times, twice in one call: counted once.
+    let (thrice, _) = event(at(0, 30), "user.created", &[]);
+    let outcomes = store
+        .ingest("me", Arc::new(vec![thrice.clone(), thrice.clone()]))
+        .await
+        .unwrap();
+    let repeat = IngestOutcome::Duplicate { deliveries: vec![] };
+    assert_eq!(outcomes, vec![IngestOutcome::Created, repeat.clone()]);
+    let outcomes = store.ingest("me", Arc::new(vec![thrice])).await.unwrap();
+    assert_eq!(outcomes, vec![repeat]);
     // Hour 1: alice's deliveries in 99 and 250 ms, and one retrying.
     let quick = ingest(at(1, 10), vec![(alices.clone(), true)]).await;
     let slow = ingest(at(1, 20), vec![(alices.clone(), true)]).await;
@@ -2290,7 +2300,7 @@ async fn contract_platform_buckets_sum_every_users_webhooks(store: &dyn Store) {
     assert_eq!(
         seen,
         vec![
-            (2, (0, 0, 1, 1, 1, Some(7), Some(7))),
+            (3, (0, 0, 1, 1, 1, Some(7), Some(7))),
             (3, (0, 1, 2, 0, 2, p50, p95)),
             (1, (1, 0, 0, 0, 0, None, None)),
         ],
@@ -2329,7 +2339,7 @@ async fn contract_platform_buckets_sum_every_users_webhooks(store: &dyn Store) {
             (b.events, d.pending, d.retrying, d.delivered, d.failed)
         })
         .collect();
-    assert_eq!(seen, vec![(5, 0, 1, 3, 1), (1, 1, 0, 0, 0)]);
+    assert_eq!(seen, vec![(6, 0, 1, 3, 1), (1, 1, 0, 0, 0)]);
     // Hour 5 alone, and nothing from a deleted webhook's deliveries.
     assert!(store.delete_webhook(&alices, Owner::Any).await.unwrap());
     let later = store.platform_buckets(5, 1, 1).await.unwrap();
@@ -3202,6 +3212,27 @@ mod kept_statistics_backfill {
                 counted.failed + kept.failed
             ),
             "the owner's totals are the two webhooks'"
+        );
+        // The operator's events per hour: one stored with each old delivery.
+        let events: Vec<u64> = store
+            .platform_buckets(0, 1, 3)
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.events)
+            .collect();
+        let stored: Vec<u64> = (0..3)
+            .map(|hour| {
+                let of_hour = old
+                    .deliveries
+                    .iter()
+                    .filter(|d| d.created_at / HOUR == hour);
+                of_hour.count() as u64
+            })
+            .collect();
+        assert_eq!(
+            events, stored,
+            "events per hour, counted from the old store"
         );
     }
 

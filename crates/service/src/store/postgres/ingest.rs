@@ -10,6 +10,18 @@ use super::pool::Conn;
 use super::rows::corrupt;
 use crate::store::{IngestItem, IngestOutcome, StoreError};
 
+/// Adds the events of `new_events` (the new ones: a duplicate is not
+/// counted again) to `event_hourly` (PostgreSQL migration 11), under this
+/// connection's own key, so that concurrent writers never wait on one
+/// another's counter rows.
+macro_rules! count_events {
+    () => {
+        "INSERT INTO event_hourly (hour, writer, n) \
+         SELECT created_at / 3600000, pg_backend_pid(), COUNT(*) FROM new_events GROUP BY 1 \
+         ON CONFLICT (hour, writer) DO UPDATE SET n = event_hourly.n + EXCLUDED.n"
+    };
+}
+
 /// The events and the deliveries of those that were new, in one statement.
 ///
 /// One statement is its own transaction, so a group commit of ingest jobs is
@@ -25,12 +37,16 @@ use crate::store::{IngestItem, IngestOutcome, StoreError};
 /// written to are key-share locked (the lock their foreign key took, once per
 /// webhook instead of once per row since migration 5), so a webhook's
 /// deletion waits for this commit and then deletes what it wrote.
-const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH live_webhooks AS (\
+const INSERT_EVENTS_AND_DELIVERIES: &str = concat!(
+    "WITH live_webhooks AS (\
      SELECT id FROM webhooks WHERE id = ANY($8::text[]) ORDER BY id FOR KEY SHARE), \
      new_events AS (\
      INSERT INTO events (id, event_type, user_id, payload, created_at) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) \
-     ON CONFLICT (id) DO NOTHING RETURNING id), \
+     ON CONFLICT (id) DO NOTHING RETURNING id, created_at), \
+     counted AS (",
+    count_events!(),
+    "), \
      new_deliveries AS (\
      INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
      attempts, next_attempt_at, lease_owner, created_at, updated_at) \
@@ -41,7 +57,8 @@ const INSERT_EVENTS_AND_DELIVERIES: &str = "WITH live_webhooks AS (\
      JOIN new_events e ON e.id = u.event_id \
      WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
      RETURNING 1) \
-     SELECT id, false FROM new_events UNION ALL SELECT id, true FROM live_webhooks";
+     SELECT id, false FROM new_events UNION ALL SELECT id, true FROM live_webhooks"
+);
 
 /// Most (event, delivery) pairs for which [`INSERT_EVENTS_AND_DELIVERIES`]
 /// is used. Its join of the deliveries to the new events' ids is a nested
@@ -77,9 +94,14 @@ fn ordered(jobs: &[(&str, &[IngestItem])]) -> bool {
         .any(|d| d.ordering_key.is_some())
 }
 
-const INSERT_EVENTS: &str = "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+const INSERT_EVENTS: &str = concat!(
+    "WITH new_events AS (INSERT INTO events (id, event_type, user_id, payload, created_at) \
      SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bytea[], $5::int8[]) \
-     ON CONFLICT (id) DO NOTHING RETURNING id";
+     ON CONFLICT (id) DO NOTHING RETURNING id, created_at), \
+     counted AS (",
+    count_events!(),
+    ") SELECT id FROM new_events"
+);
 
 // As in the one-statement form, deliveries to a webhook deleted meanwhile
 // are dropped; the webhooks still there are returned, to tell which.

@@ -33,11 +33,16 @@ macro_rules! filter_of_type {
     };
 }
 
-// Counted up to $6 (`log_count_cap`), not every match.
+// Counted up to $6 (`log_count_cap`), not every match, newest first as the
+// log reads: walked in an index's order, the count stops at the cap. Without
+// the order the planner counted through a bitmap of every index entry of the
+// webhook (a bitmap cannot stop early) or a sequential scan that reads the
+// whole table when the webhook's deliveries are few: 40-80 ms at 200,000
+// deliveries of a webhook (performance log, 2026-12-06).
 const COUNT: &str = concat!(
     "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = $1",
     filter!(),
-    " LIMIT $6) AS counted"
+    " ORDER BY created_at DESC, id DESC LIMIT $6) AS counted"
 );
 const LIST: &str = concat!(
     "SELECT ",
@@ -49,7 +54,7 @@ const LIST: &str = concat!(
 const COUNT_OF_TYPE: &str = concat!(
     "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = $1",
     filter_of_type!(),
-    " LIMIT $6) AS counted"
+    " ORDER BY created_at DESC, id DESC LIMIT $6) AS counted"
 );
 const LIST_OF_TYPE: &str = concat!(
     "SELECT ",
@@ -129,12 +134,14 @@ const PLATFORM_HOURLY: &str = "SELECT hour, slot, SUM(n)::int8 FROM delivery_hou
 const PLATFORM_OPEN: &str = "SELECT created_at / 3600000, status, COUNT(*) FROM deliveries \
      WHERE webhook_id IN (SELECT id FROM webhooks) AND status IN ('pending', 'retrying') \
      AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2";
-// Events stored between $1 and $2, per hour: a range of `events_created`.
-const PLATFORM_EVENTS: &str = "SELECT created_at / 3600000, COUNT(*) FROM events \
-     WHERE created_at >= $1 AND created_at < $2 GROUP BY 1";
+// Events stored in hours $1..$2, per hour: every writer's count (migration 11).
+const PLATFORM_EVENTS: &str = "SELECT hour, SUM(n)::int8 FROM event_hourly \
+     WHERE hour >= $1 AND hour < $2 GROUP BY hour";
 // Whole hours before the cutoff, webhook by webhook.
 const PRUNE_HOURLY: &str =
     "DELETE FROM delivery_hourly WHERE webhook_id IN (SELECT id FROM webhooks) AND hour < $1";
+// The events' counts of the same hours.
+const PRUNE_EVENT_HOURLY: &str = "DELETE FROM event_hourly WHERE hour < $1";
 // By id, a range of the primary key, as on the embedded store (see `Store::prune`).
 // The status is checked again on the row being deleted: a replay that
 // requeued it after the subquery read it commits first, and PostgreSQL then
@@ -394,7 +401,7 @@ pub(super) async fn platform_buckets(
                 .add_count(&status, u64::try_from(n).unwrap_or(0));
         }
     }
-    for row in c.query(PLATFORM_EVENTS, &[&start, &end]).await? {
+    for row in c.query(PLATFORM_EVENTS, &[&first_hour, &end_hour]).await? {
         let hour: i64 = get(&row, 0, "hour")?;
         let n: i64 = get(&row, 1, "count")?;
         if let Some(bucket) = spans.of(&mut out, hour) {
@@ -421,7 +428,9 @@ pub(super) async fn prune(c: &mut Conn, before: i64) -> Result<u64, StoreError> 
             Ok(ids.len() as u64)
         })
         .await?;
-    c.execute(PRUNE_HOURLY, &[&hourly::hour_of(before)]).await?;
+    let cutoff = hourly::hour_of(before);
+    c.execute(PRUNE_HOURLY, &[&cutoff]).await?;
+    c.execute(PRUNE_EVENT_HOURLY, &[&cutoff]).await?;
     let events = c.execute(PRUNE_EVENTS, &[&before, &PRUNE_CHUNK]).await?;
     Ok(deliveries + events)
 }

@@ -124,7 +124,8 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
 /// empty, and two throughput runs in seven stalled for good as each commit
 /// scanned the grown table (transactions of 24 s, 73,000 deliveries late).
 /// Only the writers' connections are set so: the readers' log and
-/// statistics queries keep every plan shape.
+/// statistics queries keep every plan shape but bitmap scans (see the
+/// pool's `Manager::create`).
 async fn connect(connector: &Connector) -> Result<Conn, StoreError> {
     let mut conn = connector.connect().await?;
     conn.batch("SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off")
