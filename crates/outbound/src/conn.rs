@@ -247,11 +247,26 @@ impl Idle {
     }
 }
 
+/// What the pool holds at one moment (for the service's `/metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConnectionUsage {
+    /// Connections open, busy or idle (each holds a slot).
+    pub open: usize,
+    /// Of those, the idle ones kept for reuse.
+    pub idle: usize,
+    /// Attempts waiting for a slot because `max_open` are open.
+    pub waiting: usize,
+    /// The bound on open connections (`WEBHOOK_MAX_CONNECTIONS`).
+    pub max_open: usize,
+}
+
 /// Idle keep-alive connections per destination, newest last, and the slots
 /// bounding how many connections are open at once.
 pub(crate) struct Pool {
     idle: Mutex<Idle>,
     slots: Arc<Semaphore>,
+    /// The slots in all (the bound `slots` started with).
+    max_open: usize,
     max_per_destination: usize,
     max_idle: usize,
     idle_timeout: Duration,
@@ -277,12 +292,25 @@ impl Pool {
         max_per_destination: usize,
         idle_timeout: Duration,
     ) -> Self {
+        let max_open = max_open.clamp(1, Semaphore::MAX_PERMITS);
         Pool {
             idle: Mutex::new(Idle::default()),
-            slots: Arc::new(Semaphore::new(max_open.clamp(1, Semaphore::MAX_PERMITS))),
+            slots: Arc::new(Semaphore::new(max_open)),
+            max_open,
             max_per_destination,
             max_idle,
             idle_timeout,
+        }
+    }
+
+    /// The connections open and idle, and the attempts waiting for a slot, now.
+    pub(crate) fn usage(&self) -> ConnectionUsage {
+        let idle = self.lock();
+        ConnectionUsage {
+            open: self.max_open - self.slots.available_permits(),
+            idle: idle.order.len(),
+            waiting: idle.waiting,
+            max_open: self.max_open,
         }
     }
 

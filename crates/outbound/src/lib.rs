@@ -46,6 +46,7 @@ use tokio_rustls::TlsConnector;
 use url::{Host, Position, Url};
 use webhook_domain::address::AddressPolicy;
 
+pub use conn::ConnectionUsage;
 pub use error::{ErrorKind, OutboundError, OutboundInitError};
 pub use headers::{InvalidHeader, RequestHeaders};
 pub use proxy::{InvalidProxy, Proxy};
@@ -177,6 +178,11 @@ struct Target<'a> {
 }
 
 impl OutboundClient {
+    /// The pool's connections and the attempts waiting for one, now.
+    pub fn connection_usage(&self) -> ConnectionUsage {
+        self.inner.pool.usage()
+    }
+
     /// Builds the client and its connection pool; fails on an invalid setting.
     pub fn new(config: OutboundConfig) -> Result<Self, OutboundInitError> {
         if config.timeout.is_zero() {

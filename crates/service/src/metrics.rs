@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use webhook_domain::ids::WebhookId;
+use webhook_outbound::ConnectionUsage;
 
 /// Upper bounds (seconds) of the duration histograms: from 250 µs (a lone
 /// ingest commit on an idle embedded store) to 10 s (the longest attempt).
@@ -47,6 +48,15 @@ impl Histogram {
             self.micros_sum.load(Relaxed) as f64 / 1e6
         );
     }
+}
+
+/// Gauges read from their owners when `/metrics` is asked for, not kept here.
+#[derive(Debug, Default)]
+pub struct Sampled {
+    /// Slots of the in-memory window used, and its capacity.
+    pub window: (usize, usize),
+    /// The outbound connection pool.
+    pub connections: ConnectionUsage,
 }
 
 /// The service's counters.
@@ -128,8 +138,9 @@ impl Metrics {
         self.http_responses[class].fetch_add(1, Relaxed);
     }
 
-    /// Renders every metric; `window_used` and `window_capacity` are sampled by the caller.
-    pub fn render(&self, window_used: usize, window_capacity: usize) -> String {
+    /// Renders every metric; the gauges of `sampled` are read by the caller.
+    pub fn render(&self, sampled: &Sampled) -> String {
+        let (window_used, window_capacity) = sampled.window;
         let mut out = String::with_capacity(4096);
         let mut counter = |name: &str, help: &str, value: u64| {
             let _ = writeln!(
@@ -206,6 +217,19 @@ impl Metrics {
             "# HELP webhook_window_used Deliveries held in memory.\n# TYPE webhook_window_used gauge\nwebhook_window_used {window_used}\n\
              # HELP webhook_window_capacity Deliveries that may be held in memory.\n# TYPE webhook_window_capacity gauge\nwebhook_window_capacity {window_capacity}"
         );
+        let c = &sampled.connections;
+        let _ = writeln!(
+            out,
+            "# HELP webhook_outbound_connections_open Outbound connections open, busy or idle.\n\
+             # TYPE webhook_outbound_connections_open gauge\nwebhook_outbound_connections_open {}\n\
+             # HELP webhook_outbound_connections_idle Outbound connections kept idle for reuse.\n\
+             # TYPE webhook_outbound_connections_idle gauge\nwebhook_outbound_connections_idle {}\n\
+             # HELP webhook_outbound_connections_max The bound on open outbound connections (WEBHOOK_MAX_CONNECTIONS).\n\
+             # TYPE webhook_outbound_connections_max gauge\nwebhook_outbound_connections_max {}\n\
+             # HELP webhook_attempts_waiting_for_connection Attempts waiting for a connection slot because the bound is reached.\n\
+             # TYPE webhook_attempts_waiting_for_connection gauge\nwebhook_attempts_waiting_for_connection {}",
+            c.open, c.idle, c.max_open, c.waiting
+        );
         let _ = writeln!(
             out,
             "# HELP http_responses_total HTTP responses by status class.\n# TYPE http_responses_total counter"
@@ -244,7 +268,15 @@ mod tests {
         m.observe_ingest_commit(std::time::Duration::from_micros(400));
         m.observe_response(202);
         m.test_sends_failed.fetch_add(2, Relaxed);
-        let text = m.render(5, 10);
+        let text = m.render(&Sampled {
+            window: (5, 10),
+            connections: ConnectionUsage {
+                open: 7,
+                idle: 3,
+                waiting: 2,
+                max_open: 8,
+            },
+        });
         assert!(text.contains("webhook_test_sends_total{outcome=\"delivered\"} 0"));
         assert!(text.contains("webhook_test_sends_total{outcome=\"failed\"} 2"));
         assert!(text.contains("webhook_events_ingested_total 3"));
@@ -255,5 +287,9 @@ mod tests {
         assert!(text.contains("webhook_ingest_commit_seconds_count 1"));
         assert!(text.contains("http_responses_total{class=\"2xx\"} 1"));
         assert!(text.contains("webhook_window_used 5"));
+        assert!(text.contains("webhook_outbound_connections_open 7\n"));
+        assert!(text.contains("webhook_outbound_connections_idle 3\n"));
+        assert!(text.contains("webhook_outbound_connections_max 8\n"));
+        assert!(text.contains("webhook_attempts_waiting_for_connection 2\n"));
     }
 }

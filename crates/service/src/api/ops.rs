@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
+use crate::metrics::Sampled;
 use crate::store::StoreError;
 
 /// `GET /health`: 200 when the store answers, 503 with the reason otherwise.
@@ -80,10 +81,13 @@ fn unhealthy_reason(postgres: bool, detail: &str) -> String {
 
 /// `GET /metrics`: Prometheus text format.
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let (used, capacity) = state.engine.window_usage();
+    let sampled = Sampled {
+        window: state.engine.window_usage(),
+        connections: state.engine.connection_usage(),
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(used, capacity),
+        state.metrics.render(&sampled),
     )
         .into_response()
 }

@@ -36,7 +36,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use webhook_domain::envelope::Event;
 use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
-use webhook_outbound::OutboundClient;
+use webhook_outbound::{ConnectionUsage, OutboundClient};
 
 pub use attempt::sent_headers;
 pub use runner::DELIVERY_LOG_TARGET;
@@ -319,6 +319,12 @@ impl Engine {
     /// Slots used and capacity of the in-memory window.
     pub fn window_usage(&self) -> (usize, usize) {
         (self.claims.window.used(), self.window_capacity)
+    }
+
+    /// The outbound connections open and idle, and the attempts waiting
+    /// for one (`WEBHOOK_MAX_CONNECTIONS`).
+    pub fn connection_usage(&self) -> ConnectionUsage {
+        self.runner.client.connection_usage()
     }
 
     /// Sends `event` to `webhook` once, synchronously: stores it with one

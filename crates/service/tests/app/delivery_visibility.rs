@@ -1,9 +1,10 @@
 //! What users and operators can see of the engine: a webhook's circuit
-//! breaker and the deliveries it holds, and test sends in `/metrics`.
+//! breaker and the deliveries it holds, and test sends and connection
+//! slots in `/metrics`.
 
 use std::time::Duration;
 
-use crate::common::{TestApp, spawn_app, spawn_app_with};
+use crate::common::{spawn_app, spawn_app_with};
 use crate::delivery_support::{eventually, logs, webhook};
 use serde_json::{Value, json};
 use webhook_domain::timefmt::parse_timestamp;
@@ -101,22 +102,6 @@ async fn an_open_circuit_and_the_deliveries_it_holds_are_shown() {
     );
 }
 
-async fn metric(app: &TestApp, line_start: &str) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{line_start} not in metrics:\n{text}"))
-}
-
 #[tokio::test]
 async fn test_sends_are_counted_in_metrics_under_their_own_name() {
     let app = spawn_app().await;
@@ -134,14 +119,70 @@ async fn test_sends_are_counted_in_metrics_under_their_own_name() {
         assert_eq!(status, 200, "{body}");
     }
     assert_eq!(
-        metric(&app, "webhook_test_sends_total{outcome=\"delivered\"}").await,
+        app.metric("webhook_test_sends_total{outcome=\"delivered\"}")
+            .await,
         1
     );
     assert_eq!(
-        metric(&app, "webhook_test_sends_total{outcome=\"failed\"}").await,
+        app.metric("webhook_test_sends_total{outcome=\"failed\"}")
+            .await,
         2
     );
     // Real traffic's counters are not touched.
-    assert_eq!(metric(&app, "webhook_attempts_succeeded_total ").await, 0);
-    assert_eq!(metric(&app, "webhook_attempts_failed_total ").await, 0);
+    assert_eq!(app.metric("webhook_attempts_succeeded_total ").await, 0);
+    assert_eq!(app.metric("webhook_attempts_failed_total ").await, 0);
+}
+
+/// With every outbound connection slot taken (`WEBHOOK_MAX_CONNECTIONS`),
+/// the next attempt waits for one and the operator sees it waiting; it goes
+/// out once the slot is freed.
+#[tokio::test]
+async fn an_attempt_waiting_for_a_connection_slot_shows_in_metrics() {
+    let app = spawn_app_with(&[
+        ("WEBHOOK_MAX_CONNECTIONS", "1"),
+        ("WEBHOOK_TIMEOUT", "3000"),
+    ])
+    .await;
+    let hanging = Receiver::start(Behavior::Hang).await.unwrap();
+    let quick = Receiver::start(Behavior::Status(200)).await.unwrap();
+    for (user, receiver) in [("slow-user", &hanging), ("quick-user", &quick)] {
+        let token = app.token(user, false);
+        app.create_webhook(&token, &receiver.url("/hook"), &["*"], None)
+            .await;
+    }
+    assert_eq!(app.metric("webhook_outbound_connections_max ").await, 1);
+    assert_eq!(
+        app.metric("webhook_attempts_waiting_for_connection ").await,
+        0
+    );
+
+    let (status, body) = app.trigger("credit.low", "slow-user", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(
+        "the hanging attempt holds the only slot",
+        Duration::from_secs(10),
+        || async { (app.metric("webhook_outbound_connections_open ").await == 1).then_some(()) },
+    )
+    .await;
+    let (status, body) = app.trigger("credit.low", "quick-user", json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    eventually(
+        "the second attempt waits for a slot",
+        Duration::from_secs(10),
+        || async {
+            (app.metric("webhook_attempts_waiting_for_connection ").await == 1).then_some(())
+        },
+    )
+    .await;
+
+    // The hanging attempt times out after 3 s and frees its slot.
+    quick.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    eventually(
+        "nothing waits any more",
+        Duration::from_secs(10),
+        || async {
+            (app.metric("webhook_attempts_waiting_for_connection ").await == 0).then_some(())
+        },
+    )
+    .await;
 }

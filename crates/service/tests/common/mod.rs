@@ -293,6 +293,23 @@ impl TestApp {
         value["data"].clone()
     }
 
+    /// The value of the `/metrics` line that starts with `line_start`.
+    pub async fn metric(&self, line_start: &str) -> u64 {
+        let text = self
+            .client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{line_start} not in metrics:\n{text}"))
+    }
+
     /// Posts an event the way the platform's producers do.
     pub async fn trigger(&self, event_type: &str, user_id: &str, data: Value) -> (u16, Value) {
         let (s, v, _) = self
