@@ -328,6 +328,9 @@ impl Conn {
     }
 }
 
+/// The planner settings of every pooled connection (see `Manager::create`).
+const PLAN_BY_INDEX: &str = "SET enable_bitmapscan = off; SET enable_seqscan = off";
+
 /// Opens the pool's connections through the fail-fast [`Connector`] and
 /// vets an idle one before it is lent again.
 struct Manager {
@@ -338,17 +341,27 @@ impl managed::Manager for Manager {
     type Type = Conn;
     type Error = StoreError;
 
-    /// A connection that never plans a bitmap scan. The log's pages and
-    /// counts stop at a limit, which an index walked in order honours and a
-    /// bitmap (built from every matching entry first) cannot; and only a
-    /// plain index scan marks the dead entries it meets (a delivery's row
-    /// version from before its final update) so that the next read skips
-    /// them. Chosen for a table without statistics yet (autovacuum off or
-    /// not yet run), bitmaps made the first page of a 200,000-delivery log
-    /// take 40-540 ms instead of 6 ms (performance log, 2026-12-06).
+    /// A connection that plans by index: no bitmap scans, and sequential
+    /// scans only where no index serves.
+    ///
+    /// Bitmaps: the log's pages and counts stop at a limit, which an index
+    /// walked in order honours and a bitmap (built from every matching
+    /// entry first) cannot, and only a plain index scan marks the dead
+    /// entries it meets (a delivery's row version from before its final
+    /// update) so that the next read skips them. For a table without
+    /// statistics yet, bitmaps made the first page of a 200,000-delivery
+    /// log take 40-540 ms instead of 6 ms.
+    ///
+    /// Sequential scans: a connection caches a statement's generic plan
+    /// after a few runs, and keeps it. Planned while the tables were empty
+    /// (a new database), the claim of due work joined a sequential scan of
+    /// every delivery to one of every event; on the grown table each claim
+    /// of 1,000 then took 10 s, and a backlog drained at 100 deliveries/s
+    /// (performance log, 2026-12-06). The writers' connections are set the
+    /// same way for the same reason (`writer::connect`).
     async fn create(&self) -> Result<Conn, StoreError> {
         let mut conn = self.connector.connect().await?;
-        conn.batch("SET enable_bitmapscan = off").await?;
+        conn.batch(PLAN_BY_INDEX).await?;
         Ok(conn)
     }
 
@@ -483,6 +496,48 @@ mod tests {
             .await
             .unwrap();
         row.get(0)
+    }
+
+    /// A statement whose generic plan is made while its tables are empty
+    /// (as on a new database) still reads by index: the plan is kept for
+    /// the connection's life, long after the tables have grown.
+    #[tokio::test]
+    async fn a_pooled_connection_plans_by_index_while_the_tables_are_empty() {
+        let Some(pool) = pool_of_one(Duration::from_secs(5)).await else {
+            return;
+        };
+        let mut c = pool.get().await.unwrap();
+        c.batch(
+            "CREATE TEMP TABLE probe_claims (id text PRIMARY KEY, event_id text NOT NULL); \
+             CREATE TEMP TABLE probe_events (id text PRIMARY KEY, payload bytea); \
+             SET plan_cache_mode = force_generic_plan; \
+             PREPARE probe_claim(text[]) AS UPDATE probe_claims d SET event_id = d.event_id \
+             FROM probe_events e WHERE d.id = ANY($1) AND e.id = d.event_id RETURNING e.payload",
+        )
+        .await
+        .unwrap();
+        let plan: Vec<String> = c
+            .query("EXPLAIN EXECUTE probe_claim('{dlv_1}')", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        c.batch(
+            "DEALLOCATE probe_claim; RESET plan_cache_mode; DROP TABLE probe_claims, probe_events",
+        )
+        .await
+        .unwrap();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("Index Scan using probe_claims_pkey")
+                && plan.contains("Index Scan using probe_events_pkey"),
+            "{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan") && !plan.contains("Bitmap"),
+            "{plan}"
+        );
     }
 
     #[tokio::test]
