@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::pool::{Conn, Connector};
+use super::pool::{self, Conn, Connector};
 use super::{ingest, record};
 use crate::store::{
     AttemptReport, DisabledWebhook, FailurePolicy, IngestItem, IngestOutcome, StoreError,
@@ -123,12 +123,13 @@ pub(super) async fn run(connector: Arc<Connector>, mut jobs: mpsc::Receiver<Job>
 /// planned (and their generic plans cached) while the table was nearly
 /// empty, and two throughput runs in seven stalled for good as each commit
 /// scanned the grown table (transactions of 24 s, 73,000 deliveries late).
-/// Only the writers' connections are set so: the readers' log and
-/// statistics queries keep every plan shape but bitmap scans (see the
-/// pool's `Manager::create`).
+/// Hash and merge joins are off on the writers' connections only; the
+/// rest (no bitmap or sequential scans, no JIT) is every connection's
+/// (`pool::PLAN_BY_INDEX`).
 async fn connect(connector: &Connector) -> Result<Conn, StoreError> {
     let mut conn = connector.connect().await?;
-    conn.batch("SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_seqscan = off")
+    conn.batch(pool::PLAN_BY_INDEX).await?;
+    conn.batch("SET enable_hashjoin = off; SET enable_mergejoin = off")
         .await?;
     Ok(conn)
 }
