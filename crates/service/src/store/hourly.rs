@@ -118,12 +118,6 @@ impl Spans {
         (self.first_hour * HOUR_MS, self.end_hour() * HOUR_MS)
     }
 
-    /// The start and end of span `k` in unix ms.
-    pub(crate) fn span_ms(&self, k: usize) -> (i64, i64) {
-        let start = self.first_hour + self.bucket_hours * k as i64;
-        (start * HOUR_MS, (start + self.bucket_hours) * HOUR_MS)
-    }
-
     /// The span `hour` falls in, if any.
     pub(crate) fn index(&self, hour: i64) -> Option<usize> {
         if hour < self.first_hour || hour >= self.end_hour() {
@@ -213,12 +207,6 @@ mod tests {
         assert_eq!(spans.index(123), Some(3));
         assert_eq!(spans.index(124), None);
         assert_eq!(spans.range_ms(), (100 * HOUR_MS, 124 * HOUR_MS));
-        // The spans tile the range: each ends where the next starts.
-        assert_eq!(spans.span_ms(0), (100 * HOUR_MS, 106 * HOUR_MS));
-        assert_eq!(spans.span_ms(3), (118 * HOUR_MS, 124 * HOUR_MS));
-        for k in 0..3 {
-            assert_eq!(spans.span_ms(k).1, spans.span_ms(k + 1).0);
-        }
     }
 
     #[test]

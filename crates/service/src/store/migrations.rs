@@ -54,6 +54,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 9,
         sql: include_str!("../../migrations/sqlite/0009_deliveries_by_type.sql"),
     },
+    Migration {
+        version: 10,
+        sql: include_str!("../../migrations/sqlite/0010_event_hourly.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -137,29 +141,29 @@ mod tests {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             versions(pending("db", SQLITE, &[]).unwrap()),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         );
         assert_eq!(
             versions(pending("db", SQLITE, &[1, 2]).unwrap()),
-            [3, 4, 5, 6, 7, 8, 9]
+            [3, 4, 5, 6, 7, 8, 9, 10]
         );
         assert!(
-            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9])
+            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
                 .unwrap()
                 .is_empty()
         );
         assert_eq!(
             versions(pending("db", POSTGRES, &[1, 2, 3, 4, 5, 6, 7]).unwrap()),
-            [8, 9, 10]
+            [8, 9, 10, 11]
         );
         let err = pending(
             "/data/webhooks.db",
             SQLITE,
-            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
         )
         .unwrap_err();
         assert!(
-            matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains("10")),
+            matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains("11")),
             "{err}"
         );
     }

@@ -22,6 +22,37 @@ pub struct Ingester<'c> {
     /// once for the whole transaction by [`Ingester::finish`], one change per
     /// webhook and hour rather than one per delivery.
     pending: Tally,
+    /// The new events per hour, written to `event_hourly` the same way.
+    events: EventsPerHour,
+}
+
+/// Events counted per hour of their creation (a transaction touches one
+/// hour, two at an hour's turn).
+#[derive(Default)]
+struct EventsPerHour(Vec<(i64, i64)>);
+
+impl EventsPerHour {
+    fn count(&mut self, created_at: i64) {
+        let hour = hourly::hour_of(created_at);
+        match self.0.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, n)) => *n += 1,
+            None => self.0.push((hour, 1)),
+        }
+    }
+
+    fn write(&self, c: &Connection) -> Result<(), StoreError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = c.prepare_cached(
+            "INSERT INTO event_hourly (hour, n) VALUES (?1, ?2) \
+             ON CONFLICT (hour) DO UPDATE SET n = n + excluded.n",
+        )?;
+        for (hour, n) in &self.0 {
+            upsert.execute(params![hour, n])?;
+        }
+        Ok(())
+    }
 }
 
 impl<'c> Ingester<'c> {
@@ -44,6 +75,7 @@ impl<'c> Ingester<'c> {
             webhook_exists: c.prepare_cached("SELECT 1 FROM webhooks WHERE id = ?1")?,
             known: crate::FastMap::default(),
             pending: Tally::default(),
+            events: EventsPerHour::default(),
         })
     }
 
@@ -51,7 +83,8 @@ impl<'c> Ingester<'c> {
     /// same transaction before any other kind of job and before the commit,
     /// so the counts and the rows are committed together.
     pub fn finish(self, c: &Connection) -> Result<(), StoreError> {
-        super::record::write_tally(c, &self.pending)
+        super::record::write_tally(c, &self.pending)?;
+        self.events.write(c)
     }
 
     /// Stores `items` (one job's events) on `c`, the connection it was made on.
@@ -80,6 +113,7 @@ impl<'c> Ingester<'c> {
                 outcomes.push(IngestOutcome::Duplicate { deliveries });
                 continue;
             }
+            self.events.count(item.created_at);
             let mut skipped = Vec::new();
             for delivery in &item.deliveries {
                 let webhook = delivery.webhook_id.as_str();

@@ -305,9 +305,8 @@ pub fn delivery_buckets(
 /// The figures of every webhook per span of `spans`: the kept aggregate
 /// summed over all webhooks (each webhook's range of its primary key; its
 /// waiting slots hold the pending and retrying counts, see `hourly`),
-/// grouped by hour in SQL, and the events by one range count of
-/// `events_created` per span (index only): at most a few hundred rows
-/// come back whatever the volume.
+/// grouped by hour in SQL, and the events from `event_hourly`: at most a
+/// few hundred rows come back whatever the volume.
 pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBucket>, StoreError> {
     let mut out = vec![PlatformBucket::default(); spans.buckets as usize];
     let mut stmt = c.prepare_cached(
@@ -327,16 +326,18 @@ pub fn platform_buckets(c: &Connection, spans: Spans) -> Result<Vec<PlatformBuck
             hourly::add_slot(&mut bucket.deliveries, slot, n);
         }
     }
-    // One range count per span (index only), not one count grouped by
-    // hour: grouping by an expression sorted the window's events through a
-    // temporary B-tree (163 ms against 64 ms for 200,000 events, measured
-    // alone; docs/performance-log.md, 2026-12-06).
+    // Every ingest transaction adds its new events to `event_hourly`
+    // (migration 10): a few hundred rows at most, whatever the volume.
     let mut stmt =
-        c.prepare_cached("SELECT COUNT(*) FROM events WHERE created_at >= ?1 AND created_at < ?2")?;
-    for (k, bucket) in out.iter_mut().enumerate() {
-        let (from, to) = spans.span_ms(k);
-        let n: i64 = stmt.query_row(params![from, to], |r| r.get(0))?;
-        bucket.events = u64::try_from(n).unwrap_or(0);
+        c.prepare_cached("SELECT hour, n FROM event_hourly WHERE hour >= ?1 AND hour < ?2")?;
+    let rows = stmt.query_map(params![spans.first_hour, spans.end_hour()], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })?;
+    for row in rows {
+        let (hour, n) = row?;
+        if let Some(bucket) = spans.of(&mut out, hour) {
+            bucket.events += u64::try_from(n).unwrap_or(0);
+        }
     }
     Ok(out)
 }
@@ -369,6 +370,8 @@ pub fn prune(c: &Connection, before: i64) -> Result<u64, StoreError> {
          AND (slot NOT IN (-3, -4) OR n = 0)",
     )?
     .execute([hourly::hour_of(before)])?;
+    c.prepare_cached("DELETE FROM event_hourly WHERE hour < ?1")?
+        .execute([hourly::hour_of(before)])?;
     let events = c.execute(
         "DELETE FROM events WHERE id IN (SELECT e.id FROM events e WHERE e.created_at < ?1 \
          AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = e.id) LIMIT ?2)",
