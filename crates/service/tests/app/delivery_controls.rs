@@ -13,13 +13,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use webhook_testkit::{Behavior, Receiver};
 
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} missing"))
-}
-
 #[tokio::test]
 async fn a_filter_decides_which_events_reach_a_webhook() {
     let app = spawn_app().await;
@@ -74,9 +67,7 @@ async fn a_filter_decides_which_events_reach_a_webhook() {
         .get(&format!("/api/v1/webhooks/{id}/stats"), &token)
         .await;
     assert_eq!(stats["data"]["filteredOut"], 2, "{stats}");
-    let (_, metrics, _) = app.request(Method::GET, "/metrics", None, None).await;
-    let metrics = metrics.as_str().unwrap_or_default().to_string();
-    assert_eq!(metric(&metrics, "webhook_deliveries_filtered_total"), 2);
+    assert_eq!(app.metric("webhook_deliveries_filtered_total ").await, 2);
 
     // Cleared, the next event goes through.
     let (status, body) = app.patch_webhook(&token, id, json!({"filter": null})).await;
@@ -377,7 +368,6 @@ async fn a_paced_backlog_waits_in_the_store_not_in_memory() {
     // Long enough for a delivery to free a slot and the scheduler to refill.
     receiver.wait_for(2, Duration::from_secs(10)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let (_, metrics, _) = app.request(Method::GET, "/metrics", None, None).await;
-    let used = metric(metrics.as_str().unwrap_or_default(), "webhook_window_used");
+    let used = app.metric("webhook_window_used ").await;
     assert!(used <= 1_100, "{used} deliveries held in memory");
 }
