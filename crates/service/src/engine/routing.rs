@@ -326,9 +326,7 @@ impl RoutingTable {
     /// other instances, webhooks the engine disabled).
     ///
     /// Routes are built as the store hands the webhooks over, a batch at a
-    /// time, and the memory the load freed (records, the replaced table) is
-    /// returned to the system at once rather than whenever the allocator
-    /// next gets to it (see [`crate::memory`]).
+    /// time: the records of every webhook are never in memory at once.
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
         loop {
             let before = self.edits.load(Ordering::SeqCst);
@@ -353,7 +351,6 @@ impl RoutingTable {
             if let Some(replaced) = replaced {
                 // Outside the lock: routing need not wait for 100,000 drops.
                 drop(replaced);
-                crate::memory::release_freed();
                 return Ok(());
             }
         }
