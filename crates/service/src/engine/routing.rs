@@ -20,6 +20,10 @@ use super::oauth::TokenSource;
 use crate::store::{DeliveryControls, Store, StoreError, WebhookRecord};
 
 /// What the engine needs to deliver to one webhook.
+///
+/// One is held for every webhook in the store (100,000 and more), so the
+/// parts most webhooks leave unset (controls, endpoint options) are boxed
+/// behind one pointer each rather than kept inline.
 #[derive(Debug)]
 pub struct Route {
     /// Webhook id.
@@ -39,16 +43,65 @@ pub struct Route {
     /// Previous secret and the end of its grace period (unix ms).
     pub previous_secret: Option<(WebhookSecret, i64)>,
     /// Filter, rate limit, retry schedule and timeout.
-    pub controls: DeliveryControls,
+    pub controls: RouteControls,
     /// Custom headers and authentication, ready to send.
     pub endpoint: EndpointHeaders,
 }
 
+/// A webhook's delivery controls, read as [`DeliveryControls`]: a webhook
+/// that sets none holds no box, only a null pointer.
+#[derive(Default, Clone, PartialEq)]
+pub struct RouteControls(Option<Box<DeliveryControls>>);
+
+/// What a webhook without controls reads.
+static NO_CONTROLS: DeliveryControls = DeliveryControls {
+    filter: None,
+    rate_limit_per_second: None,
+    retry_schedule: None,
+    timeout: None,
+    ordering: None,
+};
+
+impl From<DeliveryControls> for RouteControls {
+    fn from(controls: DeliveryControls) -> Self {
+        if controls.is_empty() {
+            RouteControls(None)
+        } else {
+            RouteControls(Some(Box::new(controls)))
+        }
+    }
+}
+
+impl std::ops::Deref for RouteControls {
+    type Target = DeliveryControls;
+
+    fn deref(&self) -> &DeliveryControls {
+        self.0.as_deref().unwrap_or(&NO_CONTROLS)
+    }
+}
+
+impl std::ops::DerefMut for RouteControls {
+    /// Boxes the controls on the first change.
+    fn deref_mut(&mut self) -> &mut DeliveryControls {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl std::fmt::Debug for RouteControls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        DeliveryControls::fmt(self, f)
+    }
+}
+
 /// The header lines a webhook's endpoint options add to every attempt,
-/// built once per routing change rather than per attempt. Empty for a
-/// webhook without options, which then pays nothing for them.
+/// built once per routing change rather than per attempt, read as
+/// [`EndpointLines`]. A webhook without options holds no box, only a null
+/// pointer.
 #[derive(Default)]
-pub struct EndpointHeaders {
+pub struct EndpointHeaders(Option<Box<EndpointLines>>);
+
+/// The lines of a webhook with endpoint options.
+pub struct EndpointLines {
     /// As sent (raw credentials); never logged.
     pub sent: Vec<(String, String)>,
     /// As delivery logs keep them: names with masked values.
@@ -59,11 +112,37 @@ pub struct EndpointHeaders {
     pub oauth: Option<Arc<TokenSource>>,
     /// Ed25519 keys, when `webhook-signature` carries `v1a` signatures.
     pub signing: Option<Ed25519Signing>,
-    /// The options these lines were built from.
-    options: EndpointOptions,
+    /// The options these lines were built from, kept only beside an OAuth2
+    /// token source: they decide whether another route of the webhook may
+    /// share its tokens (see [`Route::share_tokens_of`]).
+    oauth_options: Option<EndpointOptions>,
+}
+
+/// What a webhook without endpoint options reads.
+static NO_LINES: EndpointLines = EndpointLines {
+    sent: Vec::new(),
+    logged: Vec::new(),
+    identity: None,
+    oauth: None,
+    signing: None,
+    oauth_options: None,
+};
+
+impl std::ops::Deref for EndpointHeaders {
+    type Target = EndpointLines;
+
+    fn deref(&self) -> &EndpointLines {
+        self.0.as_deref().unwrap_or(&NO_LINES)
+    }
 }
 
 impl std::fmt::Debug for EndpointHeaders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        EndpointLines::fmt(self, f)
+    }
+}
+
+impl std::fmt::Debug for EndpointLines {
     /// The masked lines only: `sent` holds credentials in clear.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EndpointHeaders")
@@ -107,14 +186,15 @@ impl EndpointHeaders {
             .map(Arc::new),
             _ => None,
         };
-        EndpointHeaders {
+        let oauth_options = oauth.as_ref().map(|_| options.clone());
+        EndpointHeaders(Some(Box::new(EndpointLines {
             sent: options.request_headers(),
             logged: options.logged_headers(),
             identity,
             oauth,
             signing: options.signing().cloned(),
-            options: options.clone(),
-        }
+            oauth_options,
+        })))
     }
 }
 
@@ -134,7 +214,7 @@ impl Route {
             scope_all: record.scope_all,
             secret: record.secret,
             previous_secret: record.previous_secret,
-            controls: record.controls,
+            controls: record.controls.into(),
             endpoint,
         })
     }
@@ -150,9 +230,18 @@ impl Route {
     /// Takes the token cache of `live` (the routing table's route of the
     /// same webhook) when the credentials are the same, so that a test
     /// send shares the token deliveries use instead of fetching its own.
+    ///
+    /// Options are kept only beside a token source, and the same options
+    /// always build one or always fail to, so comparing the kept options
+    /// decides as comparing the whole options would.
     pub(crate) fn share_tokens_of(&mut self, live: &Route) {
-        if self.endpoint.options == live.endpoint.options {
-            self.endpoint.oauth.clone_from(&live.endpoint.oauth);
+        let (Some(own), Some(theirs)) =
+            (self.endpoint.0.as_deref_mut(), live.endpoint.0.as_deref())
+        else {
+            return;
+        };
+        if own.oauth_options.is_some() && own.oauth_options == theirs.oauth_options {
+            own.oauth.clone_from(&theirs.oauth);
         }
     }
 
@@ -465,6 +554,78 @@ mod tests {
         );
         table.remove(&WebhookId::parse("wh_p").unwrap());
         assert!(table.rate_limits(1).is_empty());
+    }
+
+    #[test]
+    fn a_webhook_without_controls_or_options_pays_a_pointer_for_each() {
+        let route = Route::from_record(record("wh_a", "alice", &["*"])).unwrap();
+        assert!(route.controls.0.is_none() && route.endpoint.0.is_none());
+        assert_eq!(*route.controls, DeliveryControls::default());
+        assert!(route.endpoint.sent.is_empty() && route.endpoint.logged.is_empty());
+        assert!(route.endpoint.oauth.is_none() && route.endpoint.signing.is_none());
+        // Held for every webhook: controls and options inline made it 1.6 KB.
+        let size = std::mem::size_of::<Route>();
+        assert!(size <= 256, "{size} bytes");
+    }
+
+    #[test]
+    fn controls_read_as_stored_and_are_boxed_on_the_first_change() {
+        let mut limited = record("wh_l", "alice", &["*"]);
+        limited.controls.rate_limit_per_second = Some(5);
+        limited.controls.ordering = Some(DeliveryOrder::Fifo(OrderingKey::UserId));
+        let route = Route::from_record(limited.clone()).unwrap();
+        assert_eq!(*route.controls, limited.controls);
+        assert!(route.controls.timeout.is_none());
+
+        let mut plain = Route::from_record(record("wh_p", "alice", &["*"])).unwrap();
+        plain.controls.timeout = Some(std::time::Duration::from_secs(3));
+        assert_eq!(
+            plain.controls.timeout,
+            Some(std::time::Duration::from_secs(3))
+        );
+        assert!(plain.controls.0.is_some());
+        assert_eq!(RouteControls::from(DeliveryControls::default()).0, None);
+    }
+
+    fn oauth_options(client_secret: &str) -> EndpointOptions {
+        use webhook_domain::endpoint::CustomHeaders;
+        let auth = EndpointAuth::oauth2(
+            "https://auth.example.com/token".into(),
+            "client".into(),
+            client_secret.into(),
+            None,
+            None,
+        )
+        .unwrap();
+        EndpointOptions::new(CustomHeaders::default(), Some(auth)).unwrap()
+    }
+
+    fn with_options(options: EndpointOptions) -> Route {
+        let mut webhook = record("wh_o", "alice", &["*"]);
+        webhook.endpoint = options;
+        Route::from_record(webhook).unwrap()
+    }
+
+    #[test]
+    fn a_test_send_shares_tokens_only_under_the_same_credentials() {
+        let live = with_options(oauth_options("secret-1"));
+        let source = |r: &Route| r.endpoint.oauth.clone().unwrap();
+        let mut same = with_options(oauth_options("secret-1"));
+        assert!(!Arc::ptr_eq(&source(&same), &source(&live)));
+        same.share_tokens_of(&live);
+        assert!(Arc::ptr_eq(&source(&same), &source(&live)));
+
+        let mut rotated = with_options(oauth_options("secret-2"));
+        rotated.share_tokens_of(&live);
+        assert!(!Arc::ptr_eq(&source(&rotated), &source(&live)));
+
+        // Without OAuth2 there is nothing to share, either way.
+        let mut plain = with_options(EndpointOptions::default());
+        plain.share_tokens_of(&live);
+        assert!(plain.endpoint.oauth.is_none());
+        let mut oauth = with_options(oauth_options("secret-1"));
+        oauth.share_tokens_of(&plain);
+        assert!(oauth.endpoint.oauth.is_some());
     }
 
     #[test]
