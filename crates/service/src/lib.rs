@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod devmode;
 pub mod engine;
 pub mod http;
+pub mod memory;
 pub mod metrics;
 pub mod portal;
 pub mod ratelimit;

@@ -270,15 +270,6 @@ struct Table {
 }
 
 impl Table {
-    /// Builds the fan-out indexes over every route.
-    fn index(by_id: crate::FastMap<WebhookId, Arc<Route>>) -> Table {
-        let mut table = Table::default();
-        for route in by_id.into_values() {
-            table.insert(route);
-        }
-        table
-    }
-
     /// Adds `route`, replacing the route of the same webhook: the work of
     /// one webhook and its owner's other webhooks, never of the whole table.
     fn insert(&mut self, route: Arc<Route>) {
@@ -333,23 +324,36 @@ pub struct RoutingTable {
 impl RoutingTable {
     /// Reloads every webhook from the store (start-up, changes made by
     /// other instances, webhooks the engine disabled).
+    ///
+    /// Routes are built as the store hands the webhooks over, a batch at a
+    /// time, and the memory the load freed (records, the replaced table) is
+    /// returned to the system at once rather than whenever the allocator
+    /// next gets to it (see [`crate::memory`]).
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
         loop {
             let before = self.edits.load(Ordering::SeqCst);
-            let records = store.all_webhooks().await?;
-            let by_id = records
-                .into_iter()
-                .filter_map(Route::from_record)
-                .map(|route| (route.id.clone(), Arc::new(route)))
-                .collect();
-            let mut guard = match self.table.write() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
+            let mut table = Table::default();
+            store
+                .each_webhook(&mut |record| {
+                    if let Some(route) = Route::from_record(record) {
+                        table.insert(Arc::new(route));
+                    }
+                })
+                .await?;
+            let replaced = {
+                let mut guard = match self.table.write() {
+                    Ok(guard) => guard,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                // An edit that landed while the store was being read may be
+                // newer than what was read: read again rather than undo it.
+                (self.edits.load(Ordering::SeqCst) == before)
+                    .then(|| std::mem::replace(&mut *guard, Arc::new(table)))
             };
-            // An edit that landed while the store was being read may be newer
-            // than what was read: read again rather than undo it.
-            if self.edits.load(Ordering::SeqCst) == before {
-                *guard = Arc::new(Table::index(by_id));
+            if let Some(replaced) = replaced {
+                // Outside the lock: routing need not wait for 100,000 drops.
+                drop(replaced);
+                crate::memory::release_freed();
                 return Ok(());
             }
         }
@@ -626,6 +630,52 @@ mod tests {
         let mut oauth = with_options(oauth_options("secret-1"));
         oauth.share_tokens_of(&plain);
         assert!(oauth.endpoint.oauth.is_some());
+    }
+
+    #[tokio::test]
+    async fn reload_builds_the_table_from_every_stored_webhook() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(
+            dir.path(),
+            crate::crypto::SecretCipher::new(&crate::crypto::EncryptionKey::new([7; 32])),
+        )
+        .unwrap();
+        // More than a batch of the store's reads, so batches are joined.
+        for i in 0..1200 {
+            let owner = format!("user-{}", i % 600);
+            let webhook = record(&format!("wh_{i}"), &owner, &["credit.low"]);
+            store
+                .create_webhook(new_webhook(webhook), 10)
+                .await
+                .unwrap();
+        }
+        let table = RoutingTable::default();
+        table.upsert(record("wh_gone", "alice", &["*"]));
+        table.reload(&store).await.unwrap();
+        let snapshot = table.snapshot();
+        assert_eq!(snapshot.by_id.len(), 1200, "the deleted one is forgotten");
+        let user = UserId::parse("user-7").unwrap();
+        assert_eq!(
+            ids(&table.matching(&user, &credit_low())),
+            ["wh_607", "wh_7"]
+        );
+        assert!(table.get(&WebhookId::parse("wh_gone").unwrap()).is_none());
+    }
+
+    fn new_webhook(r: WebhookRecord) -> crate::store::NewWebhook {
+        crate::store::NewWebhook {
+            id: r.id,
+            owner_id: r.owner_id,
+            url: r.url,
+            event_types: r.event_types,
+            description: r.description,
+            is_active: r.is_active,
+            scope_all: r.scope_all,
+            secret: r.secret,
+            now: r.created_at,
+            controls: r.controls,
+            endpoint: r.endpoint,
+        }
     }
 
     #[test]

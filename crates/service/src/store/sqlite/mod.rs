@@ -51,6 +51,10 @@ use super::{
 };
 use crate::crypto::SecretCipher;
 
+/// Webhooks read at a time when loading all of them (see `each_webhook`):
+/// a few hundred kilobytes of records in memory instead of all of them.
+const WEBHOOK_BATCH: usize = 512;
+
 /// The embedded SQLite store.
 pub struct SqliteStore {
     path: PathBuf,
@@ -254,6 +258,28 @@ impl Store for SqliteStore {
         let cipher = self.cipher.clone();
         self.read(move |c| Ok(webhooks::list_webhooks(c, &cipher, None, u32::MAX, 0)?.items))
             .await
+    }
+
+    async fn each_webhook(
+        &self,
+        each: &mut (dyn FnMut(WebhookRecord) + Send),
+    ) -> Result<(), StoreError> {
+        // Two batches in flight: the reader fills the next while the
+        // caller takes the last.
+        let (batches, mut received) = tokio::sync::mpsc::channel(2);
+        let cipher = self.cipher.clone();
+        let reading = self.read(move |c| {
+            webhooks::each_webhook(c, &cipher, WEBHOOK_BATCH, |batch| {
+                batches.blocking_send(batch).is_ok()
+            })
+        });
+        let taking = async {
+            while let Some(batch) = received.recv().await {
+                batch.into_iter().for_each(&mut *each);
+            }
+        };
+        let (read, ()) = tokio::join!(reading, taking);
+        read
     }
 
     async fn update_webhook(

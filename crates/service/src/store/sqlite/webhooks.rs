@@ -95,6 +95,33 @@ pub fn list_webhooks(
     })
 }
 
+/// Every webhook, in storage order, handed to `send` `batch` at a time
+/// (one read transaction throughout); stops early when `send` says the
+/// receiver is gone.
+pub fn each_webhook(
+    c: &Connection,
+    cipher: &SecretCipher,
+    batch: usize,
+    mut send: impl FnMut(Vec<WebhookRecord>) -> bool,
+) -> Result<(), StoreError> {
+    let batch = batch.max(1);
+    let mut stmt = c.prepare_cached(&format!("SELECT {WEBHOOK_COLUMNS} FROM webhooks"))?;
+    let mut rows = stmt.query([])?;
+    let mut records = Vec::with_capacity(batch);
+    while let Some(row) = rows.next()? {
+        records.push(finish_webhook(cipher, raw_webhook(row)?)?);
+        if records.len() == batch
+            && !send(std::mem::replace(&mut records, Vec::with_capacity(batch)))
+        {
+            return Ok(());
+        }
+    }
+    if !records.is_empty() {
+        send(records);
+    }
+    Ok(())
+}
+
 pub fn update_webhook(
     c: &Connection,
     cipher: &SecretCipher,
