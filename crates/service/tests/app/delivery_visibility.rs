@@ -140,7 +140,9 @@ async fn test_sends_are_counted_in_metrics_under_their_own_name() {
 async fn an_attempt_waiting_for_a_connection_slot_shows_in_metrics() {
     let app = spawn_app_with(&[
         ("WEBHOOK_MAX_CONNECTIONS", "1"),
-        ("WEBHOOK_TIMEOUT", "3000"),
+        // Long enough that a loaded machine still sees the second attempt
+        // waiting before the first one times out.
+        ("WEBHOOK_TIMEOUT", "6000"),
     ])
     .await;
     let hanging = Receiver::start(Behavior::Hang).await.unwrap();
@@ -175,8 +177,8 @@ async fn an_attempt_waiting_for_a_connection_slot_shows_in_metrics() {
     )
     .await;
 
-    // The hanging attempt times out after 3 s and frees its slot.
-    quick.wait_for(1, Duration::from_secs(20)).await.unwrap();
+    // The hanging attempt times out after 6 s and frees its slot.
+    quick.wait_for(1, Duration::from_secs(30)).await.unwrap();
     eventually(
         "nothing waits any more",
         Duration::from_secs(10),
