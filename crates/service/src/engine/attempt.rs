@@ -337,6 +337,7 @@ fn judge(
     AttemptReport {
         delivery_id: job.id.clone(),
         webhook_id: route.id.clone(),
+        claimed: job.claimed,
         attempt: AttemptRecord {
             attempt: number,
             started_at,
@@ -386,6 +387,7 @@ mod tests {
             webhook_id: WebhookId::generate(),
             attempts: 0,
             payload: Bytes::from_static(b"{}"),
+            claimed: crate::store::Claimed::new_delivery(0),
         }
     }
 

@@ -472,6 +472,7 @@ mod tests {
                 webhook_id: webhook.clone(),
                 attempts: 0,
                 payload: bytes::Bytes::from_static(b"{}"),
+                claimed: crate::store::Claimed::new_delivery(0),
             })
             .collect()
     }

@@ -16,7 +16,7 @@ use super::claims::Claims;
 use super::dispatcher::Command;
 use super::routing::RoutingTable;
 use crate::metrics::Metrics;
-use crate::store::{DueDelivery, IngestItem, IngestOutcome, NewDelivery, StoreError};
+use crate::store::{Claimed, DueDelivery, IngestItem, IngestOutcome, NewDelivery, StoreError};
 
 /// What ingest needs.
 pub(crate) struct Ingest {
@@ -165,6 +165,7 @@ impl Ingest {
                                 webhook_id: d.webhook_id.clone(),
                                 attempts: 0,
                                 payload: item.payload.clone(),
+                                claimed: Claimed::new_delivery(item.created_at),
                             });
                         }
                     }

@@ -24,7 +24,7 @@ use super::recorder::RecorderMsg;
 use super::routing::{Route, RoutingTable};
 use crate::metrics::Metrics;
 use crate::store::{
-    AttemptReport, DueDelivery, IngestItem, NewDelivery, StoreError, WebhookRecord,
+    AttemptReport, Claimed, DueDelivery, IngestItem, NewDelivery, StoreError, WebhookRecord,
 };
 
 /// Why a test send could not be made.
@@ -158,6 +158,7 @@ impl Runner {
             webhook_id: webhook_id.clone(),
             attempts: 0,
             payload: payload.clone(),
+            claimed: Claimed::new_delivery(event.created_at_ms),
         };
         let item = IngestItem {
             event_id: event.id,

@@ -131,6 +131,7 @@ mod tests {
         AttemptReport {
             delivery_id: DeliveryId::generate(),
             webhook_id: webhook.clone(),
+            claimed: crate::store::Claimed::new_delivery(at),
             attempt: AttemptRecord {
                 attempt: 1,
                 started_at: at,

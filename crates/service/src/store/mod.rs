@@ -235,6 +235,30 @@ pub struct DueDelivery {
     pub attempts: u32,
     /// Envelope bytes.
     pub payload: Bytes,
+    /// The row as it was claimed, carried to the attempt's report.
+    pub claimed: Claimed,
+}
+
+/// A delivery's creation time and waiting status as it was claimed: what
+/// the kept statistics count it under until its attempt is recorded. The
+/// embedded store records a result by updating the row only if both still
+/// hold, and reads the row only when they do not (see its `record`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claimed {
+    /// Creation time (unix ms).
+    pub created_at: i64,
+    /// `Pending` or `Retrying`.
+    pub status: DeliveryStatus,
+}
+
+impl Claimed {
+    /// A delivery stored at `created_at` and not yet attempted.
+    pub fn new_delivery(created_at: i64) -> Self {
+        Claimed {
+            created_at,
+            status: DeliveryStatus::Pending,
+        }
+    }
 }
 
 /// The result of one attempt, with the delivery's next state.
@@ -244,6 +268,8 @@ pub struct AttemptReport {
     pub delivery_id: DeliveryId,
     /// Webhook.
     pub webhook_id: WebhookId,
+    /// The delivery as it was claimed.
+    pub claimed: Claimed,
     /// What happened.
     pub attempt: AttemptRecord,
     /// New status of the delivery.

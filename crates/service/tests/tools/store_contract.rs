@@ -22,9 +22,10 @@ use webhook_service::crypto::{EncryptionKey, SecretCipher};
 use webhook_service::store::postgres::{PostgresOptions, PostgresStore};
 use webhook_service::store::sqlite::SqliteStore;
 use webhook_service::store::{
-    AttemptRecord, AttemptReport, ControlsPatch, DeliveryControls, DeliveryFilter, DeliveryRecord,
-    DeliveryStats, FailurePolicy, IngestItem, IngestOutcome, NewDelivery, NewWebhook, OrderHead,
-    Owner, Page, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    AttemptRecord, AttemptReport, Claimed, ControlsPatch, DeliveryControls, DeliveryFilter,
+    DeliveryRecord, DeliveryStats, FailurePolicy, IngestItem, IngestOutcome, NewDelivery,
+    NewWebhook, OrderHead, Owner, Page, StatsScope, Store, StoreError, VisibleWebhook,
+    WebhookPatch, WebhookRecord,
 };
 
 use crate::harness::{DONE, Ran, Test, skip};
@@ -339,6 +340,9 @@ fn report(
     AttemptReport {
         delivery_id: delivery.clone(),
         webhook_id: webhook.clone(),
+        // A claim no delivery matches: the store reads the row to record
+        // the result. The kept statistics' contract passes true ones.
+        claimed: Claimed::new_delivery(i64::MIN),
         attempt: AttemptRecord {
             attempt,
             started_at,
@@ -2095,6 +2099,18 @@ async fn contract_kept_statistics_agree_with_the_log(store: &dyn Store) {
     let newest = ingest_one_made_at(store, at(2, 20), &w, true).await;
     let elsewhere = ingest_one_made_at(store, at(1, 30), &other, true).await;
     assert_stats_match_the_log(store, &w, "nothing finished").await;
+    // Each report carries the delivery as the engine claimed it (made at
+    // `created_at`, pending), as the engine's reports do.
+    let created_at: std::collections::HashMap<&DeliveryId, i64> = [
+        (&fast, at(0, 10)),
+        (&slow, at(0, 20)),
+        (&failed, at(0, 30)),
+        (&later, at(1, 10)),
+        (&retrying, at(1, 20)),
+        (&newest, at(2, 20)),
+        (&elsewhere, at(1, 30)),
+    ]
+    .into();
     let timed = |id: &DeliveryId, status, ms: u32| {
         let code = if status == DeliveryStatus::Delivered {
             200
@@ -2102,6 +2118,7 @@ async fn contract_kept_statistics_agree_with_the_log(store: &dyn Store) {
             500
         };
         let mut r = report(id, &w, 1, status, Some(code), 1000, None);
+        r.claimed = Claimed::new_delivery(created_at[id]);
         r.attempt.duration_ms = ms;
         r
     };
@@ -2109,13 +2126,19 @@ async fn contract_kept_statistics_agree_with_the_log(store: &dyn Store) {
     retry.next_attempt_at = Some(9_000_000);
     let mut elsewhere_done = timed(&elsewhere, DeliveryStatus::Delivered, 5);
     elsewhere_done.webhook_id = other.clone();
+    // A claim that no longer matches the row (made in another hour, or
+    // already retrying) must count under what the row says.
+    let mut stale_hour = timed(&slow, DeliveryStatus::Delivered, 1_234);
+    stale_hour.claimed.created_at = at(5, 0);
+    let mut stale_status = timed(&later, DeliveryStatus::Delivered, 99);
+    stale_status.claimed.status = DeliveryStatus::Retrying;
     record(
         store,
         vec![
             timed(&fast, DeliveryStatus::Delivered, 7),
-            timed(&slow, DeliveryStatus::Delivered, 1_234),
+            stale_hour,
             timed(&failed, DeliveryStatus::Failed, 30_000),
-            timed(&later, DeliveryStatus::Delivered, 99),
+            stale_status,
             retry,
             timed(&newest, DeliveryStatus::Delivered, 250),
             elsewhere_done,
@@ -2160,9 +2183,13 @@ async fn contract_kept_statistics_agree_with_the_log(store: &dyn Store) {
     }
     let due = store.claim_due("me", 4000, 10, vec![]).await.unwrap();
     assert!(due.iter().any(|d| d.id == slow) && due.iter().any(|d| d.id == failed));
+    for d in &due {
+        assert_eq!(d.claimed.created_at, created_at[&d.id], "{}", d.id);
+    }
     let second = |id: &DeliveryId, status, ms| {
         let mut r = timed(id, status, ms);
         r.attempt.attempt = 2;
+        r.claimed = due.iter().find(|d| &d.id == id).expect("claimed").claimed;
         r
     };
     let reports = vec![

@@ -14,11 +14,12 @@
 //! have been on time for a whole TTL (`beating_since`): by then every live
 //! instance has beaten again too, and only the dead ones' claims are voided.
 
+use webhook_domain::delivery::DeliveryStatus;
 use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
 
 use super::pool::Conn;
 use super::rows::{corrupt, get, unsigned};
-use crate::store::{DueDelivery, StoreError};
+use crate::store::{Claimed, DueDelivery, StoreError};
 
 /// Instance rows not heard from for this long are deleted (housekeeping only:
 /// a missing row means the same as a stale one).
@@ -97,7 +98,8 @@ const CLAIM_DUE: &str = "WITH RECURSIVE waiting AS ( \
          ORDER BY d.next_attempt_at LIMIT GREATEST($2 - (SELECT count(*) FROM ready), 0)) \
      UPDATE deliveries d SET lease_owner = $4 FROM events e \
      WHERE d.id = ANY(ARRAY(SELECT id FROM ready UNION ALL SELECT id FROM due)) AND e.id = d.event_id \
-     RETURNING d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.next_attempt_at";
+     RETURNING d.id, d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.next_attempt_at, \
+     d.created_at, d.status";
 
 // The owner check as an expression no index serves: as `lease_owner = $2`
 // the planner, which never has statistics for this process's new owner id,
@@ -192,6 +194,11 @@ pub(super) async fn claim_due(
                 .map_err(|e| corrupt("webhook id", e))?,
             attempts: unsigned(get(row, 4, "attempts")?),
             payload: bytes::Bytes::from(get::<Vec<u8>>(row, 5, "payload")?),
+            claimed: Claimed {
+                created_at: get(row, 7, "created at")?,
+                status: DeliveryStatus::parse(&get::<String>(row, 8, "status")?)
+                    .map_err(|e| corrupt("status", e))?,
+            },
         };
         due.push((next, id, delivery));
     }

@@ -3,10 +3,11 @@
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
+use webhook_domain::delivery::DeliveryStatus;
 use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
 
 use super::rows::corrupt;
-use crate::store::{DueDelivery, StoreError};
+use crate::store::{Claimed, DueDelivery, StoreError};
 
 /// Most claims one writer job gives back.
 ///
@@ -144,7 +145,7 @@ pub fn claim_ids(
 ) -> Result<Vec<DueDelivery>, StoreError> {
     // Parse everything before the first write: a job must not fail after writing.
     let mut load = c.prepare_cached(
-        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.ordering_key \
+        "SELECT d.event_id, d.event_type, d.webhook_id, d.attempts, e.payload, d.ordering_key, d.created_at, d.status \
          FROM deliveries d JOIN events e ON e.id = d.event_id \
          WHERE d.id = ?1 AND d.lease_owner IS NULL AND d.status IN ('pending', 'retrying')",
     )?;
@@ -152,8 +153,8 @@ pub fn claim_ids(
     for id in ids {
         // Claimed or finished since the search, or (as the join of the
         // earlier single query skipped it) without its event row: skipped.
-        let Some((event_id, event_type, webhook_id, attempts, payload, order)) = load
-            .query_row([id], |r| {
+        let Some((event_id, event_type, webhook_id, attempts, payload, order, created_at, status)) =
+            load.query_row([id], |r| {
                 let order = r.get::<_, Option<String>>(5)?;
                 Ok((
                     r.get::<_, String>(0)?,
@@ -162,6 +163,8 @@ pub fn claim_ids(
                     r.get::<_, i64>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
                     order,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, String>(7)?,
                 ))
             })
             .optional()?
@@ -183,6 +186,10 @@ pub fn claim_ids(
             webhook_id: WebhookId::parse(&webhook_id).map_err(|e| corrupt("webhook id", e))?,
             attempts: u32::try_from(attempts).unwrap_or(0),
             payload: Bytes::from(payload),
+            claimed: Claimed {
+                created_at,
+                status: DeliveryStatus::parse(&status).map_err(|e| corrupt("status", e))?,
+            },
         });
     }
     let mut claim = c.prepare_cached("UPDATE deliveries SET lease_owner = ?2 WHERE id = ?1")?;

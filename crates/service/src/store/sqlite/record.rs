@@ -1,5 +1,7 @@
 //! Recording attempt results, and the webhooks' failure bookkeeping.
 
+use std::borrow::Cow;
+
 use rusqlite::{Connection, OptionalExtension, params};
 use webhook_domain::delivery::{AttemptErrorKind, DeliveryStatus};
 use webhook_domain::ids::UserId;
@@ -7,7 +9,9 @@ use webhook_domain::ids::UserId;
 use super::rows::corrupt;
 use crate::store::health::{self, StoredHealth};
 use crate::store::hourly::{self, Tally};
-use crate::store::{AttemptReport, DisabledWebhook, FailurePolicy, StoreError, headers_json};
+use crate::store::{
+    AttemptReport, Claimed, DisabledWebhook, FailurePolicy, StoreError, headers_json,
+};
 
 pub fn record_attempts(
     c: &Connection,
@@ -27,64 +31,87 @@ pub fn record_attempts(
          response_body = excluded.response_body, error_kind = excluded.error_kind, \
          error_message = excluded.error_message",
     )?;
-    // The delivery's webhook, hour and status before the update, which the
-    // kept aggregate needs (it counts waiting deliveries by status, see
-    // `hourly`), read by its key before updating it by its key: both seek
-    // the same pages in this writer's transaction, so nothing changes in
-    // between. Not `UPDATE ... RETURNING`: SQLite gathers the returned rows
-    // in a temporary table opened and freed on every run: 13,900 more
-    // instructions per delivery (callgrind, performance log 2026-12-06).
+    // The kept aggregate counts a waiting delivery under its webhook, hour
+    // and status (see `hourly`), so the update must know the status it
+    // replaces. The report carries the row as it was claimed: the update
+    // checks it and applies only if it still holds, which is nearly always.
+    // Otherwise the row is read by its key and updated as read (nothing
+    // else writes in between: this is the writer's transaction). Reading
+    // every row first cost 4.7k instructions per delivery (2 %); `UPDATE
+    // ... RETURNING` cost 13.9k more, SQLite gathering the returned rows in
+    // a temporary table opened and freed on every run (callgrind,
+    // docs/performance-log.md, 2026-12-06).
+    let mut update_as_claimed = c.prepare_cached(
+        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
+         last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
+         delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END \
+         WHERE id = ?1 AND status = ?10 AND webhook_id = ?11 AND created_at = ?12 \
+         AND COALESCE(lease_owner = ?13, TRUE)",
+    )?;
     let mut unfinished = c.prepare_cached(
         "SELECT webhook_id, created_at, status FROM deliveries \
          WHERE id = ?1 AND status IN ('pending', 'retrying') AND COALESCE(lease_owner = ?2, TRUE)",
-    )?;
-    let mut update = c.prepare_cached(
-        "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, lease_owner = NULL, \
-         last_status_code = ?5, last_error_kind = ?6, last_error = ?7, last_duration_ms = ?8, updated_at = ?9, \
-         delivered_at = CASE WHEN ?2 = 'delivered' THEN ?9 ELSE delivered_at END WHERE id = ?1",
     )?;
     let mut counted = Vec::with_capacity(reports.len());
     let mut tally = Tally::default();
     for report in reports {
         let a = &report.attempt;
+        let mut update = |webhook_id: &str, claimed: Claimed| {
+            update_as_claimed.execute(params![
+                report.delivery_id.as_str(),
+                report.status.as_str(),
+                a.attempt,
+                report.next_attempt_at,
+                a.status_code,
+                a.error_kind.map(AttemptErrorKind::as_str),
+                a.error_message,
+                a.duration_ms,
+                now,
+                claimed.status.as_str(),
+                webhook_id,
+                claimed.created_at,
+                owner,
+            ])
+        };
+        let mut webhook_id = Cow::Borrowed(report.webhook_id.as_str());
+        let mut claimed = report.claimed;
+        if update(&webhook_id, claimed)? == 0 {
+            let found = unfinished
+                .query_row(params![report.delivery_id.as_str(), owner], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .optional()?;
+            let Some((stored_webhook, created_at, status)) = found else {
+                // Its webhook was deleted while the attempt ran, or the
+                // claim is another's now (see `Store::record_attempts`).
+                continue;
+            };
+            claimed = Claimed {
+                created_at,
+                status: DeliveryStatus::parse(&status).map_err(|e| corrupt("status", e))?,
+            };
+            webhook_id = Cow::Owned(stored_webhook);
+            // Read in this transaction, so it holds.
+            if update(&webhook_id, claimed)? == 0 {
+                continue;
+            }
+        }
         // Only an unfinished delivery is ever claimed, and a finished one
         // is never updated here: it leaves its waiting slot for the slot of
         // its new status, both counted right here.
-        let found = unfinished
-            .query_row(params![report.delivery_id.as_str(), owner], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .optional()?;
-        let Some((webhook_id, created_at, status)) = found else {
-            // Its webhook was deleted while the attempt ran, or the claim
-            // is another's now (see `Store::record_attempts`).
-            continue;
-        };
-        // The query reads only these two.
-        let old_slot = if status == DeliveryStatus::Pending.as_str() {
-            hourly::PENDING
-        } else {
-            hourly::RETRYING
-        };
-        update.execute(params![
-            report.delivery_id.as_str(),
-            report.status.as_str(),
-            a.attempt,
-            report.next_attempt_at,
-            a.status_code,
-            a.error_kind.map(AttemptErrorKind::as_str),
-            a.error_message,
-            a.duration_ms,
-            now,
-        ])?;
-        tally.count(&webhook_id, created_at, old_slot, -1);
         tally.count(
             &webhook_id,
-            created_at,
+            claimed.created_at,
+            hourly::any_slot(claimed.status, None),
+            -1,
+        );
+        tally.count(
+            &webhook_id,
+            claimed.created_at,
             hourly::any_slot(report.status, Some(a.duration_ms)),
             1,
         );
