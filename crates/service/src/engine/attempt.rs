@@ -117,7 +117,9 @@ pub async fn attempt(
     let oauth = route.endpoint.oauth.as_deref();
     let token = match oauth {
         None => None,
-        Some(source) => match source.token(client, None).await {
+        // Boxed, as the exchange below: a token request is an exchange of
+        // its own, and inline it would make every attempt's state as large.
+        Some(source) => match Box::pin(source.token(client, None)).await {
             Ok(token) => Some(token),
             Err(e) => {
                 let logged = request_headers(route, job, number, started_at, user_agent).logged;
@@ -134,13 +136,18 @@ pub async fn attempt(
             // A printable token (checked when it was received).
             let _ = headers.push("authorization", value);
         }
-        let outcome = client.post_as(
+        // Boxed where it is made: the exchange's state (connect, TLS
+        // handshake, request and response) is kilobytes, and inline it was
+        // copied whole into this block, into the attempt and into the
+        // runner's box: 288 first-level cache misses per delivery in those
+        // copies, 71 boxed (cachegrind, docs/performance-log.md, 2026-12-06).
+        let outcome = Box::pin(client.post_as(
             &route.url,
             headers,
             job.payload.clone(),
             route.endpoint.identity.as_ref(),
             route.controls.timeout,
-        );
+        ));
         async move { (outcome.await, logged) }
     };
     let (mut outcome, mut logged) = send(token.as_ref().map(|t| t.authorization.clone())).await;
@@ -149,7 +156,7 @@ pub async fn attempt(
     if let (Some(source), Some(old), Some(401), None) =
         (oauth, &token, outcome.status, &outcome.error)
     {
-        match source.token(client, Some(old.generation)).await {
+        match Box::pin(source.token(client, Some(old.generation))).await {
             Ok(fresh) => (outcome, logged) = send(Some(fresh.authorization)).await,
             Err(e) => {
                 return auth_failed(rules, route, job, number, started_at, logged, e, test_send);
