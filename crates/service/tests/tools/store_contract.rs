@@ -232,6 +232,41 @@ async fn create(store: &dyn Store, owner: &str, now: i64) -> WebhookRecord {
         .expect("create webhook")
 }
 
+/// Loading every webhook a batch at a time (the routing table's reload)
+/// hands each one exactly once, however many batches they fill, with the
+/// secret and settings it was stored with.
+async fn contract_each_webhook_hands_every_webhook_once(store: &dyn Store) {
+    // Two full batches of 512 and part of a third, on both stores.
+    let mut stored = std::collections::HashMap::new();
+    for i in 0..1_100 {
+        let owner = format!("user-{}", i % 40);
+        let record = create(store, &owner, i).await;
+        stored.insert(record.id.clone(), record);
+    }
+    assert!(
+        store
+            .delete_webhook(&stored.keys().next().unwrap().clone(), Owner::Any)
+            .await
+            .unwrap()
+    );
+    let deleted = stored.len() - 1;
+    let mut seen = std::collections::HashMap::new();
+    store
+        .each_webhook(&mut |record| {
+            let again = seen.insert(record.id.clone(), record);
+            assert!(again.is_none(), "handed twice");
+        })
+        .await
+        .expect("each webhook");
+    assert_eq!(seen.len(), deleted, "every webhook but the deleted one");
+    for (id, record) in &seen {
+        let kept = &stored[id];
+        assert_eq!(record.owner_id, kept.owner_id);
+        assert_eq!(record.url, kept.url);
+        assert_eq!(record.secret.expose(), kept.secret.expose());
+    }
+}
+
 /// An event of `user` at `at` with one delivery per `(webhook, claimed)`.
 /// A delivery log counts its matches only up to a cap (or one past the
 /// page, if further): a page of a large log never reads the whole log to
@@ -3021,6 +3056,7 @@ contracts!(
         contract_visible_webhook_is_the_ownership_check,
         contract_webhook_crud_and_ownership,
         contract_webhook_cap,
+        contract_each_webhook_hands_every_webhook_once,
         contract_rotation_keeps_previous_secret,
         contract_ingest_and_duplicate_ids,
         contract_ingest_large_call,

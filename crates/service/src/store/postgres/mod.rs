@@ -217,6 +217,14 @@ impl Store for PostgresStore {
         webhooks::all(&mut c, &self.cipher).await
     }
 
+    async fn each_webhook(
+        &self,
+        each: &mut (dyn FnMut(WebhookRecord) + Send),
+    ) -> Result<(), StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::each(&mut c, &self.cipher, each).await
+    }
+
     async fn update_webhook(
         &self,
         id: &WebhookId,

@@ -292,6 +292,14 @@ impl Conn {
         self.batch("BEGIN").await
     }
 
+    /// Starts a read-only transaction whose statements all see one snapshot
+    /// (as [`Conn::begin`] for the caller going away).
+    pub(super) async fn begin_snapshot(&mut self) -> Result<(), StoreError> {
+        self.in_transaction = true;
+        self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+    }
+
     /// Commits the open transaction.
     pub(super) async fn commit(&mut self) -> Result<(), StoreError> {
         self.batch("COMMIT").await?;
