@@ -174,9 +174,10 @@ pub(super) async fn all(
 }
 
 /// Every webhook, handed to `each` one at a time, read a page at a time in
-/// one snapshot: the rows of every webhook at once were several times the
-/// size of the routes made from them (`tenants`: 100,000 webhooks), and
-/// the allocator kept that peak long after.
+/// one snapshot, as the embedded store reads them: there, the rows of every
+/// webhook at once were several times the size of the routes made from
+/// them (`tenants`, 100,000 webhooks), and the allocator kept that peak
+/// long after.
 pub(super) async fn each(
     c: &mut Conn,
     cipher: &SecretCipher,
