@@ -507,23 +507,16 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
         offset: u64,
     ) -> Result<Page<WebhookRecord>, StoreError>;
-    /// Every webhook (for the engine's routing table).
-    async fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError>;
-    /// Every webhook, in no particular order, handed to `each` one at a
-    /// time. A store that can reads them a batch at a time, so that the
-    /// records of every webhook are never in memory at once (they are
-    /// several times the size of the routes built from them, and the
-    /// allocator keeps such a peak long after it is freed). On an error,
-    /// `each` may have seen some of the webhooks.
+    /// Every webhook (for the engine's routing table), in no particular
+    /// order, handed to `each` one at a time. Both stores read them a batch
+    /// at a time, so that the records of every webhook are never in memory
+    /// at once (they are several times the size of the routes built from
+    /// them, and the allocator keeps such a peak long after it is freed).
+    /// On an error, `each` may have seen some of the webhooks.
     async fn each_webhook(
         &self,
         each: &mut (dyn FnMut(WebhookRecord) + Send),
-    ) -> Result<(), StoreError> {
-        for record in self.all_webhooks().await? {
-            each(record);
-        }
-        Ok(())
-    }
+    ) -> Result<(), StoreError>;
     /// Applies a patch; `None` if `owner` may not see the webhook.
     async fn update_webhook(
         &self,

@@ -212,11 +212,6 @@ impl Store for PostgresStore {
         webhooks::list(&mut c, &self.cipher, owner_str(&owner), limit, offset).await
     }
 
-    async fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        let mut c = self.pool.get().await?;
-        webhooks::all(&mut c, &self.cipher).await
-    }
-
     async fn each_webhook(
         &self,
         each: &mut (dyn FnMut(WebhookRecord) + Send),

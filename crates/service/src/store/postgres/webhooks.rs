@@ -31,11 +31,6 @@ const LIST: &str = concat!(
     " FROM webhooks WHERE ($1::text IS NULL OR owner_id = $1) \
      ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
 );
-const ALL: &str = concat!(
-    "SELECT ",
-    webhook_columns!(),
-    " FROM webhooks ORDER BY created_at DESC, id DESC"
-);
 // A page of every webhook, by primary key, for loading them all a page at a time.
 const PAGE_AFTER: &str = concat!(
     "SELECT ",
@@ -162,15 +157,6 @@ pub(super) async fn list(
         items,
         total: u64::try_from(total).unwrap_or(0),
     })
-}
-
-/// Every webhook.
-pub(super) async fn all(
-    c: &mut Conn,
-    cipher: &SecretCipher,
-) -> Result<Vec<WebhookRecord>, StoreError> {
-    let found = c.query(ALL, &[]).await?;
-    found.iter().map(|r| rows::webhook(cipher, r)).collect()
 }
 
 /// Every webhook, handed to `each` one at a time, read a page at a time in

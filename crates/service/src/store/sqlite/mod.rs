@@ -254,12 +254,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn all_webhooks(&self) -> Result<Vec<WebhookRecord>, StoreError> {
-        let cipher = self.cipher.clone();
-        self.read(move |c| Ok(webhooks::list_webhooks(c, &cipher, None, u32::MAX, 0)?.items))
-            .await
-    }
-
     async fn each_webhook(
         &self,
         each: &mut (dyn FnMut(WebhookRecord) + Send),
