@@ -58,6 +58,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         version: 10,
         sql: include_str!("../../migrations/sqlite/0010_event_hourly.sql"),
     },
+    Migration {
+        version: 11,
+        sql: include_str!("../../migrations/sqlite/0011_one_log_index.sql"),
+    },
 ];
 
 /// The PostgreSQL store's migrations.
@@ -141,14 +145,14 @@ mod tests {
         let versions = |ms: Vec<&Migration>| ms.iter().map(|m| m.version).collect::<Vec<_>>();
         assert_eq!(
             versions(pending("db", SQLITE, &[]).unwrap()),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
         );
         assert_eq!(
             versions(pending("db", SQLITE, &[1, 2]).unwrap()),
-            [3, 4, 5, 6, 7, 8, 9, 10]
+            [3, 4, 5, 6, 7, 8, 9, 10, 11]
         );
         assert!(
-            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+            pending("db", SQLITE, &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
                 .unwrap()
                 .is_empty()
         );
@@ -159,11 +163,11 @@ mod tests {
         let err = pending(
             "/data/webhooks.db",
             SQLITE,
-            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+            &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         )
         .unwrap_err();
         assert!(
-            matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains("11")),
+            matches!(&err, StoreError::Corrupt(m) if m.contains("/data/webhooks.db") && m.contains("12")),
             "{err}"
         );
     }

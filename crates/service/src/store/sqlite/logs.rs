@@ -42,6 +42,81 @@ fn filter_clause(filter: &DeliveryFilter, values: &mut Vec<SqlValue>) -> String 
     sql
 }
 
+/// The event types of the deliveries of each webhook in `scope(id)`, as
+/// `types(webhook_id, name)`: one seek of `deliveries_type` (webhook_id,
+/// event_type, created_at, then the primary key) per type, a skip over the
+/// index instead of a walk of the log.
+///
+/// That index is the log's only one by webhook (migration 11), so a read of
+/// a webhook's deliveries by time that names no type goes through it one
+/// type at a time, each a range in the log's order. A webhook's deliveries
+/// come in a few types (the catalogue holds 17).
+const TYPES_OF_SCOPE: &str = "types(webhook_id, name) AS (\
+     SELECT id, (SELECT event_type FROM deliveries d WHERE d.webhook_id = scope.id \
+     ORDER BY d.event_type LIMIT 1) FROM scope \
+     UNION ALL \
+     SELECT webhook_id, (SELECT event_type FROM deliveries d WHERE d.webhook_id = types.webhook_id \
+     AND d.event_type > types.name ORDER BY d.event_type LIMIT 1) FROM types WHERE name IS NOT NULL)";
+
+/// `TYPES_OF_SCOPE` for the one webhook at `?1`, as the prefix of a
+/// statement that reads `event_type IN (SELECT name FROM types)`.
+fn with_types_of_webhook() -> String {
+    format!("WITH RECURSIVE scope(id) AS (SELECT ?1), {TYPES_OF_SCOPE} ")
+}
+
+/// Whether a read of the log under `filter` goes through `deliveries_type`
+/// type by type. One that names a type reads that type's range directly;
+/// one for failed deliveries reads their own index (`deliveries_failed`,
+/// webhook_id then created_at), through which a few failures among many
+/// deliveries are found without looking at the others.
+fn by_every_type(filter: &DeliveryFilter) -> bool {
+    filter.event_type.is_none() && filter.status != Some(DeliveryStatus::Failed)
+}
+
+/// The newest-first page of the log under `clause`, from each of `types`'
+/// ranges of `deliveries_type`: each is already in the log's order, so
+/// SQLite merges them (a compound SELECT with ORDER BY is a merge of its
+/// parts) and stops at the page's end, reading the index only; the page's
+/// rows are read by primary key after. The types are bound from
+/// `?first_type` on, as many parts as the next power of two (the unused
+/// ones bound to NULL, which matches nothing), so that a few statements
+/// serve every webhook.
+pub(super) fn merged_page_sql(
+    clause: &str,
+    parts: usize,
+    first_type: usize,
+    limit_param: usize,
+    offset_param: usize,
+) -> String {
+    let parts: Vec<String> = (0..parts)
+        .map(|i| {
+            format!(
+                "SELECT id, created_at FROM deliveries WHERE webhook_id = ?1 \
+                 AND event_type = ?{}{clause}",
+                first_type + i
+            )
+        })
+        .collect();
+    format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE id IN (SELECT id FROM ({} \
+         ORDER BY created_at DESC, id DESC LIMIT ?{limit_param} OFFSET ?{offset_param})) \
+         ORDER BY created_at DESC, id DESC",
+        parts.join(" UNION ALL ")
+    )
+}
+
+/// The event types `webhook`'s deliveries come in.
+fn types_of_webhook(c: &Connection, webhook: &WebhookId) -> Result<Vec<String>, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "{}SELECT name FROM types WHERE name IS NOT NULL",
+        with_types_of_webhook()
+    ))?;
+    let names = stmt
+        .query_map([webhook.as_str()], |r| r.get(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(names)
+}
+
 pub fn list_deliveries(
     c: &Connection,
     webhook: &WebhookId,
@@ -51,11 +126,20 @@ pub fn list_deliveries(
 ) -> Result<Page<DeliveryRecord>, StoreError> {
     let mut values = vec![SqlValue::Text(webhook.as_str().into())];
     let clause = filter_clause(filter, &mut values);
+    let merged = by_every_type(filter);
+    let (prefix, counted) = if merged {
+        (
+            with_types_of_webhook(),
+            format!(" AND event_type IN (SELECT name FROM types){clause}"),
+        )
+    } else {
+        (String::new(), clause.clone())
+    };
     let cap = i64::try_from(crate::store::log_count_cap(limit, offset)).unwrap_or(i64::MAX);
     values.push(SqlValue::Integer(cap));
     let total: i64 = c
         .prepare_cached(&format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ?1{clause} LIMIT ?{})",
+            "{prefix}SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ?1{counted} LIMIT ?{})",
             values.len()
         ))?
         .query_row(params_from_iter(values.iter()), |r| r.get(0))?;
@@ -63,12 +147,21 @@ pub fn list_deliveries(
     let n = values.len();
     values.push(SqlValue::Integer(i64::from(limit)));
     values.push(SqlValue::Integer(offset as i64));
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?1{clause} \
-         ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
-        n + 1,
-        n + 2
-    ))?;
+    let sql = if merged {
+        let types = types_of_webhook(c, webhook)?;
+        let parts = types.len().max(1).next_power_of_two();
+        values.extend(types.into_iter().map(SqlValue::Text));
+        values.resize(n + 2 + parts, SqlValue::Null);
+        merged_page_sql(&clause, parts, n + 3, n + 1, n + 2)
+    } else {
+        format!(
+            "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?1{clause} \
+             ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
+            n + 1,
+            n + 2
+        )
+    };
+    let mut stmt = c.prepare_cached(&sql)?;
     let items = stmt
         .query_map(params_from_iter(values.iter()), delivery_row)?
         .collect::<Result<Vec<_>, _>>()?;
@@ -135,6 +228,13 @@ pub fn requeue(
 ) -> Result<u64, StoreError> {
     let mut values = vec![SqlValue::Text(webhook.as_str().into())];
     let mut clause = filter_clause(filter, &mut values);
+    // A span of the log is its range of each type (see `TYPES_OF_SCOPE`).
+    let prefix = if by_every_type(filter) && (filter.since.is_some() || filter.until.is_some()) {
+        clause = format!(" AND event_type IN (SELECT name FROM types){clause}");
+        with_types_of_webhook()
+    } else {
+        String::new()
+    };
     if let Some(id) = only {
         values.push(SqlValue::Text(id.as_str().into()));
         clause.push_str(&format!(" AND id = ?{}", values.len()));
@@ -144,7 +244,7 @@ pub fn requeue(
     // they change (the same transaction, so the same rows).
     let mut tally = Tally::default();
     let mut matched = c.prepare_cached(&format!(
-        "SELECT webhook_id, created_at, status, last_duration_ms, attempts FROM deliveries \
+        "{prefix}SELECT webhook_id, created_at, status, last_duration_ms, attempts FROM deliveries \
          WHERE webhook_id = ?1 AND lease_owner IS NULL{clause}"
     ))?;
     let mut rows = matched.query(params_from_iter(values.iter()))?;
@@ -190,7 +290,7 @@ pub fn requeue(
     // Deliveries held by the engine right now (lease_owner set) are left alone: they are being attempted.
     let n = c.execute(
         &format!(
-            "UPDATE deliveries SET {placement}, \
+            "{prefix}UPDATE deliveries SET {placement}, \
              status = CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, \
              next_attempt_at = ?{now_param}, updated_at = ?{now_param} \
              WHERE webhook_id = ?1 AND lease_owner IS NULL{clause}"
@@ -200,23 +300,42 @@ pub fn requeue(
     Ok(n as u64)
 }
 
-/// The deliveries a statistic covers, as a condition on `webhook_id`
-/// with its values: always through the webhooks table, so that even the
-/// admin's "every webhook" reads each webhook's range of an index rather
-/// than the whole table.
-fn stats_scope(owner: Option<&str>, webhook: Option<&WebhookId>) -> (String, Vec<SqlValue>) {
+/// The webhooks a statistic covers, as a query of their ids with its
+/// values: always through the webhooks table, so that even the admin's
+/// "every webhook" reads each webhook's range of an index rather than the
+/// whole table.
+pub(super) fn stats_scope(
+    owner: Option<&str>,
+    webhook: Option<&WebhookId>,
+) -> (String, Vec<SqlValue>) {
     let mut values = Vec::new();
-    let mut sql = String::from("webhook_id IN (SELECT id FROM webhooks");
+    let mut conditions = Vec::new();
     if let Some(owner) = owner {
         values.push(SqlValue::Text(owner.into()));
-        sql.push_str(&format!(" WHERE owner_id = ?{}", values.len()));
+        conditions.push(format!("owner_id = ?{}", values.len()));
     }
-    sql.push(')');
     if let Some(webhook) = webhook {
         values.push(SqlValue::Text(webhook.as_str().into()));
-        sql.push_str(&format!(" AND webhook_id = ?{}", values.len()));
+        conditions.push(format!("id = ?{}", values.len()));
+    }
+    let mut sql = String::from("SELECT id FROM webhooks");
+    if !conditions.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conditions.join(" AND "));
     }
     (sql, values)
+}
+
+/// The status and duration of each delivery of the webhooks `scope` selects
+/// created in [`?first`, `?second`): one range of `deliveries_type` per
+/// webhook and type (see `TYPES_OF_SCOPE`).
+pub(super) fn window_start_sql(scope: &str, first: usize, second: usize) -> String {
+    format!(
+        "WITH RECURSIVE scope(id) AS ({scope}), {TYPES_OF_SCOPE} \
+         SELECT d.status, d.last_duration_ms FROM types JOIN deliveries d \
+         ON d.webhook_id = types.webhook_id AND d.event_type = types.name \
+         WHERE d.created_at >= ?{first} AND d.created_at < ?{second}"
+    )
 }
 
 /// Counts of the deliveries in `scope` created since `since`: from the kept
@@ -240,10 +359,7 @@ pub fn delivery_stats(
     let (first, second) = (n + 1, n + 2);
     let mut stats = DeliveryStats::default();
     // The start of the window, before its first whole hour.
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT status, last_duration_ms FROM deliveries WHERE {scope} AND created_at >= ?{first} \
-         AND created_at < ?{second}"
-    ))?;
+    let mut stmt = c.prepare_cached(&window_start_sql(&scope, first, second))?;
     let mut rows = stmt.query(params_from_iter(with(&[
         since,
         first_hour * hourly::HOUR_MS,
@@ -257,7 +373,8 @@ pub fn delivery_stats(
     }
     drop(rows);
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT slot, SUM(n) FROM delivery_hourly WHERE {scope} AND hour >= ?{first} GROUP BY slot"
+        "SELECT slot, SUM(n) FROM delivery_hourly WHERE webhook_id IN ({scope}) \
+         AND hour >= ?{first} GROUP BY slot"
     ))?;
     let rows = stmt.query_map(params_from_iter(with(&[first_hour])), |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))

@@ -5,7 +5,7 @@ use super::writer::TxState;
 use super::*;
 use crate::crypto::EncryptionKey;
 use crate::store::migrations::SQLITE;
-use crate::store::{DeliveryFilter, NewDelivery};
+use crate::store::{DeliveryFilter, DeliveryStats, NewDelivery};
 use bytes::Bytes;
 use rusqlite::params;
 use webhook_domain::ids::{EventId, UserId};
@@ -428,5 +428,101 @@ fn a_full_disk_fails_every_job_of_the_batch_as_disk_full() {
     assert!(
         disk_full.load(Ordering::Acquire),
         "kept for the health check"
+    );
+}
+
+/// Adds a delivered delivery of `EVENT` to `webhook`, of `event_type`,
+/// created at `created_at`.
+fn add_delivered(conn: &Connection, id: &str, webhook: &str, event_type: &str, created_at: i64) {
+    conn.execute(
+        "INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+         last_duration_ms, created_at, updated_at) \
+         VALUES (?1, ?2, ?3, ?4, 'user-1', 'delivered', 1, 5, ?5, ?5)",
+        params![id, EVENT, webhook, event_type, created_at],
+    )
+    .unwrap();
+}
+
+const LOG_TYPES: [&str; 3] = ["user.created", "credit.low", "payment.completed"];
+
+/// A webhook whose log holds `older` deliveries and, after them, twelve
+/// more, of three types in turn; the n-th is created at n.
+fn log_fixture(older: i64) -> (tempfile::TempDir, Connection, WebhookId) {
+    let hook = "wh_01JD00000000000000000000LG";
+    let (dir, conn) = claim_fixture(&[hook]);
+    for n in 0..older + 12 {
+        let event_type = LOG_TYPES[usize::try_from(n % 3).unwrap()];
+        add_delivered(&conn, &log_id(n), hook, event_type, n);
+    }
+    (dir, conn, WebhookId::parse(hook).unwrap())
+}
+
+fn log_id(n: i64) -> String {
+    format!("dlv_01JD0000000000{n:012}")
+}
+
+/// A page of a webhook's log that names no type costs the same whatever
+/// the log holds before it: the log's one index by webhook is by type
+/// (`deliveries_type`, migration 11), and the page merges the types' ranges
+/// in order, stopping at its end, rather than reading and sorting the log.
+#[test]
+fn a_log_page_merges_its_types_without_reading_the_older_log() {
+    fn page_steps(older: i64) -> (Vec<String>, i32) {
+        let (_dir, conn, hook) = log_fixture(older);
+        let page = logs::list_deliveries(&conn, &hook, &DeliveryFilter::default(), 10, 0).unwrap();
+        // The statement the page ran: no filter, so the webhook at ?1, the
+        // limit and offset at ?2 and ?3, and three types in four parts from ?4.
+        let steps = conn
+            .prepare_cached(&logs::merged_page_sql("", 4, 4, 2, 3))
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::VmStep);
+        (page.items.iter().map(|d| d.id.to_string()).collect(), steps)
+    }
+    let (small_page, small_steps) = page_steps(0);
+    let (large_page, large_steps) = page_steps(5_000);
+    assert_eq!(
+        small_page,
+        (2..12).rev().map(log_id).collect::<Vec<_>>(),
+        "the ten newest, newest first, whatever their type"
+    );
+    assert_eq!(
+        large_page,
+        (5_002..5_012).rev().map(log_id).collect::<Vec<_>>()
+    );
+    assert!(small_steps > 0, "the page ran on the cached statement");
+    assert_eq!(
+        large_steps, small_steps,
+        "the page must not step through the older log"
+    );
+}
+
+/// The part of an hour a statistics window starts in is read from each
+/// type's range of the log, whatever the log holds before the window.
+#[test]
+fn a_statistics_window_reads_only_its_span_of_the_log() {
+    fn window_steps(older: i64) -> (DeliveryStats, i32) {
+        let (_dir, conn, hook) = log_fixture(older);
+        // The newest three (created at older + 9 to older + 11), in a window
+        // that ends at the next whole hour.
+        let stats = logs::delivery_stats(&conn, None, Some(&hook), older + 9).unwrap();
+        let (scope, values) = logs::stats_scope(None, Some(&hook));
+        let steps = conn
+            .prepare_cached(&logs::window_start_sql(
+                &scope,
+                values.len() + 1,
+                values.len() + 2,
+            ))
+            .unwrap()
+            .get_status(rusqlite::StatementStatus::VmStep);
+        (stats, steps)
+    }
+    let (small, small_steps) = window_steps(0);
+    let (large, large_steps) = window_steps(5_000);
+    assert_eq!(small.delivered, 3, "{small:?}");
+    assert_eq!(large.delivered, 3, "{large:?}");
+    assert!(small_steps > 0, "the window ran on the cached statement");
+    assert_eq!(
+        large_steps, small_steps,
+        "the window must not step through the log before it"
     );
 }
