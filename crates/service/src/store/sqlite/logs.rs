@@ -126,20 +126,36 @@ pub fn list_deliveries(
 ) -> Result<Page<DeliveryRecord>, StoreError> {
     let mut values = vec![SqlValue::Text(webhook.as_str().into())];
     let clause = filter_clause(filter, &mut values);
-    let merged = by_every_type(filter);
-    let (prefix, counted) = if merged {
-        (
-            with_types_of_webhook(),
-            format!(" AND event_type IN (SELECT name FROM types){clause}"),
-        )
+    // Without a type, the webhook's types, bound once for the count and the
+    // page alike: as many as the next power of two, the rest NULL (see
+    // `merged_page_sql`).
+    let types = if by_every_type(filter) {
+        let types = types_of_webhook(c, webhook)?;
+        if types.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                total: 0,
+            });
+        }
+        let (first, parts) = (values.len() + 1, types.len().next_power_of_two());
+        values.extend(types.into_iter().map(SqlValue::Text));
+        values.resize(first - 1 + parts, SqlValue::Null);
+        Some((first, parts))
     } else {
-        (String::new(), clause.clone())
+        None
+    };
+    let counted = match types {
+        Some((first, parts)) => {
+            let list: Vec<String> = (first..first + parts).map(|i| format!("?{i}")).collect();
+            format!(" AND event_type IN ({}){clause}", list.join(", "))
+        }
+        None => clause.clone(),
     };
     let cap = i64::try_from(crate::store::log_count_cap(limit, offset)).unwrap_or(i64::MAX);
     values.push(SqlValue::Integer(cap));
     let total: i64 = c
         .prepare_cached(&format!(
-            "{prefix}SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ?1{counted} LIMIT ?{})",
+            "SELECT COUNT(*) FROM (SELECT 1 FROM deliveries WHERE webhook_id = ?1{counted} LIMIT ?{})",
             values.len()
         ))?
         .query_row(params_from_iter(values.iter()), |r| r.get(0))?;
@@ -147,19 +163,14 @@ pub fn list_deliveries(
     let n = values.len();
     values.push(SqlValue::Integer(i64::from(limit)));
     values.push(SqlValue::Integer(offset as i64));
-    let sql = if merged {
-        let types = types_of_webhook(c, webhook)?;
-        let parts = types.len().max(1).next_power_of_two();
-        values.extend(types.into_iter().map(SqlValue::Text));
-        values.resize(n + 2 + parts, SqlValue::Null);
-        merged_page_sql(&clause, parts, n + 3, n + 1, n + 2)
-    } else {
-        format!(
+    let sql = match types {
+        Some((first, parts)) => merged_page_sql(&clause, parts, first, n + 1, n + 2),
+        None => format!(
             "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE webhook_id = ?1{clause} \
              ORDER BY created_at DESC, id DESC LIMIT ?{} OFFSET ?{}",
             n + 1,
             n + 2
-        )
+        ),
     };
     let mut stmt = c.prepare_cached(&sql)?;
     let items = stmt
