@@ -7,7 +7,7 @@
 //! any destination, else waits until a connection closes or comes back.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io;
+use std::io::{self, Write as _};
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -130,14 +130,33 @@ impl Conn {
     }
 }
 
-/// Opens a connection to `dest`: resolve under the policy, TCP, then TLS for https.
+/// A connection just opened, and how much of the request went with its
+/// handshake.
+pub(crate) struct Opened {
+    pub conn: Conn,
+    /// The leading bytes of the request already sent (see [`connect`]).
+    pub sent: usize,
+}
+
+/// Opens a connection to `dest`: resolve under the policy, TCP, then TLS for
+/// https.
+///
+/// Over TLS, `request` rides with the handshake's last flight: rustls holds
+/// it until the keys are ready and encrypts it right after the client's
+/// Finished, so both leave in one write. A new HTTPS connection then costs
+/// one write (and one wake-up of the receiver) fewer than writing the
+/// request after the handshake, and the server reads them together.
+/// [`Opened::sent`] says how much went that way: all of it, unless the
+/// request exceeds rustls' buffer; none over plain TCP, where the request
+/// is written as on any connection.
 pub(crate) async fn connect(
     dest: &Destination,
     policy: &AddressPolicy,
     tls: &TlsConnector,
     proxy: Option<&Proxy>,
     slot: Slot,
-) -> Result<Conn, OutboundError> {
+    request: &[u8],
+) -> Result<Opened, OutboundError> {
     let proxy = proxy.filter(|p| p.applies_to(&dest.host, dest.literal));
     let addrs = match dest.literal {
         Some(ip) => vec![SocketAddr::new(ip, dest.port)],
@@ -173,6 +192,7 @@ pub(crate) async fn connect(
     };
     // Webhook requests are small single writes; Nagle would only add latency.
     let _ = tcp.set_nodelay(true);
+    let mut sent = 0;
     let io = if dest.tls {
         let name = match dest.literal {
             Some(ip) => ServerName::IpAddress(ip.into()),
@@ -187,19 +207,25 @@ pub(crate) async fn connect(
             })?,
         };
         let stream = tls
-            .connect(name, tcp)
+            .connect_with(name, tcp, |session| {
+                // Before the handshake rustls only buffers plaintext, up
+                // to its limit; what it does not take (all of it, were the
+                // write to fail) is written after the handshake.
+                sent = session.writer().write(request).unwrap_or(0);
+            })
             .await
             .map_err(|e| error::from_io(&e, Stage::Handshake))?;
         Io::Tls(Box::new(stream))
     } else {
         Io::Plain(tcp)
     };
-    Ok(Conn {
+    let conn = Conn {
         io,
         buf: BytesMut::with_capacity(4096),
         reused: false,
         slot,
-    })
+    };
+    Ok(Opened { conn, sent })
 }
 
 /// Idle time after which a pooled connection is checked before reuse.
@@ -532,6 +558,134 @@ mod tests {
             reused: false,
             slot,
         }
+    }
+
+    /// A connector trusting the test CA, a loopback policy, and the
+    /// destination of `receiver`.
+    fn https_to(
+        receiver: &webhook_testkit::TlsReceiver,
+        ca: &webhook_testkit::TestCa,
+    ) -> (TlsConnector, AddressPolicy, Destination) {
+        let settings = crate::tls::TlsSettings {
+            roots: crate::tls::TrustRoots::Bundled,
+            extra_roots: crate::tls::ExtraRoots::from_pem(ca.ca_pem.as_bytes()).unwrap(),
+        };
+        let roots = Arc::new(crate::tls::root_store(&settings).unwrap());
+        let config = crate::tls::client_config(roots, None, 16).unwrap();
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()], false);
+        let url = url::Url::parse(&receiver.url("/")).unwrap();
+        let dest = Destination {
+            tls: true,
+            host: "localhost".into(),
+            port: url.port().unwrap(),
+            literal: None,
+            identity: 0,
+        };
+        (TlsConnector::from(Arc::new(config)), policy, dest)
+    }
+
+    fn post(body_len: usize) -> Vec<u8> {
+        let mut request =
+            format!("POST /hook HTTP/1.1\r\nhost: localhost\r\ncontent-length: {body_len}\r\n\r\n")
+                .into_bytes();
+        request.resize(request.len() + body_len, b'x');
+        request
+    }
+
+    async fn requests_seen(receiver: &webhook_testkit::TlsReceiver) -> usize {
+        for _ in 0..500 {
+            if !receiver.requests().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        receiver.requests().len()
+    }
+
+    #[tokio::test]
+    async fn a_new_https_connection_sends_the_request_with_its_handshake() {
+        let ca = webhook_testkit::TestCa::generate().unwrap();
+        let receiver = webhook_testkit::TlsReceiver::start(&ca, false)
+            .await
+            .unwrap();
+        let (connector, policy, dest) = https_to(&receiver, &ca);
+        let pool = Pool::new(4, 4, 4, Duration::from_secs(60));
+        let request = post(100);
+        let opened = connect(
+            &dest,
+            &policy,
+            &connector,
+            None,
+            pool.slot().await.unwrap(),
+            &request,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            opened.sent,
+            request.len(),
+            "all of it rode with the handshake"
+        );
+        // Nothing more is written: the receiver has the whole request.
+        assert_eq!(requests_seen(&receiver).await, 1);
+        assert!(
+            receiver.requests()[0]
+                .head
+                .starts_with("POST /hook HTTP/1.1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_larger_than_the_handshake_takes_is_sent_whole() {
+        let ca = webhook_testkit::TestCa::generate().unwrap();
+        let receiver = webhook_testkit::TlsReceiver::start(&ca, false)
+            .await
+            .unwrap();
+        let (connector, policy, dest) = https_to(&receiver, &ca);
+        let pool = Pool::new(4, 4, 4, Duration::from_secs(60));
+        // Beyond rustls' 64 KiB buffer of plaintext written before the keys.
+        let request = post(200 * 1024);
+        let mut opened = connect(
+            &dest,
+            &policy,
+            &connector,
+            None,
+            pool.slot().await.unwrap(),
+            &request,
+        )
+        .await
+        .unwrap();
+        assert!(
+            0 < opened.sent && opened.sent < request.len(),
+            "{}",
+            opened.sent
+        );
+        crate::http1::send(&mut opened.conn, &request[opened.sent..])
+            .await
+            .unwrap();
+        // The receiver reads the body to its length before it records the request.
+        assert_eq!(requests_seen(&receiver).await, 1);
+    }
+
+    #[tokio::test]
+    async fn plain_tcp_sends_nothing_before_the_request_is_written() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pool = Pool::new(4, 4, 4, Duration::from_secs(60));
+        let policy = AddressPolicy::new(vec!["127.0.0.0/8".parse().unwrap()], false);
+        let config =
+            crate::tls::client_config(Arc::new(rustls::RootCertStore::empty()), None, 0).unwrap();
+        let opened = connect(
+            &dest(port),
+            &policy,
+            &TlsConnector::from(Arc::new(config)),
+            None,
+            pool.slot().await.unwrap(),
+            &post(10),
+        )
+        .await
+        .unwrap();
+        assert_eq!(opened.sent, 0);
     }
 
     #[tokio::test]

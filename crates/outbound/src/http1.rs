@@ -88,8 +88,11 @@ async fn read_more(conn: &mut Conn) -> io::Result<usize> {
     conn.io.read_buf(&mut conn.buf).await
 }
 
-/// Sends the request bytes.
+/// Sends the request bytes (none left when the TLS handshake carried them).
 pub(crate) async fn send(conn: &mut Conn, request: &[u8]) -> io::Result<()> {
+    if request.is_empty() {
+        return Ok(());
+    }
     conn.io.write_all(request).await?;
     conn.io.flush().await
 }

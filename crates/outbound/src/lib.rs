@@ -375,14 +375,23 @@ impl OutboundClient {
         excerpt: &mut Vec<u8>,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
-        let mut conn = match ready {
-            Ready::Pooled(conn) => conn,
+        let (mut conn, mut sent) = match ready {
+            Ready::Pooled(conn) => (conn, 0),
             Ready::Slot(slot) => {
-                conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref(), slot).await?
+                let opened = conn::connect(
+                    dest,
+                    &inner.policy,
+                    connector,
+                    inner.proxy.as_ref(),
+                    slot,
+                    request,
+                )
+                .await?;
+                (opened.conn, opened.sent)
             }
         };
         let head = loop {
-            let answer = match http1::send(&mut conn, request).await {
+            let answer = match http1::send(&mut conn, &request[sent..]).await {
                 Ok(()) => http1::read_head(&mut conn).await,
                 Err(error) => Err(HeadError::Io {
                     error,
@@ -399,9 +408,16 @@ impl OutboundClient {
                     any_bytes: false, ..
                 }) if conn.reused => {
                     let slot = conn.close();
-                    conn =
-                        conn::connect(dest, &inner.policy, connector, inner.proxy.as_ref(), slot)
-                            .await?;
+                    let opened = conn::connect(
+                        dest,
+                        &inner.policy,
+                        connector,
+                        inner.proxy.as_ref(),
+                        slot,
+                        request,
+                    )
+                    .await?;
+                    (conn, sent) = (opened.conn, opened.sent);
                 }
                 Err(HeadError::Io { error, .. }) => {
                     return Err(error::from_io(&error, Stage::Exchange));
