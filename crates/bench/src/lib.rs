@@ -25,17 +25,10 @@ use serde_json::{Map, Value, json};
 /// Scenarios that need PostgreSQL (`--database-url`): `all` on the
 /// embedded store leaves them out.
 pub const POSTGRES_ONLY: &[&str] = &["cluster"];
-/// Scenarios of the embedded store only: `all` on PostgreSQL leaves them out.
-pub const EMBEDDED_ONLY: &[&str] = &["tenants"];
 
 /// Whether scenario `name` runs on the store `settings` name.
 pub fn runs_on(name: &str, settings: &Settings) -> bool {
-    let only = if settings.database_url.is_some() {
-        EMBEDDED_ONLY
-    } else {
-        POSTGRES_ONLY
-    };
-    !only.contains(&name)
+    settings.database_url.is_some() || !POSTGRES_ONLY.contains(&name)
 }
 
 /// Settings shared by all scenarios.

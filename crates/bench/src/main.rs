@@ -12,7 +12,7 @@ use webhook_bench::{Report, Settings, runs_on, scenarios, service};
     about = "Benchmarks the webhook service; prints one JSON object per scenario"
 )]
 struct Args {
-    /// Scenarios: throughput, batch, fanout, fanout-filtered, latency, backlog, isolation, ratelimit, fifo, portal-reads, https, many-endpoints, tenants (embedded store), cluster (PostgreSQL), or all.
+    /// Scenarios: throughput, batch, fanout, fanout-filtered, latency, backlog, isolation, ratelimit, fifo, portal-reads, https, many-endpoints, tenants, cluster (PostgreSQL only), or all.
     #[arg(required = true)]
     scenarios: Vec<String>,
     /// Small counts: checks correctness (loss, errors, crashes), not speed.

@@ -3,6 +3,9 @@
 //! random users, against the same run on a store of 100 webhooks of 50
 //! users.
 //!
+//! On PostgreSQL each store is a database of its own, created beside the
+//! one named and dropped at the end.
+//!
 //! Both stores are filled through the API first (concurrently, timed), then
 //! measured in interleaved rounds (small, large, small, large, ...): each
 //! round restarts the service on its store and times the start-up, reads
@@ -239,14 +242,99 @@ fn extra_f64(r: &Report, key: &str) -> f64 {
     r.extra.get(key).and_then(Value::as_f64).unwrap_or(0.0)
 }
 
+/// The URL `url` with its database name replaced by `name`, and the name it
+/// had: `postgres://u@h:5432/bench?x=y` → (`postgres://u@h:5432/NAME?x=y`, `bench`).
+fn with_database(url: &str, name: &str) -> anyhow::Result<(String, String)> {
+    let authority_at = url.find("://").map_or(0, |i| i + 3);
+    let path_at = url[authority_at..]
+        .find('/')
+        .map(|i| authority_at + i)
+        .with_context(|| format!("the database URL names no database: {url}"))?;
+    let end = url[path_at..].find('?').map_or(url.len(), |i| path_at + i);
+    let current = &url[path_at + 1..end];
+    if current.is_empty() {
+        bail!("the database URL names no database: {url}");
+    }
+    Ok((
+        format!("{}/{name}{}", &url[..path_at], &url[end..]),
+        current.to_string(),
+    ))
+}
+
+/// On PostgreSQL the two stores cannot share one database: each gets a
+/// database of its own beside the one `--database-url` names
+/// (`<name>_tenants_small`, `<name>_tenants_large`), created empty and
+/// dropped at the end.
+struct Databases {
+    /// Connected to the named database, to create and drop the others.
+    client: tokio_postgres::Client,
+    created: Vec<String>,
+}
+
+impl Databases {
+    async fn connect(url: &str) -> anyhow::Result<Databases> {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("cannot connect to {url}"))?;
+        tokio::spawn(connection);
+        Ok(Databases {
+            client,
+            created: Vec::new(),
+        })
+    }
+
+    /// An empty database `<name of url>_<suffix>`, and its URL.
+    async fn fresh(&mut self, url: &str, suffix: &str) -> anyhow::Result<String> {
+        let (_, current) = with_database(url, "")?;
+        let name = format!("{current}_{suffix}");
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("cannot derive a database name from {current:?}: letters, digits and _ only");
+        }
+        self.drop_database(&name).await?;
+        self.client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .with_context(|| format!("cannot create database {name}"))?;
+        self.created.push(name.clone());
+        Ok(with_database(url, &name)?.0)
+    }
+
+    async fn drop_database(&self, name: &str) -> anyhow::Result<()> {
+        self.client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await
+            .with_context(|| format!("cannot drop database {name}"))
+    }
+
+    async fn drop_all(self) -> anyhow::Result<()> {
+        for name in &self.created {
+            self.drop_database(name).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Fills both stores, then measures them in interleaved rounds.
 pub(crate) async fn tenants(s: &Settings) -> anyhow::Result<Report> {
-    if s.database_url.is_some() {
-        bail!(
-            "tenants measures two stores side by side, which cannot share one database: \
-             run it on the embedded store"
-        );
-    }
+    let Some(url) = &s.database_url else {
+        return measure(s, s, s).await;
+    };
+    let mut databases = Databases::connect(url).await?;
+    let small = Settings {
+        database_url: Some(databases.fresh(url, "tenants_small").await?),
+        ..s.clone()
+    };
+    let large = Settings {
+        database_url: Some(databases.fresh(url, "tenants_large").await?),
+        ..s.clone()
+    };
+    let report = measure(s, &small, &large).await;
+    databases.drop_all().await?;
+    report
+}
+
+/// [`tenants`] with the store settings of each shape.
+async fn measure(s: &Settings, s_small: &Settings, s_large: &Settings) -> anyhow::Result<Report> {
     let large = if s.smoke {
         Shape {
             webhooks: 400,
@@ -267,16 +355,16 @@ pub(crate) async fn tenants(s: &Settings) -> anyhow::Result<Report> {
     let http = Http::default();
     let ceiling = ceiling((events * PER_EVENT).min(100_000), s.concurrency).await?;
 
-    let mut small = fill(s, &http, small, events * rounds).await?;
+    let mut small = fill(s_small, &http, small, events * rounds).await?;
     small.svc.stop();
-    let mut large = fill(s, &http, large, events * rounds).await?;
+    let mut large = fill(s_large, &http, large, events * rounds).await?;
     large.svc.stop();
 
     let mut small_runs = Vec::with_capacity(rounds);
     let mut large_runs = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        small_runs.push(round(s, &http, &mut small, events, ceiling).await?);
-        large_runs.push(round(s, &http, &mut large, events, ceiling).await?);
+        small_runs.push(round(s_small, &http, &mut small, events, ceiling).await?);
+        large_runs.push(round(s_large, &http, &mut large, events, ceiling).await?);
     }
 
     let p99 = |r: &Report| r.latency_ms.1;
@@ -423,6 +511,26 @@ mod tests {
         for i in 0..SCOPE_ALL {
             assert!(takes_credit_low(&scope_all_event_types(i)), "{i}");
         }
+    }
+
+    #[test]
+    fn a_stores_database_is_named_beside_the_one_given() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/bench", "bench_x").unwrap(),
+            (
+                "postgres://postgres@127.0.0.1:5432/bench_x".to_string(),
+                "bench".to_string()
+            )
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/db?sslmode=disable", "y").unwrap(),
+            (
+                "postgres://u:p@h/y?sslmode=disable".to_string(),
+                "db".to_string()
+            )
+        );
+        assert!(with_database("postgres://u@h", "y").is_err());
+        assert!(with_database("postgres://u@h/?a=b", "y").is_err());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use webhook_bench::{Settings, scenarios, service};
 
 async fn throughput_batch_and_cluster_run_on_postgres_without_loss() -> Ran {
     let binary = service::locate_binary(None, false).expect("webhook-service binary");
-    for name in ["throughput", "batch", "cluster"] {
+    for name in ["throughput", "batch", "tenants", "cluster"] {
         // A database per scenario, as in the benchmark's own runs: the
         // webhooks of one scenario would otherwise receive the next one's
         // events too, at a receiver that is gone.
