@@ -44,7 +44,9 @@ pub use runner::TestSendError;
 
 use crate::config::DeliveryConfig;
 use crate::metrics::Metrics;
-use crate::store::{AttemptReport, FailurePolicy, Owner, Store, StoreError, VisibleWebhook};
+use crate::store::{
+    AttemptReport, FailurePolicy, Owner, Store, StoreError, VisibleWebhook, WebhookChanges,
+};
 use attempt::RetryRules;
 use circuit::CircuitView;
 use claims::Claims;
@@ -74,28 +76,62 @@ pub struct Accepted {
 /// Pause before reloading again after a reload failed (the store is away).
 const RELOAD_RETRY: Duration = claims::RETRY_PAUSE;
 
-/// Reloads the routing table whenever any instance changes a webhook, so that
-/// every instance honours the change for its next event. A reload that fails
-/// is retried until it succeeds: the change must not be lost while the store
-/// is briefly unreachable (after reconnecting the store announces one too).
+/// Applies every instance's webhook changes to the routing table, so that
+/// every instance honours a change for its next event: the webhooks
+/// announced are read again one by one (a full reload decrypts every
+/// secret: with 100,000 webhooks, over a second of CPU per change, and a
+/// busy API changes them faster than that). Every webhook is read again
+/// only when announcements may have been missed or came in bulk. Reading is
+/// retried until it succeeds: a change must not be lost while the store is
+/// briefly unreachable.
 async fn follow_webhook_changes(
     claims: Arc<Claims>,
     routes: Arc<RoutingTable>,
     dispatch: mpsc::UnboundedSender<Command>,
+    route_edits: Arc<tokio::sync::Mutex<()>>,
     mut changes: watch::Receiver<u64>,
 ) {
     while changes.changed().await.is_ok() {
-        reload_until_done(&claims, &routes, &dispatch).await;
+        let read = match claims.store.take_webhook_changes() {
+            WebhookChanges::These(ids) => refresh(&claims, &routes, &route_edits, &ids).await,
+            WebhookChanges::All => Ok(false),
+        };
+        match read {
+            Ok(true) => {}
+            Ok(false) => reload_until_done(&claims, &routes).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read changed webhooks back; reloading all");
+                reload_until_done(&claims, &routes).await;
+            }
+        }
+        apply_rate_limits(&claims, &routes, &dispatch);
+        // A re-enabled webhook may have deliveries waiting.
+        claims.wake_scheduler.notify_one();
     }
 }
 
-/// Reloads the whole routing table, retrying until the store answers, then
-/// wakes the scheduler (a re-enabled webhook may have deliveries waiting).
-async fn reload_until_done(
+/// Reads webhooks `ids` again into the routing table (a deleted one leaves
+/// it), each under `route_edits` as an API change is (see
+/// [`Engine::webhook_changed`]): the last to apply has read the last
+/// commit. `Ok(true)` once all are read.
+async fn refresh(
     claims: &Claims,
     routes: &RoutingTable,
-    dispatch: &mpsc::UnboundedSender<Command>,
-) {
+    route_edits: &tokio::sync::Mutex<()>,
+    ids: &[WebhookId],
+) -> Result<bool, StoreError> {
+    for id in ids {
+        let _one_at_a_time = route_edits.lock().await;
+        match claims.store.get_webhook(id, Owner::Any).await? {
+            Some(record) => routes.upsert(record),
+            None => routes.remove(id),
+        }
+    }
+    Ok(true)
+}
+
+/// Reloads the whole routing table, retrying until the store answers.
+async fn reload_until_done(claims: &Claims, routes: &RoutingTable) {
     let mut failed = false;
     while let Err(e) = routes.reload(claims.store.as_ref()).await {
         // Once per outage: the store logs the rest.
@@ -105,8 +141,6 @@ async fn reload_until_done(
         }
         tokio::time::sleep(RELOAD_RETRY).await;
     }
-    apply_rate_limits(claims, routes, dispatch);
-    claims.wake_scheduler.notify_one();
 }
 
 /// How often a shared store is asked how many instances share it.
@@ -161,8 +195,9 @@ pub struct Engine {
     dispatch: mpsc::UnboundedSender<Command>,
     recorder: mpsc::UnboundedSender<RecorderMsg>,
     window_capacity: usize,
-    /// Held while an API change is applied to the routing table (see
-    /// [`Engine::webhook_changed`]).
+    /// Held while a change is read back and applied to the routing table
+    /// (see [`Engine::webhook_changed`]), by the API and by the follower of
+    /// other instances' changes.
     route_edits: Arc<tokio::sync::Mutex<()>>,
     tasks: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -250,6 +285,7 @@ impl Engine {
             tokio::spawn(scheduler::beat(claims.clone())),
             tokio::spawn(scheduler::prune(claims.clone(), log_retention)),
         ];
+        let route_edits = Arc::new(tokio::sync::Mutex::new(()));
         if let Some(changes) = claims.store.webhook_changes() {
             tasks.push(tokio::spawn(follow_instances(
                 claims.clone(),
@@ -260,6 +296,7 @@ impl Engine {
                 claims.clone(),
                 routes.clone(),
                 dispatch.clone(),
+                route_edits.clone(),
                 changes,
             )));
         }
@@ -271,7 +308,7 @@ impl Engine {
             dispatch,
             recorder: recorder_tx,
             window_capacity: config.window,
-            route_edits: Arc::new(tokio::sync::Mutex::new(())),
+            route_edits,
             tasks: Arc::new(std::sync::Mutex::new(tasks)),
         })
     }
@@ -306,9 +343,11 @@ impl Engine {
                     tracing::warn!(error = %e, webhook_id = %id, "cannot read a changed webhook back; reloading all");
                     let (claims, routes) = (self.claims.clone(), self.routes.clone());
                     let dispatch = self.dispatch.clone();
-                    tokio::spawn(
-                        async move { reload_until_done(&claims, &routes, &dispatch).await },
-                    );
+                    tokio::spawn(async move {
+                        reload_until_done(&claims, &routes).await;
+                        apply_rate_limits(&claims, &routes, &dispatch);
+                        claims.wake_scheduler.notify_one();
+                    });
                 }
             }
         }

@@ -682,9 +682,129 @@ pub trait Store: Send + Sync + 'static {
     /// Changes to webhooks made by any instance sharing this store: the
     /// value is bumped after each change that affects routing or signing
     /// (and after a reconnect, when changes may have been missed), so a
-    /// watcher reloads its routing table on `changed()`. `None` when this
-    /// process is the only writer (the embedded store).
+    /// watcher asks [`Store::take_webhook_changes`] what changed on
+    /// `changed()`. `None` when this process is the only writer (the
+    /// embedded store).
     fn webhook_changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
         None
+    }
+
+    /// The webhooks announced as changed since the last call (see
+    /// [`Store::webhook_changes`]), or [`WebhookChanges::All`] when some
+    /// may have been missed.
+    fn take_webhook_changes(&self) -> WebhookChanges {
+        WebhookChanges::All
+    }
+}
+
+/// Which webhooks changed, as a shared store announced them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookChanges {
+    /// These (created, changed or deleted), each once.
+    These(Vec<WebhookId>),
+    /// Any of them: the announcements may have been missed (the listener
+    /// reconnected), or were too many to read one by one.
+    All,
+}
+
+/// Changes announced and not yet taken, gathered by a store's listener.
+#[derive(Debug)]
+pub struct PendingChanges {
+    ids: std::collections::HashSet<WebhookId, foldhash::fast::RandomState>,
+    all: bool,
+}
+
+impl PendingChanges {
+    /// More ids than this at once are taken as [`WebhookChanges::All`]:
+    /// reading each would cost about what reading every webhook again does,
+    /// and the set stays small however many changes arrive between takes.
+    pub const MAX_IDS: usize = 1024;
+
+    /// Nothing announced yet, but nothing known either: the first take is
+    /// `All`.
+    pub fn new() -> Self {
+        PendingChanges {
+            ids: Default::default(),
+            all: true,
+        }
+    }
+
+    /// One announced webhook id; one that does not parse counts as `All`.
+    pub fn add(&mut self, id: &str) {
+        if self.all {
+            return;
+        }
+        match WebhookId::parse(id) {
+            Ok(id) if self.ids.len() < Self::MAX_IDS => {
+                self.ids.insert(id);
+            }
+            _ => self.set_all(),
+        }
+    }
+
+    /// Some changes may have been missed.
+    pub fn set_all(&mut self) {
+        self.all = true;
+        self.ids.clear();
+    }
+
+    /// What was announced since the last take.
+    pub fn take(&mut self) -> WebhookChanges {
+        if std::mem::take(&mut self.all) {
+            self.ids.clear();
+            return WebhookChanges::All;
+        }
+        WebhookChanges::These(self.ids.drain().collect())
+    }
+}
+
+impl Default for PendingChanges {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> String {
+        format!("wh_{n:026}")
+    }
+
+    #[test]
+    fn announced_changes_are_taken_once_each_after_a_first_take_of_all() {
+        let mut pending = PendingChanges::new();
+        pending.add(&id(1));
+        assert_eq!(pending.take(), WebhookChanges::All, "nothing known before");
+        assert_eq!(pending.take(), WebhookChanges::These(vec![]));
+        pending.add(&id(1));
+        pending.add(&id(1));
+        assert_eq!(
+            pending.take(),
+            WebhookChanges::These(vec![WebhookId::parse(&id(1)).unwrap()])
+        );
+        pending.set_all();
+        pending.add(&id(2));
+        assert_eq!(pending.take(), WebhookChanges::All);
+    }
+
+    #[test]
+    fn too_many_changes_or_an_unreadable_id_mean_every_webhook() {
+        let mut pending = PendingChanges::new();
+        pending.take();
+        for n in 0..PendingChanges::MAX_IDS {
+            pending.add(&id(n));
+        }
+        match pending.take() {
+            WebhookChanges::These(ids) => assert_eq!(ids.len(), PendingChanges::MAX_IDS),
+            WebhookChanges::All => panic!("{} ids fit", PendingChanges::MAX_IDS),
+        }
+        for n in 0..=PendingChanges::MAX_IDS {
+            pending.add(&id(n));
+        }
+        assert_eq!(pending.take(), WebhookChanges::All);
+        pending.add("not an id");
+        assert_eq!(pending.take(), WebhookChanges::All);
     }
 }

@@ -391,7 +391,31 @@ async fn a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_secon
     assert_eq!(status, 200, "{body}");
     let disabled = until_honoured(&b, |data| data["deliveries"] == 0).await;
 
-    eprintln!("change propagation: created in {created:?}, disabled in {disabled:?}");
+    // Enabled again, then deleted on A: B routes to it, then forgets it.
+    let (status, body, _) = a
+        .request(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&token),
+            Some(json!({"isActive": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    until_honoured(&b, |data| data["deliveries"] == 1).await;
+    let (status, body, _) = a
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/webhooks/{id}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let deleted = until_honoured(&b, |data| data["deliveries"] == 0).await;
+
+    eprintln!(
+        "change propagation: created in {created:?}, disabled in {disabled:?}, deleted in {deleted:?}"
+    );
     assert!(
         created < Duration::from_secs(1),
         "creation took {created:?}"
@@ -399,6 +423,10 @@ async fn a_webhook_changed_on_one_instance_is_honoured_by_another_within_a_secon
     assert!(
         disabled < Duration::from_secs(1),
         "disabling took {disabled:?}"
+    );
+    assert!(
+        deleted < Duration::from_secs(1),
+        "deleting took {deleted:?}"
     );
     drop((a, b));
     drop(db);

@@ -25,7 +25,7 @@ use webhook_service::store::{
     AttemptRecord, AttemptReport, Claimed, ControlsPatch, DeliveryControls, DeliveryFilter,
     DeliveryRecord, DeliveryStats, FailurePolicy, IngestItem, IngestOutcome, NewDelivery,
     NewWebhook, OrderHead, Owner, Page, StatsScope, Store, StoreError, VisibleWebhook,
-    WebhookPatch, WebhookRecord,
+    WebhookChanges, WebhookPatch, WebhookRecord,
 };
 
 use crate::harness::{DONE, Ran, Test, skip};
@@ -3532,10 +3532,20 @@ mod postgres_instances {
             announced(&mut changes, Duration::from_secs(5)).await,
             "listening starts with a reload"
         );
+        assert_eq!(
+            b.take_webhook_changes(),
+            WebhookChanges::All,
+            "changes made before listening are unknown"
+        );
         let second = Duration::from_secs(1);
 
         let hook = create(a, "alice", 1).await;
         assert!(announced(&mut changes, second).await, "created");
+        assert_eq!(
+            b.take_webhook_changes(),
+            WebhookChanges::These(vec![hook.id.clone()]),
+            "only the webhook created is read again"
+        );
         let paused = WebhookPatch {
             is_active: Some(false),
             now: 2,
@@ -3582,8 +3592,18 @@ mod postgres_instances {
             "failing_since changed, nothing that routes"
         );
 
+        // What was announced since the last take, each webhook once.
+        assert_eq!(
+            b.take_webhook_changes(),
+            WebhookChanges::These(vec![hook.id.clone()])
+        );
+
         a.delete_webhook(&hook.id, Owner::Any).await.unwrap();
         assert!(announced(&mut changes, second).await, "deleted");
+        assert_eq!(
+            b.take_webhook_changes(),
+            WebhookChanges::These(vec![hook.id.clone()])
+        );
         assert!(a.webhook_changes().is_some());
         DONE
     }

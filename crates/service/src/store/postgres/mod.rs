@@ -42,7 +42,8 @@ use super::hourly::Spans;
 use super::{
     AttemptReport, DeliveryDetail, DeliveryFilter, DeliveryRecord, DeliveryStats, DisabledWebhook,
     DueDelivery, FailurePolicy, IngestItem, IngestOutcome, NewWebhook, OrderHead, Owner, Page,
-    PlatformBucket, StatsScope, Store, StoreError, VisibleWebhook, WebhookPatch, WebhookRecord,
+    PendingChanges, PlatformBucket, StatsScope, Store, StoreError, VisibleWebhook, WebhookChanges,
+    WebhookPatch, WebhookRecord,
 };
 use crate::crypto::SecretCipher;
 
@@ -82,6 +83,8 @@ pub struct PostgresStore {
     cipher: SecretCipher,
     claim_ttl_ms: i64,
     changes: watch::Receiver<u64>,
+    /// What the listener gathered for `changes` (see `changes.rs`).
+    pending_changes: Arc<std::sync::Mutex<PendingChanges>>,
     listener: tokio::task::JoinHandle<()>,
 }
 
@@ -118,7 +121,12 @@ impl PostgresStore {
         let (record_writer, record_jobs) = mpsc::channel(writer::QUEUE_CAPACITY);
         tokio::spawn(writer::run(connector.clone(), record_jobs));
         let (announce, changes) = watch::channel(0);
-        let listener = tokio::spawn(changes::listen(connector.clone(), announce));
+        let pending_changes = Arc::new(std::sync::Mutex::new(PendingChanges::new()));
+        let listener = tokio::spawn(changes::listen(
+            connector.clone(),
+            pending_changes.clone(),
+            announce,
+        ));
         Ok(PostgresStore {
             pool: Pool::new(connector, options.pool_size, options.acquire_timeout),
             ingest_writer,
@@ -126,6 +134,7 @@ impl PostgresStore {
             cipher,
             claim_ttl_ms: i64::try_from(options.claim_ttl.as_millis()).unwrap_or(i64::MAX),
             changes,
+            pending_changes,
             listener,
         })
     }
@@ -410,5 +419,12 @@ impl Store for PostgresStore {
 
     fn webhook_changes(&self) -> Option<watch::Receiver<u64>> {
         Some(self.changes.clone())
+    }
+
+    fn take_webhook_changes(&self) -> WebhookChanges {
+        self.pending_changes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
     }
 }
