@@ -6,8 +6,7 @@
 //! swapped in whole, so readers never see a half-applied change. A change
 //! therefore takes effect for the next event.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use webhook_domain::asymmetric::Ed25519Signing;
 use webhook_domain::endpoint::{EndpointAuth, EndpointOptions};
@@ -317,8 +316,11 @@ impl Table {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     table: RwLock<Arc<Table>>,
-    /// Incremental edits applied so far (see `reload`).
-    edits: AtomicU64,
+    /// The webhooks edited while a reload reads the store (`None`: no
+    /// reload is running); see [`RoutingTable::reload`].
+    edited_during_reload: Mutex<Option<Vec<WebhookId>>>,
+    /// Held by a reload from start to end: one at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl RoutingTable {
@@ -329,34 +331,51 @@ impl RoutingTable {
     /// time, and the memory the load freed (records, the replaced table) is
     /// returned to the system at once rather than whenever the allocator
     /// next gets to it (see [`crate::memory`]).
+    ///
+    /// An edit that lands while the store is being read may be newer than
+    /// what was read: the edited routes of the live table are kept over the
+    /// read ones. (Discarding the read and reading again instead never
+    /// finished while an API created webhooks faster than every webhook
+    /// could be read: filling 100,000 webhooks through the API on
+    /// PostgreSQL spent half the service's CPU rereading them.)
     pub async fn reload(&self, store: &dyn Store) -> Result<(), StoreError> {
-        loop {
-            let before = self.edits.load(Ordering::SeqCst);
-            let mut table = Table::default();
-            store
-                .each_webhook(&mut |record| {
-                    if let Some(route) = Route::from_record(record) {
-                        table.insert(Arc::new(route));
-                    }
-                })
-                .await?;
-            let replaced = {
-                let mut guard = match self.table.write() {
-                    Ok(guard) => guard,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                // An edit that landed while the store was being read may be
-                // newer than what was read: read again rather than undo it.
-                (self.edits.load(Ordering::SeqCst) == before)
-                    .then(|| std::mem::replace(&mut *guard, Arc::new(table)))
+        let _one_at_a_time = self.reloading.lock().await;
+        *self.edited() = Some(Vec::new());
+        let mut table = Table::default();
+        let read = store
+            .each_webhook(&mut |record| {
+                if let Some(route) = Route::from_record(record) {
+                    table.insert(Arc::new(route));
+                }
+            })
+            .await;
+        let replaced = {
+            let mut guard = match self.table.write() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
             };
-            if let Some(replaced) = replaced {
-                // Outside the lock: routing need not wait for 100,000 drops.
-                drop(replaced);
-                crate::memory::release_freed();
-                return Ok(());
+            // Under the table's lock, so no edit falls between the list
+            // and the swap.
+            let edited = self.edited().take().unwrap_or_default();
+            read?;
+            for id in edited {
+                match guard.by_id.get(&id) {
+                    Some(route) => table.insert(route.clone()),
+                    None => table.remove(&id),
+                }
             }
-        }
+            std::mem::replace(&mut *guard, Arc::new(table))
+        };
+        // Outside the lock: routing need not wait for 100,000 drops.
+        drop(replaced);
+        crate::memory::release_freed();
+        Ok(())
+    }
+
+    fn edited(&self) -> std::sync::MutexGuard<'_, Option<Vec<WebhookId>>> {
+        self.edited_during_reload
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Applies one webhook's new state without reading the others back (an
@@ -364,7 +383,7 @@ impl RoutingTable {
     /// the n-th webhook cost O(n)).
     pub fn upsert(&self, record: WebhookRecord) {
         let id = record.id.clone();
-        self.edit(|table| match Route::from_record(record) {
+        self.edit(&id, |table| match Route::from_record(record) {
             Some(route) => table.insert(Arc::new(route)),
             None => table.remove(&id),
         });
@@ -372,7 +391,7 @@ impl RoutingTable {
 
     /// Forgets a deleted webhook.
     pub fn remove(&self, id: &WebhookId) {
-        self.edit(|table| table.remove(id));
+        self.edit(id, |table| table.remove(id));
     }
 
     /// Read-modify-write under the write lock, so concurrent edits are not
@@ -381,13 +400,15 @@ impl RoutingTable {
     /// reader never sees a half-applied change: with 100,000 webhooks,
     /// copying and re-indexing the whole table on every API change made
     /// creating one cost milliseconds.
-    fn edit(&self, change: impl FnOnce(&mut Table)) {
+    fn edit(&self, id: &WebhookId, change: impl FnOnce(&mut Table)) {
         let mut guard = match self.table.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
         change(Arc::make_mut(&mut guard));
-        self.edits.fetch_add(1, Ordering::SeqCst);
+        if let Some(edited) = self.edited().as_mut() {
+            edited.push(id.clone());
+        }
     }
 
     fn snapshot(&self) -> Arc<Table> {
@@ -660,6 +681,49 @@ mod tests {
             ["wh_607", "wh_7"]
         );
         assert!(table.get(&WebhookId::parse("wh_gone").unwrap()).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reload_finishes_under_a_stream_of_edits_and_keeps_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::sqlite::SqliteStore::open(
+            dir.path(),
+            crate::crypto::SecretCipher::new(&crate::crypto::EncryptionKey::new([7; 32])),
+        )
+        .unwrap();
+        for i in 0..3000 {
+            let webhook = record(&format!("wh_{i}"), &format!("user-{i}"), &["credit.low"]);
+            store
+                .create_webhook(new_webhook(webhook), 10)
+                .await
+                .unwrap();
+        }
+        let table = Arc::new(RoutingTable::default());
+        let reload = tokio::spawn({
+            let table = Arc::clone(&table);
+            async move { table.reload(&store).await }
+        });
+        // Edits land throughout the read, as an API creating webhooks makes
+        // them. This one is newer than anything the store holds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut edits = 0;
+        while !reload.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the reload never ends"
+            );
+            table.upsert(record("wh_edited", "alice", &["*"]));
+            edits += 1;
+            tokio::task::yield_now().await;
+        }
+        reload.await.unwrap().unwrap();
+        assert!(edits > 1, "edits landed while the store was read ({edits})");
+        assert_eq!(table.snapshot().by_id.len(), 3001);
+        assert!(table.get(&WebhookId::parse("wh_edited").unwrap()).is_some());
+        assert_eq!(
+            ids(&table.matching(&UserId::parse("user-42").unwrap(), &credit_low())),
+            ["wh_42"]
+        );
     }
 
     fn new_webhook(r: WebhookRecord) -> crate::store::NewWebhook {
