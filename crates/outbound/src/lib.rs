@@ -375,18 +375,21 @@ impl OutboundClient {
         excerpt: &mut Vec<u8>,
     ) -> Result<(), OutboundError> {
         let inner = &*self.inner;
+        // A new connection may have sent the request with its handshake.
+        let open = |slot| {
+            conn::connect(
+                dest,
+                &inner.policy,
+                connector,
+                inner.proxy.as_ref(),
+                slot,
+                request,
+            )
+        };
         let (mut conn, mut sent) = match ready {
             Ready::Pooled(conn) => (conn, 0),
             Ready::Slot(slot) => {
-                let opened = conn::connect(
-                    dest,
-                    &inner.policy,
-                    connector,
-                    inner.proxy.as_ref(),
-                    slot,
-                    request,
-                )
-                .await?;
+                let opened = open(slot).await?;
                 (opened.conn, opened.sent)
             }
         };
@@ -407,16 +410,7 @@ impl OutboundClient {
                 Err(HeadError::Io {
                     any_bytes: false, ..
                 }) if conn.reused => {
-                    let slot = conn.close();
-                    let opened = conn::connect(
-                        dest,
-                        &inner.policy,
-                        connector,
-                        inner.proxy.as_ref(),
-                        slot,
-                        request,
-                    )
-                    .await?;
+                    let opened = open(conn.close()).await?;
                     (conn, sent) = (opened.conn, opened.sent);
                 }
                 Err(HeadError::Io { error, .. }) => {
