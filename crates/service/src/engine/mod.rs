@@ -92,17 +92,19 @@ async fn follow_webhook_changes(
     mut changes: watch::Receiver<u64>,
 ) {
     while changes.changed().await.is_ok() {
-        let read = match claims.store.take_webhook_changes() {
-            WebhookChanges::These(ids) => refresh(&claims, &routes, &route_edits, &ids).await,
-            WebhookChanges::All => Ok(false),
+        let refreshed = match claims.store.take_webhook_changes() {
+            WebhookChanges::These(ids) => match refresh(&claims, &routes, &route_edits, &ids).await
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read changed webhooks back; reloading all");
+                    false
+                }
+            },
+            WebhookChanges::All => false,
         };
-        match read {
-            Ok(true) => {}
-            Ok(false) => reload_until_done(&claims, &routes).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read changed webhooks back; reloading all");
-                reload_until_done(&claims, &routes).await;
-            }
+        if !refreshed {
+            reload_until_done(&claims, &routes).await;
         }
         apply_rate_limits(&claims, &routes, &dispatch);
         // A re-enabled webhook may have deliveries waiting.
@@ -113,13 +115,13 @@ async fn follow_webhook_changes(
 /// Reads webhooks `ids` again into the routing table (a deleted one leaves
 /// it), each under `route_edits` as an API change is (see
 /// [`Engine::webhook_changed`]): the last to apply has read the last
-/// commit. `Ok(true)` once all are read.
+/// commit.
 async fn refresh(
     claims: &Claims,
     routes: &RoutingTable,
     route_edits: &tokio::sync::Mutex<()>,
     ids: &[WebhookId],
-) -> Result<bool, StoreError> {
+) -> Result<(), StoreError> {
     for id in ids {
         let _one_at_a_time = route_edits.lock().await;
         match claims.store.get_webhook(id, Owner::Any).await? {
@@ -127,7 +129,7 @@ async fn refresh(
             None => routes.remove(id),
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Reloads the whole routing table, retrying until the store answers.
