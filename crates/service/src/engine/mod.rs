@@ -112,22 +112,26 @@ async fn follow_webhook_changes(
     }
 }
 
-/// Reads webhooks `ids` again into the routing table (a deleted one leaves
-/// it), each under `route_edits` as an API change is (see
+/// Reads webhooks `ids` again into the routing table in one query (a
+/// deleted one leaves it), under `route_edits` as an API change is (see
 /// [`Engine::webhook_changed`]): the last to apply has read the last
-/// commit.
+/// commit. (One query per id fell behind an API creating a webhook every
+/// millisecond, and the backlog grew into full reloads.)
 async fn refresh(
     claims: &Claims,
     routes: &RoutingTable,
     route_edits: &tokio::sync::Mutex<()>,
     ids: &[WebhookId],
 ) -> Result<(), StoreError> {
-    for id in ids {
-        let _one_at_a_time = route_edits.lock().await;
-        match claims.store.get_webhook(id, Owner::Any).await? {
-            Some(record) => routes.upsert(record),
-            None => routes.remove(id),
-        }
+    let _one_at_a_time = route_edits.lock().await;
+    let found = claims.store.webhooks_by_id(ids).await?;
+    let mut gone: std::collections::HashSet<&WebhookId> = ids.iter().collect();
+    for record in found {
+        gone.remove(&record.id);
+        routes.upsert(record);
+    }
+    for id in gone {
+        routes.remove(id);
     }
     Ok(())
 }

@@ -500,6 +500,16 @@ pub trait Store: Send + Sync + 'static {
         id: &WebhookId,
         owner: Owner<'_>,
     ) -> Result<Option<WebhookRecord>, StoreError>;
+    /// The webhooks among `ids` that exist (any owner's), in no particular
+    /// order: how the engine reads back the webhooks other instances
+    /// announced as changed. One query on PostgreSQL.
+    async fn webhooks_by_id(&self, ids: &[WebhookId]) -> Result<Vec<WebhookRecord>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.get_webhook(id, Owner::Any).await?);
+        }
+        Ok(found)
+    }
     /// Webhooks `owner` may see, newest first.
     async fn list_webhooks(
         &self,

@@ -2581,6 +2581,25 @@ async fn contract_delete_removes_deliveries(store: &dyn Store) {
 /// without its deliveries, and the outcome says which webhooks got none, so
 /// that the engine sends nothing there. Both a single event and a batch
 /// large enough for PostgreSQL's two-statement form.
+/// Reading webhooks back by id returns those that exist, whoever owns them.
+async fn contract_webhooks_by_id_returns_those_that_exist(store: &dyn Store) {
+    let alice = create(store, "alice", 1).await.id;
+    let gone = create(store, "alice", 2).await.id;
+    let bob = create(store, "bob", 3).await.id;
+    assert!(store.delete_webhook(&gone, Owner::Any).await.unwrap());
+    let never = WebhookId::generate();
+    let found = store
+        .webhooks_by_id(&[alice.clone(), gone, bob.clone(), never])
+        .await
+        .expect("webhooks by id");
+    let mut ids: Vec<_> = found.iter().map(|w| w.id.clone()).collect();
+    ids.sort();
+    let mut expected = vec![alice, bob];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(store.webhooks_by_id(&[]).await.unwrap().is_empty());
+}
+
 async fn contract_ingest_names_the_deleted_webhooks_it_skipped(store: &dyn Store) {
     let kept = create(store, "alice", 1).await.id;
     let gone = create(store, "alice", 2).await.id;
@@ -3088,6 +3107,7 @@ contracts!(
         contract_prune,
         contract_delete_removes_deliveries,
         contract_ingest_names_the_deleted_webhooks_it_skipped,
+        contract_webhooks_by_id_returns_those_that_exist,
         contract_reports_count_only_for_their_claims;
     fixtures:
         contract_live_instances,

@@ -211,6 +211,11 @@ impl Store for PostgresStore {
         webhooks::get_one(&mut c, &self.cipher, id, owner_str(&owner)).await
     }
 
+    async fn webhooks_by_id(&self, ids: &[WebhookId]) -> Result<Vec<WebhookRecord>, StoreError> {
+        let mut c = self.pool.get().await?;
+        webhooks::by_ids(&mut c, &self.cipher, ids).await
+    }
+
     async fn list_webhooks(
         &self,
         owner: Owner<'_>,

@@ -24,6 +24,11 @@ const GET: &str = concat!(
     webhook_columns!(),
     " FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2)"
 );
+const BY_IDS: &str = concat!(
+    "SELECT ",
+    webhook_columns!(),
+    " FROM webhooks WHERE id = ANY($1)"
+);
 const COUNT: &str = "SELECT COUNT(*) FROM webhooks WHERE ($1::text IS NULL OR owner_id = $1)";
 const LIST: &str = concat!(
     "SELECT ",
@@ -136,6 +141,17 @@ pub(super) async fn get_one(
 ) -> Result<Option<WebhookRecord>, StoreError> {
     let row = c.query_opt(GET, &[&id.as_str(), &owner]).await?;
     row.map(|r| rows::webhook(cipher, &r)).transpose()
+}
+
+/// The webhooks among `ids` that exist.
+pub(super) async fn by_ids(
+    c: &mut Conn,
+    cipher: &SecretCipher,
+    ids: &[WebhookId],
+) -> Result<Vec<WebhookRecord>, StoreError> {
+    let ids: Vec<&str> = ids.iter().map(WebhookId::as_str).collect();
+    let found = c.query(BY_IDS, &[&ids]).await?;
+    found.iter().map(|r| rows::webhook(cipher, r)).collect()
 }
 
 /// A page of `owner`'s webhooks (None: everyone's), newest first.
