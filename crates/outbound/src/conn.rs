@@ -602,25 +602,25 @@ mod tests {
         receiver.requests().len()
     }
 
-    #[tokio::test]
-    async fn a_new_https_connection_sends_the_request_with_its_handshake() {
+    /// A new connection to a fresh HTTPS receiver, opened with `request`.
+    async fn open_https(request: &[u8]) -> (webhook_testkit::TlsReceiver, Opened) {
         let ca = webhook_testkit::TestCa::generate().unwrap();
         let receiver = webhook_testkit::TlsReceiver::start(&ca, false)
             .await
             .unwrap();
         let (connector, policy, dest) = https_to(&receiver, &ca);
         let pool = Pool::new(4, 4, 4, Duration::from_secs(60));
+        let slot = pool.slot().await.unwrap();
+        let opened = connect(&dest, &policy, &connector, None, slot, request)
+            .await
+            .unwrap();
+        (receiver, opened)
+    }
+
+    #[tokio::test]
+    async fn a_new_https_connection_sends_the_request_with_its_handshake() {
         let request = post(100);
-        let opened = connect(
-            &dest,
-            &policy,
-            &connector,
-            None,
-            pool.slot().await.unwrap(),
-            &request,
-        )
-        .await
-        .unwrap();
+        let (receiver, opened) = open_https(&request).await;
         assert_eq!(
             opened.sent,
             request.len(),
@@ -637,24 +637,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_larger_than_the_handshake_takes_is_sent_whole() {
-        let ca = webhook_testkit::TestCa::generate().unwrap();
-        let receiver = webhook_testkit::TlsReceiver::start(&ca, false)
-            .await
-            .unwrap();
-        let (connector, policy, dest) = https_to(&receiver, &ca);
-        let pool = Pool::new(4, 4, 4, Duration::from_secs(60));
         // Beyond rustls' 64 KiB buffer of plaintext written before the keys.
         let request = post(200 * 1024);
-        let mut opened = connect(
-            &dest,
-            &policy,
-            &connector,
-            None,
-            pool.slot().await.unwrap(),
-            &request,
-        )
-        .await
-        .unwrap();
+        let (receiver, mut opened) = open_https(&request).await;
         assert!(
             0 < opened.sent && opened.sent < request.len(),
             "{}",
