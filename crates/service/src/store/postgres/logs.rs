@@ -335,35 +335,30 @@ pub(super) async fn stats(
     Ok(stats)
 }
 
-/// One webhook's statistics per span of `bucket_hours` whole hours,
-/// `buckets` of them from hour `first_hour`.
+/// One webhook's statistics per span of `spans`.
 pub(super) async fn buckets(
     c: &mut Conn,
     webhook: &WebhookId,
-    first_hour: i64,
-    bucket_hours: u32,
-    buckets: u32,
+    spans: Spans,
 ) -> Result<Vec<DeliveryStats>, StoreError> {
-    let bucket_hours = i64::from(bucket_hours.max(1));
-    let end_hour = first_hour + bucket_hours * i64::from(buckets);
-    let mut out = vec![DeliveryStats::default(); buckets as usize];
-    let index = |hour: i64| usize::try_from((hour - first_hour) / bucket_hours).ok();
+    let mut out = vec![DeliveryStats::default(); spans.buckets as usize];
     let webhook = webhook.as_str();
+    let (first_hour, end_hour) = (spans.first_hour, spans.end_hour());
     for row in c
         .query(BUCKETS_HOURLY, &[&webhook, &first_hour, &end_hour])
         .await?
     {
         let hour: i64 = get(&row, 0, "hour")?;
         let slot: i32 = get(&row, 1, "slot")?;
-        if let Some(stats) = index(hour).and_then(|i| out.get_mut(i)) {
+        if let Some(stats) = spans.of(&mut out, hour) {
             hourly::add_slot(stats, i64::from(slot), get(&row, 2, "count")?);
         }
     }
-    let (start, end) = (first_hour * hourly::HOUR_MS, end_hour * hourly::HOUR_MS);
+    let (start, end) = spans.range_ms();
     for row in c.query(BUCKETS_OPEN, &[&webhook, &start, &end]).await? {
         let created_at: i64 = get(&row, 0, "created at")?;
         let status: String = get(&row, 1, "status")?;
-        if let Some(stats) = index(hourly::hour_of(created_at)).and_then(|i| out.get_mut(i)) {
+        if let Some(stats) = spans.of(&mut out, hourly::hour_of(created_at)) {
             stats.add_count(&status, 1);
         }
     }

@@ -404,7 +404,12 @@ impl Store for PostgresStore {
         buckets: u32,
     ) -> Result<Vec<DeliveryStats>, StoreError> {
         let mut c = self.pool.get().await?;
-        logs::buckets(&mut c, &webhook.id, first_hour, bucket_hours, buckets).await
+        logs::buckets(
+            &mut c,
+            &webhook.id,
+            Spans::new(first_hour, bucket_hours, buckets),
+        )
+        .await
     }
 
     async fn platform_buckets(

@@ -397,33 +397,30 @@ pub fn delivery_stats(
     Ok(stats)
 }
 
-/// The statistics of one webhook per span of `bucket_hours` whole hours,
-/// `buckets` of them from hour `first_hour`: one read of the aggregate,
-/// which counts the waiting deliveries too.
+/// The statistics of one webhook per span of `spans`: one read of the
+/// aggregate, which counts the waiting deliveries too.
 pub fn delivery_buckets(
     c: &Connection,
     webhook: &WebhookId,
-    first_hour: i64,
-    bucket_hours: u32,
-    buckets: u32,
+    spans: Spans,
 ) -> Result<Vec<DeliveryStats>, StoreError> {
-    let bucket_hours = i64::from(bucket_hours.max(1));
-    let end_hour = first_hour + bucket_hours * i64::from(buckets);
-    let mut out = vec![DeliveryStats::default(); buckets as usize];
-    let index = |hour: i64| usize::try_from((hour - first_hour) / bucket_hours).ok();
+    let mut out = vec![DeliveryStats::default(); spans.buckets as usize];
     let mut stmt = c.prepare_cached(
         "SELECT hour, slot, n FROM delivery_hourly WHERE webhook_id = ?1 AND hour >= ?2 AND hour < ?3",
     )?;
-    let rows = stmt.query_map(params![webhook.as_str(), first_hour, end_hour], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-        ))
-    })?;
+    let rows = stmt.query_map(
+        params![webhook.as_str(), spans.first_hour, spans.end_hour()],
+        |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        },
+    )?;
     for row in rows {
         let (hour, slot, n) = row?;
-        if let Some(stats) = index(hour).and_then(|i| out.get_mut(i)) {
+        if let Some(stats) = spans.of(&mut out, hour) {
             hourly::add_slot(stats, slot, n);
         }
     }

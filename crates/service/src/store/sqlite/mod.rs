@@ -457,7 +457,8 @@ impl Store for SqliteStore {
         buckets: u32,
     ) -> Result<Vec<DeliveryStats>, StoreError> {
         let webhook = webhook.id.clone();
-        self.read(move |c| logs::delivery_buckets(c, &webhook, first_hour, bucket_hours, buckets))
+        let spans = Spans::new(first_hour, bucket_hours, buckets);
+        self.read(move |c| logs::delivery_buckets(c, &webhook, spans))
             .await
     }
 
