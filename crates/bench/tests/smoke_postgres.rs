@@ -12,7 +12,7 @@ use harness::{DONE, Ran, Test, skip};
 use postgres_support::TestDatabase;
 use webhook_bench::{Settings, scenarios, service};
 
-async fn throughput_batch_and_cluster_run_on_postgres_without_loss() -> Ran {
+async fn throughput_batch_tenants_and_cluster_run_on_postgres_without_loss() -> Ran {
     let binary = service::locate_binary(None, false).expect("webhook-service binary");
     for name in ["throughput", "batch", "tenants", "cluster"] {
         // A database per scenario, as in the benchmark's own runs: the
@@ -76,8 +76,8 @@ async fn throughput_batch_and_cluster_run_on_postgres_without_loss() -> Ran {
 fn main() {
     harness::run(vec![
         Test::new(
-            "throughput_batch_and_cluster_run_on_postgres_without_loss",
-            || Box::pin(throughput_batch_and_cluster_run_on_postgres_without_loss()),
+            "throughput_batch_tenants_and_cluster_run_on_postgres_without_loss",
+            || Box::pin(throughput_batch_tenants_and_cluster_run_on_postgres_without_loss()),
         )
         .multi_thread(2),
     ]);

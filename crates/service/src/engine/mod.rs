@@ -78,9 +78,9 @@ const RELOAD_RETRY: Duration = claims::RETRY_PAUSE;
 
 /// Applies every instance's webhook changes to the routing table, so that
 /// every instance honours a change for its next event: the webhooks
-/// announced are read again one by one (a full reload decrypts every
-/// secret: with 100,000 webhooks, over a second of CPU per change, and a
-/// busy API changes them faster than that). Every webhook is read again
+/// announced are read again by id, in one query (a full reload decrypts
+/// every secret: with 100,000 webhooks, over a second of CPU per change,
+/// and a busy API changes them faster than that). Every webhook is read again
 /// only when announcements may have been missed or came in bulk. Reading is
 /// retried until it succeeds: a change must not be lost while the store is
 /// briefly unreachable.

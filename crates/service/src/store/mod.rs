@@ -713,7 +713,7 @@ pub enum WebhookChanges {
     /// These (created, changed or deleted), each once.
     These(Vec<WebhookId>),
     /// Any of them: the announcements may have been missed (the listener
-    /// reconnected), or were too many to read one by one.
+    /// reconnected), or were too many to read back by id.
     All,
 }
 
