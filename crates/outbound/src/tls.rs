@@ -155,7 +155,7 @@ impl ClientIdentity {
             connector: Arc::new(OnceLock::new()),
         };
         // Refused here, when the webhook is written, not at its first delivery.
-        rustls::crypto::ring::sign::any_supported_type(&identity.key)
+        rustls::crypto::aws_lc_rs::sign::any_supported_type(&identity.key)
             .map_err(|e| InvalidPem::Unusable(e.to_string()))?;
         Ok(identity)
     }
@@ -223,14 +223,14 @@ pub(crate) fn client_config(
     identity: Option<&ClientIdentity>,
     sessions: usize,
 ) -> Result<rustls::ClientConfig, OutboundInitError> {
-    // ring chosen explicitly rather than through rustls' process-wide
+    // aws-lc-rs chosen explicitly rather than through rustls' process-wide
     // default, which panics if another crate in the binary enables a
     // second provider.
-    let mut provider = rustls::crypto::ring::default_provider();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
     // AES-128-GCM with SHA-256 offered first, as browsers and Go's client
     // do: rustls' default puts AES-256-GCM-SHA384 first, whose SHA-384 key
     // schedule has no hardware path here (7 % of the service's samples in
-    // `many-endpoints`; docs/performance-log.md, 2026-12-06). Servers that
+    // `many-endpoints` with ring; docs/performance-log.md, 2026-12-06). Servers that
     // honour the client's order (rustls' and OpenSSL's default) then use
     // the cheaper suite; every suite is still offered.
     provider
@@ -296,7 +296,7 @@ mod tests {
             offered.first(),
             Some(&rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
         );
-        let defaults = rustls::crypto::ring::default_provider().cipher_suites;
+        let defaults = rustls::crypto::aws_lc_rs::default_provider().cipher_suites;
         assert_eq!(offered.len(), defaults.len());
         assert!(defaults.iter().all(|d| offered.contains(&d.suite())));
     }

@@ -122,7 +122,7 @@ pub struct TlsReceiver {
 impl TlsReceiver {
     /// Starts the receiver with the CA's server certificate.
     pub async fn start(ca: &TestCa, require_client_certificate: bool) -> io::Result<TlsReceiver> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(io::Error::other)?;

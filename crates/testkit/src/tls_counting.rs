@@ -85,9 +85,9 @@ impl TlsCountingReceiver {
         ports_per_address: usize,
         expected: usize,
     ) -> io::Result<TlsCountingReceiver> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let ticketer: Arc<dyn ProducesTickets> =
-            rustls::crypto::ring::Ticketer::new().map_err(io::Error::other)?;
+            rustls::crypto::aws_lc_rs::Ticketer::new().map_err(io::Error::other)?;
         let counter = Arc::new(Counter::new(expected));
         let stats = Arc::new(Stats::default());
         let (stop, stop_rx) = watch::channel(false);

@@ -35,10 +35,10 @@ pub struct HttpClient {
 
 impl HttpClient {
     pub fn new() -> Result<Self, CliError> {
-        // The ring provider named explicitly: which default rustls would pick
+        // The aws-lc-rs provider named explicitly: which default rustls would pick
         // depends on the features other crates of the build enable.
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
             .map_err(|e| CliError::Other(anyhow::anyhow!("cannot set up TLS: {e}")))?
             .https_or_http()
             .enable_http1()
