@@ -110,6 +110,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 11,
         sql: include_str!("../../migrations/postgres/0011_event_hourly.sql"),
     },
+    Migration {
+        version: 12,
+        sql: include_str!("../../migrations/postgres/0012_delivery_queue.sql"),
+    },
 ];
 
 /// The migrations of `known` not in `applied` (the versions the database
@@ -158,7 +162,7 @@ mod tests {
         );
         assert_eq!(
             versions(pending("db", POSTGRES, &[1, 2, 3, 4, 5, 6, 7]).unwrap()),
-            [8, 9, 10, 11]
+            [8, 9, 10, 11, 12]
         );
         let err = pending(
             "/data/webhooks.db",

@@ -113,7 +113,7 @@ async fn instance_ids(db: &TestDatabase) -> Vec<String> {
         .await
         .expect("connect");
     client
-        .query("SELECT id FROM instances", &[])
+        .query("SELECT id FROM instances WHERE id <> 'delivery_queue'", &[])
         .await
         .expect("instances")
         .iter()
@@ -225,7 +225,7 @@ async fn three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_take
     let killed_at = acked_count.load(Ordering::Relaxed);
     let orphaned = query_strings(
         &db,
-        "SELECT id FROM deliveries WHERE lease_owner = $1 AND status IN ('pending', 'retrying')",
+        "SELECT id FROM delivery_queue WHERE lease_owner = $1",
         &victim_id,
     )
     .await;
@@ -281,7 +281,7 @@ async fn three_instances_lose_nothing_when_one_is_killed_and_its_leases_are_take
         .get(0);
     let held_by_victim: i64 = client
         .query_one(
-            "SELECT COUNT(*) FROM deliveries WHERE lease_owner = $1",
+            "SELECT COUNT(*) FROM delivery_queue WHERE lease_owner = $1",
             &[&victim_id],
         )
         .await

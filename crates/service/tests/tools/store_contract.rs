@@ -3471,6 +3471,237 @@ mod kept_statistics_backfill {
     }
 }
 
+// ------------------------------------------------- PostgreSQL: the queue beside the log
+
+/// What only PostgreSQL's layout shows: each waiting delivery has a queue
+/// row beside its log row (migration 12), and an attempt's result is a HOT
+/// update of the log row.
+mod postgres_queue {
+    use super::*;
+
+    /// Rows where the queue and the log disagree: a waiting delivery
+    /// without a queue row, a queue row without a waiting delivery, a
+    /// status or due time that differ, a failure time on a delivery that
+    /// has not failed or none on one that has.
+    async fn disagreements(f: &Fixture) -> i64 {
+        f.count(
+            "SELECT (SELECT COUNT(*) FROM deliveries d WHERE d.status IN ('pending', 'retrying') \
+               AND NOT EXISTS (SELECT 1 FROM delivery_queue q WHERE q.id = d.id)) \
+             + (SELECT COUNT(*) FROM delivery_queue q LEFT JOIN deliveries d ON d.id = q.id \
+               WHERE d.id IS NULL OR d.status <> q.status OR d.next_attempt_at IS DISTINCT FROM q.next_attempt_at) \
+             + (SELECT COUNT(*) FROM deliveries WHERE (status = 'failed') <> (failed_at IS NOT NULL))",
+        )
+        .await
+    }
+
+    async fn queued(f: &Fixture) -> i64 {
+        f.count("SELECT COUNT(*) FROM delivery_queue").await
+    }
+
+    pub async fn the_queue_holds_the_waiting_deliveries_and_results_are_hot_updates() -> Ran {
+        let f = match Fixture::postgres().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
+        };
+        let store = f.store();
+        let w = create(store, "alice", 1).await.id;
+        let delivered = ingest_one(store, "me", 100, &w, true).await;
+        let retried = ingest_one(store, "me", 200, &w, true).await;
+        let failed = ingest_one(store, "me", 300, &w, true).await;
+        ingest_one(store, "me", 400, &w, false).await;
+        assert_eq!((queued(&f).await, disagreements(&f).await), (4, 0));
+
+        record(
+            store,
+            vec![
+                report(
+                    &delivered,
+                    &w,
+                    1,
+                    DeliveryStatus::Delivered,
+                    Some(200),
+                    1000,
+                    None,
+                ),
+                report(
+                    &retried,
+                    &w,
+                    1,
+                    DeliveryStatus::Retrying,
+                    Some(500),
+                    1000,
+                    Some(5000),
+                ),
+                report(
+                    &failed,
+                    &w,
+                    3,
+                    DeliveryStatus::Failed,
+                    Some(500),
+                    1000,
+                    None,
+                ),
+            ],
+            LENIENT,
+            1000,
+        )
+        .await;
+        // The retry and the unclaimed delivery wait; the final two left the queue.
+        assert_eq!((queued(&f).await, disagreements(&f).await), (2, 0));
+        let only_failed = DeliveryFilter {
+            status: Some(DeliveryStatus::Failed),
+            ..DeliveryFilter::default()
+        };
+        let page = store
+            .list_deliveries(&visible(store, &w).await, only_failed.clone(), 10, 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            page.items.iter().map(|d| &d.id).collect::<Vec<_>>(),
+            [&failed]
+        );
+
+        // A replay of the failed one queues it again, and it leaves the failed log.
+        let replayed = store
+            .requeue(&visible(store, &w).await, only_failed.clone(), None, 2000)
+            .await
+            .unwrap();
+        assert_eq!(replayed, 1);
+        assert_eq!((queued(&f).await, disagreements(&f).await), (3, 0));
+        let page = store
+            .list_deliveries(&visible(store, &w).await, only_failed, 10, 0)
+            .await
+            .unwrap();
+        assert!(page.items.is_empty(), "{:?}", page.items);
+
+        // Replaying everything: the delivered one is queued again, the
+        // waiting ones become due now.
+        let replayed = store
+            .requeue(
+                &visible(store, &w).await,
+                DeliveryFilter::default(),
+                None,
+                3000,
+            )
+            .await
+            .unwrap();
+        assert_eq!(replayed, 4);
+        assert_eq!((queued(&f).await, disagreements(&f).await), (4, 0));
+        assert_eq!(
+            f.count("SELECT COUNT(*) FROM delivery_queue WHERE next_attempt_at = 3000")
+                .await,
+            4
+        );
+
+        // Recording the delivery and the retry changed no indexed column
+        // of their log rows: HOT updates, counted once the store's
+        // connections report their statistics (within about 10 s of going idle).
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let hot = f
+                .count("SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'")
+                .await;
+            if hot >= 2 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no HOT update of the log within 30 s ({hot})"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+
+        // A deleted webhook leaves no queue rows.
+        assert!(store.delete_webhook(&w, Owner::Any).await.unwrap());
+        assert_eq!((queued(&f).await, disagreements(&f).await), (0, 0));
+        DONE
+    }
+
+    /// An instance of the release before the queue, beside this one on the
+    /// same database (a rolling upgrade), as its statements leave the
+    /// tables: it stores deliveries without queue rows, gives claims back
+    /// into the log's owner column, and finishes deliveries in the log.
+    pub async fn an_older_release_s_deliveries_are_adopted_into_the_queue() -> Ran {
+        let f = match Fixture::postgres().await {
+            Ok(v) => v,
+            Err(why) => return skip(why),
+        };
+        let Backend::Postgres(db) = &f.backend else {
+            unreachable!("a PostgreSQL fixture")
+        };
+        let sql = crate::postgres_support::connect(&db.url)
+            .await
+            .expect("connect");
+        let store = f.store();
+        let w = create(store, "alice", 1).await.id;
+        // This release's delivery, which the older instance then finished in
+        // the log (as it would one it held): its queue row is stale.
+        let finished_by_older = ingest_one(store, "me", 100, &w, false).await;
+        sql.execute(
+            "UPDATE deliveries SET status = 'delivered', lease_owner = NULL WHERE id = $1",
+            &[&finished_by_older.as_str()],
+        )
+        .await
+        .expect("finish in the log");
+        // The older instance's own delivery, given back on its way out.
+        sql.batch_execute(&format!(
+            "INSERT INTO events (id, event_type, user_id, payload, created_at) \
+             VALUES ('evt_01JX0000000000000000000001', 'user.created', 'alice', '{{}}'::bytea, 200); \
+             INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, attempts, \
+             next_attempt_at, lease_owner, created_at, updated_at) VALUES ('dlv_01JX0000000000000000000000', \
+             'evt_01JX0000000000000000000001', '{w}', 'user.created', 'alice', 'pending', 0, 200, NULL, 200, 200); \
+             INSERT INTO instances (id, started_at, heartbeat_at, beating_since) VALUES ('inst_older', \
+             (extract(epoch FROM clock_timestamp()) * 1000)::int8, (extract(epoch FROM clock_timestamp()) * 1000)::int8, \
+             (extract(epoch FROM clock_timestamp()) * 1000)::int8)"
+        ))
+        .await
+        .expect("the older instance's rows");
+
+        // This instance's recovery adopts the one and drops the other.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            store.recover_claims("me").await.expect("recover");
+            let adopted = f
+                .count("SELECT COUNT(*) FROM delivery_queue WHERE id = 'dlv_01JX0000000000000000000000'")
+                .await;
+            let stale = f
+                .count(&format!(
+                    "SELECT COUNT(*) FROM delivery_queue WHERE id = '{}'",
+                    finished_by_older.as_str()
+                ))
+                .await;
+            if (adopted, stale) == (1, 0) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not adopted within 10 s: adopted {adopted}, stale {stale}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(disagreements(&f).await, 0);
+        // Its log row now names the queue as its owner, so the older
+        // instance's claim (owner NULL) cannot take it as well.
+        assert_eq!(
+            f.count(
+                "SELECT COUNT(*) FROM deliveries WHERE id = 'dlv_01JX0000000000000000000000' \
+                 AND lease_owner = 'delivery_queue'"
+            )
+            .await,
+            1
+        );
+        let claimed = store
+            .claim_due("me", 1000, 10, Vec::new())
+            .await
+            .expect("claim");
+        assert_eq!(
+            claimed.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            ["dlv_01JX0000000000000000000000"]
+        );
+        DONE
+    }
+}
+
 // ------------------------------------------------- PostgreSQL: several instances
 
 /// What only a shared database can show: claims across separate instances.
@@ -3734,6 +3965,24 @@ pub fn tests() -> Vec<crate::harness::Test> {
                     ),
                 )
             },
+        )
+        .multi_thread(2),
+    );
+    tests.push(
+        Test::new(
+            "postgres_queue::the_queue_holds_the_waiting_deliveries_and_results_are_hot_updates",
+            || {
+                Box::pin(
+                    postgres_queue::the_queue_holds_the_waiting_deliveries_and_results_are_hot_updates(),
+                )
+            },
+        )
+        .multi_thread(2),
+    );
+    tests.push(
+        Test::new(
+            "postgres_queue::an_older_release_s_deliveries_are_adopted_into_the_queue",
+            || Box::pin(postgres_queue::an_older_release_s_deliveries_are_adopted_into_the_queue()),
         )
         .multi_thread(2),
     );

@@ -22,6 +22,29 @@ macro_rules! count_events {
     };
 }
 
+/// Inserts the deliveries of CTE `wanted` (id, event id, webhook id, event
+/// type, user id, creation time, claim owner, and, in the ordered form, the
+/// order and place): each a log row in `deliveries` and a queue row in
+/// `delivery_queue` (PostgreSQL migration 12). Both read the one
+/// materialized `wanted`, so they take the same rows. The log row's owner
+/// is the queue's ([`super::claims::QUEUE_OWNER`]), so that an instance of
+/// an older release never claims it.
+macro_rules! insert_deliveries {
+    () => {
+        "new_deliveries AS (\
+         INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
+         attempts, next_attempt_at, lease_owner, created_at, updated_at) \
+         SELECT id, event_id, webhook_id, event_type, user_id, 'pending', 0, created_at, 'delivery_queue', \
+         created_at, created_at \
+         FROM wanted RETURNING 1), \
+         queued AS (\
+         INSERT INTO delivery_queue (id, webhook_id, status, next_attempt_at, lease_owner, ordering_key, \
+         fifo_seq, created_at) \
+         SELECT id, webhook_id, 'pending', created_at, lease_owner, ordering_key, fifo_seq, created_at \
+         FROM wanted RETURNING 1)"
+    };
+}
+
 /// The events and the deliveries of those that were new, in one statement.
 ///
 /// One statement is its own transaction, so a group commit of ingest jobs is
@@ -47,17 +70,14 @@ const INSERT_EVENTS_AND_DELIVERIES: &str = concat!(
      counted AS (",
     count_events!(),
     "), \
-     new_deliveries AS (\
-     INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
-     attempts, next_attempt_at, lease_owner, created_at, updated_at) \
-     SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
-     u.created_at, u.created_at \
+     wanted AS (\
+     SELECT u.*, NULL::text AS ordering_key, NULL::int8 AS fifo_seq \
      FROM UNNEST($6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::int8[], $12::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
      JOIN new_events e ON e.id = u.event_id \
-     WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
-     RETURNING 1) \
-     SELECT id, false FROM new_events UNION ALL SELECT id, true FROM live_webhooks"
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks)), ",
+    insert_deliveries!(),
+    " SELECT id, false FROM new_events UNION ALL SELECT id, true FROM live_webhooks"
 );
 
 /// Most (event, delivery) pairs for which [`INSERT_EVENTS_AND_DELIVERIES`]
@@ -105,33 +125,30 @@ const INSERT_EVENTS: &str = concat!(
 
 // As in the one-statement form, deliveries to a webhook deleted meanwhile
 // are dropped; the webhooks still there are returned, to tell which.
-const INSERT_DELIVERIES: &str = "WITH live_webhooks AS (\
+const INSERT_DELIVERIES: &str = concat!(
+    "WITH live_webhooks AS (\
      SELECT id FROM webhooks WHERE id = ANY($3::text[]) ORDER BY id FOR KEY SHARE), \
-     new_deliveries AS (\
-     INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
-     attempts, next_attempt_at, lease_owner, created_at, updated_at) \
-     SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
-     u.created_at, u.created_at \
+     wanted AS (\
+     SELECT u.*, NULL::text AS ordering_key, NULL::int8 AS fifo_seq \
      FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner) \
-     WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
-     RETURNING 1) \
-     SELECT id FROM live_webhooks";
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks)), ",
+    insert_deliveries!(),
+    " SELECT id FROM live_webhooks"
+);
 
 // As `INSERT_DELIVERIES`, with the order and place of FIFO deliveries.
-const INSERT_ORDERED_DELIVERIES: &str = "WITH live_webhooks AS (\
+const INSERT_ORDERED_DELIVERIES: &str = concat!(
+    "WITH live_webhooks AS (\
      SELECT id FROM webhooks WHERE id = ANY($3::text[]) ORDER BY id FOR KEY SHARE), \
-     new_deliveries AS (\
-     INSERT INTO deliveries (id, event_id, webhook_id, event_type, user_id, status, \
-     attempts, next_attempt_at, lease_owner, created_at, updated_at, ordering_key, fifo_seq) \
-     SELECT u.id, u.event_id, u.webhook_id, u.event_type, u.user_id, 'pending', 0, u.created_at, u.lease_owner, \
-     u.created_at, u.created_at, u.ordering_key, u.fifo_seq \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], \
+     wanted AS (\
+     SELECT u.* FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[], \
      $8::text[], $9::int8[]) \
      AS u (id, event_id, webhook_id, event_type, user_id, created_at, lease_owner, ordering_key, fifo_seq) \
-     WHERE u.webhook_id IN (SELECT id FROM live_webhooks) \
-     RETURNING 1) \
-     SELECT id FROM live_webhooks";
+     WHERE u.webhook_id IN (SELECT id FROM live_webhooks)), ",
+    insert_deliveries!(),
+    " SELECT id FROM live_webhooks"
+);
 
 const EXISTING_DELIVERIES: &str =
     "SELECT event_id, id FROM deliveries WHERE event_id = ANY($1::text[]) ORDER BY event_id, id";

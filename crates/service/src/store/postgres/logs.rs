@@ -16,9 +16,15 @@ use crate::store::{
 const PRUNE_CHUNK: i64 = 5000;
 
 /// The filter of [`DeliveryFilter`] on parameters $2..$5 (status, type, since, until).
+///
+/// A failed delivery also has `failed_at` (PostgreSQL migration 12): planned
+/// for `status = 'failed'`, the second condition becomes `failed_at IS NOT
+/// NULL`, which `deliveries_failed` holds (an index on `status` would make
+/// every result's update a non-HOT one).
 macro_rules! filter {
     () => {
-        " AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR event_type = $3) \
+        " AND ($2::text IS NULL OR status = $2) AND ($2::text IS DISTINCT FROM 'failed' OR failed_at IS NOT NULL) \
+         AND ($3::text IS NULL OR event_type = $3) \
          AND ($4::int8 IS NULL OR created_at >= $4) AND ($5::int8 IS NULL OR created_at < $5)"
     };
 }
@@ -28,7 +34,8 @@ macro_rules! filter {
 /// (`($3 IS NULL OR event_type = $3)` can use no index).
 macro_rules! filter_of_type {
     () => {
-        " AND ($2::text IS NULL OR status = $2) AND event_type = $3 \
+        " AND ($2::text IS NULL OR status = $2) AND ($2::text IS DISTINCT FROM 'failed' OR failed_at IS NOT NULL) \
+         AND event_type = $3 \
          AND ($4::int8 IS NULL OR created_at >= $4) AND ($5::int8 IS NULL OR created_at < $5)"
     };
 }
@@ -74,25 +81,42 @@ const ATTEMPTS: &str = concat!(
     attempt_columns!(),
     " FROM attempts WHERE delivery_id = $1 ORDER BY attempt"
 );
-// Deliveries held by an instance right now (lease_owner set) are left alone: they are being attempted.
+// Deliveries held by an instance right now (claimed in the queue, or, for
+// an older release's instance, in the log's owner column) are left alone:
+// they are being attempted. The log row's owner becomes the queue's. A finished delivery gets a queue row
+// again; a waiting one that nobody holds becomes due at $7 (if an instance
+// claimed it meanwhile, its row is left as it is, and so is its log row).
 // A replayed (finished) delivery joins its webhook's current order ($8, its
 // `orderingKey`, NULL when not ordered) at place $9, after everything
-// acknowledged before the replay. The rows are locked first, so that their
-// status and duration before the change (which the kept aggregate loses,
-// and which decide whether a delivery takes a new place) are the ones this
-// update replaces.
+// acknowledged before the replay. The log rows are locked first, so that
+// their status and duration before the change (which the kept aggregate
+// loses, and which decide whether a delivery takes a new place) are the
+// ones this update replaces.
 const REQUEUE: &str = concat!(
-    "UPDATE deliveries d SET \
-     ordering_key = CASE WHEN old.status IN ('delivered', 'failed') \
-     THEN (CASE $8::text WHEN 'webhook' THEN '' WHEN 'userId' THEN d.user_id END) ELSE d.ordering_key END, \
-     fifo_seq = CASE WHEN old.status IN ('delivered', 'failed') THEN $9::int8 ELSE d.fifo_seq END, \
-     status = CASE WHEN d.attempts = 0 THEN 'pending' ELSE 'retrying' END, \
-     next_attempt_at = $7, updated_at = $7 FROM (SELECT id, webhook_id, created_at, status, last_duration_ms \
-     FROM deliveries WHERE webhook_id = $1 AND lease_owner IS NULL",
+    "WITH old AS (SELECT id, webhook_id, created_at, status, last_duration_ms, user_id, attempts \
+     FROM deliveries d WHERE webhook_id = $1",
     filter!(),
-    " AND ($6::text IS NULL OR id = $6) FOR UPDATE) AS old WHERE d.id = old.id \
+    " AND ($6::text IS NULL OR id = $6) \
+     AND NOT EXISTS (SELECT 1 FROM delivery_queue q WHERE q.id = d.id AND q.lease_owner IS NOT NULL) \
+     AND (d.lease_owner IS NULL OR d.lease_owner = 'delivery_queue') \
+     FOR UPDATE), \
+     queued AS (\
+     INSERT INTO delivery_queue (id, webhook_id, status, next_attempt_at, ordering_key, fifo_seq, created_at) \
+     SELECT id, webhook_id, CASE WHEN attempts = 0 THEN 'pending' ELSE 'retrying' END, $7, \
+     CASE WHEN status IN ('delivered', 'failed') \
+     THEN (CASE $8::text WHEN 'webhook' THEN '' WHEN 'userId' THEN user_id END) END, \
+     CASE WHEN status IN ('delivered', 'failed') AND $8::text IS NOT NULL THEN $9::int8 END, created_at \
+     FROM old ON CONFLICT (id) DO UPDATE SET next_attempt_at = EXCLUDED.next_attempt_at \
+     WHERE delivery_queue.lease_owner IS NULL RETURNING id) \
+     UPDATE deliveries d SET status = CASE WHEN d.attempts = 0 THEN 'pending' ELSE 'retrying' END, \
+     next_attempt_at = $7, updated_at = $7, failed_at = NULL, lease_owner = 'delivery_queue' \
+     FROM old WHERE d.id = old.id AND old.id IN (SELECT id FROM queued) \
      RETURNING old.id, old.webhook_id, old.created_at, old.status, old.last_duration_ms"
 );
+// Replays and attempt records of one webhook take its row's lock first, so
+// that neither waits for the other's queue and log rows in the opposite
+// order.
+const LOCK_WEBHOOK: &str = "SELECT 1 FROM webhooks WHERE id = $1 FOR NO KEY UPDATE";
 /// The webhooks a statistic covers: webhook $1 (if set) of owner $2 (if
 /// set). Each webhook's range of an index is read, even for the admin's
 /// "every webhook", never the whole table.
@@ -102,11 +126,12 @@ macro_rules! stats_scope {
          AND ($1::text IS NULL OR webhook_id = $1)"
     };
 }
-// The live counts of waiting deliveries (through `deliveries_open`) created since $3.
+// The live counts of waiting deliveries (the queue, through
+// `delivery_queue_open`) created since $3.
 const STATS_OPEN: &str = concat!(
-    "SELECT status, COUNT(*) FROM deliveries WHERE ",
+    "SELECT status, COUNT(*) FROM delivery_queue WHERE ",
     stats_scope!(),
-    " AND status IN ('pending', 'retrying') AND created_at >= $3 GROUP BY status"
+    " AND created_at >= $3 GROUP BY status"
 );
 // Finished deliveries created between $3 and $4 (the part of an hour the
 // window starts in), counted one by one.
@@ -124,15 +149,16 @@ const STATS_HOURLY: &str = concat!(
 );
 const BUCKETS_HOURLY: &str = "SELECT hour, slot, n FROM delivery_hourly \
      WHERE webhook_id = $1 AND hour >= $2 AND hour < $3";
-const BUCKETS_OPEN: &str = "SELECT created_at, status FROM deliveries WHERE webhook_id = $1 \
-     AND status IN ('pending', 'retrying') AND created_at >= $2 AND created_at < $3";
+const BUCKETS_OPEN: &str = "SELECT created_at, status FROM delivery_queue WHERE webhook_id = $1 \
+     AND created_at >= $2 AND created_at < $3";
 // Every webhook's kept aggregate over hours $1..$2, summed per hour and slot
 // (each webhook's range of the primary key, never the whole table).
 const PLATFORM_HOURLY: &str = "SELECT hour, slot, SUM(n)::int8 FROM delivery_hourly \
      WHERE webhook_id IN (SELECT id FROM webhooks) AND hour >= $1 AND hour < $2 GROUP BY hour, slot";
-// Every webhook's waiting deliveries created between $1 and $2, per hour (`deliveries_open`).
-const PLATFORM_OPEN: &str = "SELECT created_at / 3600000, status, COUNT(*) FROM deliveries \
-     WHERE webhook_id IN (SELECT id FROM webhooks) AND status IN ('pending', 'retrying') \
+// Every webhook's waiting deliveries created between $1 and $2, per hour
+// (`delivery_queue_open`).
+const PLATFORM_OPEN: &str = "SELECT created_at / 3600000, status, COUNT(*) FROM delivery_queue \
+     WHERE webhook_id IN (SELECT id FROM webhooks) \
      AND created_at >= $1 AND created_at < $2 GROUP BY 1, 2";
 // Events stored in hours $1..$2, per hour: every writer's count (migration 11).
 const PLATFORM_EVENTS: &str = "SELECT hour, SUM(n)::int8 FROM event_hourly \
@@ -266,6 +292,7 @@ pub(super) async fn requeue(
     // The place is taken under the webhook's lock, held until the replay
     // commits, like an ingest's.
     c.transaction(async |c| {
+        c.query(LOCK_WEBHOOK, &[&webhook.as_str()]).await?;
         let (key, place) = super::ordering::replay_place(c, webhook).await?;
         let rows = c
             .query(

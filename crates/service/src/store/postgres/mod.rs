@@ -82,6 +82,11 @@ pub struct PostgresStore {
     record_writer: mpsc::Sender<Job>,
     cipher: SecretCipher,
     claim_ttl_ms: i64,
+    /// When this instance last started looking for an older release's work
+    /// to adopt into the queue (`claims::adopt_from_older`), in ms since
+    /// the epoch; and whether that look is still running.
+    adopted_at: std::sync::atomic::AtomicI64,
+    adopting: Arc<std::sync::atomic::AtomicBool>,
     changes: watch::Receiver<u64>,
     /// What the listener gathered for `changes` (see `changes.rs`).
     pending_changes: Arc<std::sync::Mutex<PendingChanges>>,
@@ -104,6 +109,34 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+
+    /// Starts a look for an older release's work to adopt into the queue,
+    /// at most once per claim TTL and one at a time, in a task of its own:
+    /// it scans the log while older instances have been seen lately, and
+    /// must not hold back the heartbeat that recovery runs beside.
+    fn adopt_from_older(&self) {
+        use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+        let now = webhook_domain::timefmt::now_ms();
+        if now.saturating_sub(self.adopted_at.load(Relaxed)) < self.claim_ttl_ms
+            || self.adopting.swap(true, AcqRel)
+        {
+            return;
+        }
+        self.adopted_at.store(now, Relaxed);
+        let (pool, adopting, ttl_ms) = (self.pool.clone(), self.adopting.clone(), self.claim_ttl_ms);
+        tokio::spawn(async move {
+            let adopted = match pool.get().await {
+                Ok(mut c) => claims::adopt_from_older(&mut c, ttl_ms).await,
+                Err(e) => Err(e.into()),
+            };
+            match adopted {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(adopted = n, "an older release's deliveries are in the queue now"),
+                Err(e) => tracing::warn!(error = %e, "cannot adopt an older release's deliveries"),
+            }
+            adopting.store(false, std::sync::atomic::Ordering::Release);
+        });
+    }
     /// Connects to `url`, applies pending migrations and starts the writers.
     /// Fails if the server cannot be reached now.
     pub async fn connect(
@@ -133,6 +166,8 @@ impl PostgresStore {
             record_writer,
             cipher,
             claim_ttl_ms: i64::try_from(options.claim_ttl.as_millis()).unwrap_or(i64::MAX),
+            adopted_at: std::sync::atomic::AtomicI64::new(0),
+            adopting: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             changes,
             pending_changes,
             listener,
@@ -319,7 +354,9 @@ impl Store for PostgresStore {
 
     async fn recover_claims(&self, live_owner: &str) -> Result<u64, StoreError> {
         let mut c = self.pool.get().await?;
-        claims::recover(&mut c, live_owner, self.claim_ttl_ms).await
+        let voided = claims::recover(&mut c, live_owner, self.claim_ttl_ms).await?;
+        self.adopt_from_older();
+        Ok(voided)
     }
 
     async fn record_attempts(

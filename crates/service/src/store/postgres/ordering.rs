@@ -42,11 +42,13 @@ pub(super) async fn take_places(
     Ok(last)
 }
 
-const BLOCKED_BY: &str = "SELECT (SELECT h.id FROM deliveries h \
+// Orders hold only unfinished deliveries: they are queue rows (PostgreSQL
+// migration 12), deleted when final.
+const BLOCKED_BY: &str = "SELECT (SELECT h.id FROM delivery_queue h \
          WHERE h.webhook_id = d.webhook_id AND h.ordering_key = d.ordering_key AND h.ordering_key IS NOT NULL \
-         AND h.status IN ('pending', 'retrying') AND (h.fifo_seq, h.id) < (d.fifo_seq, d.id) \
+         AND (h.fifo_seq, h.id) < (d.fifo_seq, d.id) \
          ORDER BY h.fifo_seq, h.id LIMIT 1) \
-     FROM deliveries d WHERE d.id = $1 AND d.ordering_key IS NOT NULL AND d.status IN ('pending', 'retrying')";
+     FROM delivery_queue d WHERE d.id = $1 AND d.ordering_key IS NOT NULL";
 
 /// The head an unfinished ordered delivery waits for (`None` for one that
 /// may go, is finished or is not ordered).
@@ -62,24 +64,25 @@ pub(super) async fn blocked_by(
         .transpose()
 }
 
-/// The stored key of an ordered delivery as SQL over its row, by `$2`, the
-/// webhook's `orderingKey` (`NULL`: not ordered).
+/// The stored key of an ordered delivery as SQL over its log row `d`, by
+/// `$2`, the webhook's `orderingKey` (`NULL`: not ordered).
 macro_rules! key_of_row {
     () => {
         "CASE $2::text WHEN 'webhook' THEN '' WHEN 'userId' THEN d.user_id END"
     };
 }
 
-const UNORDER_QUEUE: &str = "UPDATE deliveries SET ordering_key = NULL, fifo_seq = NULL \
-     WHERE webhook_id = $1 AND ordering_key IS NOT NULL AND status IN ('pending', 'retrying')";
+const UNORDER_QUEUE: &str = "UPDATE delivery_queue SET ordering_key = NULL, fifo_seq = NULL \
+     WHERE webhook_id = $1 AND ordering_key IS NOT NULL";
 const REORDER_QUEUE: &str = concat!(
     "WITH queue AS (SELECT id, row_number() OVER (ORDER BY fifo_seq NULLS FIRST, id) AS n \
-         FROM deliveries WHERE webhook_id = $1 AND status IN ('pending', 'retrying')), \
+         FROM delivery_queue WHERE webhook_id = $1), \
      counter AS (UPDATE webhooks SET fifo_seq = fifo_seq + (SELECT count(*) FROM queue) \
          WHERE id = $1 RETURNING fifo_seq - (SELECT count(*) FROM queue) AS before) \
-     UPDATE deliveries d SET ordering_key = ",
+     UPDATE delivery_queue w SET ordering_key = ",
     key_of_row!(),
-    ", fifo_seq = (SELECT before FROM counter) + q.n FROM queue q WHERE d.id = q.id"
+    ", fifo_seq = (SELECT before FROM counter) + q.n FROM queue q, deliveries d \
+     WHERE w.id = q.id AND d.id = q.id AND d.webhook_id = $1"
 );
 
 /// After a change of `webhook`'s ordering (inside the change's
@@ -125,20 +128,20 @@ pub(super) async fn replay_place(
 }
 
 // Each order's head, one seek per order (a loose index scan of
-// `deliveries_fifo`), with the count of what waits behind it.
+// `delivery_queue_fifo`), with the count of what waits behind it.
 const HEADS: &str = "WITH RECURSIVE heads AS ( \
-         (SELECT ordering_key, id, status, attempts FROM deliveries \
-          WHERE webhook_id = $1 AND ordering_key IS NOT NULL AND status IN ('pending', 'retrying') \
+         (SELECT ordering_key, id, status FROM delivery_queue \
+          WHERE webhook_id = $1 AND ordering_key IS NOT NULL \
           ORDER BY ordering_key, fifo_seq, id LIMIT 1) \
          UNION ALL \
-         SELECT n.ordering_key, n.id, n.status, n.attempts FROM heads h CROSS JOIN LATERAL ( \
-             SELECT ordering_key, id, status, attempts FROM deliveries \
-             WHERE webhook_id = $1 AND ordering_key IS NOT NULL AND status IN ('pending', 'retrying') \
+         SELECT n.ordering_key, n.id, n.status FROM heads h CROSS JOIN LATERAL ( \
+             SELECT ordering_key, id, status FROM delivery_queue \
+             WHERE webhook_id = $1 AND ordering_key IS NOT NULL \
              AND ordering_key > h.ordering_key ORDER BY ordering_key, fifo_seq, id LIMIT 1) n) \
-     SELECT h.ordering_key, h.id, h.status, h.attempts, w.waiting FROM heads h CROSS JOIN LATERAL ( \
-         SELECT count(*) - 1 AS waiting FROM deliveries \
-         WHERE webhook_id = $1 AND ordering_key = h.ordering_key AND ordering_key IS NOT NULL \
-         AND status IN ('pending', 'retrying')) w \
+     SELECT h.ordering_key, h.id, h.status, d.attempts, w.waiting FROM heads h \
+     JOIN deliveries d ON d.id = h.id CROSS JOIN LATERAL ( \
+         SELECT count(*) - 1 AS waiting FROM delivery_queue \
+         WHERE webhook_id = $1 AND ordering_key = h.ordering_key AND ordering_key IS NOT NULL) w \
      WHERE w.waiting > 0 LIMIT $2";
 
 /// The heads of `webhook`'s orders with deliveries waiting behind them.

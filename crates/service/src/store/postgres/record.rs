@@ -25,22 +25,41 @@ const UPSERT_ATTEMPTS: &str = "INSERT INTO attempts (delivery_id, attempt, start
      response_body = EXCLUDED.response_body, error_kind = EXCLUDED.error_kind, \
      error_message = EXCLUDED.error_message";
 
-// Only an unfinished delivery is updated (a claimed one always is), so a
-// final status returned here is new: it is counted in the kept aggregate.
+// Only an unfinished delivery takes a report (a claimed one always is), so
+// a final status written here is new: it is counted in the kept aggregate.
+// Unfinished means it has a queue row (PostgreSQL migration 12): a final
+// report deletes it, a waiting one (a retry) updates it, and the log rows
+// of the ids either returned are updated next. The log row's update changes
+// no indexed column (`failed_at` only when a delivery fails for good), so
+// it is a HOT update where its page has room.
+//
 // The claim check (see `Store::record_attempts`) is one expression that no
 // index serves: written as `lease_owner = $10 OR (lease_owner IS NULL AND
-// status IN (...))`, the planner read every delivery this instance had
-// claimed through a BitmapOr of two indexes and joined them to the batch
-// by a filter, and PostgreSQL's CPU per delivery rose by about a third in
-// `throughput`. A NULL owner makes the comparison NULL, so COALESCE falls
-// to the status.
+// ...)`, the planner read every delivery this instance had claimed through
+// a BitmapOr of two indexes and joined them to the batch by a filter, and
+// PostgreSQL's CPU per delivery rose by about a third in `throughput`. A
+// NULL owner makes the comparison NULL, so COALESCE falls to TRUE. Every
+// statement probes the primary key once per id (an array, or a nested loop
+// over the unnested batch): the writers have hash joins off, and a join of
+// two CTEs compared every report with every row, quadratic in a batch of
+// thousands.
+const TAKE_FROM_QUEUE: &str = "WITH finished AS (\
+     DELETE FROM delivery_queue q WHERE q.id = ANY($1::text[]) AND COALESCE(q.lease_owner = $5, TRUE) \
+     RETURNING q.id), \
+     waiting AS (\
+     UPDATE delivery_queue q SET status = u.status, next_attempt_at = u.next_attempt_at, lease_owner = NULL \
+     FROM UNNEST($2::text[], $3::text[], $4::int8[]) AS u (id, status, next_attempt_at) \
+     WHERE q.id = u.id AND COALESCE(q.lease_owner = $5, TRUE) RETURNING q.id) \
+     SELECT id FROM finished UNION ALL SELECT id FROM waiting";
+
 const UPDATE_DELIVERIES: &str = "UPDATE deliveries d SET status = u.status, attempts = u.attempts, \
-     next_attempt_at = u.next_attempt_at, lease_owner = NULL, last_status_code = u.status_code, \
+     next_attempt_at = u.next_attempt_at, last_status_code = u.status_code, \
      last_error_kind = u.error_kind, last_error = u.error_message, last_duration_ms = u.duration_ms, \
-     updated_at = $9, delivered_at = CASE WHEN u.status = 'delivered' THEN $9 ELSE d.delivered_at END \
+     updated_at = $9, delivered_at = CASE WHEN u.status = 'delivered' THEN $9 ELSE d.delivered_at END, \
+     failed_at = CASE WHEN u.status = 'failed' THEN $9 END \
      FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::int4[], $6::text[], $7::text[], $8::int4[]) \
      AS u (id, status, attempts, next_attempt_at, status_code, error_kind, error_message, duration_ms) \
-     WHERE d.id = u.id AND d.status IN ('pending', 'retrying') AND COALESCE(d.lease_owner = $10, TRUE) \
+     WHERE d.id = u.id AND d.status IN ('pending', 'retrying') \
      RETURNING d.id, d.webhook_id, d.created_at, d.status, d.last_duration_ms";
 
 // Sorted, so that two instances take the rows' locks in one order.
@@ -157,6 +176,7 @@ async fn update_deliveries(
     reports: Vec<&AttemptReport>,
     now: i64,
 ) -> Result<(HashSet<String>, Tally), StoreError> {
+    let reports = take_from_queue(c, owner, reports).await?;
     let ids: Vec<&str> = reports.iter().map(|r| r.delivery_id.as_str()).collect();
     let statuses: Vec<&str> = reports.iter().map(|r| r.status.as_str()).collect();
     let attempts: Vec<i32> = reports.iter().map(|r| signed(r.attempt.attempt)).collect();
@@ -182,7 +202,6 @@ async fn update_deliveries(
             UPDATE_DELIVERIES,
             &[
                 &ids, &statuses, &attempts, &next, &codes, &kinds, &messages, &durations, &now,
-                &owner,
             ],
         )
         .await?;
@@ -193,6 +212,35 @@ async fn update_deliveries(
         count_finished(&mut tally, row, 1, 1)?;
     }
     Ok((updated, tally))
+}
+
+/// The reports whose deliveries are still `owner`'s to report (claimed by
+/// it, or unclaimed and unfinished), after taking their queue rows: a final
+/// report's is deleted, a retry's becomes due at its next attempt.
+async fn take_from_queue<'r>(
+    c: &mut Conn,
+    owner: &str,
+    reports: Vec<&'r AttemptReport>,
+) -> Result<Vec<&'r AttemptReport>, StoreError> {
+    let (finished, waiting): (Vec<&AttemptReport>, Vec<&AttemptReport>) =
+        reports.iter().partition(|r| r.status.is_final());
+    let finished: Vec<&str> = finished.iter().map(|r| r.delivery_id.as_str()).collect();
+    let waiting_ids: Vec<&str> = waiting.iter().map(|r| r.delivery_id.as_str()).collect();
+    let statuses: Vec<&str> = waiting.iter().map(|r| r.status.as_str()).collect();
+    let next: Vec<Option<i64>> = waiting.iter().map(|r| r.next_attempt_at).collect();
+    let taken: HashSet<String> = c
+        .query(
+            TAKE_FROM_QUEUE,
+            &[&finished, &waiting_ids, &statuses, &next, &owner],
+        )
+        .await?
+        .iter()
+        .map(|row| get(row, 0, "delivery id"))
+        .collect::<Result<_, _>>()?;
+    Ok(reports
+        .into_iter()
+        .filter(|r| taken.contains(r.delivery_id.as_str()))
+        .collect())
 }
 
 /// Counts `delta` for the delivery of `row` (webhook id, created at, then

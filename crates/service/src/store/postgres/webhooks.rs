@@ -79,6 +79,7 @@ const LOCK_FOR_DELETE: &str =
     "SELECT 1 FROM webhooks WHERE id = $1 AND ($2::text IS NULL OR owner_id = $2) FOR UPDATE";
 const DELETE_ATTEMPTS: &str =
     "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE webhook_id = $1)";
+const DELETE_QUEUE: &str = "DELETE FROM delivery_queue WHERE webhook_id = $1";
 const DELETE_DELIVERIES: &str = "DELETE FROM deliveries WHERE webhook_id = $1";
 const DELETE_HOURLY: &str = "DELETE FROM delivery_hourly WHERE webhook_id = $1";
 const DELETE: &str = "DELETE FROM webhooks WHERE id = $1";
@@ -298,6 +299,7 @@ pub(super) async fn delete(
             return Ok(false);
         }
         c.execute(DELETE_ATTEMPTS, &[&id]).await?;
+        c.execute(DELETE_QUEUE, &[&id]).await?;
         c.execute(DELETE_DELIVERIES, &[&id]).await?;
         c.execute(DELETE_HOURLY, &[&id]).await?;
         Ok(c.execute(DELETE, &[&id]).await? > 0)
