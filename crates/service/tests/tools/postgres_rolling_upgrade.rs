@@ -1,7 +1,8 @@
 //! A rolling upgrade on PostgreSQL: an instance of the previous release and
 //! one of this build run on one database while events flow, the previous
-//! one is stopped half-way as an upgrade would stop it, and a webhook is
-//! deleted through the old instance meanwhile. Every acknowledged event
+//! one is stopped half-way as an upgrade would stop it (while the receiver
+//! is away, so it leaves retries behind), and a webhook is deleted through
+//! the old instance meanwhile. Every acknowledged event
 //! reaches the webhook that stays, and nothing reaches the deleted one once
 //! both instances have heard of the deletion (changes reach every instance
 //! within a second).
@@ -188,15 +189,20 @@ async fn rolling_upgrade_loses_nothing_and_honours_a_deletion() -> Ran {
     assert_eq!(status, 200, "delete through the previous release: {body}");
     let deleted_at = Instant::now();
 
-    // Half-way: the old instance is stopped as an upgrade stops it.
+    // Half-way: the old instance is stopped as an upgrade stops it, while
+    // the receiver is away, so that it leaves retries behind: deliveries
+    // stored in its layout, which this build has to take over.
     while next.load(Ordering::Relaxed) < EVENTS / 2 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    kept.set_down(true).await.expect("receiver down");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     old_stopped.store(true, Ordering::Relaxed);
     assert!(
         old.terminate(Duration::from_secs(60)),
         "the previous release did not stop cleanly"
     );
+    kept.set_down(false).await.expect("receiver up");
     for lane in lanes {
         lane.await.expect("lane");
     }

@@ -2,9 +2,9 @@
 //!
 //! Claims live in the queue (`delivery_queue`, PostgreSQL migration 12),
 //! which holds a row for each waiting delivery: its `lease_owner` is the id
-//! of the instance holding it in memory. Claiming takes rows with `FOR UPDATE SKIP LOCKED`, so instances
-//! claiming at the same moment skip each other's rows instead of waiting or
-//! taking the same ones. Each instance records a heartbeat (on the database
+//! of the instance holding it in memory. Claiming takes rows with
+//! `FOR UPDATE SKIP LOCKED`, so instances claiming at the same moment skip
+//! each other's rows instead of waiting or taking the same ones. Each instance records a heartbeat (on the database
 //! clock, so instances' clocks need not agree); a claim whose owner has not
 //! beaten within the TTL belongs to an instance that is gone, and is voided
 //! so that the work becomes due again for whoever claims next.
@@ -14,6 +14,11 @@
 //! work. So an instance voids others' claims only once its own heartbeats
 //! have been on time for a whole TTL (`beating_since`): by then every live
 //! instance has beaten again too, and only the dead ones' claims are voided.
+//!
+//! During a rolling upgrade, instances of the release before the queue
+//! claim by the log's own owner column: what they store, give back or die
+//! holding has no queue row, and is adopted into the queue
+//! ([`adopt_from_older`]) while they have been seen lately.
 
 use webhook_domain::delivery::DeliveryStatus;
 use webhook_domain::ids::{DeliveryId, EventId, WebhookId};
@@ -33,11 +38,11 @@ macro_rules! db_now {
     };
 }
 
-/// The claim owner of a log row whose claim lives in `delivery_queue`
-/// (PostgreSQL migration 12). Every instance's heartbeat keeps it alive, so
-/// an instance of an older release, which claims and recovers by the log's
-/// owner column, neither claims such a row nor voids its owner.
-pub(super) const QUEUE_OWNER: &str = "delivery_queue";
+// 'delivery_queue' is the claim owner of a log row whose claim lives in
+// `delivery_queue` (PostgreSQL migration 12; written by ingest, replays and
+// adoption). Every instance's heartbeat keeps that owner alive, so an
+// instance of an older release, which claims and recovers by the log's
+// owner column, neither claims such a row nor voids its owner.
 
 /// The schema this release's instances record with their heartbeats; an
 /// instance row without one is an older release's.
@@ -218,7 +223,11 @@ const OLDER_WINDOW_TTLS: i64 = 10;
 /// adopted.
 pub(super) async fn adopt_from_older(c: &mut Conn, ttl_ms: i64) -> Result<u64, StoreError> {
     let window_ms = ttl_ms.saturating_mul(OLDER_WINDOW_TTLS);
-    let seen: bool = get(&c.query_one(OLDER_SEEN, &[&window_ms]).await?, 0, "older instances")?;
+    let seen: bool = get(
+        &c.query_one(OLDER_SEEN, &[&window_ms]).await?,
+        0,
+        "older instances",
+    )?;
     if !seen {
         return Ok(0);
     }

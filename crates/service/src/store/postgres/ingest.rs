@@ -27,8 +27,8 @@ macro_rules! count_events {
 /// order and place): each a log row in `deliveries` and a queue row in
 /// `delivery_queue` (PostgreSQL migration 12). Both read the one
 /// materialized `wanted`, so they take the same rows. The log row's owner
-/// is the queue's ([`super::claims::QUEUE_OWNER`]), so that an instance of
-/// an older release never claims it.
+/// is the queue's, `'delivery_queue'` (see `claims.rs`), so that an
+/// instance of an older release never claims it.
 macro_rules! insert_deliveries {
     () => {
         "new_deliveries AS (\

@@ -109,7 +109,6 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
-
     /// Starts a look for an older release's work to adopt into the queue,
     /// at most once per claim TTL and one at a time, in a task of its own:
     /// it scans the log while older instances have been seen lately, and
@@ -123,15 +122,19 @@ impl PostgresStore {
             return;
         }
         self.adopted_at.store(now, Relaxed);
-        let (pool, adopting, ttl_ms) = (self.pool.clone(), self.adopting.clone(), self.claim_ttl_ms);
+        let (pool, adopting, ttl_ms) =
+            (self.pool.clone(), self.adopting.clone(), self.claim_ttl_ms);
         tokio::spawn(async move {
             let adopted = match pool.get().await {
                 Ok(mut c) => claims::adopt_from_older(&mut c, ttl_ms).await,
-                Err(e) => Err(e.into()),
+                Err(e) => Err(e),
             };
             match adopted {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(adopted = n, "an older release's deliveries are in the queue now"),
+                Ok(n) => tracing::info!(
+                    adopted = n,
+                    "an older release's deliveries are in the queue now"
+                ),
                 Err(e) => tracing::warn!(error = %e, "cannot adopt an older release's deliveries"),
             }
             adopting.store(false, std::sync::atomic::Ordering::Release);

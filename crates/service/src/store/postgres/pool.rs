@@ -393,6 +393,8 @@ impl managed::Manager for Manager {
 
 /// A bounded set of connections shared by the store's calls (deadpool's
 /// managed pool: at most `size` connections, idle ones reused newest first).
+/// A clone shares the same connections.
+#[derive(Clone)]
 pub(super) struct Pool {
     inner: managed::Pool<Manager>,
     size: usize,
