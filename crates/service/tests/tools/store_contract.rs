@@ -3657,9 +3657,18 @@ mod postgres_queue {
         .await
         .expect("the older instance's rows");
 
-        // This instance's recovery adopts the one and drops the other.
+        // This instance's recovery adopts the one and drops the other. The
+        // older instance keeps beating meanwhile, as a live one does, so that
+        // a slow pass still sees it.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
+            sql.execute(
+                "UPDATE instances SET heartbeat_at = (extract(epoch FROM clock_timestamp()) * 1000)::int8 \
+                 WHERE id = 'inst_older'",
+                &[],
+            )
+            .await
+            .expect("the older instance's heartbeat");
             store.recover_claims("me").await.expect("recover");
             let adopted = f
                 .count("SELECT COUNT(*) FROM delivery_queue WHERE id = 'dlv_01JX0000000000000000000000'")

@@ -83,9 +83,10 @@ const ATTEMPTS: &str = concat!(
 );
 // Deliveries held by an instance right now (claimed in the queue, or, for
 // an older release's instance, in the log's owner column) are left alone:
-// they are being attempted. The log row's owner becomes the queue's. A finished delivery gets a queue row
-// again; a waiting one that nobody holds becomes due at $7 (if an instance
-// claimed it meanwhile, its row is left as it is, and so is its log row).
+// they are being attempted. A finished delivery gets a queue row again; a
+// waiting one that nobody holds becomes due at $7 (if an instance claimed
+// it meanwhile, its row is left as it is, and so is its log row). The log
+// row's owner becomes the queue's.
 // A replayed (finished) delivery joins its webhook's current order ($8, its
 // `orderingKey`, NULL when not ordered) at place $9, after everything
 // acknowledged before the replay. The log rows are locked first, so that

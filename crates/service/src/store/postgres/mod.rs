@@ -114,7 +114,7 @@ impl PostgresStore {
     /// it scans the log while older instances have been seen lately, and
     /// must not hold back the heartbeat that recovery runs beside.
     fn adopt_from_older(&self) {
-        use std::sync::atomic::Ordering::{AcqRel, Relaxed};
+        use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
         let now = webhook_domain::timefmt::now_ms();
         if now.saturating_sub(self.adopted_at.load(Relaxed)) < self.claim_ttl_ms
             || self.adopting.swap(true, AcqRel)
@@ -137,9 +137,10 @@ impl PostgresStore {
                 ),
                 Err(e) => tracing::warn!(error = %e, "cannot adopt an older release's deliveries"),
             }
-            adopting.store(false, std::sync::atomic::Ordering::Release);
+            adopting.store(false, Release);
         });
     }
+
     /// Connects to `url`, applies pending migrations and starts the writers.
     /// Fails if the server cannot be reached now.
     pub async fn connect(
