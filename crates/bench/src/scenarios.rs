@@ -441,6 +441,14 @@ pub(crate) fn report(
     if let Some(seconds) = svc.postgres_cpu_seconds() {
         extra.insert("postgres_cpu_ms_per_delivery".into(), per_delivery(seconds));
     }
+    // The rest of the machine: the receivers and producers share the
+    // service's cores, so a scenario whose receivers work hard (each
+    // delivery a TLS handshake in `many-endpoints`) caps the rate whatever
+    // the service spends.
+    extra.insert(
+        "harness_cpu_ms_per_delivery".into(),
+        per_delivery(svc.harness_cpu_seconds()),
+    );
     Report {
         scenario: name.into(),
         store: s.store().into(),

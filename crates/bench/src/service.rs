@@ -89,6 +89,8 @@ pub struct Service {
     /// The PostgreSQL server's CPU seconds when the service had started
     /// (with `--database-url` only).
     postgres_cpu_at_start: Option<f64>,
+    /// The harness's own CPU seconds when the service had started.
+    harness_cpu_at_start: f64,
 }
 
 impl Service {
@@ -135,6 +137,7 @@ impl Service {
             _data: Some(data),
             postgres_cpu_at_start: database_url
                 .and_then(|_| crate::machine::cpu_seconds_of("postgres")),
+            harness_cpu_at_start: crate::machine::own_cpu_seconds(),
         })
     }
 
@@ -216,6 +219,12 @@ impl Service {
     pub fn postgres_cpu_seconds(&self) -> Option<f64> {
         let start = self.postgres_cpu_at_start?;
         Some(crate::machine::cpu_seconds_of("postgres")? - start)
+    }
+
+    /// CPU time this harness process (receivers, producers, the scenario's
+    /// set-up and checks) has used since the service started, in seconds.
+    pub fn harness_cpu_seconds(&self) -> f64 {
+        crate::machine::own_cpu_seconds() - self.harness_cpu_at_start
     }
 
     /// Whether the process is still running.

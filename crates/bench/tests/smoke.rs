@@ -53,6 +53,13 @@ async fn every_scenario_runs_without_loss() {
                 "{name}: cpu_per_delivery_to_ceiling is {ratio:?}"
             );
         }
+        // The harness's own share of the machine (its receivers and
+        // producers worked in every scenario).
+        let harness = report.extra.get("harness_cpu_ms_per_delivery");
+        assert!(
+            harness.and_then(|v| v.as_f64()).is_some_and(|ms| ms > 0.0),
+            "{name}: harness_cpu_ms_per_delivery is {harness:?}"
+        );
         // The service timed its ingest commits (every scenario ingests).
         let commits = &report.extra["ingest_commit_ms"];
         assert!(
