@@ -222,7 +222,8 @@ impl Service {
     }
 
     /// CPU time this harness process (receivers, producers, the scenario's
-    /// set-up and checks) has used since the service started, in seconds.
+    /// set-up) has used since the service started, in seconds; a restart
+    /// does not reset it.
     pub fn harness_cpu_seconds(&self) -> f64 {
         crate::machine::own_cpu_seconds() - self.harness_cpu_at_start
     }
